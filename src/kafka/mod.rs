@@ -1,0 +1,4 @@
+//! Kafka plumbing: client configuration, topic administration, the embedded
+//! cluster, and the default partitioner.
+
+pub mod partitioner;

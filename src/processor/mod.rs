@@ -1,0 +1,81 @@
+//! The Processor API: records, processors and the context they run in.
+//!
+//! A [`Processor`] receives typed [`Record`]s one at a time, synchronously,
+//! on the stream thread that owns its task. Through its
+//! [`ProcessorContext`] it forwards records to its children, asks for a
+//! commit and schedules punctuations by stream time or by wall-clock time.
+
+mod context;
+mod record;
+
+pub use context::{ProcessorContext, RecordSource};
+pub use record::{Header, Headers, Record};
+
+use std::time::Duration;
+
+/// What a punctuation's clock is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PunctuationType {
+    /// Advances only as records advance the task's stream time (the largest
+    /// timestamp seen). Fires as soon as the first record arrives, then at
+    /// multiples of the interval.
+    StreamTime,
+    /// Advances with the system clock (a hand-driven clock in the test
+    /// driver). First fires one interval after scheduling.
+    WallClockTime,
+}
+
+/// Identifies a scheduled punctuation within its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PunctuationId(pub(crate) u64);
+
+/// A record processor: the unit of custom logic in a topology.
+///
+/// One instance exists per task (input partition), created by the supplier
+/// given to [`KStream::process`](crate::topology::KStream::process), so
+/// fields of `self` are per-partition state.
+///
+/// ```
+/// use eddy::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
+/// use std::time::Duration;
+///
+/// /// Forwards each value's length, and a tick every 10 s of stream time.
+/// struct Lengths;
+/// impl Processor<String, String, String, usize> for Lengths {
+///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, usize>) {
+///         ctx.schedule(Duration::from_secs(10), PunctuationType::StreamTime);
+///     }
+///     fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, usize>) {
+///         let len = r.value.len();
+///         ctx.forward(r.with_value(len));
+///     }
+///     fn punctuate(&mut self, _: PunctuationId, ts: i64, ctx: &mut ProcessorContext<'_, String, usize>) {
+///         ctx.forward(Record::new("tick".to_string(), 0, ts));
+///     }
+/// }
+/// ```
+pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
+    /// Called once when the task starts, before any record.
+    fn init(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) {}
+    /// Processes one record.
+    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>);
+    /// Called when a punctuation scheduled by this processor fires;
+    /// `timestamp` is the current stream time or wall-clock time.
+    fn punctuate(
+        &mut self,
+        _id: PunctuationId,
+        _timestamp: i64,
+        _ctx: &mut ProcessorContext<'_, KOut, VOut>,
+    ) {
+    }
+    /// Called once when the task closes (rebalance or shutdown).
+    fn close(&mut self) {}
+}
+
+/// Types that can flow through a topology as keys or values.
+pub trait Data: Clone + 'static {}
+impl<T: Clone + 'static> Data for T {}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,97 @@
+//! Per-task state that every node of the task can reach while processing.
+
+use std::sync::Arc;
+
+use rdkafka::message::{BorrowedHeaders, Headers as _};
+
+use super::output::OutputBuffer;
+use super::punctuation::Punctuations;
+use super::TaskId;
+use crate::processor::{Header, Headers};
+use crate::topology::{TopicRef, TopicTable};
+
+/// A record as it arrives from Kafka (or from the test driver), not yet
+/// decoded. Borrowed: nothing is copied until a source decodes it.
+#[derive(Clone, Copy)]
+pub(crate) struct RawRecord<'a> {
+    pub(crate) topic: TopicRef,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: RawHeaders<'a>,
+}
+
+/// Headers of a raw record, wherever they live.
+#[derive(Clone, Copy)]
+pub(crate) enum RawHeaders<'a> {
+    Kafka(Option<&'a BorrowedHeaders>),
+    Owned(&'a Headers),
+}
+
+impl RawHeaders<'_> {
+    pub(crate) fn to_headers(self) -> Headers {
+        match self {
+            RawHeaders::Owned(h) => h.clone(),
+            RawHeaders::Kafka(None) => Headers::new(),
+            RawHeaders::Kafka(Some(h)) => Headers(
+                h.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// State shared by the nodes of one task.
+pub(crate) struct TaskContext {
+    pub(crate) id: TaskId,
+    pub(crate) application_id: Arc<str>,
+    pub(crate) topics: Arc<TopicTable>,
+    /// Largest timestamp seen; `i64::MIN` before the first record.
+    pub(crate) stream_time: i64,
+    /// Wall-clock time in epoch milliseconds, set by the thread (or driver).
+    pub(crate) wall_clock: i64,
+    /// (topic, partition, offset) of the record being processed.
+    pub(crate) source: Option<(TopicRef, i32, i64)>,
+    pub(crate) output: OutputBuffer,
+    pub(crate) commit_requested: bool,
+    pub(crate) punctuations: Punctuations,
+    /// Why processing the current record failed, if it did.
+    pub(crate) failure: Option<String>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        id: TaskId,
+        application_id: Arc<str>,
+        topics: Arc<TopicTable>,
+        wall_clock: i64,
+    ) -> Self {
+        TaskContext {
+            id,
+            application_id,
+            topics,
+            stream_time: i64::MIN,
+            wall_clock,
+            source: None,
+            output: OutputBuffer::default(),
+            commit_requested: false,
+            punctuations: Punctuations::default(),
+            failure: None,
+        }
+    }
+
+    pub(crate) fn advance_stream_time(&mut self, timestamp: i64) {
+        self.stream_time = self.stream_time.max(timestamp);
+    }
+
+    /// Marks the current record as failed; the first reason is kept.
+    pub(crate) fn fail(&mut self, reason: String) {
+        self.failure.get_or_insert(reason);
+    }
+}

@@ -1,0 +1,20 @@
+//! The runtime: tasks, stream threads, commits, rebalances and shutdown.
+//!
+//! A worker ([`KafkaStreams`]) runs `num_stream_threads` stream threads. Each
+//! thread owns a consumer in the group named by `application.id` and a
+//! producer; it polls records in batches, routes each to the task of its
+//! partition, processes it synchronously through the task's nodes, and hands
+//! the outputs to the producer. A commit flushes the producer, checks every
+//! delivery was acknowledged, and only then commits the consumed offsets.
+
+mod context;
+mod node;
+mod output;
+mod punctuation;
+mod task;
+
+pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
+pub(crate) use node::{forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode};
+pub(crate) use output::OutputBuffer;
+pub(crate) use task::{Outcome, Task, TaskSettings};
+pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};

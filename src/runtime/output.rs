@@ -1,0 +1,152 @@
+//! The records a task produced and has not yet handed to the producer.
+
+use std::ops::Range;
+
+use crate::processor::Headers;
+use crate::serde::{Serde, SerdeError};
+use crate::topology::TopicRef;
+
+/// Where and when an output record goes.
+#[derive(Debug)]
+pub(crate) struct OutMeta {
+    pub(crate) topic: TopicRef,
+    /// `None` lets the producer's partitioner (murmur2 of the key) choose.
+    pub(crate) partition: Option<i32>,
+    pub(crate) timestamp: i64,
+    pub(crate) headers: Headers,
+}
+
+#[derive(Debug)]
+struct Slot {
+    meta: OutMeta,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+}
+
+/// One serialized output record, borrowed from the buffer.
+#[derive(Debug)]
+pub(crate) struct OutRecord<'a> {
+    pub(crate) meta: &'a OutMeta,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+}
+
+/// An arena of serialized output records: all keys and values share one
+/// byte buffer, reused batch after batch, so producing a record costs no
+/// allocation of its own.
+#[derive(Debug, Default)]
+pub(crate) struct OutputBuffer {
+    bytes: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+impl OutputBuffer {
+    /// Serializes and appends a record; `None` key or value is a null. On a
+    /// serialization error nothing is appended.
+    pub(crate) fn push<K: 'static, V: 'static>(
+        &mut self,
+        meta: OutMeta,
+        key: Option<(&K, &dyn Serde<K>)>,
+        value: Option<(&V, &dyn Serde<V>)>,
+    ) -> Result<(), SerdeError> {
+        let mark = self.bytes.len();
+        let result = (|| {
+            let key = self.encode(key)?;
+            let value = self.encode(value)?;
+            Ok((key, value))
+        })();
+        match result {
+            Ok((key, value)) => {
+                self.slots.push(Slot { meta, key, value });
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.truncate(mark);
+                Err(e)
+            }
+        }
+    }
+
+    /// Appends already-encoded bytes (dead-letter copies of input records).
+    pub(crate) fn push_raw(&mut self, meta: OutMeta, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let mut copy = |data: Option<&[u8]>| {
+            data.map(|d| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(d);
+                start..self.bytes.len()
+            })
+        };
+        let key = copy(key);
+        let value = copy(value);
+        self.slots.push(Slot { meta, key, value });
+    }
+
+    fn encode<T: 'static>(
+        &mut self,
+        part: Option<(&T, &dyn Serde<T>)>,
+    ) -> Result<Option<Range<usize>>, SerdeError> {
+        part.map(|(v, serde)| {
+            let start = self.bytes.len();
+            serde.serialize(v, &mut self.bytes)?;
+            Ok(start..self.bytes.len())
+        })
+        .transpose()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = OutRecord<'_>> {
+        self.slots.iter().map(|s| OutRecord {
+            meta: &s.meta,
+            key: s.key.clone().map(|r| &self.bytes[r]),
+            value: s.value.clone().map(|r| &self.bytes[r]),
+        })
+    }
+
+    /// Empties the buffer, keeping its capacity.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.slots.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serde::{I64Serde, StringSerde};
+
+    fn meta() -> OutMeta {
+        OutMeta {
+            topic: TopicRef(0),
+            partition: None,
+            timestamp: 5,
+            headers: Headers::new(),
+        }
+    }
+
+    #[test]
+    fn records_share_one_buffer_and_nulls_stay_null() {
+        let mut out = OutputBuffer::default();
+        out.push(meta(), Some((&"k".to_string(), &StringSerde as _)), Some((&7i64, &I64Serde as _)))
+            .unwrap();
+        out.push::<String, i64>(meta(), None, None).unwrap();
+        out.push_raw(meta(), Some(b"raw"), None);
+        let got: Vec<_> = out.iter().map(|r| (r.key, r.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(&b"k"[..]), Some(&7i64.to_be_bytes()[..])),
+                (None, None),
+                (Some(&b"raw"[..]), None)
+            ]
+        );
+        out.clear();
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,298 @@
+//! A task: one sub-topology instantiated for one partition number.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::context::{RawRecord, TaskContext};
+use super::node::{Instance, Lifecycle, RawSource};
+use super::output::OutMeta;
+use crate::processor::PunctuationType;
+use crate::topology::{TopicRef, TopicTable, Topology};
+
+/// Identifies a task: sub-topology number and partition number, shown as
+/// `<subtopology>_<partition>` like Kafka Streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition number of its input topics.
+    pub partition: i32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// What to do with a record that cannot be decoded or processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// Write it to the dead-letter topic with headers saying why, and go on.
+    #[default]
+    DeadLetter,
+    /// Stop the worker with an error.
+    Fail,
+}
+
+/// Header names on dead-lettered records (those of Kafka Streams' KIP-1034).
+pub mod dlq_headers {
+    /// Error class: `deserialization` or `processing`.
+    pub const EXCEPTION: &str = "__streams.errors.exception";
+    /// The error message.
+    pub const MESSAGE: &str = "__streams.errors.message";
+    /// Source topic.
+    pub const TOPIC: &str = "__streams.errors.topic";
+    /// Source partition, in decimal.
+    pub const PARTITION: &str = "__streams.errors.partition";
+    /// Source offset, in decimal.
+    pub const OFFSET: &str = "__streams.errors.offset";
+}
+
+/// A record the task could not handle under the `Fail` policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} error on {topic}-{partition}@{offset}: {message}")]
+pub struct RecordError {
+    /// `deserialization` or `processing`.
+    pub kind: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// What happened to one input record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Processed,
+    DeadLettered,
+}
+
+#[derive(Debug)]
+struct Position {
+    topic: TopicRef,
+    partition: i32,
+    /// Next offset to read; what a commit stores.
+    next: i64,
+    committed: i64,
+}
+
+/// Settings every task of a worker shares.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskSettings {
+    pub(crate) application_id: Arc<str>,
+    pub(crate) topics: Arc<TopicTable>,
+    pub(crate) dead_letter_topic: TopicRef,
+    pub(crate) on_error: ErrorPolicy,
+}
+
+pub(crate) struct Task {
+    pub(crate) ctx: TaskContext,
+    /// Source per topic ref (sparse).
+    sources: Vec<Option<Box<dyn RawSource>>>,
+    /// Processor nodes by node index, in topological order.
+    processors: Vec<(usize, Rc<RefCell<dyn Lifecycle>>)>,
+    positions: Vec<Position>,
+    dead_letter_topic: TopicRef,
+    on_error: ErrorPolicy,
+}
+
+impl Task {
+    /// Instantiates sub-topology `id.subtopology` for partition
+    /// `id.partition` and initializes its processors.
+    pub(crate) fn new(topology: &Topology, id: TaskId, settings: &TaskSettings, now: i64) -> Task {
+        let sub = &topology.subtopologies[id.subtopology as usize];
+        let mut instances: Vec<Option<Instance>> = (0..topology.nodes.len()).map(|_| None).collect();
+        for &i in sub.nodes.iter().rev() {
+            let def = &topology.nodes[i];
+            let children: Vec<_> = def
+                .children
+                .iter()
+                .map(|&c| {
+                    let inst = instances[c].as_ref().expect("children are built first");
+                    (topology.nodes[c].name.clone(), inst)
+                })
+                .collect();
+            let inst = def.factory.instantiate(i, &children);
+            instances[i] = Some(inst);
+        }
+        let mut sources: Vec<Option<Box<dyn RawSource>>> = (0..settings.topics.len()).map(|_| None).collect();
+        let mut processors = Vec::new();
+        for &i in &sub.nodes {
+            match instances[i].take() {
+                Some(Instance::Source(s)) => {
+                    let crate::topology::NodeKind::Source { topic } = &topology.nodes[i].kind else {
+                        unreachable!("only source nodes build sources")
+                    };
+                    let t = settings.topics.get(topic).expect("source topics are interned");
+                    sources[t.0 as usize] = Some(s);
+                }
+                Some(Instance::Node {
+                    lifecycle: Some(l), ..
+                }) => processors.push((i, l)),
+                _ => {}
+            }
+        }
+        let mut task = Task {
+            ctx: TaskContext::new(id, settings.application_id.clone(), settings.topics.clone(), now),
+            sources,
+            processors,
+            positions: Vec::new(),
+            dead_letter_topic: settings.dead_letter_topic,
+            on_error: settings.on_error,
+        };
+        for (_, p) in &task.processors {
+            p.borrow_mut().init(&mut task.ctx);
+        }
+        task
+    }
+
+    pub(crate) fn id(&self) -> TaskId {
+        self.ctx.id
+    }
+
+    /// Adds an input partition (after an assignment).
+    pub(crate) fn add_partition(&mut self, topic: TopicRef, partition: i32) {
+        if !self.positions.iter().any(|p| p.topic == topic && p.partition == partition) {
+            self.positions.push(Position {
+                topic,
+                partition,
+                next: -1,
+                committed: -1,
+            });
+        }
+    }
+
+    /// Removes an input partition; returns whether the task has none left.
+    pub(crate) fn remove_partition(&mut self, topic: TopicRef, partition: i32) -> bool {
+        self.positions
+            .retain(|p| !(p.topic == topic && p.partition == partition));
+        self.positions.is_empty()
+    }
+
+    /// Runs one record through the task.
+    pub(crate) fn process(&mut self, raw: &RawRecord<'_>) -> Result<Outcome, RecordError> {
+        self.ctx.source = Some((raw.topic, raw.partition, raw.offset));
+        let source = self.sources[raw.topic.0 as usize]
+            .as_mut()
+            .expect("records are routed to the task that reads their topic");
+        let failure = match source.process(raw, &mut self.ctx) {
+            Err(e) => Some(("deserialization", e.to_string())),
+            Ok(()) => self.ctx.failure.take().map(|m| ("processing", m)),
+        };
+        self.ctx.source = None;
+        let outcome = match failure {
+            None => Outcome::Processed,
+            Some((kind, message)) => match self.on_error {
+                ErrorPolicy::DeadLetter => {
+                    self.dead_letter(raw, kind, &message);
+                    Outcome::DeadLettered
+                }
+                ErrorPolicy::Fail => {
+                    return Err(RecordError {
+                        kind,
+                        message,
+                        topic: self.ctx.topics.name(raw.topic).to_owned(),
+                        partition: raw.partition,
+                        offset: raw.offset,
+                    })
+                }
+            },
+        };
+        if let Some(p) = self
+            .positions
+            .iter_mut()
+            .find(|p| p.topic == raw.topic && p.partition == raw.partition)
+        {
+            p.next = raw.offset + 1;
+        }
+        if self
+            .ctx
+            .punctuations
+            .any_due(PunctuationType::StreamTime, self.ctx.stream_time)
+        {
+            self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time);
+        }
+        Ok(outcome)
+    }
+
+    fn dead_letter(&mut self, raw: &RawRecord<'_>, kind: &str, message: &str) {
+        let mut headers = raw.headers.to_headers();
+        headers
+            .add(dlq_headers::EXCEPTION, kind)
+            .add(dlq_headers::MESSAGE, message)
+            .add(dlq_headers::TOPIC, self.ctx.topics.name(raw.topic))
+            .add(dlq_headers::PARTITION, raw.partition.to_string())
+            .add(dlq_headers::OFFSET, raw.offset.to_string());
+        tracing::warn!(
+            task = %self.ctx.id,
+            topic = self.ctx.topics.name(raw.topic),
+            partition = raw.partition,
+            offset = raw.offset,
+            "{kind} error, record sent to the dead-letter topic: {message}"
+        );
+        let meta = OutMeta {
+            topic: self.dead_letter_topic,
+            partition: None,
+            timestamp: raw.timestamp,
+            headers,
+        };
+        self.ctx.output.push_raw(meta, raw.key, raw.value);
+    }
+
+    /// Advances the wall clock and fires due wall-clock punctuations.
+    pub(crate) fn advance_wall_clock(&mut self, now: i64) {
+        self.ctx.wall_clock = now;
+        if self.ctx.punctuations.any_due(PunctuationType::WallClockTime, now) {
+            self.punctuate(PunctuationType::WallClockTime, now);
+        }
+    }
+
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) {
+        for (id, node) in self.ctx.punctuations.due(kind, now) {
+            // A punctuation may cancel another that was due at the same time.
+            if !self.ctx.punctuations.contains(id) {
+                continue;
+            }
+            if let Some((_, p)) = self.processors.iter().find(|(i, _)| *i == node) {
+                p.borrow_mut().punctuate(id, now, &mut self.ctx);
+            }
+            if let Some(reason) = self.ctx.failure.take() {
+                tracing::error!(task = %self.ctx.id, "punctuation output dropped: {reason}");
+            }
+        }
+    }
+
+    /// Input positions not yet committed: `(topic, partition, next offset)`.
+    pub(crate) fn uncommitted(&self) -> impl Iterator<Item = (TopicRef, i32, i64)> + '_ {
+        self.positions
+            .iter()
+            .filter(|p| p.next > p.committed)
+            .map(|p| (p.topic, p.partition, p.next))
+    }
+
+    /// Records that everything returned by `uncommitted` is committed.
+    pub(crate) fn mark_committed(&mut self) {
+        for p in &mut self.positions {
+            p.committed = p.next;
+        }
+    }
+
+    /// Whether a processor asked for a commit; clears the request.
+    pub(crate) fn take_commit_request(&mut self) -> bool {
+        std::mem::take(&mut self.ctx.commit_requested)
+    }
+
+    /// Closes the processors. Outputs must have been drained before.
+    pub(crate) fn close(&mut self) {
+        for (_, p) in &self.processors {
+            p.borrow_mut().close();
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The typed DSL: [`StreamsBuilder`] and [`KStream`].
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
+use super::stateless::*;
+use crate::processor::{Data, Processor};
+use crate::runtime::{typed_children, Instance, SinkNode, SourceNode};
+use crate::serde::Serde;
+
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<NodeDef>,
+    topics: TopicTable,
+}
+
+impl Graph {
+    fn add(
+        &mut self,
+        op: &'static str,
+        kind: NodeKind,
+        parents: Vec<usize>,
+        factory: Arc<dyn NodeFactory>,
+    ) -> usize {
+        let index = self.nodes.len();
+        let name = format!("KSTREAM-{}-{index:010}", op.to_uppercase());
+        self.nodes.push(NodeDef {
+            name: name.into(),
+            kind,
+            parents,
+            children: Vec::new(),
+            factory,
+        });
+        index
+    }
+}
+
+/// Builds a [`Topology`] with the typed DSL.
+///
+/// ```
+/// use eddy::serde::{I64Serde, StringSerde};
+/// use eddy::topology::StreamsBuilder;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("words", StringSerde, StringSerde)
+///     .filter(|_, w| !w.is_empty())
+///     .map_values(|w| w.len() as i64)
+///     .to("lengths", StringSerde, I64Serde);
+/// let topology = builder.build().unwrap();
+/// assert_eq!(topology.source_topics(), ["words"]);
+/// println!("{}", topology.describe());
+/// ```
+#[derive(Default)]
+pub struct StreamsBuilder {
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`, decoded with the given serdes.
+    /// Records whose key or value fails to decode go to the dead-letter
+    /// topic (or stop the worker, by configuration).
+    pub fn stream<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> KStream<K, V> {
+        let factory = Arc::new(SourceFactory {
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        });
+        let mut g = self.graph.borrow_mut();
+        g.topics.intern(topic);
+        let node = g.add(
+            "source",
+            NodeKind::Source {
+                topic: topic.to_owned(),
+            },
+            Vec::new(),
+            factory,
+        );
+        KStream::new(self.graph.clone(), node)
+    }
+
+    /// Freezes the graph into a [`Topology`].
+    pub fn build(self) -> Result<Topology, TopologyError> {
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        Topology::new(graph.nodes, graph.topics)
+    }
+}
+
+/// A typed stream of records: the result of a source or of an operator.
+/// Operators take `&self`, so a stream can feed several downstream
+/// operators (each gets every record).
+pub struct KStream<K, V> {
+    graph: Rc<RefCell<Graph>>,
+    node: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Data, V: Data> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream::new(self.graph.clone(), self.node)
+    }
+}
+
+impl<K: Data, V: Data> KStream<K, V> {
+    fn new(graph: Rc<RefCell<Graph>>, node: usize) -> Self {
+        KStream {
+            graph,
+            node,
+            _types: PhantomData,
+        }
+    }
+
+    fn add<KO: Data, VO: Data, P, S>(&self, op: &'static str, parents: Vec<usize>, supplier: S) -> KStream<KO, VO>
+    where
+        S: Fn() -> P + Send + Sync + 'static,
+        P: Processor<K, V, KO, VO>,
+    {
+        let factory = Arc::new(ProcessorFactory::<S, K, V, KO, VO> {
+            supplier,
+            _types: PhantomData,
+        });
+        let node = self
+            .graph
+            .borrow_mut()
+            .add(op, NodeKind::Processor { op }, parents, factory);
+        KStream::new(self.graph.clone(), node)
+    }
+
+    /// Names the node that produces this stream (instead of the generated
+    /// `KSTREAM-<OP>-<n>`); names show in `describe` and must be unique.
+    pub fn named(self, name: &str) -> Self {
+        self.graph.borrow_mut().nodes[self.node].name = name.into();
+        self
+    }
+
+    /// Keeps the records for which `predicate` holds.
+    pub fn filter<F>(&self, predicate: F) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let predicate = Arc::new(predicate);
+        self.add("filter", vec![self.node], move || Filter {
+            predicate: predicate.clone(),
+            keep: true,
+        })
+    }
+
+    /// Drops the records for which `predicate` holds.
+    pub fn filter_not<F>(&self, predicate: F) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let predicate = Arc::new(predicate);
+        self.add("filter-not", vec![self.node], move || Filter {
+            predicate: predicate.clone(),
+            keep: false,
+        })
+    }
+
+    /// Replaces key and value.
+    pub fn map<K2: Data, V2: Data, F>(&self, mapper: F) -> KStream<K2, V2>
+    where
+        F: Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("map", vec![self.node], move || Map(mapper.clone()))
+    }
+
+    /// Replaces the value, keeping the key.
+    pub fn map_values<V2: Data, F>(&self, mapper: F) -> KStream<K, V2>
+    where
+        F: Fn(V) -> V2 + Send + Sync + 'static,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("map-values", vec![self.node], move || MapValues(mapper.clone()))
+    }
+
+    /// Replaces each record by zero or more records.
+    pub fn flat_map<K2: Data, V2: Data, I, F>(&self, mapper: F) -> KStream<K2, V2>
+    where
+        F: Fn(K, V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("flatmap", vec![self.node], move || FlatMap(mapper.clone()))
+    }
+
+    /// Replaces each value by zero or more values under the same key.
+    pub fn flat_map_values<V2: Data, I, F>(&self, mapper: F) -> KStream<K, V2>
+    where
+        F: Fn(V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = V2>,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("flatmap-values", vec![self.node], move || {
+            FlatMapValues(mapper.clone())
+        })
+    }
+
+    /// Computes a new key from key and value.
+    pub fn select_key<K2: Data, F>(&self, mapper: F) -> KStream<K2, V>
+    where
+        F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("key-select", vec![self.node], move || SelectKey(mapper.clone()))
+    }
+
+    /// Calls `action` on each record and passes it on unchanged.
+    pub fn peek<F>(&self, action: F) -> Self
+    where
+        F: Fn(&K, &V) + Send + Sync + 'static,
+    {
+        let action = Arc::new(action);
+        self.add("peek", vec![self.node], move || Peek {
+            action: action.clone(),
+            terminal: false,
+        })
+    }
+
+    /// Calls `action` on each record; ends the stream.
+    pub fn foreach<F>(&self, action: F)
+    where
+        F: Fn(&K, &V) + Send + Sync + 'static,
+    {
+        let action = Arc::new(action);
+        let _: KStream<K, V> = self.add("foreach", vec![self.node], move || Peek {
+            action: action.clone(),
+            terminal: true,
+        });
+    }
+
+    /// Records of both streams, in arrival order.
+    pub fn merge(&self, other: &KStream<K, V>) -> Self {
+        self.add("merge", vec![self.node, other.node], || PassThrough)
+    }
+
+    /// Routes each record to the first branch whose predicate holds.
+    ///
+    /// ```
+    /// use eddy::serde::StringSerde;
+    /// use eddy::topology::StreamsBuilder;
+    /// let b = StreamsBuilder::new();
+    /// let branches = b
+    ///     .stream("in", StringSerde, StringSerde)
+    ///     .split("by-size")
+    ///     .branch("long", |_, v: &String| v.len() > 10)
+    ///     .branch("short", |_, v: &String| !v.is_empty())
+    ///     .default_branch("empty");
+    /// branches["long"].to("long-words", StringSerde, StringSerde);
+    /// ```
+    pub fn split(&self, name: &str) -> SplitBuilder<K, V> {
+        SplitBuilder {
+            stream: self.clone(),
+            name: name.to_owned(),
+            branches: Vec::new(),
+        }
+    }
+
+    /// Runs a custom [`Processor`], one instance per task, made by `supplier`.
+    pub fn process<KO: Data, VO: Data, P, S>(&self, supplier: S) -> KStream<KO, VO>
+    where
+        S: Fn() -> P + Send + Sync + 'static,
+        P: Processor<K, V, KO, VO>,
+    {
+        self.add("processor", vec![self.node], supplier)
+    }
+
+    /// Writes the stream to `topic`, encoded with the given serdes. The
+    /// producer partitions by the murmur2 hash of the encoded key, as the
+    /// Java client does.
+    pub fn to(&self, topic: &str, key_serde: impl Serde<K>, value_serde: impl Serde<V>) {
+        let mut g = self.graph.borrow_mut();
+        let topic_ref = g.topics.intern(topic);
+        let factory = Arc::new(SinkFactory {
+            topic: topic_ref,
+            key_serde: Arc::new(key_serde) as Arc<dyn Serde<K>>,
+            value_serde: Arc::new(value_serde) as Arc<dyn Serde<V>>,
+        });
+        g.add(
+            "sink",
+            NodeKind::Sink {
+                topic: topic.to_owned(),
+            },
+            vec![self.node],
+            factory,
+        );
+    }
+}
+
+/// Collects the branches of [`KStream::split`].
+pub struct SplitBuilder<K, V> {
+    stream: KStream<K, V>,
+    name: String,
+    branches: Vec<(String, Predicate<K, V>)>,
+}
+
+/// The branch streams of a split, by branch name.
+pub type Branches<K, V> = BTreeMap<String, KStream<K, V>>;
+
+impl<K: Data, V: Data> SplitBuilder<K, V> {
+    /// Adds a branch, tried after the branches added before it.
+    pub fn branch<F>(mut self, name: &str, predicate: F) -> Self
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        self.branches.push((name.to_owned(), Box::new(predicate)));
+        self
+    }
+
+    /// Ends the split with a branch for records no predicate matched.
+    pub fn default_branch(self, name: &str) -> Branches<K, V> {
+        self.finish(Some(name.to_owned()))
+    }
+
+    /// Ends the split; records no predicate matched are dropped.
+    pub fn no_default_branch(self) -> Branches<K, V> {
+        self.finish(None)
+    }
+
+    fn finish(self, default: Option<String>) -> Branches<K, V> {
+        let child = |b: &str| -> Arc<str> { format!("{}-{b}", self.name).into() };
+        let default_child = default.as_deref().map(child);
+        let names: Vec<String> = self
+            .branches
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(default)
+            .collect();
+        let branches: Arc<Vec<(Arc<str>, Predicate<K, V>)>> = Arc::new(
+            self.branches
+                .into_iter()
+                .map(|(n, p)| (child(&n), p))
+                .collect(),
+        );
+        let split = self
+            .stream
+            .add("branch", vec![self.stream.node], move || Split {
+                branches: branches.clone(),
+                default: default_child.clone(),
+            })
+            .named(&self.name);
+        names
+            .into_iter()
+            .map(|n| {
+                let outlet = split
+                    .add("branch-outlet", vec![split.node], || PassThrough)
+                    .named(&child(&n));
+                (n, outlet)
+            })
+            .collect()
+    }
+}
+
+struct SourceFactory<K, V> {
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
+    fn instantiate(&self, _index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
+        Instance::Source(Box::new(SourceNode {
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            children: typed_children(children),
+        }))
+    }
+}
+
+struct SinkFactory<K, V> {
+    topic: TopicRef,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
+    fn instantiate(&self, _index: usize, _children: &[(Arc<str>, &Instance)]) -> Instance {
+        SinkNode {
+            topic: self.topic,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+        .instance()
+    }
+}

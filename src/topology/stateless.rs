@@ -1,0 +1,182 @@
+//! The processors behind the stateless DSL operators.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::graph::NodeFactory;
+use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::runtime::{typed_children, Instance, ProcessorNode};
+
+/// Builds a fresh processor per task from a supplier.
+pub(crate) struct ProcessorFactory<S, KI, VI, KO, VO> {
+    pub(crate) supplier: S,
+    pub(crate) _types: PhantomData<fn(KI, VI) -> (KO, VO)>,
+}
+
+impl<S, P, KI, VI, KO, VO> NodeFactory for ProcessorFactory<S, KI, VI, KO, VO>
+where
+    S: Fn() -> P + Send + Sync,
+    P: Processor<KI, VI, KO, VO>,
+    KI: Data,
+    VI: Data,
+    KO: Data,
+    VO: Data,
+{
+    fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
+        ProcessorNode::<P, KI, VI, KO, VO>::instance(
+            index,
+            (self.supplier)(),
+            typed_children(children),
+        )
+    }
+}
+
+pub(crate) struct Filter<F> {
+    pub(crate) predicate: Arc<F>,
+    pub(crate) keep: bool,
+}
+
+impl<K: Data, V: Data, F> Processor<K, V, K, V> for Filter<F>
+where
+    F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>) {
+        if (self.predicate)(&r.key, &r.value) == self.keep {
+            ctx.forward(r);
+        }
+    }
+}
+
+pub(crate) struct Map<F>(pub(crate) Arc<F>);
+
+impl<K: Data, V: Data, K2: Data, V2: Data, F> Processor<K, V, K2, V2> for Map<F>
+where
+    F: Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>) {
+        let (k, v) = (self.0)(r.key, r.value);
+        ctx.forward(Record {
+            key: k,
+            value: v,
+            timestamp: r.timestamp,
+            headers: r.headers,
+        });
+    }
+}
+
+pub(crate) struct MapValues<F>(pub(crate) Arc<F>);
+
+impl<K: Data, V: Data, V2: Data, F> Processor<K, V, K, V2> for MapValues<F>
+where
+    F: Fn(V) -> V2 + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>) {
+        let v = (self.0)(r.value);
+        ctx.forward(Record {
+            key: r.key,
+            value: v,
+            timestamp: r.timestamp,
+            headers: r.headers,
+        });
+    }
+}
+
+pub(crate) struct FlatMap<F>(pub(crate) Arc<F>);
+
+impl<K: Data, V: Data, K2: Data, V2: Data, I, F> Processor<K, V, K2, V2> for FlatMap<F>
+where
+    F: Fn(K, V) -> I + Send + Sync + 'static,
+    I: IntoIterator<Item = (K2, V2)>,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>) {
+        for (k, v) in (self.0)(r.key, r.value) {
+            ctx.forward(Record {
+                key: k,
+                value: v,
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            });
+        }
+    }
+}
+
+pub(crate) struct FlatMapValues<F>(pub(crate) Arc<F>);
+
+impl<K: Data, V: Data, V2: Data, I, F> Processor<K, V, K, V2> for FlatMapValues<F>
+where
+    F: Fn(V) -> I + Send + Sync + 'static,
+    I: IntoIterator<Item = V2>,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>) {
+        for v in (self.0)(r.value) {
+            ctx.forward(Record {
+                key: r.key.clone(),
+                value: v,
+                timestamp: r.timestamp,
+                headers: r.headers.clone(),
+            });
+        }
+    }
+}
+
+pub(crate) struct SelectKey<F>(pub(crate) Arc<F>);
+
+impl<K: Data, V: Data, K2: Data, F> Processor<K, V, K2, V> for SelectKey<F>
+where
+    F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V>) {
+        let k = (self.0)(&r.key, &r.value);
+        ctx.forward(r.with_key(k));
+    }
+}
+
+/// Calls an action for each record; forwards it unless `terminal`.
+pub(crate) struct Peek<F> {
+    pub(crate) action: Arc<F>,
+    pub(crate) terminal: bool,
+}
+
+impl<K: Data, V: Data, F> Processor<K, V, K, V> for Peek<F>
+where
+    F: Fn(&K, &V) + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>) {
+        (self.action)(&r.key, &r.value);
+        if !self.terminal {
+            ctx.forward(r);
+        }
+    }
+}
+
+/// Forwards unchanged (merge points and branch outlets).
+pub(crate) struct PassThrough;
+
+impl<K: Data, V: Data> Processor<K, V, K, V> for PassThrough {
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>) {
+        ctx.forward(r);
+    }
+}
+
+pub(crate) type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+/// Sends each record to the first branch whose predicate holds, else to the
+/// default branch if there is one, else drops it.
+pub(crate) struct Split<K, V> {
+    pub(crate) branches: Arc<Vec<(Arc<str>, Predicate<K, V>)>>,
+    pub(crate) default: Option<Arc<str>>,
+}
+
+impl<K: Data, V: Data> Processor<K, V, K, V> for Split<K, V> {
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>) {
+        let target = self
+            .branches
+            .iter()
+            .find(|(_, p)| p(&r.key, &r.value))
+            .map(|(child, _)| child)
+            .or(self.default.as_ref());
+        if let Some(child) = target {
+            ctx.forward_to(child, r);
+        }
+    }
+}
