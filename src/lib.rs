@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use eddy::serde::StringSerde;
-//! use eddy::testing::TopologyTestDriver;
+//! use eddy::testing::{TestTopic, TopologyTestDriver};
 //! use eddy::topology::StreamsBuilder;
 //!
 //! let builder = StreamsBuilder::new();
@@ -17,15 +17,23 @@
 //!     .map_values(|v: String| v.to_uppercase())
 //!     .to("out", StringSerde, StringSerde);
 //! let mut driver = TopologyTestDriver::new(builder.build().unwrap());
-//! driver.pipe("in", &StringSerde, &StringSerde, "k".to_string(), "hello".to_string(), 0);
-//! let out = driver.read_output("out", &StringSerde, &StringSerde);
-//! assert_eq!(out[0].value, "HELLO");
+//! let input = TestTopic::new("in", StringSerde, StringSerde);
+//! let output = TestTopic::new("out", StringSerde, StringSerde);
+//! driver.pipe(&input, "k".into(), "hello".into(), 0).unwrap();
+//! assert_eq!(driver.read_key_values(&output).unwrap(), [("k".into(), "HELLO".into())]);
 //! ```
 #![warn(missing_docs)]
 
+mod error;
 pub mod kafka;
+pub mod observability;
 pub mod processor;
 pub mod runtime;
 pub mod serde;
 pub mod testing;
 pub mod topology;
+
+pub use error::Error;
+
+/// `Result` with eddy's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

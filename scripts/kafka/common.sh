@@ -10,6 +10,7 @@
 #                                                          its controller listener that +1)
 #   EDDY_KAFKA_START_TIMEOUT  seconds start.sh waits      (default 60)
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 KAFKA_SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 EDDY_CACHE="${EDDY_CACHE:-$HOME/.cache/eddy}"
 KAFKA_VERSION="${EDDY_KAFKA_VERSION:-4.3.1}"
@@ -46,9 +47,26 @@ live_pid() {
   [[ -f "$pidfile" ]] || return 1
   pid="$(cat "$pidfile" 2>/dev/null || true)"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
+  pid_running "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
   echo "$pid"
+}
+
+# Running (not just a zombie waiting to be reaped) process?
+pid_running() {
+  local st
+  st="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+
+# A Kafka-style Uuid (16 random bytes, base64url, no padding) without starting a JVM;
+# like Uuid.randomUuid(), never one starting with '-'.
+kafka_uuid() {
+  local u
+  while :; do
+    u="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ ${#u} -eq 22 && "$u" != -* && "$u" != AAAAAAAAAAAAAAAAAAAAA* ]] && { echo "$u"; return; }
+  done
 }
 
 # Number of live nodes of a cluster (by pid files).

@@ -47,5 +47,5 @@ rm -rf "$KAFKA_LIBS" "$KAFKA_HOME/config"
 mv "$tmp" "$KAFKA_LIBS"
 trap - EXIT
 echo "$stamp" >"$KAFKA_HOME/.fetched"
-klog "fetched $(ls "$KAFKA_LIBS" | wc -l) jars ($(du -sh "$KAFKA_LIBS" | cut -f1))"
+klog "fetched $(find "$KAFKA_LIBS" -name "*.jar" | wc -l) jars ($(du -sh "$KAFKA_LIBS" | cut -f1))"
 echo "$KAFKA_LIBS"

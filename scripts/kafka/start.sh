@@ -136,8 +136,7 @@ PROPS
 done
 
 if [[ $fresh -eq 1 ]]; then
-  cluster_id="$(kafka_tool kafka.tools.StorageTool random-uuid | tail -n1)"
-  [[ -n "$cluster_id" ]] || kdie "StorageTool random-uuid printed nothing"
+  cluster_id="$(kafka_uuid)"   # same format as `kafka.tools.StorageTool random-uuid`, no JVM
   echo "$cluster_id" >"$cdir/cluster.id"
   if [[ "$nodes" -eq 1 ]]; then
     quorum_args=(--standalone)
@@ -146,17 +145,24 @@ if [[ $fresh -eq 1 ]]; then
     # controller's metadata directory id, the same list given to every node.
     initial=""
     for ((i = 1; i <= nodes; i++)); do
-      dir_id="$(kafka_tool kafka.tools.StorageTool random-uuid | tail -n1)"
+      dir_id="$(kafka_uuid)"
       initial+="${initial:+,}$i@$KAFKA_HOST:$(controller_port "$i"):$dir_id"
     done
     quorum_args=(--initial-controllers "$initial")
   fi
   klog "formatting storage (cluster id $cluster_id, $nodes node(s))"
-  for ((i = 1; i <= nodes; i++)); do
+  fpids=()
+  for ((i = 1; i <= nodes; i++)); do  # format the nodes in parallel
     ndir="$(node_dir "$nodes" "$i")"
     kafka_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$ndir/server.properties" \
-      "${quorum_args[@]}" >"$ndir/logs/format.log" 2>&1 \
-      || { cat "$ndir/logs/format.log" >&2; kdie "storage format failed for node $i"; }
+      "${quorum_args[@]}" >"$ndir/logs/format.log" 2>&1 &
+    fpids+=($!)
+  done
+  for ((i = 1; i <= nodes; i++)); do
+    wait "${fpids[$((i - 1))]}" || {
+      cat "$(node_dir "$nodes" "$i")/logs/format.log" >&2
+      kdie "storage format failed for node $i"
+    }
   done
 else
   klog "reusing formatted data in $cdir (cluster id $(cat "$cdir/cluster.id" 2>/dev/null || echo '?'))"
@@ -168,6 +174,7 @@ for ((i = 1; i <= nodes; i++)); do
   rm -f "$ndir/kafka.pid"
   # setsid: own session, so the broker outlives this script and its terminal.
   # The inner bash writes its own pid, then execs java (same pid).
+  # shellcheck disable=SC2016  # $$ and $@ are for the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$ndir/kafka.pid" \
     java -Xms128m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \

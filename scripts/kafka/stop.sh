@@ -47,7 +47,7 @@ for n in "${which_nodes[@]}"; do
     deadline=$((SECONDS + stop_timeout))
     while :; do
       alive=()
-      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+      for pid in "${pids[@]}"; do pid_running "$pid" && alive+=("$pid"); done
       [[ ${#alive[@]} -eq 0 ]] && break
       if [[ $SECONDS -ge $deadline ]]; then
         klog "still alive after ${stop_timeout}s, SIGKILL: ${alive[*]}"

@@ -88,11 +88,13 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// Topic, partition and offset of the record being processed; `None`
     /// inside a punctuation.
     pub fn record_source(&self) -> Option<RecordSource<'_>> {
-        self.task.source.map(|(topic, partition, offset)| RecordSource {
-            topic: self.task.topics.name(topic),
-            partition,
-            offset,
-        })
+        self.task
+            .source
+            .map(|(topic, partition, offset)| RecordSource {
+                topic: self.task.topics.name(topic),
+                partition,
+                offset,
+            })
     }
 
     /// The task this processor instance belongs to.

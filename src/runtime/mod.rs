@@ -7,14 +7,20 @@
 //! the outputs to the producer. A commit flushes the producer, checks every
 //! delivery was acknowledged, and only then commits the consumed offsets.
 
+mod collector;
+mod consumer;
 mod context;
 mod node;
 mod output;
 mod punctuation;
+mod stream_thread;
 mod task;
+mod worker;
 
 pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
-pub(crate) use node::{forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode};
-pub(crate) use output::OutputBuffer;
-pub(crate) use task::{Outcome, Task, TaskSettings};
+pub(crate) use node::{
+    forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
+};
 pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};
+pub(crate) use task::{Task, TaskSettings};
+pub use worker::{KafkaStreams, RunningStreams};

@@ -133,8 +133,12 @@ mod tests {
     #[test]
     fn records_share_one_buffer_and_nulls_stay_null() {
         let mut out = OutputBuffer::default();
-        out.push(meta(), Some((&"k".to_string(), &StringSerde as _)), Some((&7i64, &I64Serde as _)))
-            .unwrap();
+        out.push(
+            meta(),
+            Some((&"k".to_string(), &StringSerde as _)),
+            Some((&7i64, &I64Serde as _)),
+        )
+        .unwrap();
         out.push::<String, i64>(meta(), None, None).unwrap();
         out.push_raw(meta(), Some(b"raw"), None);
         let got: Vec<_> = out.iter().map(|r| (r.key, r.value)).collect();

@@ -49,10 +49,6 @@ impl Punctuations {
         self.schedules.retain(|s| s.id != id);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.schedules.is_empty()
-    }
-
     /// Schedules of `kind` due at `now`, as `(id, node)` in the order of
     /// their due times, each advanced past `now`. A clock that jumped several
     /// intervals fires a schedule once, not once per missed interval.

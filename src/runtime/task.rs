@@ -108,7 +108,8 @@ impl Task {
     /// `id.partition` and initializes its processors.
     pub(crate) fn new(topology: &Topology, id: TaskId, settings: &TaskSettings, now: i64) -> Task {
         let sub = &topology.subtopologies[id.subtopology as usize];
-        let mut instances: Vec<Option<Instance>> = (0..topology.nodes.len()).map(|_| None).collect();
+        let mut instances: Vec<Option<Instance>> =
+            (0..topology.nodes.len()).map(|_| None).collect();
         for &i in sub.nodes.iter().rev() {
             let def = &topology.nodes[i];
             let children: Vec<_> = def
@@ -122,15 +123,20 @@ impl Task {
             let inst = def.factory.instantiate(i, &children);
             instances[i] = Some(inst);
         }
-        let mut sources: Vec<Option<Box<dyn RawSource>>> = (0..settings.topics.len()).map(|_| None).collect();
+        let mut sources: Vec<Option<Box<dyn RawSource>>> =
+            (0..settings.topics.len()).map(|_| None).collect();
         let mut processors = Vec::new();
         for &i in &sub.nodes {
             match instances[i].take() {
                 Some(Instance::Source(s)) => {
-                    let crate::topology::NodeKind::Source { topic } = &topology.nodes[i].kind else {
+                    let crate::topology::NodeKind::Source { topic } = &topology.nodes[i].kind
+                    else {
                         unreachable!("only source nodes build sources")
                     };
-                    let t = settings.topics.get(topic).expect("source topics are interned");
+                    let t = settings
+                        .topics
+                        .get(topic)
+                        .expect("source topics are interned");
                     sources[t.0 as usize] = Some(s);
                 }
                 Some(Instance::Node {
@@ -140,7 +146,12 @@ impl Task {
             }
         }
         let mut task = Task {
-            ctx: TaskContext::new(id, settings.application_id.clone(), settings.topics.clone(), now),
+            ctx: TaskContext::new(
+                id,
+                settings.application_id.clone(),
+                settings.topics.clone(),
+                now,
+            ),
             sources,
             processors,
             positions: Vec::new(),
@@ -153,13 +164,13 @@ impl Task {
         task
     }
 
-    pub(crate) fn id(&self) -> TaskId {
-        self.ctx.id
-    }
-
     /// Adds an input partition (after an assignment).
     pub(crate) fn add_partition(&mut self, topic: TopicRef, partition: i32) {
-        if !self.positions.iter().any(|p| p.topic == topic && p.partition == partition) {
+        if !self
+            .positions
+            .iter()
+            .any(|p| p.topic == topic && p.partition == partition)
+        {
             self.positions.push(Position {
                 topic,
                 partition,
@@ -230,7 +241,7 @@ impl Task {
             .add(dlq_headers::TOPIC, self.ctx.topics.name(raw.topic))
             .add(dlq_headers::PARTITION, raw.partition.to_string())
             .add(dlq_headers::OFFSET, raw.offset.to_string());
-        tracing::warn!(
+        tracing::debug!(
             task = %self.ctx.id,
             topic = self.ctx.topics.name(raw.topic),
             partition = raw.partition,
@@ -249,7 +260,11 @@ impl Task {
     /// Advances the wall clock and fires due wall-clock punctuations.
     pub(crate) fn advance_wall_clock(&mut self, now: i64) {
         self.ctx.wall_clock = now;
-        if self.ctx.punctuations.any_due(PunctuationType::WallClockTime, now) {
+        if self
+            .ctx
+            .punctuations
+            .any_due(PunctuationType::WallClockTime, now)
+        {
             self.punctuate(PunctuationType::WallClockTime, now);
         }
     }

@@ -254,7 +254,10 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert_eq!(StringSerde.deserialize(None), Err(SerdeError::UnexpectedNull));
+        assert_eq!(
+            StringSerde.deserialize(None),
+            Err(SerdeError::UnexpectedNull)
+        );
         assert!(matches!(
             StringSerde.deserialize(Some(&[0xff])),
             Err(SerdeError::Utf8(_))

@@ -1,0 +1,437 @@
+//! A test driver that runs a topology without a broker.
+//!
+//! [`TopologyTestDriver`] pipes records into input topics and collects what
+//! the topology writes, synchronously, through the same tasks, nodes and
+//! dead-letter handling as the real runtime. Unlike Kafka's own driver it
+//! models several partitions per topic (keys are placed by Kafka's murmur2
+//! partitioner, one task per partition), and records written to a topic the
+//! topology also reads are fed back in, as a broker would.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kafka::partitioner::partition_for_key;
+use crate::processor::{millis, Headers, Record};
+use crate::runtime::{ErrorPolicy, RawHeaders, RawRecord, RecordError, Task, TaskId, TaskSettings};
+use crate::serde::{Serde, SerdeError};
+use crate::topology::{TopicRef, TopicTable, Topology};
+
+/// How the driver models the application and its topics.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Application id seen by processors. Default `test-app`.
+    pub application_id: String,
+    /// Partitions per topic; topics not listed have one.
+    pub partitions: HashMap<String, i32>,
+    /// Dead-letter topic. Default `<application_id>-dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// What to do with records that fail to decode or process.
+    pub on_error: ErrorPolicy,
+    /// Initial wall-clock time, epoch milliseconds. Default 0.
+    pub wall_clock: i64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            application_id: "test-app".into(),
+            partitions: HashMap::new(),
+            dead_letter_topic: None,
+            on_error: ErrorPolicy::DeadLetter,
+            wall_clock: 0,
+        }
+    }
+}
+
+impl DriverConfig {
+    /// Sets the partition count of `topic`.
+    pub fn partitions(mut self, topic: &str, count: i32) -> Self {
+        self.partitions.insert(topic.to_owned(), count.max(1));
+        self
+    }
+}
+
+/// A topic with the serdes used to write or read it in a test.
+pub struct TestTopic<K: 'static, V: 'static> {
+    name: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K: 'static, V: 'static> TestTopic<K, V> {
+    /// `name`, read and written with the given serdes.
+    pub fn new(name: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        TestTopic {
+            name: name.to_owned(),
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+/// A record as the driver stored it in a topic, undecoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawTestRecord {
+    /// Partition it landed on.
+    pub partition: i32,
+    /// Key bytes (`None` is null).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None` is null).
+    pub value: Option<Vec<u8>>,
+    /// Timestamp, epoch milliseconds.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+}
+
+/// A decoded output record and the partition it landed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord<K, V> {
+    /// Partition.
+    pub partition: i32,
+    /// Key.
+    pub key: K,
+    /// Value.
+    pub value: V,
+    /// Timestamp, epoch milliseconds.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Headers,
+}
+
+/// Runs a topology in-process, one record at a time. See the
+/// [module docs](self).
+///
+/// ```
+/// use eddy::serde::{I64Serde, StringSerde};
+/// use eddy::testing::{DriverConfig, TestTopic, TopologyTestDriver};
+/// use eddy::topology::StreamsBuilder;
+///
+/// let b = StreamsBuilder::new();
+/// b.stream("words", StringSerde, StringSerde)
+///     .map_values(|w: String| w.len() as i64)
+///     .to("lengths", StringSerde, I64Serde);
+/// let mut driver = TopologyTestDriver::with_config(
+///     b.build().unwrap(),
+///     DriverConfig::default().partitions("words", 4).partitions("lengths", 4),
+/// );
+/// let words = TestTopic::new("words", StringSerde, StringSerde);
+/// let lengths = TestTopic::new("lengths", StringSerde, I64Serde);
+/// driver.pipe(&words, "a".into(), "four".into(), 10).unwrap();
+/// let out = driver.read(&lengths).unwrap();
+/// assert_eq!((out[0].key.as_str(), out[0].value, out[0].timestamp), ("a", 4, 10));
+/// assert_eq!(driver.task_ids().len(), 4);
+/// ```
+pub struct TopologyTestDriver {
+    topology: Arc<Topology>,
+    topics: Arc<TopicTable>,
+    config: DriverConfig,
+    tasks: BTreeMap<TaskId, Task>,
+    /// Every record written to each topic, per topic ref.
+    logs: Vec<Vec<RawTestRecord>>,
+    /// How far `read` has consumed each topic's log.
+    read: Vec<usize>,
+    /// Next offset per (topic, partition).
+    offsets: HashMap<(TopicRef, i32), i64>,
+    /// Round-robin counter for null keys.
+    round_robin: i32,
+}
+
+impl TopologyTestDriver {
+    /// A driver with the default configuration (one partition per topic).
+    pub fn new(topology: Topology) -> Self {
+        Self::with_config(topology, DriverConfig::default())
+    }
+
+    /// A driver with the given configuration.
+    pub fn with_config(topology: Topology, config: DriverConfig) -> Self {
+        let mut topics = topology.topics.clone();
+        let dlq_name = config
+            .dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-dlq", config.application_id));
+        let dead_letter_topic = topics.intern(&dlq_name);
+        let topics = Arc::new(topics);
+        let settings = TaskSettings {
+            application_id: config.application_id.as_str().into(),
+            topics: topics.clone(),
+            dead_letter_topic,
+            on_error: config.on_error,
+        };
+        let mut driver = TopologyTestDriver {
+            topology: Arc::new(topology),
+            logs: vec![Vec::new(); topics.len()],
+            read: vec![0; topics.len()],
+            topics,
+            config,
+            tasks: BTreeMap::new(),
+            offsets: HashMap::new(),
+            round_robin: 0,
+        };
+        for sub in driver.topology.subtopologies() {
+            for topic in &sub.source_topics {
+                let t = driver.topics.get(topic).expect("interned");
+                for partition in 0..driver.partition_count(t) {
+                    let id = TaskId {
+                        subtopology: sub.id,
+                        partition,
+                    };
+                    let task = driver.tasks.entry(id).or_insert_with(|| {
+                        Task::new(&driver.topology, id, &settings, driver.config.wall_clock)
+                    });
+                    task.add_partition(t, partition);
+                }
+            }
+        }
+        driver
+    }
+
+    fn partition_count(&self, topic: TopicRef) -> i32 {
+        self.config
+            .partitions
+            .get(self.topics.name(topic))
+            .copied()
+            .unwrap_or(1)
+    }
+
+    /// The tasks the topology runs as.
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// Encodes and pipes one record into `topic`.
+    pub fn pipe<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestTopic<K, V>,
+        key: K,
+        value: V,
+        timestamp: i64,
+    ) -> Result<(), RecordError> {
+        self.pipe_record(topic, Record::new(key, value, timestamp))
+    }
+
+    /// Encodes and pipes one record (with its headers) into `topic`.
+    ///
+    /// # Panics
+    /// If the record cannot be encoded: that is a bug in the test.
+    pub fn pipe_record<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestTopic<K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), RecordError> {
+        let encode = |null: bool, f: &dyn Fn(&mut Vec<u8>) -> Result<(), SerdeError>| {
+            (!null).then(|| {
+                let mut buf = Vec::new();
+                f(&mut buf).expect("test input must encode");
+                buf
+            })
+        };
+        let key = encode(topic.key.is_null(&record.key), &|b| {
+            topic.key.serialize(&record.key, b)
+        });
+        let value = encode(topic.value.is_null(&record.value), &|b| {
+            topic.value.serialize(&record.value, b)
+        });
+        self.pipe_raw(
+            &topic.name,
+            None,
+            key.as_deref(),
+            value.as_deref(),
+            record.timestamp,
+            record.headers,
+        )
+    }
+
+    /// Pipes raw bytes into `topic`, on `partition` or where the key hashes
+    /// to. Use it for records no serde would produce (poison records).
+    pub fn pipe_raw(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<(), RecordError> {
+        let topic = self.topic_ref(topic);
+        let partition = partition.unwrap_or_else(|| self.place(topic, key));
+        let mut queue = VecDeque::from([(
+            topic,
+            RawTestRecord {
+                partition,
+                key: key.map(<[u8]>::to_vec),
+                value: value.map(<[u8]>::to_vec),
+                timestamp,
+                headers,
+            },
+        )]);
+        while let Some((topic, record)) = queue.pop_front() {
+            self.deliver(topic, record, &mut queue)?;
+        }
+        Ok(())
+    }
+
+    fn topic_ref(&mut self, name: &str) -> TopicRef {
+        match self.topics.get(name) {
+            Some(t) => t,
+            None => {
+                // A topic the topology does not know: record it anyway so
+                // tests can write and read it.
+                let t = Arc::make_mut(&mut self.topics).intern(name);
+                self.logs.push(Vec::new());
+                self.read.push(0);
+                t
+            }
+        }
+    }
+
+    fn place(&mut self, topic: TopicRef, key: Option<&[u8]>) -> i32 {
+        let n = self.partition_count(topic);
+        match key {
+            Some(k) => partition_for_key(k, n),
+            None => {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                self.round_robin.rem_euclid(n)
+            }
+        }
+    }
+
+    /// Appends a record to its topic's log and, if the topology reads the
+    /// topic, processes it; outputs are queued for delivery in turn.
+    fn deliver(
+        &mut self,
+        topic: TopicRef,
+        record: RawTestRecord,
+        queue: &mut VecDeque<(TopicRef, RawTestRecord)>,
+    ) -> Result<(), RecordError> {
+        let offset = self.offsets.entry((topic, record.partition)).or_insert(0);
+        let this_offset = *offset;
+        *offset += 1;
+        if let Some(&(subtopology, _)) = self.topology.sources.get(&topic) {
+            let id = TaskId {
+                subtopology,
+                partition: record.partition,
+            };
+            let task = self
+                .tasks
+                .get_mut(&id)
+                .expect("a task per source partition");
+            task.process(&RawRecord {
+                topic,
+                partition: record.partition,
+                offset: this_offset,
+                timestamp: record.timestamp,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: RawHeaders::Owned(&record.headers),
+            })?;
+            self.drain(id, queue);
+        }
+        self.logs[topic.0 as usize].push(record);
+        Ok(())
+    }
+
+    /// Moves a task's outputs into the delivery queue, placing each on a
+    /// partition.
+    fn drain(&mut self, id: TaskId, queue: &mut VecDeque<(TopicRef, RawTestRecord)>) {
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        let outputs: Vec<_> = task
+            .ctx
+            .output
+            .iter()
+            .map(|r| {
+                (
+                    r.meta.topic,
+                    r.meta.partition,
+                    RawTestRecord {
+                        partition: 0,
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.map(<[u8]>::to_vec),
+                        timestamp: r.meta.timestamp,
+                        headers: r.meta.headers.clone(),
+                    },
+                )
+            })
+            .collect();
+        task.ctx.output.clear();
+        for (topic, partition, mut record) in outputs {
+            record.partition =
+                partition.unwrap_or_else(|| self.place(topic, record.key.as_deref()));
+            queue.push_back((topic, record));
+        }
+    }
+
+    /// Advances the wall clock of every task by `by` and fires due
+    /// wall-clock punctuations.
+    pub fn advance_wall_clock(&mut self, by: Duration) -> Result<(), RecordError> {
+        self.config.wall_clock += millis(by);
+        let now = self.config.wall_clock;
+        let ids = self.task_ids();
+        for id in ids {
+            let mut queue = VecDeque::new();
+            self.tasks
+                .get_mut(&id)
+                .expect("task exists")
+                .advance_wall_clock(now);
+            self.drain(id, &mut queue);
+            while let Some((topic, record)) = queue.pop_front() {
+                self.deliver(topic, record, &mut queue)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current wall-clock time of the driver.
+    pub fn wall_clock(&self) -> i64 {
+        self.config.wall_clock
+    }
+
+    /// Records written to `topic` since the last read, undecoded, in write
+    /// order (across partitions).
+    pub fn read_raw(&mut self, topic: &str) -> Vec<RawTestRecord> {
+        let t = self.topic_ref(topic);
+        let log = &self.logs[t.0 as usize];
+        let from = std::mem::replace(&mut self.read[t.0 as usize], log.len());
+        log[from..].to_vec()
+    }
+
+    /// Records written to `topic` since the last read, decoded.
+    pub fn read<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestTopic<K, V>,
+    ) -> Result<Vec<TestRecord<K, V>>, SerdeError> {
+        self.read_raw(&topic.name)
+            .into_iter()
+            .map(|r| {
+                Ok(TestRecord {
+                    partition: r.partition,
+                    key: topic.key.deserialize(r.key.as_deref())?,
+                    value: topic.value.deserialize(r.value.as_deref())?,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })
+            })
+            .collect()
+    }
+
+    /// Decoded key-value pairs written to `topic` since the last read.
+    pub fn read_key_values<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestTopic<K, V>,
+    ) -> Result<Vec<(K, V)>, SerdeError> {
+        Ok(self
+            .read(topic)?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect())
+    }
+}
+
+impl Drop for TopologyTestDriver {
+    fn drop(&mut self) {
+        for task in self.tasks.values_mut() {
+            task.close();
+        }
+    }
+}

@@ -123,7 +123,12 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    fn add<KO: Data, VO: Data, P, S>(&self, op: &'static str, parents: Vec<usize>, supplier: S) -> KStream<KO, VO>
+    fn add<KO: Data, VO: Data, P, S>(
+        &self,
+        op: &'static str,
+        parents: Vec<usize>,
+        supplier: S,
+    ) -> KStream<KO, VO>
     where
         S: Fn() -> P + Send + Sync + 'static,
         P: Processor<K, V, KO, VO>,
@@ -185,7 +190,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(V) -> V2 + Send + Sync + 'static,
     {
         let mapper = Arc::new(mapper);
-        self.add("map-values", vec![self.node], move || MapValues(mapper.clone()))
+        self.add("map-values", vec![self.node], move || {
+            MapValues(mapper.clone())
+        })
     }
 
     /// Replaces each record by zero or more records.
@@ -216,7 +223,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
     {
         let mapper = Arc::new(mapper);
-        self.add("key-select", vec![self.node], move || SelectKey(mapper.clone()))
+        self.add("key-select", vec![self.node], move || {
+            SelectKey(mapper.clone())
+        })
     }
 
     /// Calls `action` on each record and passes it on unchanged.

@@ -30,7 +30,9 @@ impl Topology {
                     NodeKind::Processor { op } => {
                         writeln!(out, "    Processor: {} (op: {op})", n.name)
                     }
-                    NodeKind::Sink { topic } => writeln!(out, "    Sink: {} (topic: {topic})", n.name),
+                    NodeKind::Sink { topic } => {
+                        writeln!(out, "    Sink: {} (topic: {topic})", n.name)
+                    }
                 };
                 if !n.children.is_empty() {
                     let _ = writeln!(out, "      --> {}", self.names(&n.children));

@@ -8,4 +8,4 @@ mod stateless;
 
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
-pub(crate) use graph::{NodeFactory, TopicRef, TopicTable};
+pub(crate) use graph::{TopicRef, TopicTable};

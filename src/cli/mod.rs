@@ -1,0 +1,101 @@
+//! Subcommands of the `eddy` binary.
+
+mod demo;
+mod pipe;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use eddy::kafka::StreamsConfig;
+
+/// eddy: Kafka Streams-style stream processing.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every worker subcommand takes.
+#[derive(clap::Args, Clone)]
+struct WorkerArgs {
+    /// Kafka bootstrap servers; without it an embedded cluster is started.
+    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
+    brokers: Option<String>,
+    /// Stream threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Serve /metrics on this address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Commit interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
+    /// Extra librdkafka properties, `key=value` (prefix `consumer.` or
+    /// `producer.` for one client).
+    #[arg(long = "set", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+impl WorkerArgs {
+    fn config(&self, application_id: &str) -> StreamsConfig {
+        let mut c = StreamsConfig::new(application_id)
+            .num_stream_threads(self.threads)
+            .commit_interval(Duration::from_millis(self.commit_interval_ms));
+        c.bootstrap_servers = self.brokers.clone();
+        c.http_addr = self.http;
+        for (k, v) in &self.properties {
+            c = c.set(k, v);
+        }
+        c
+    }
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Mermaid,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the demo pipeline on the embedded cluster: generates orders,
+    /// processes them, and prints a summary.
+    Demo(demo::DemoArgs),
+    /// Runs a worker that upper-cases the UTF-8 values of one topic into
+    /// another, until SIGINT/SIGTERM: the minimal worker for scaling and
+    /// failure tests.
+    Pipe(pipe::PipeArgs),
+    /// Prints the demo topology.
+    Describe {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Pipe(args) => pipe::run(args),
+        Command::Describe { format } => {
+            let topology = demo::topology(&demo::Counters::default())?;
+            match format {
+                Format::Text => print!("{}", topology.describe()),
+                Format::Mermaid => print!("{}", topology.to_mermaid()),
+            }
+            Ok(())
+        }
+    }
+}

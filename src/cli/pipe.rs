@@ -1,0 +1,34 @@
+//! `eddy pipe`: upper-case values from one topic into another.
+
+use eddy::runtime::KafkaStreams;
+use eddy::serde::{Nullable, StringSerde};
+use eddy::topology::StreamsBuilder;
+
+use super::WorkerArgs;
+
+#[derive(clap::Args)]
+pub struct PipeArgs {
+    /// Application id (consumer group).
+    #[arg(long, default_value = "eddy-pipe")]
+    app_id: String,
+    /// Topic to read.
+    #[arg(long)]
+    input: String,
+    /// Topic to write.
+    #[arg(long)]
+    output: String,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+pub fn run(args: PipeArgs) -> anyhow::Result<()> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(&args.input, Nullable(StringSerde), StringSerde)
+        .map_values(|v: String| v.to_uppercase())
+        .to(&args.output, Nullable(StringSerde), StringSerde);
+    let config = args.worker.config(&args.app_id);
+    let running = KafkaStreams::new(builder.build()?, config).start()?;
+    running.run_until_signal()?;
+    Ok(())
+}

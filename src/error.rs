@@ -1,0 +1,69 @@
+//! The library's error type.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+
+use crate::runtime::RecordError;
+use crate::topology::TopologyError;
+
+/// Why a worker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The topology is malformed.
+    #[error("invalid topology: {0}")]
+    Topology(#[from] TopologyError),
+    /// The configuration is malformed.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// No broker answered in time.
+    #[error("cannot reach Kafka at {servers} within {timeout:?}: {source}")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// How long eddy waited.
+        timeout: Duration,
+        /// The client's last error.
+        source: KafkaError,
+    },
+    /// A topic the topology reads or writes does not exist.
+    #[error("{role} topic {topic:?} does not exist on {servers}; create it first")]
+    MissingTopic {
+        /// `source` or `sink`.
+        role: &'static str,
+        /// The topic.
+        topic: String,
+        /// The cluster asked.
+        servers: String,
+    },
+    /// A topic eddy needs could not be created.
+    #[error("cannot create topic {topic:?}: {reason}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        reason: String,
+    },
+    /// A Kafka client call failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A record failed under the `fail` error policy.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The broker did not acknowledge an output record; its input offsets
+    /// were not committed.
+    #[error("output not acknowledged by the broker: {0}")]
+    Delivery(String),
+    /// The HTTP server could not start.
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stream thread panicked.
+    #[error("stream thread {0} panicked")]
+    ThreadPanicked(String),
+}

@@ -1,0 +1,67 @@
+//! Topic checks and creation at start-up.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::error::Error;
+
+/// Partition counts of the topics that exist, fetched from cluster
+/// metadata; fails if no broker answers within `timeout`.
+pub fn topic_partitions(
+    config: &ClientConfig,
+    timeout: Duration,
+) -> Result<HashMap<String, i32>, Error> {
+    let servers = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_owned();
+    let unreachable = |source| Error::Unreachable {
+        servers: servers.clone(),
+        timeout,
+        source,
+    };
+    let client: BaseConsumer = config.create().map_err(unreachable)?;
+    let metadata = client.fetch_metadata(None, timeout).map_err(unreachable)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// Creates `topic` with `partitions` partitions and the broker's default
+/// replication factor, unless it exists.
+pub fn ensure_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start an async runtime: {e}")))?;
+    let results = runtime.block_on(admin.create_topics([&new], &options))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

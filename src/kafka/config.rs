@@ -1,0 +1,203 @@
+//! Worker configuration and the Kafka client configurations derived from it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::runtime::ErrorPolicy;
+
+/// How a worker runs: identity, cluster, threads, commits, error handling
+/// and observability.
+///
+/// ```
+/// use eddy::kafka::StreamsConfig;
+/// use std::time::Duration;
+/// let config = StreamsConfig::new("orders-app")
+///     .bootstrap_servers("127.0.0.1:9092")
+///     .num_stream_threads(2)
+///     .commit_interval(Duration::from_secs(1))
+///     .set("consumer.session.timeout.ms", "10000");
+/// assert_eq!(config.dead_letter_topic_name(), "orders-app-dlq");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// Consumer group id, prefix of internal topics.
+    pub application_id: String,
+    /// Kafka bootstrap servers; `None` starts an embedded in-process cluster.
+    pub bootstrap_servers: Option<String>,
+    /// Stream threads per worker (default 1).
+    pub num_stream_threads: usize,
+    /// How often offsets are committed (default 30 s, Kafka Streams'
+    /// at-least-once default).
+    pub commit_interval: Duration,
+    /// Longest wait of one poll when no record is ready (default 100 ms).
+    pub poll_timeout: Duration,
+    /// Most records processed per poll batch (default 1000).
+    pub max_poll_records: usize,
+    /// Dead-letter topic; default `<application_id>-dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// What to do with a record that fails to decode or process.
+    pub on_error: ErrorPolicy,
+    /// Where to serve `/metrics` and `/health`; `None` serves nothing.
+    pub http_addr: Option<SocketAddr>,
+    /// How long to wait for the cluster at start (default 10 s).
+    pub startup_timeout: Duration,
+    /// Partitions of topics created on the embedded cluster (default 4).
+    pub embedded_partitions: i32,
+    /// Extra librdkafka properties: `consumer.<prop>`, `producer.<prop>`,
+    /// `admin.<prop>`, or `<prop>` for every client.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl StreamsConfig {
+    /// Defaults for `application_id`.
+    pub fn new(application_id: &str) -> Self {
+        StreamsConfig {
+            application_id: application_id.to_owned(),
+            bootstrap_servers: None,
+            num_stream_threads: 1,
+            commit_interval: Duration::from_secs(30),
+            poll_timeout: Duration::from_millis(100),
+            max_poll_records: 1000,
+            dead_letter_topic: None,
+            on_error: ErrorPolicy::DeadLetter,
+            http_addr: None,
+            startup_timeout: Duration::from_secs(10),
+            embedded_partitions: 4,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the bootstrap servers (a real cluster).
+    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
+        self.bootstrap_servers = Some(servers.to_owned());
+        self
+    }
+
+    /// Sets the number of stream threads.
+    pub fn num_stream_threads(mut self, n: usize) -> Self {
+        self.num_stream_threads = n.max(1);
+        self
+    }
+
+    /// Sets the commit interval.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets the HTTP address for `/metrics`.
+    pub fn http_addr(mut self, addr: SocketAddr) -> Self {
+        self.http_addr = Some(addr);
+        self
+    }
+
+    /// Sets the dead-letter topic.
+    pub fn dead_letter_topic(mut self, topic: &str) -> Self {
+        self.dead_letter_topic = Some(topic.to_owned());
+        self
+    }
+
+    /// Sets the error policy.
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// Sets a librdkafka property (`consumer.`/`producer.` prefix for one
+    /// client only).
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.properties.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// The dead-letter topic's name.
+    pub fn dead_letter_topic_name(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-dlq", self.application_id))
+    }
+
+    /// Unprefixed properties plus those with `prefix` (stripped).
+    fn client(&self, servers: &str, prefix: &str) -> ClientConfig {
+        const PREFIXES: [&str; 3] = ["consumer.", "producer.", "admin."];
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", servers);
+        for (k, v) in &self.properties {
+            if let Some(k) = k.strip_prefix(prefix) {
+                c.set(k, v);
+            } else if !PREFIXES.iter().any(|p| k.starts_with(p)) {
+                c.set(k, v);
+            }
+        }
+        c
+    }
+
+    /// Consumer settings for stream thread `thread`. Offsets are stored and
+    /// committed by eddy only; the range assignor keeps partition `p` of
+    /// every input topic on the same member.
+    pub(crate) fn consumer_config(&self, servers: &str, thread: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("group.id", &self.application_id)
+            .set("client.id", format!("{}-{thread}", self.application_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("statistics.interval.ms", "5000");
+        merge(c, self.client(servers, "consumer."))
+    }
+
+    /// Producer settings: acknowledged by all in-sync replicas, idempotent,
+    /// and partitioned by murmur2 like the Java client.
+    pub(crate) fn producer_config(&self, servers: &str, thread: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set(
+            "client.id",
+            format!("{}-{thread}-producer", self.application_id),
+        )
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000");
+        merge(c, self.client(servers, "producer."))
+    }
+
+    /// Settings for admin and metadata clients.
+    pub(crate) fn admin_config(&self, servers: &str) -> ClientConfig {
+        self.client(servers, "admin.")
+    }
+}
+
+fn merge(mut base: ClientConfig, over: ClientConfig) -> ClientConfig {
+    for (k, v) in over.config_map() {
+        base.set(k, v);
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_properties_reach_one_client_only() {
+        let c = StreamsConfig::new("app")
+            .set("consumer.session.timeout.ms", "6000")
+            .set("producer.linger.ms", "20")
+            .set("socket.timeout.ms", "7000");
+        let consumer = c.consumer_config("b:1", "t0");
+        let producer = c.producer_config("b:1", "t0");
+        assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(producer.get("session.timeout.ms"), None);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(consumer.get("linger.ms"), None);
+        assert_eq!(consumer.get("socket.timeout.ms"), Some("7000"));
+        assert_eq!(producer.get("socket.timeout.ms"), Some("7000"));
+        assert_eq!(consumer.get("group.id"), Some("app"));
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+    }
+}

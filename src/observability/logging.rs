@@ -1,0 +1,17 @@
+//! `tracing` set-up: human-readable logs by default, JSON on request.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs a global subscriber writing to stderr, filtered by `RUST_LOG`
+/// (default `info`). Does nothing if one is already installed.
+pub fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,177 @@
+//! Prometheus metrics of a worker.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The metrics of one worker, in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    consumed: IntCounterVec,
+    processed: IntCounterVec,
+    produced: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    commits: IntCounterVec,
+    poll_latency: HistogramVec,
+    process_latency: HistogramVec,
+    commit_latency: HistogramVec,
+    assigned: IntGaugeVec,
+    lag: IntGaugeVec,
+}
+
+/// The metrics of one stream thread, resolved once so the hot path touches
+/// no label maps.
+#[derive(Clone)]
+pub(crate) struct ThreadMetrics {
+    pub(crate) consumed: IntCounter,
+    pub(crate) processed: IntCounter,
+    pub(crate) produced: IntCounter,
+    pub(crate) dead_lettered: IntCounter,
+    pub(crate) commits: IntCounter,
+    pub(crate) poll_latency: Histogram,
+    pub(crate) process_latency: Histogram,
+    pub(crate) commit_latency: Histogram,
+    pub(crate) assigned: IntGauge,
+    pub(crate) lag: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &["thread"]).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["thread"])
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with eddy's metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let micro = prometheus::exponential_buckets(1e-7, 4.0, 12).expect("valid buckets");
+        let milli = prometheus::exponential_buckets(1e-4, 3.0, 12).expect("valid buckets");
+        let assigned = IntGaugeVec::new(
+            Opts::new(
+                "eddy_assigned_partitions",
+                "Input partitions a stream thread owns.",
+            ),
+            &["thread"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(assigned.clone()))
+            .expect("unique metric");
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "eddy_consumer_lag",
+                "Log-end offset minus committed offset, per owned input partition.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(lag.clone()))
+            .expect("unique metric");
+        Metrics {
+            consumed: counter(
+                &registry,
+                "eddy_records_consumed_total",
+                "Records polled from Kafka.",
+            ),
+            processed: counter(
+                &registry,
+                "eddy_records_processed_total",
+                "Records run through their task (including dead-lettered ones).",
+            ),
+            produced: counter(
+                &registry,
+                "eddy_records_produced_total",
+                "Records handed to the producer (outputs and dead letters).",
+            ),
+            dead_lettered: counter(
+                &registry,
+                "eddy_records_dead_lettered_total",
+                "Records sent to the dead-letter topic.",
+            ),
+            commits: counter(&registry, "eddy_commits_total", "Offset commits."),
+            poll_latency: histogram(
+                &registry,
+                "eddy_poll_latency_seconds",
+                "Time to poll one batch.",
+                milli.clone(),
+            ),
+            process_latency: histogram(
+                &registry,
+                "eddy_process_latency_seconds",
+                "Processing time per record, averaged over each batch.",
+                micro,
+            ),
+            commit_latency: histogram(
+                &registry,
+                "eddy_commit_latency_seconds",
+                "Time to flush outputs and commit offsets.",
+                milli,
+            ),
+            assigned,
+            lag,
+            registry,
+        }
+    }
+
+    pub(crate) fn thread(&self, thread: &str) -> ThreadMetrics {
+        let l = &[thread];
+        ThreadMetrics {
+            consumed: self.consumed.with_label_values(l),
+            processed: self.processed.with_label_values(l),
+            produced: self.produced.with_label_values(l),
+            dead_lettered: self.dead_lettered.with_label_values(l),
+            commits: self.commits.with_label_values(l),
+            poll_latency: self.poll_latency.with_label_values(l),
+            process_latency: self.process_latency.with_label_values(l),
+            commit_latency: self.commit_latency.with_label_values(l),
+            assigned: self.assigned.with_label_values(l),
+            lag: self.lag.clone(),
+        }
+    }
+
+    /// The registry, to add metrics of your own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// All metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    /// Sum over threads of a counter, by metric name (for summaries and
+    /// tests).
+    pub fn total(&self, name: &str) -> u64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value().max(m.get_gauge().get_value()) as u64)
+            .sum()
+    }
+}

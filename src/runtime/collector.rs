@@ -1,0 +1,147 @@
+//! The producer side of a stream thread: sends task outputs and commits.
+//!
+//! At-least-once: a commit first flushes the producer and checks that the
+//! broker acknowledged every record sent so far, and only then commits the
+//! consumed offsets. Exactly-once will keep this shape with a transactional
+//! producer: `commit` becomes send-offsets-to-transaction plus
+//! commit-transaction.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+
+use super::output::OutputBuffer;
+use crate::error::Error;
+use crate::topology::TopicTable;
+
+/// Counts failed deliveries; the first failure's reason is kept.
+#[derive(Default)]
+pub(crate) struct DeliveryTracker {
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            use rdkafka::Message;
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| format!("{e} (topic {})", msg.topic()));
+        }
+    }
+}
+
+pub(crate) struct Collector {
+    producer: BaseProducer<DeliveryTracker>,
+    topics: Arc<TopicTable>,
+    flush_timeout: Duration,
+}
+
+impl Collector {
+    pub(crate) fn new(config: &ClientConfig, topics: Arc<TopicTable>) -> Result<Self, KafkaError> {
+        Ok(Collector {
+            producer: config.create_with_context(DeliveryTracker::default())?,
+            topics,
+            flush_timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// Hands every record of `output` to the producer, waiting for queue
+    /// space when librdkafka's buffer is full. Returns how many were sent.
+    pub(crate) fn send(&self, output: &OutputBuffer) -> Result<usize, Error> {
+        for r in output.iter() {
+            let topic = self.topics.name(r.meta.topic);
+            let headers = (!r.meta.headers.is_empty()).then(|| {
+                r.meta.headers.iter().fold(
+                    OwnedHeaders::new_with_capacity(r.meta.headers.0.len()),
+                    |h, x| {
+                        h.insert(Header {
+                            key: &x.key,
+                            value: x.value.as_deref(),
+                        })
+                    },
+                )
+            });
+            let mut record = BaseRecord::<[u8], [u8]>::to(topic).timestamp(r.meta.timestamp);
+            if let Some(k) = r.key {
+                record = record.key(k);
+            }
+            if let Some(v) = r.value {
+                record = record.payload(v);
+            }
+            if let Some(p) = r.meta.partition {
+                record = record.partition(p);
+            }
+            if let Some(h) = headers {
+                record = record.headers(h);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(output.len())
+    }
+
+    /// Serves delivery reports without blocking.
+    pub(crate) fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Waits until the broker acknowledged everything sent; fails if any
+    /// record was not acknowledged.
+    pub(crate) fn flush(&self) -> Result<(), Error> {
+        self.producer
+            .flush(self.flush_timeout)
+            .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
+        let tracker = self.producer.context();
+        if tracker.failed.load(Ordering::Relaxed) > 0 {
+            let first = tracker
+                .first_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(Error::Delivery(first.unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    /// Flushes, then commits `offsets` for the consumer's group. A refused
+    /// commit (for example during a rebalance) is logged and reported as
+    /// `Ok(false)`: the records are re-processed, which at-least-once allows.
+    pub(crate) fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<bool, Error> {
+        self.flush()?;
+        if offsets.count() == 0 {
+            return Ok(true);
+        }
+        match consumer.commit(offsets, CommitMode::Sync) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::warn!("offset commit refused: {e}");
+                Ok(false)
+            }
+        }
+    }
+}

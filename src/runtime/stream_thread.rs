@@ -1,0 +1,377 @@
+//! A stream thread: poll a batch, process it task by task, send outputs,
+//! punctuate, commit, and apply rebalances between batches.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::collector::Collector;
+use super::consumer::{RebalanceEvent, StreamConsumerContext};
+use super::context::{RawHeaders, RawRecord};
+use super::task::{Outcome, Task, TaskId, TaskSettings};
+use crate::error::Error;
+use crate::kafka::StreamsConfig;
+use crate::observability::ThreadMetrics;
+use crate::topology::{TopicRef, Topology};
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a stream thread is made from.
+pub(crate) struct ThreadSpec {
+    pub(crate) name: String,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) settings: TaskSettings,
+    pub(crate) servers: String,
+    pub(crate) metrics: ThreadMetrics,
+    /// Set to stop every thread of the worker.
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// Counted down by each thread after its final commit.
+    pub(crate) committed: Arc<Latch>,
+}
+
+pub(crate) struct StreamThread {
+    consumer: BaseConsumer<StreamConsumerContext>,
+    state: ThreadState,
+    shutdown: Arc<AtomicBool>,
+    committed: Arc<Latch>,
+}
+
+/// Counts threads down to zero; waiters block until it gets there.
+pub(crate) struct Latch {
+    remaining: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Latch {
+    pub(crate) fn new(count: usize) -> Self {
+        Latch {
+            remaining: Mutex::new(count),
+            zero: Condvar::new(),
+        }
+    }
+
+    /// Counts down, then waits (at most `timeout`) for the others.
+    pub(crate) fn count_down_and_wait(&self, timeout: Duration) {
+        let mut n = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.zero.notify_all();
+        let _ = self
+            .zero
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// Everything but the consumer, so a batch can borrow the consumer while
+/// the tasks are mutated.
+struct ThreadState {
+    name: String,
+    topology: Arc<Topology>,
+    settings: TaskSettings,
+    collector: Collector,
+    tasks: BTreeMap<TaskId, Task>,
+    /// Task of each owned input partition: `routes[topic][partition]`.
+    routes: Vec<Vec<Option<TaskId>>>,
+    metrics: ThreadMetrics,
+    commit_interval: Duration,
+    last_commit: Instant,
+    poll_timeout: Duration,
+    max_poll_records: usize,
+}
+
+impl StreamThread {
+    pub(crate) fn new(spec: ThreadSpec, config: &StreamsConfig) -> Result<Self, Error> {
+        let ThreadSpec {
+            name,
+            topology,
+            settings,
+            servers,
+            metrics,
+            shutdown,
+            committed,
+        } = spec;
+        let servers = servers.as_str();
+        let consumer: BaseConsumer<StreamConsumerContext> = config
+            .consumer_config(servers, &name)
+            .create_with_context(StreamConsumerContext::new(metrics.clone()))?;
+        let collector = Collector::new(
+            &config.producer_config(servers, &name),
+            settings.topics.clone(),
+        )?;
+        let routes = vec![Vec::new(); settings.topics.len()];
+        Ok(StreamThread {
+            consumer,
+            state: ThreadState {
+                name,
+                topology,
+                settings,
+                collector,
+                tasks: BTreeMap::new(),
+                routes,
+                metrics,
+                commit_interval: config.commit_interval,
+                last_commit: Instant::now(),
+                poll_timeout: config.poll_timeout,
+                max_poll_records: config.max_poll_records.max(1),
+            },
+            shutdown,
+            committed,
+        })
+    }
+
+    /// Runs until shutdown is requested or an error stops the thread. On a
+    /// clean stop everything processed is flushed and committed before the
+    /// consumer leaves the group; on an error nothing more is committed.
+    pub(crate) fn run(mut self) -> Result<(), Error> {
+        let topics = self.state.topology.source_topics();
+        self.consumer.subscribe(&topics)?;
+        tracing::info!(thread = %self.state.name, ?topics, "stream thread started");
+        let mut result = self.run_loop();
+        if result.is_ok() {
+            result = self.state.commit(&self.consumer).map(drop);
+        }
+        // Leaving the group rebalances it, and a rebalance makes the broker
+        // refuse commits: leave only once every thread has committed.
+        self.committed.count_down_and_wait(Duration::from_secs(30));
+        for (_, mut task) in std::mem::take(&mut self.state.tasks) {
+            task.close();
+        }
+        let ctx = self.consumer.context();
+        ctx.closing.store(true, Ordering::Release);
+        ctx.clear_lag();
+        self.state.metrics.assigned.set(0);
+        self.consumer.unsubscribe();
+        tracing::info!(thread = %self.state.name, ok = result.is_ok(), "stream thread stopped");
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), Error> {
+        while !self.shutdown.load(Ordering::Acquire) {
+            let poll_start = Instant::now();
+            let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
+            let mut timeout = self.state.poll_timeout;
+            while batch.len() < self.state.max_poll_records {
+                match self.consumer.poll(timeout) {
+                    Some(Ok(m)) => batch.push(m),
+                    Some(Err(e)) => {
+                        tracing::warn!(thread = %self.state.name, "poll: {e}");
+                        break;
+                    }
+                    None => break,
+                }
+                timeout = Duration::ZERO;
+            }
+            self.state
+                .metrics
+                .poll_latency
+                .observe(poll_start.elapsed().as_secs_f64());
+            self.state.process(&batch)?;
+            drop(batch);
+            self.state.rebalance(&self.consumer)?;
+            self.state.punctuate(now_millis())?;
+            self.state.maybe_commit(&self.consumer)?;
+        }
+        Ok(())
+    }
+}
+
+impl ThreadState {
+    fn route(&self, topic: TopicRef, partition: i32) -> Option<TaskId> {
+        self.routes[topic.0 as usize]
+            .get(partition as usize)
+            .copied()
+            .flatten()
+    }
+
+    fn set_route(&mut self, topic: TopicRef, partition: i32, task: Option<TaskId>) {
+        let row = &mut self.routes[topic.0 as usize];
+        if row.len() <= partition as usize {
+            row.resize(partition as usize + 1, None);
+        }
+        row[partition as usize] = task;
+    }
+
+    fn process(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut dead_lettered = 0;
+        // Topic lookups are by name; consecutive records mostly share one.
+        let mut last: Option<(&str, TopicRef)> = None;
+        for m in batch {
+            let name = m.topic();
+            let topic = match last {
+                Some((n, t)) if n == name => t,
+                _ => match self.settings.topics.get(name) {
+                    Some(t) => {
+                        last = Some((name, t));
+                        t
+                    }
+                    None => continue,
+                },
+            };
+            let Some(id) = self.route(topic, m.partition()) else {
+                tracing::warn!("record for unowned partition {name}-{}", m.partition());
+                continue;
+            };
+            let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
+            let raw = RawRecord {
+                topic,
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                key: m.key(),
+                value: m.payload(),
+                headers: RawHeaders::Kafka(m.headers()),
+            };
+            if task.process(&raw)? == Outcome::DeadLettered {
+                dead_lettered += 1;
+            }
+        }
+        let n = batch.len() as u64;
+        self.metrics.consumed.inc_by(n);
+        self.metrics.processed.inc_by(n);
+        self.metrics.dead_lettered.inc_by(dead_lettered);
+        self.metrics
+            .process_latency
+            .observe(start.elapsed().as_secs_f64() / n as f64);
+        self.send_outputs()
+    }
+
+    fn send_outputs(&mut self) -> Result<(), Error> {
+        let mut sent = 0;
+        for task in self.tasks.values_mut() {
+            if !task.ctx.output.is_empty() {
+                sent += self.collector.send(&task.ctx.output)?;
+                task.ctx.output.clear();
+            }
+        }
+        if sent == 0 {
+            self.collector.poll();
+        }
+        self.metrics.produced.inc_by(sent as u64);
+        Ok(())
+    }
+
+    fn punctuate(&mut self, now: i64) -> Result<(), Error> {
+        for task in self.tasks.values_mut() {
+            task.advance_wall_clock(now);
+        }
+        self.send_outputs()
+    }
+
+    fn maybe_commit(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+    ) -> Result<(), Error> {
+        let requested = self
+            .tasks
+            .values_mut()
+            .fold(false, |any, t| t.take_commit_request() | any);
+        if requested || self.last_commit.elapsed() >= self.commit_interval {
+            self.commit(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Sends pending outputs, waits for the broker to acknowledge all of
+    /// them, then commits the next offsets of every owned partition.
+    fn commit(&mut self, consumer: &BaseConsumer<StreamConsumerContext>) -> Result<bool, Error> {
+        self.send_outputs()?;
+        let start = Instant::now();
+        let mut offsets = TopicPartitionList::new();
+        for task in self.tasks.values() {
+            for (topic, partition, next) in task.uncommitted() {
+                offsets.add_partition_offset(
+                    self.settings.topics.name(topic),
+                    partition,
+                    Offset::Offset(next),
+                )?;
+            }
+        }
+        let committed = self.collector.commit(consumer, &offsets)?;
+        if committed {
+            for task in self.tasks.values_mut() {
+                task.mark_committed();
+            }
+        }
+        self.last_commit = Instant::now();
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_latency
+            .observe(start.elapsed().as_secs_f64());
+        Ok(committed)
+    }
+
+    /// Applies the rebalance events queued during `poll`.
+    fn rebalance(&mut self, consumer: &BaseConsumer<StreamConsumerContext>) -> Result<(), Error> {
+        for event in consumer.context().take_events() {
+            match event {
+                RebalanceEvent::Revoke(tpl) => {
+                    if consumer.assignment_lost() {
+                        tracing::warn!(thread = %self.name, "assignment lost; uncommitted records will be re-processed by the new owner");
+                    } else {
+                        self.commit(consumer)?;
+                    }
+                    for e in tpl.elements() {
+                        let Some(topic) = self.settings.topics.get(e.topic()) else {
+                            continue;
+                        };
+                        let Some(id) = self.route(topic, e.partition()) else {
+                            continue;
+                        };
+                        self.set_route(topic, e.partition(), None);
+                        let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
+                        if task.remove_partition(topic, e.partition()) {
+                            task.close();
+                            self.tasks.remove(&id);
+                        }
+                    }
+                    consumer.unassign()?;
+                    tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");
+                }
+                RebalanceEvent::Assign(tpl) => {
+                    let now = now_millis();
+                    for e in tpl.elements() {
+                        let Some(topic) = self.settings.topics.get(e.topic()) else {
+                            continue;
+                        };
+                        let Some(&(subtopology, _)) = self.topology.sources.get(&topic) else {
+                            continue;
+                        };
+                        let id = TaskId {
+                            subtopology,
+                            partition: e.partition(),
+                        };
+                        let (topology, settings) = (&self.topology, &self.settings);
+                        self.tasks
+                            .entry(id)
+                            .or_insert_with(|| Task::new(topology, id, settings, now))
+                            .add_partition(topic, e.partition());
+                        self.set_route(topic, e.partition(), Some(id));
+                    }
+                    consumer.assign(&tpl)?;
+                    let assigned: Vec<String> = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| format!("{}-{}", e.topic(), e.partition()))
+                        .collect();
+                    tracing::info!(thread = %self.name, ?assigned, "partitions assigned");
+                }
+            }
+        }
+        let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
+        self.metrics.assigned.set(owned as i64);
+        Ok(())
+    }
+}
