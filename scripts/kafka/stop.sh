@@ -5,7 +5,9 @@
 #
 # Without --nodes, stops every cluster (1- and 3-node). SIGTERM to each broker, waits
 # up to $EDDY_KAFKA_STOP_TIMEOUT (default 30) s, then SIGKILL. Then wipes the cluster's
-# data dir so the next start is fresh, unless --keep-data.
+# data dir so the next start is fresh, unless --keep-data. 3-node: all nodes get SIGTERM
+# together; once no controller majority is left, stragglers (a broker waiting forever for
+# its controlled-shutdown ack) get SIGKILL after $EDDY_KAFKA_NOQUORUM_GRACE (default 5) s.
 # --kill: SIGKILL at once (fast: a clean 3-node shutdown takes ~7 s; data is wiped anyway).
 set -euo pipefail
 # shellcheck source=common.sh
@@ -21,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --all) which_nodes=(1 3); shift ;;
     --keep-data) keep=1; shift ;;
     --kill) sig=KILL; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) kdie "unknown argument: $1" ;;
   esac
 done
@@ -45,14 +47,29 @@ for n in "${which_nodes[@]}"; do
     klog "stopping ${n}-node cluster (SIG$sig to pids ${pids[*]})"
     kill -"$sig" "${pids[@]}" 2>/dev/null || true
     deadline=$((SECONDS + stop_timeout))
+    # Multi-node: once fewer than a majority of the controllers are left, a broker still
+    # in controlled shutdown waits (minutes) for a quorum that can't come back; give the
+    # survivors a short grace to finish on their own, then SIGKILL them.
+    majority=$((n / 2 + 1))
+    noquorum_grace="${EDDY_KAFKA_NOQUORUM_GRACE:-5}"
+    noquorum_deadline=""
     while :; do
       alive=()
       for pid in "${pids[@]}"; do pid_running "$pid" && alive+=("$pid"); done
       [[ ${#alive[@]} -eq 0 ]] && break
-      if [[ $SECONDS -ge $deadline ]]; then
-        klog "still alive after ${stop_timeout}s, SIGKILL: ${alive[*]}"
+      if [[ $n -gt 1 && ${#alive[@]} -lt $majority && -z "$noquorum_deadline" ]]; then
+        noquorum_deadline=$((SECONDS + noquorum_grace))
+      fi
+      if [[ $SECONDS -ge $deadline || ( -n "$noquorum_deadline" && $SECONDS -ge $noquorum_deadline ) ]]; then
+        if [[ $SECONDS -ge $deadline ]]; then
+          klog "still alive after ${stop_timeout}s, SIGKILL: ${alive[*]}"
+        else
+          klog "controller quorum gone, SIGKILL the rest: ${alive[*]}"
+        fi
         kill -KILL "${alive[@]}" 2>/dev/null || true
-        sleep 0.5
+        for pid in "${alive[@]}"; do
+          for _ in $(seq 50); do pid_running "$pid" || break; sleep 0.1; done
+        done
         break
       fi
       sleep 0.2

@@ -167,7 +167,7 @@ impl StreamsConfig {
     }
 
     /// Settings for admin and metadata clients.
-    pub(crate) fn admin_config(&self, servers: &str) -> ClientConfig {
+    pub fn admin_client_config(&self, servers: &str) -> ClientConfig {
         self.client(servers, "admin.")
     }
 }

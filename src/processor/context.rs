@@ -42,6 +42,15 @@ impl<K: Data, V: Data> ProcessorContext<'_, K, V> {
     }
 }
 
+impl<K: Data, V: Data> ProcessorContext<'_, K, V> {
+    /// Forwards to the child at `index` (in attachment order).
+    pub(crate) fn forward_to_child(&mut self, index: usize, record: Record<K, V>) {
+        if let Some(c) = self.children.get(index) {
+            c.node.borrow_mut().process(record, self.task);
+        }
+    }
+}
+
 impl<K, V> ProcessorContext<'_, K, V> {
     /// Names of this processor's children, in forwarding order.
     pub fn child_names(&self) -> impl Iterator<Item = &str> {

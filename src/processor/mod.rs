@@ -17,8 +17,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PunctuationType {
     /// Advances only as records advance the task's stream time (the largest
-    /// timestamp seen). Fires as soon as the first record arrives, then at
-    /// multiples of the interval.
+    /// timestamp seen). Aligned to 0: fires at the first record with a
+    /// timestamp >= 0, then each time stream time reaches the next multiple
+    /// of the interval (once, however many multiples it jumped over).
     StreamTime,
     /// Advances with the system clock (a hand-driven clock in the test
     /// driver). First fires one interval after scheduling.

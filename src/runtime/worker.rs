@@ -154,7 +154,7 @@ fn prepare_topics(
     servers: &str,
     dlq: &str,
 ) -> Result<(), Error> {
-    let admin = config.admin_config(servers);
+    let admin = config.admin_client_config(servers);
     let existing = topic_partitions(&admin, config.startup_timeout)?;
     let missing = |role, topics: Vec<&str>| {
         topics

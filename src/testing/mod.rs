@@ -134,8 +134,8 @@ pub struct TopologyTestDriver {
     read: Vec<usize>,
     /// Next offset per (topic, partition).
     offsets: HashMap<(TopicRef, i32), i64>,
-    /// Round-robin counter for null keys.
-    round_robin: i32,
+    /// Round-robin counters for null keys, per topic.
+    round_robin: HashMap<TopicRef, i32>,
 }
 
 impl TopologyTestDriver {
@@ -167,7 +167,7 @@ impl TopologyTestDriver {
             config,
             tasks: BTreeMap::new(),
             offsets: HashMap::new(),
-            round_robin: 0,
+            round_robin: HashMap::new(),
         };
         for sub in driver.topology.subtopologies() {
             for topic in &sub.source_topics {
@@ -245,6 +245,9 @@ impl TopologyTestDriver {
 
     /// Pipes raw bytes into `topic`, on `partition` or where the key hashes
     /// to. Use it for records no serde would produce (poison records).
+    ///
+    /// # Panics
+    /// If `partition` is beyond the topic's partition count.
     pub fn pipe_raw(
         &mut self,
         topic: &str,
@@ -256,6 +259,12 @@ impl TopologyTestDriver {
     ) -> Result<(), RecordError> {
         let topic = self.topic_ref(topic);
         let partition = partition.unwrap_or_else(|| self.place(topic, key));
+        let count = self.partition_count(topic);
+        assert!(
+            (0..count).contains(&partition),
+            "partition {partition} is out of range: {} has {count}",
+            self.topics.name(topic)
+        );
         let mut queue = VecDeque::from([(
             topic,
             RawTestRecord {
@@ -291,8 +300,10 @@ impl TopologyTestDriver {
         match key {
             Some(k) => partition_for_key(k, n),
             None => {
-                self.round_robin = self.round_robin.wrapping_add(1);
-                self.round_robin.rem_euclid(n)
+                let next = self.round_robin.entry(topic).or_insert(0);
+                let p = next.rem_euclid(n);
+                *next = next.wrapping_add(1);
+                p
             }
         }
     }
@@ -317,7 +328,7 @@ impl TopologyTestDriver {
                 .tasks
                 .get_mut(&id)
                 .expect("a task per source partition");
-            task.process(&RawRecord {
+            let result = task.process(&RawRecord {
                 topic,
                 partition: record.partition,
                 offset: this_offset,
@@ -325,7 +336,14 @@ impl TopologyTestDriver {
                 key: record.key.as_deref(),
                 value: record.value.as_deref(),
                 headers: RawHeaders::Owned(&record.headers),
-            })?;
+            });
+            if let Err(e) = result {
+                // As in the runtime, nothing a failed record produced is
+                // written.
+                task.ctx.output.clear();
+                self.logs[topic.0 as usize].push(record);
+                return Err(e);
+            }
             self.drain(id, queue);
         }
         self.logs[topic.0 as usize].push(record);

@@ -341,33 +341,24 @@ impl<K: Data, V: Data> SplitBuilder<K, V> {
     }
 
     fn finish(self, default: Option<String>) -> Branches<K, V> {
-        let child = |b: &str| -> Arc<str> { format!("{}-{b}", self.name).into() };
-        let default_child = default.as_deref().map(child);
-        let names: Vec<String> = self
-            .branches
-            .iter()
-            .map(|(n, _)| n.clone())
-            .chain(default)
-            .collect();
-        let branches: Arc<Vec<(Arc<str>, Predicate<K, V>)>> = Arc::new(
-            self.branches
-                .into_iter()
-                .map(|(n, p)| (child(&n), p))
-                .collect(),
-        );
+        let has_default = default.is_some();
+        let (names, predicates): (Vec<String>, Vec<Predicate<K, V>>) =
+            self.branches.into_iter().unzip();
+        let predicates = Arc::new(predicates);
         let split = self
             .stream
             .add("branch", vec![self.stream.node], move || Split {
-                branches: branches.clone(),
-                default: default_child.clone(),
+                predicates: predicates.clone(),
+                has_default,
             })
             .named(&self.name);
         names
             .into_iter()
+            .chain(default)
             .map(|n| {
                 let outlet = split
                     .add("branch-outlet", vec![split.node], || PassThrough)
-                    .named(&child(&n));
+                    .named(&format!("{}-{n}", self.name));
                 (n, outlet)
             })
             .collect()

@@ -7,10 +7,13 @@ use super::graph::NodeFactory;
 use crate::processor::{Data, Processor, ProcessorContext, Record};
 use crate::runtime::{typed_children, Instance, ProcessorNode};
 
+/// The input and output types of a processor, as a zero-sized marker.
+pub(crate) type Signature<KI, VI, KO, VO> = fn(KI, VI) -> (KO, VO);
+
 /// Builds a fresh processor per task from a supplier.
 pub(crate) struct ProcessorFactory<S, KI, VI, KO, VO> {
     pub(crate) supplier: S,
-    pub(crate) _types: PhantomData<fn(KI, VI) -> (KO, VO)>,
+    pub(crate) _types: PhantomData<Signature<KI, VI, KO, VO>>,
 }
 
 impl<S, P, KI, VI, KO, VO> NodeFactory for ProcessorFactory<S, KI, VI, KO, VO>
@@ -161,22 +164,24 @@ impl<K: Data, V: Data> Processor<K, V, K, V> for PassThrough {
 pub(crate) type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
 
 /// Sends each record to the first branch whose predicate holds, else to the
-/// default branch if there is one, else drops it.
+/// default branch if there is one, else drops it. The split's children are
+/// its branch outlets in order (then the default one), so branches are
+/// addressed by position and renaming an outlet changes nothing.
 pub(crate) struct Split<K, V> {
-    pub(crate) branches: Arc<Vec<(Arc<str>, Predicate<K, V>)>>,
-    pub(crate) default: Option<Arc<str>>,
+    pub(crate) predicates: Arc<Vec<Predicate<K, V>>>,
+    pub(crate) has_default: bool,
 }
 
 impl<K: Data, V: Data> Processor<K, V, K, V> for Split<K, V> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>) {
+        let n = self.predicates.len();
         let target = self
-            .branches
+            .predicates
             .iter()
-            .find(|(_, p)| p(&r.key, &r.value))
-            .map(|(child, _)| child)
-            .or(self.default.as_ref());
+            .position(|p| p(&r.key, &r.value))
+            .or(self.has_default.then_some(n));
         if let Some(child) = target {
-            ctx.forward_to(child, r);
+            ctx.forward_to_child(child, r);
         }
     }
 }
