@@ -16,7 +16,7 @@ fn expected_values(range: std::ops::Range<u32>) -> HashSet<String> {
     range.map(|i| format!("VALUE-{i}")).collect()
 }
 
-fn app_topics(c: &common::Cluster, name: &str, partitions: i32) -> (String, String, String) {
+fn app_topics(c: &common::TestCluster, name: &str, partitions: i32) -> (String, String, String) {
     let (input, output, app) = (
         unique(&format!("{name}-in")),
         unique(&format!("{name}-out")),

@@ -138,7 +138,7 @@ impl StreamsConfig {
     /// Consumer settings for stream thread `thread`. Offsets are stored and
     /// committed by eddy only; the range assignor keeps partition `p` of
     /// every input topic on the same member.
-    pub(crate) fn consumer_config(&self, servers: &str, thread: &str) -> ClientConfig {
+    pub fn consumer_client_config(&self, servers: &str, thread: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("group.id", &self.application_id)
             .set("client.id", format!("{}-{thread}", self.application_id))
@@ -152,7 +152,7 @@ impl StreamsConfig {
 
     /// Producer settings: acknowledged by all in-sync replicas, idempotent,
     /// and partitioned by murmur2 like the Java client.
-    pub(crate) fn producer_config(&self, servers: &str, thread: &str) -> ClientConfig {
+    pub fn producer_client_config(&self, servers: &str, thread: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set(
             "client.id",
@@ -189,8 +189,8 @@ mod tests {
             .set("consumer.session.timeout.ms", "6000")
             .set("producer.linger.ms", "20")
             .set("socket.timeout.ms", "7000");
-        let consumer = c.consumer_config("b:1", "t0");
-        let producer = c.producer_config("b:1", "t0");
+        let consumer = c.consumer_client_config("b:1", "t0");
+        let producer = c.producer_client_config("b:1", "t0");
         assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
         assert_eq!(producer.get("session.timeout.ms"), None);
         assert_eq!(producer.get("linger.ms"), Some("20"));

@@ -101,10 +101,10 @@ impl StreamThread {
         } = spec;
         let servers = servers.as_str();
         let consumer: BaseConsumer<StreamConsumerContext> = config
-            .consumer_config(servers, &name)
+            .consumer_client_config(servers, &name)
             .create_with_context(StreamConsumerContext::new(metrics.clone()))?;
         let collector = Collector::new(
-            &config.producer_config(servers, &name),
+            &config.producer_client_config(servers, &name),
             settings.topics.clone(),
         )?;
         let routes = vec![Vec::new(); settings.topics.len()];

@@ -7,6 +7,10 @@
 //! partitioner, one task per partition), and records written to a topic the
 //! topology also reads are fed back in, as a broker would.
 
+mod cluster;
+
+pub use cluster::{unique, Consumed, KeyValue, Reader, TestCluster};
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,174 @@
+//! End to end, stateless: one stream thread consuming 100-byte records,
+//! filtering and upper-casing them, producing the results, and committing;
+//! beside a raw librdkafka consume-then-produce loop doing the same work on
+//! the same input in the same run (the yardstick).
+//!
+//! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
+//! Each side is timed from its first consumed record to its final
+//! acknowledged flush and offset commit, so group joins are not counted.
+//! Rounds alternate raw/eddy to spread machine noise over both.
+//!
+//! `EDDY_BENCH_RECORDS` (default 1 000 000), `EDDY_BENCH_ROUNDS` (default 3),
+//! `EDDY_BENCH_PARTITIONS` (default 4).
+
+use std::time::{Duration, Instant};
+
+use eddy::kafka::StreamsConfig;
+use eddy::runtime::KafkaStreams;
+use eddy::serde::{BytesSerde, Nullable};
+use eddy::testing::{unique, TestCluster};
+use eddy::topology::StreamsBuilder;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn keep(v: &[u8]) -> bool {
+    v.first() != Some(&b'#')
+}
+
+fn shout(mut v: Vec<u8>) -> Vec<u8> {
+    v.make_ascii_uppercase();
+    v
+}
+
+/// The yardstick: consume, filter, upper-case into a new buffer, produce;
+/// then flush and commit.
+fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
+    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
+        .consumer_client_config(&c.bootstrap, "raw")
+        .create()
+        .unwrap();
+    let producer: BaseProducer = StreamsConfig::new("raw")
+        .producer_client_config(&c.bootstrap, "raw")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[input]).unwrap();
+    let mut seen = 0;
+    let mut start = None;
+    while seen < n {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        start.get_or_insert_with(Instant::now);
+        seen += 1;
+        let value = m.payload().unwrap_or_default();
+        if !keep(value) {
+            continue;
+        }
+        let value = shout(value.to_vec());
+        let mut record = BaseRecord::<[u8], [u8]>::to(output).payload(&value);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(ts) = m.timestamp().to_millis() {
+            record = record.timestamp(ts);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    start.unwrap().elapsed()
+}
+
+/// The same work as an eddy topology on one stream thread.
+fn eddy(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
+    let b = StreamsBuilder::new();
+    b.stream(input, Nullable(BytesSerde), BytesSerde)
+        .filter(|_, v| keep(v))
+        .map_values(shout)
+        .to(output, Nullable(BytesSerde), BytesSerde);
+    let app = unique("eddy-bench");
+    if c.is_embedded() {
+        c.create_topic(&format!("{app}-dlq"), 1);
+    }
+    let running = KafkaStreams::new(
+        b.build().unwrap(),
+        StreamsConfig::new(&app).bootstrap_servers(&c.bootstrap),
+    )
+    .start()
+    .unwrap();
+    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
+    while processed() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    while processed() < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    running.close().unwrap();
+    start.elapsed()
+}
+
+fn main() {
+    let n = env("EDDY_BENCH_RECORDS", 1_000_000);
+    let rounds = env("EDDY_BENCH_ROUNDS", 3);
+    let partitions = env("EDDY_BENCH_PARTITIONS", 4) as i32;
+    let c = TestCluster::from_env();
+    let input = unique("bench-in");
+    c.create_topic(&input, partitions);
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            let mut value = format!("value-{i}-").into_bytes();
+            value.resize(100, b'x');
+            (Some(format!("key-{i}").into_bytes()), Some(value))
+        })
+        .collect();
+    c.produce(&input, &records);
+    drop(records);
+
+    let cluster = if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    };
+    println!("pipeline benchmark: {n} records of 100 bytes, {partitions} partitions, one thread, {cluster}");
+    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        for (name, runs, f) in [
+            (
+                "raw librdkafka",
+                &mut raw,
+                raw_loop as fn(&TestCluster, &str, &str, usize) -> Duration,
+            ),
+            ("eddy", &mut ours, eddy),
+        ] {
+            let output = unique("bench-out");
+            c.create_topic(&output, partitions);
+            let d = f(&c, &input, &output, n);
+            let rate = n as f64 / d.as_secs_f64();
+            println!(
+                "  round {round}: {name:<15} {rate:>10.0} records/s ({:.2} s)",
+                d.as_secs_f64()
+            );
+            runs.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (r, e) = (median(&mut raw), median(&mut ours));
+    println!(
+        "  median: raw {r:.0} records/s, eddy {e:.0} records/s, ratio {:.2}",
+        e / r
+    );
+}

@@ -1,0 +1,231 @@
+//! A Kafka cluster for tests and benchmarks: the real broker named by
+//! `EDDY_TEST_BOOTSTRAP`, or else an embedded cluster in this process (which
+//! other processes reach over loopback), with helpers to create topics,
+//! produce and read. Like test assertions, these helpers panic on failure.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers as _;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::kafka::{admin, EmbeddedKafka, StreamsConfig};
+use crate::processor::Headers;
+
+/// A raw key and value; `None` is null.
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The cluster under test.
+pub struct TestCluster {
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+    embedded: Option<EmbeddedKafka>,
+}
+
+/// A name no earlier run used, so runs against one broker don't collide.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{t}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes (`None` is null).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None` is null).
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Headers,
+}
+
+impl Consumed {
+    /// The value as UTF-8 (empty if null).
+    pub fn value_str(&self) -> String {
+        String::from_utf8(self.value.clone().unwrap_or_default()).unwrap()
+    }
+    /// The last header named `key`, as UTF-8.
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers
+            .last(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+impl TestCluster {
+    /// The broker named by `EDDY_TEST_BOOTSTRAP`, else a new embedded one.
+    ///
+    /// # Panics
+    /// If the embedded cluster cannot start.
+    pub fn from_env() -> Self {
+        match std::env::var("EDDY_TEST_BOOTSTRAP") {
+            Ok(b) if !b.is_empty() => TestCluster {
+                bootstrap: b,
+                embedded: None,
+            },
+            _ => {
+                let e = EmbeddedKafka::start().expect("embedded cluster starts");
+                TestCluster {
+                    bootstrap: e.bootstrap_servers().to_owned(),
+                    embedded: Some(e),
+                }
+            }
+        }
+    }
+
+    /// Whether this is an embedded cluster.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Creates a topic (broker-default replication on a real cluster).
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        match &self.embedded {
+            Some(e) => e.create_topic(name, partitions).expect("create topic"),
+            None => {
+                let config = StreamsConfig::new("test").admin_client_config(&self.bootstrap);
+                admin::ensure_topic(&config, name, partitions, Duration::from_secs(30))
+                    .expect("create topic");
+            }
+        }
+    }
+
+    /// Produces records (murmur2-partitioned by key) and waits for acks.
+    pub fn produce(&self, topic: &str, records: &[KeyValue]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        for (k, v) in records {
+            let mut r = BaseRecord::<[u8], [u8]>::to(topic);
+            if let Some(k) = k {
+                r = r.key(k);
+            }
+            if let Some(v) = v {
+                r = r.payload(v);
+            }
+            producer.send(r).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Produces `key-{i}` / `value-{i}` for i in `range`.
+    pub fn produce_numbered(&self, topic: &str, range: std::ops::Range<u32>) {
+        let records: Vec<_> = range
+            .map(|i| {
+                (
+                    Some(format!("key-{i}").into_bytes()),
+                    Some(format!("value-{i}").into_bytes()),
+                )
+            })
+            .collect();
+        self.produce(topic, &records);
+    }
+
+    /// A reader of `topic` from the beginning.
+    pub fn reader(&self, topic: &str) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        Reader {
+            consumer,
+            records: Vec::new(),
+        }
+    }
+
+    /// Reads `topic` from the beginning until `done` holds for what was
+    /// read, or `timeout` passes; returns everything read.
+    pub fn consume_until(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        done: impl Fn(&[Consumed]) -> bool,
+    ) -> Vec<Consumed> {
+        let mut r = self.reader(topic);
+        r.read_until(timeout, done);
+        r.records
+    }
+
+    /// Reads `topic` until `count` records arrived, then keeps reading for
+    /// `settle` to catch any extra (duplicate) records.
+    pub fn consume_count(
+        &self,
+        topic: &str,
+        count: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Consumed> {
+        let mut r = self.reader(topic);
+        if r.read_until(timeout, |r| r.len() >= count) {
+            r.read_until(settle, |_| false);
+        }
+        r.records
+    }
+}
+
+/// Reads one topic from the beginning, without a consumer group.
+pub struct Reader {
+    consumer: BaseConsumer,
+    /// Everything read so far.
+    pub records: Vec<Consumed>,
+}
+
+impl Reader {
+    /// Reads until `done` holds (returns true) or `timeout` passes.
+    pub fn read_until(&mut self, timeout: Duration, done: impl Fn(&[Consumed]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.records) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if let Some(m) = self.consumer.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                let mut headers = Headers::new();
+                if let Some(h) = m.headers() {
+                    for x in h.iter() {
+                        headers.add(x.key, x.value.unwrap_or_default());
+                    }
+                }
+                self.records.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+}
