@@ -13,13 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use eddy::kafka::StreamsConfig;
+use eddy::kafka::{send_blocking, StreamsConfig};
 use eddy::runtime::KafkaStreams;
 use eddy::serde::{BytesSerde, Nullable};
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::StreamsBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
@@ -72,16 +71,7 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
         if let Some(ts) = m.timestamp().to_millis() {
             record = record.timestamp(ts);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
+        send_blocking(&producer, record).expect("produce");
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(60)).unwrap();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use eddy::kafka::StreamsConfig;
+use eddy::kafka::{send_blocking, StreamsConfig};
 use eddy::runtime::KafkaStreams;
 use eddy::serde::{JsonSerde, StringSerde};
 use eddy::topology::{StreamsBuilder, Topology};
@@ -166,16 +166,10 @@ fn generate(servers: &str, count: u64) -> anyhow::Result<Expected> {
             }
             serde_json::to_writer(&mut buf, &order)?;
         }
-        let mut record = BaseRecord::<str, [u8]>::to(ORDERS).key(&key).payload(&buf);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        send_blocking(
+            &producer,
+            BaseRecord::<str, [u8]>::to(ORDERS).key(&key).payload(&buf),
+        )?;
     }
     producer.flush(Duration::from_secs(30))?;
     Ok(expected)

@@ -5,6 +5,8 @@ pub mod admin;
 mod config;
 mod embedded;
 pub mod partitioner;
+mod produce;
 
 pub use config::StreamsConfig;
 pub use embedded::EmbeddedKafka;
+pub use produce::send_blocking;

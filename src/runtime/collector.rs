@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use super::output::OutputBuffer;
 use crate::error::Error;
+use crate::kafka::send_blocking;
 use crate::topology::TopicTable;
 
 /// Counts failed deliveries; the first failure's reason is kept.
@@ -86,16 +87,8 @@ impl Collector {
             if let Some(h) = headers {
                 record = record.headers(h);
             }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
-                }
-            }
+            send_blocking(&self.producer, record)
+                .map_err(|e| Error::Delivery(format!("{e} (topic {topic})")))?;
         }
         self.producer.poll(Duration::ZERO);
         Ok(output.len())

@@ -11,7 +11,7 @@ use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::kafka::{admin, EmbeddedKafka, StreamsConfig};
+use crate::kafka::{admin, send_blocking, EmbeddedKafka, StreamsConfig};
 use crate::processor::Headers;
 
 /// A raw key and value; `None` is null.
@@ -120,8 +120,7 @@ impl TestCluster {
             if let Some(v) = v {
                 r = r.payload(v);
             }
-            producer.send(r).map_err(|(e, _)| e).unwrap();
-            producer.poll(Duration::ZERO);
+            send_blocking(&producer, r).expect("produce");
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }
