@@ -75,7 +75,9 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
-    consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    consumer
+        .commit(&consumer.position().unwrap(), CommitMode::Sync)
+        .unwrap();
     start.unwrap().elapsed()
 }
 

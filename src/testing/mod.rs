@@ -132,10 +132,8 @@ pub struct TopologyTestDriver {
     topics: Arc<TopicTable>,
     config: DriverConfig,
     tasks: BTreeMap<TaskId, Task>,
-    /// Every record written to each topic, per topic ref.
+    /// Records written to each topic and not yet read, per topic ref.
     logs: Vec<Vec<RawTestRecord>>,
-    /// How far `read` has consumed each topic's log.
-    read: Vec<usize>,
     /// Next offset per (topic, partition).
     offsets: HashMap<(TopicRef, i32), i64>,
     /// Round-robin counters for null keys, per topic.
@@ -166,7 +164,6 @@ impl TopologyTestDriver {
         let mut driver = TopologyTestDriver {
             topology: Arc::new(topology),
             logs: vec![Vec::new(); topics.len()],
-            read: vec![0; topics.len()],
             topics,
             config,
             tasks: BTreeMap::new(),
@@ -269,18 +266,33 @@ impl TopologyTestDriver {
             "partition {partition} is out of range: {} has {count}",
             self.topics.name(topic)
         );
-        let mut queue = VecDeque::from([(
-            topic,
-            RawTestRecord {
-                partition,
-                key: key.map(<[u8]>::to_vec),
-                value: value.map(<[u8]>::to_vec),
-                timestamp,
-                headers,
-            },
-        )]);
+        let mut queue = VecDeque::new();
+        // The test's own input is processed in place, not copied: only what
+        // the topology writes is kept for reading.
+        self.process(
+            topic, partition, key, value, timestamp, &headers, &mut queue,
+        )?;
+        self.deliver(queue)
+    }
+
+    /// Writes queued outputs to their topics, processing those the topology
+    /// reads (which may queue more).
+    fn deliver(
+        &mut self,
+        mut queue: VecDeque<(TopicRef, RawTestRecord)>,
+    ) -> Result<(), RecordError> {
         while let Some((topic, record)) = queue.pop_front() {
-            self.deliver(topic, record, &mut queue)?;
+            let result = self.process(
+                topic,
+                record.partition,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.timestamp,
+                &record.headers,
+                &mut queue,
+            );
+            self.logs[topic.0 as usize].push(record);
+            result?;
         }
         Ok(())
     }
@@ -293,7 +305,6 @@ impl TopologyTestDriver {
                 // tests can write and read it.
                 let t = Arc::make_mut(&mut self.topics).intern(name);
                 self.logs.push(Vec::new());
-                self.read.push(0);
                 t
             }
         }
@@ -312,45 +323,48 @@ impl TopologyTestDriver {
         }
     }
 
-    /// Appends a record to its topic's log and, if the topology reads the
-    /// topic, processes it; outputs are queued for delivery in turn.
-    fn deliver(
+    /// Takes the next offset of a partition and, if the topology reads the
+    /// topic, processes the record; its outputs are queued for delivery.
+    #[allow(clippy::too_many_arguments)]
+    fn process(
         &mut self,
         topic: TopicRef,
-        record: RawTestRecord,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: &Headers,
         queue: &mut VecDeque<(TopicRef, RawTestRecord)>,
     ) -> Result<(), RecordError> {
-        let offset = self.offsets.entry((topic, record.partition)).or_insert(0);
+        let offset = self.offsets.entry((topic, partition)).or_insert(0);
         let this_offset = *offset;
         *offset += 1;
-        if let Some(&(subtopology, _)) = self.topology.sources.get(&topic) {
-            let id = TaskId {
-                subtopology,
-                partition: record.partition,
-            };
-            let task = self
-                .tasks
-                .get_mut(&id)
-                .expect("a task per source partition");
-            let result = task.process(&RawRecord {
-                topic,
-                partition: record.partition,
-                offset: this_offset,
-                timestamp: record.timestamp,
-                key: record.key.as_deref(),
-                value: record.value.as_deref(),
-                headers: RawHeaders::Owned(&record.headers),
-            });
-            if let Err(e) = result {
-                // As in the runtime, nothing a failed record produced is
-                // written.
-                task.ctx.output.clear();
-                self.logs[topic.0 as usize].push(record);
-                return Err(e);
-            }
-            self.drain(id, queue);
+        let Some(&(subtopology, _)) = self.topology.sources.get(&topic) else {
+            return Ok(());
+        };
+        let id = TaskId {
+            subtopology,
+            partition,
+        };
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .expect("a task per source partition");
+        let result = task.process(&RawRecord {
+            topic,
+            partition,
+            offset: this_offset,
+            timestamp,
+            key,
+            value,
+            headers: RawHeaders::Owned(headers),
+        });
+        if let Err(e) = result {
+            // As in the runtime, nothing a failed record produced is written.
+            task.ctx.output.clear();
+            return Err(e);
         }
-        self.logs[topic.0 as usize].push(record);
+        self.drain(id, queue);
         Ok(())
     }
 
@@ -397,9 +411,7 @@ impl TopologyTestDriver {
                 .expect("task exists")
                 .advance_wall_clock(now);
             self.drain(id, &mut queue);
-            while let Some((topic, record)) = queue.pop_front() {
-                self.deliver(topic, record, &mut queue)?;
-            }
+            self.deliver(queue)?;
         }
         Ok(())
     }
@@ -409,13 +421,12 @@ impl TopologyTestDriver {
         self.config.wall_clock
     }
 
-    /// Records written to `topic` since the last read, undecoded, in write
-    /// order (across partitions).
+    /// Records the topology wrote to `topic` since the last read, undecoded,
+    /// in write order (across partitions). Records piped in by the test are
+    /// not kept.
     pub fn read_raw(&mut self, topic: &str) -> Vec<RawTestRecord> {
         let t = self.topic_ref(topic);
-        let log = &self.logs[t.0 as usize];
-        let from = std::mem::replace(&mut self.read[t.0 as usize], log.len());
-        log[from..].to_vec()
+        std::mem::take(&mut self.logs[t.0 as usize])
     }
 
     /// Records written to `topic` since the last read, decoded.
