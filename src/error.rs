@@ -63,6 +63,12 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A state store failed.
+    #[error("state store: {0}")]
+    Store(#[from] crate::stores::StoreError),
+    /// An interactive query failed.
+    #[error("query: {0}")]
+    Query(String),
     /// A stream thread panicked.
     #[error("stream thread {0} panicked")]
     ThreadPanicked(String),

@@ -30,6 +30,7 @@ pub mod observability;
 pub mod processor;
 pub mod runtime;
 pub mod serde;
+pub mod stores;
 pub mod testing;
 pub mod topology;
 

@@ -1,5 +1,6 @@
 //! Subcommands of the `eddy` binary.
 
+mod count;
 mod demo;
 mod pipe;
 
@@ -76,6 +77,9 @@ enum Command {
     /// another, until SIGINT/SIGTERM: the minimal worker for scaling and
     /// failure tests.
     Pipe(pipe::PipeArgs),
+    /// Runs a worker that counts records per key in a changelogged store
+    /// and writes each new count, until SIGINT/SIGTERM.
+    Count(count::CountArgs),
     /// Prints the demo topology.
     Describe {
         /// Output format.
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Pipe(args) => pipe::run(args),
+        Command::Count(args) => count::run(args),
         Command::Describe { format } => {
             let topology = demo::topology(&demo::Counters::default())?;
             match format {

@@ -36,16 +36,20 @@ pub fn topic_partitions(
         .collect())
 }
 
-/// Creates `topic` with `partitions` partitions and the broker's default
-/// replication factor, unless it exists.
+/// Creates `topic` with `partitions` partitions, the broker's default
+/// replication factor and the given topic configs, unless it exists.
 pub fn ensure_topic(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
+    configs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(), Error> {
     let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
 use crate::runtime::ErrorPolicy;
+use crate::stores::RocksConfig;
 
 /// How a worker runs: identity, cluster, threads, commits, error handling
 /// and observability.
@@ -46,6 +48,15 @@ pub struct StreamsConfig {
     pub startup_timeout: Duration,
     /// Partitions of topics created on the embedded cluster (default 4).
     pub embedded_partitions: i32,
+    /// Where persistent stores live: `<state_dir>/<application_id>/<task>/<store>`
+    /// (default: `eddy-state` in the system's temporary directory).
+    pub state_dir: PathBuf,
+    /// RocksDB memory budget and options, shared by all stores of a worker.
+    pub rocks: RocksConfig,
+    /// Bytes of store writes a stream thread buffers (deduped per key)
+    /// before it flushes them to the stores and changelogs; they are always
+    /// flushed at commit. Default 10 MiB, Kafka Streams' default.
+    pub cache_max_bytes: usize,
     /// Extra librdkafka properties: `consumer.<prop>`, `producer.<prop>`,
     /// `admin.<prop>`, or `<prop>` for every client.
     pub properties: BTreeMap<String, String>,
@@ -66,6 +77,9 @@ impl StreamsConfig {
             http_addr: None,
             startup_timeout: Duration::from_secs(10),
             embedded_partitions: 4,
+            state_dir: std::env::temp_dir().join("eddy-state"),
+            rocks: RocksConfig::default(),
+            cache_max_bytes: 10 << 20,
             properties: BTreeMap::new(),
         }
     }
@@ -91,6 +105,12 @@ impl StreamsConfig {
     /// Sets the HTTP address for `/metrics`.
     pub fn http_addr(mut self, addr: SocketAddr) -> Self {
         self.http_addr = Some(addr);
+        self
+    }
+
+    /// Sets the state directory.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
         self
     }
 

@@ -18,6 +18,9 @@ pub struct Metrics {
     commit_latency: HistogramVec,
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
+    dropped_late: IntCounterVec,
+    restored: IntCounterVec,
+    restore_remaining: IntGaugeVec,
 }
 
 /// The metrics of one stream thread, resolved once so the hot path touches
@@ -34,6 +37,9 @@ pub(crate) struct ThreadMetrics {
     pub(crate) commit_latency: Histogram,
     pub(crate) assigned: IntGauge,
     pub(crate) lag: IntGaugeVec,
+    pub(crate) dropped_late: IntCounter,
+    pub(crate) restored: IntCounterVec,
+    pub(crate) restore_remaining: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
@@ -129,6 +135,32 @@ impl Metrics {
             ),
             assigned,
             lag,
+            dropped_late: counter(
+                &registry,
+                "eddy_dropped_late_records_total",
+                "Records dropped for arriving after their window closed (end + grace).",
+            ),
+            restored: {
+                let c = IntCounterVec::new(
+                    Opts::new("eddy_restored_records_total", "Changelog records restored into stores."),
+                    &["store"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            restore_remaining: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "eddy_restore_remaining_records",
+                        "Changelog records left to restore, per store being restored.",
+                    ),
+                    &["store"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             registry,
         }
     }
@@ -146,6 +178,9 @@ impl Metrics {
             commit_latency: self.commit_latency.with_label_values(l),
             assigned: self.assigned.with_label_values(l),
             lag: self.lag.clone(),
+            dropped_late: self.dropped_late.with_label_values(l),
+            restored: self.restored.clone(),
+            restore_remaining: self.restore_remaining.clone(),
         }
     }
 

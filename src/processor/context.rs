@@ -1,7 +1,12 @@
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{millis, Data, PunctuationId, PunctuationType, Record};
 use crate::runtime::{forward_all, Child, TaskContext, TaskId};
+use crate::serde::Serde;
+use crate::stores::{KeyValueStore, SessionStore, StateError, StoreKind, StoreState, WindowStore};
 
 /// Where the record being processed came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,5 +119,70 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// The application id (the consumer group).
     pub fn application_id(&self) -> &str {
         &self.task.application_id
+    }
+
+    /// Marks the current record as failed: once processing returns it goes
+    /// to the dead-letter topic with `reason` (or stops the worker under the
+    /// `Fail` policy). Outputs already forwarded stay.
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.task.fail(reason.into());
+    }
+
+    /// Counts the current record as dropped for arriving after its window
+    /// closed (window end + grace).
+    pub fn record_late_drop(&mut self) {
+        self.task.dropped.late += 1;
+    }
+
+    fn store_state(&self, name: &str, kind: StoreKind) -> Result<Rc<RefCell<StoreState>>, StateError> {
+        match self.task.store(name) {
+            Some(s) if s.borrow().spec.kind == kind => Ok(s.clone()),
+            _ => Err(StateError::Unknown {
+                store: name.to_owned(),
+                kind,
+            }),
+        }
+    }
+
+    /// The key-value store `name`, typed by the given serdes.
+    pub fn key_value_store<SK, SV>(
+        &self,
+        name: &str,
+        key_serde: Arc<dyn Serde<SK>>,
+        value_serde: Arc<dyn Serde<SV>>,
+    ) -> Result<KeyValueStore<SK, SV>, StateError> {
+        Ok(KeyValueStore {
+            state: self.store_state(name, StoreKind::KeyValue)?,
+            key: key_serde,
+            value: value_serde,
+        })
+    }
+
+    /// The window store `name`, typed by the given serdes.
+    pub fn window_store<SK, SV>(
+        &self,
+        name: &str,
+        key_serde: Arc<dyn Serde<SK>>,
+        value_serde: Arc<dyn Serde<SV>>,
+    ) -> Result<WindowStore<SK, SV>, StateError> {
+        Ok(WindowStore {
+            state: self.store_state(name, StoreKind::Window)?,
+            key: key_serde,
+            value: value_serde,
+        })
+    }
+
+    /// The session store `name`, typed by the given serdes.
+    pub fn session_store<SK, SV>(
+        &self,
+        name: &str,
+        key_serde: Arc<dyn Serde<SK>>,
+        value_serde: Arc<dyn Serde<SV>>,
+    ) -> Result<SessionStore<SK, SV>, StateError> {
+        Ok(SessionStore {
+            state: self.store_state(name, StoreKind::Session)?,
+            key: key_serde,
+            value: value_serde,
+        })
     }
 }

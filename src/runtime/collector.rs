@@ -6,6 +6,7 @@
 //! producer: `commit` becomes send-offsets-to-transaction plus
 //! commit-transaction.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,11 +22,14 @@ use crate::error::Error;
 use crate::kafka::send_blocking;
 use crate::topology::TopicTable;
 
-/// Counts failed deliveries; the first failure's reason is kept.
+/// Counts failed deliveries (the first failure's reason is kept) and
+/// records the last acknowledged offset of each changelog partition.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    changelogs: HashSet<String>,
+    acked: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl ClientContext for DeliveryTracker {}
@@ -34,11 +38,20 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, msg)) = result {
-            use rdkafka::Message;
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert_with(|| format!("{e} (topic {})", msg.topic()));
+        use rdkafka::Message;
+        match result {
+            Ok(msg) => {
+                if !self.changelogs.is_empty() && self.changelogs.contains(msg.topic()) {
+                    let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+                    let offset = acked.entry((msg.topic().to_owned(), msg.partition())).or_insert(-1);
+                    *offset = (*offset).max(msg.offset());
+                }
+            }
+            Err((e, msg)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+                first.get_or_insert_with(|| format!("{e} (topic {})", msg.topic()));
+            }
         }
     }
 }
@@ -50,9 +63,19 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub(crate) fn new(config: &ClientConfig, topics: Arc<TopicTable>) -> Result<Self, KafkaError> {
+    /// A producer; deliveries to the `changelogs` topics have their offsets
+    /// recorded for checkpoints.
+    pub(crate) fn new(
+        config: &ClientConfig,
+        topics: Arc<TopicTable>,
+        changelogs: HashSet<String>,
+    ) -> Result<Self, KafkaError> {
+        let tracker = DeliveryTracker {
+            changelogs,
+            ..DeliveryTracker::default()
+        };
         Ok(Collector {
-            producer: config.create_with_context(DeliveryTracker::default())?,
+            producer: config.create_with_context(tracker)?,
             topics,
             flush_timeout: Duration::from_secs(60),
         })
@@ -115,6 +138,16 @@ impl Collector {
             return Err(Error::Delivery(first.unwrap_or_default()));
         }
         Ok(())
+    }
+
+    /// The last acknowledged offset of each changelog partition written.
+    pub(crate) fn changelog_offsets(&self) -> HashMap<(String, i32), i64> {
+        self.producer
+            .context()
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Flushes, then commits `offsets` for the consumer's group. A refused

@@ -1,5 +1,7 @@
 //! Per-task state that every node of the task can reach while processing.
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedHeaders, Headers as _};
@@ -8,6 +10,7 @@ use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
 use crate::processor::{Header, Headers};
+use crate::stores::StoreState;
 use crate::topology::{TopicRef, TopicTable};
 
 /// A record as it arrives from Kafka (or from the test driver), not yet
@@ -63,6 +66,19 @@ pub(crate) struct TaskContext {
     pub(crate) punctuations: Punctuations,
     /// Why processing the current record failed, if it did.
     pub(crate) failure: Option<String>,
+    /// The task's stores.
+    pub(crate) stores: Vec<Rc<RefCell<StoreState>>>,
+    /// Stream time as seen by store writes (changelog timestamps).
+    pub(crate) now: Rc<Cell<i64>>,
+    /// Records dropped since the thread last looked, by reason.
+    pub(crate) dropped: DroppedRecords,
+}
+
+/// Records operators dropped on purpose.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DroppedRecords {
+    /// Too late for their window (after window end + grace).
+    pub(crate) late: u64,
 }
 
 impl TaskContext {
@@ -83,11 +99,19 @@ impl TaskContext {
             commit_requested: false,
             punctuations: Punctuations::default(),
             failure: None,
+            stores: Vec::new(),
+            now: Rc::new(Cell::new(i64::MIN)),
+            dropped: DroppedRecords::default(),
         }
     }
 
     pub(crate) fn advance_stream_time(&mut self, timestamp: i64) {
         self.stream_time = self.stream_time.max(timestamp);
+        self.now.set(self.stream_time);
+    }
+
+    pub(crate) fn store(&self, name: &str) -> Option<&Rc<RefCell<StoreState>>> {
+        self.stores.iter().find(|s| s.borrow().name() == name)
     }
 
     /// Marks the current record as failed; the first reason is kept.

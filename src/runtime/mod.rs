@@ -13,6 +13,8 @@ mod context;
 mod node;
 mod output;
 mod punctuation;
+mod query;
+mod state_dir;
 mod stream_thread;
 mod task;
 mod worker;
@@ -22,5 +24,8 @@ pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
 pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};
+pub(crate) use output::{OutMeta, OutputBuffer};
+pub(crate) use state_dir::StoreProvider;
 pub(crate) use task::{Task, TaskSettings};
+pub use query::{Lookup, RangeResult, StoreQueries};
 pub use worker::{KafkaStreams, RunningStreams};

@@ -3,20 +3,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::collector::Collector;
 use super::consumer::{RebalanceEvent, StreamConsumerContext};
 use super::context::{RawHeaders, RawRecord};
+use super::query::{Answer, Query, QueryOp};
 use super::task::{Outcome, Task, TaskId, TaskSettings};
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
 use crate::observability::ThreadMetrics;
+use crate::stores::{CacheBudget, Checkpoint};
 use crate::topology::{TopicRef, Topology};
 
 fn now_millis() -> i64 {
@@ -36,6 +39,8 @@ pub(crate) struct ThreadSpec {
     pub(crate) shutdown: Arc<AtomicBool>,
     /// Counted down by each thread after its final commit.
     pub(crate) committed: Arc<Latch>,
+    /// Interactive queries for this thread's stores.
+    pub(crate) queries: mpsc::Receiver<Query>,
 }
 
 pub(crate) struct StreamThread {
@@ -86,6 +91,12 @@ struct ThreadState {
     last_commit: Instant,
     poll_timeout: Duration,
     max_poll_records: usize,
+    /// Write-cache budget of this thread's stores.
+    cache: Rc<CacheBudget>,
+    restore_config: ClientConfig,
+    /// Reads changelogs (no group), made on first use.
+    restore_consumer: Option<BaseConsumer>,
+    queries: mpsc::Receiver<Query>,
 }
 
 impl StreamThread {
@@ -98,15 +109,27 @@ impl StreamThread {
             metrics,
             shutdown,
             committed,
+            queries,
         } = spec;
         let servers = servers.as_str();
         let consumer: BaseConsumer<StreamConsumerContext> = config
             .consumer_client_config(servers, &name)
             .create_with_context(StreamConsumerContext::new(metrics.clone()))?;
+        let changelogs = settings
+            .changelogs
+            .values()
+            .map(|&t| settings.topics.name(t).to_owned())
+            .collect();
         let collector = Collector::new(
             &config.producer_client_config(servers, &name),
             settings.topics.clone(),
+            changelogs,
         )?;
+        let mut restore = config.admin_client_config(servers);
+        restore
+            .set("client.id", format!("{}-{name}-restore", config.application_id))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800");
         let routes = vec![Vec::new(); settings.topics.len()];
         Ok(StreamThread {
             consumer,
@@ -122,6 +145,10 @@ impl StreamThread {
                 last_commit: Instant::now(),
                 poll_timeout: config.poll_timeout,
                 max_poll_records: config.max_poll_records.max(1),
+                cache: CacheBudget::new(config.cache_max_bytes),
+                restore_config: restore,
+                restore_consumer: None,
+                queries,
             },
             shutdown,
             committed,
@@ -132,7 +159,13 @@ impl StreamThread {
     /// clean stop everything processed is flushed and committed before the
     /// consumer leaves the group; on an error nothing more is committed.
     pub(crate) fn run(mut self) -> Result<(), Error> {
-        let topics = self.state.topology.source_topics();
+        let topics: Vec<&str> = self
+            .state
+            .topology
+            .sources
+            .keys()
+            .map(|&t| self.state.settings.topics.name(t))
+            .collect();
         self.consumer.subscribe(&topics)?;
         tracing::info!(thread = %self.state.name, ?topics, "stream thread started");
         let mut result = self.run_loop();
@@ -178,6 +211,7 @@ impl StreamThread {
             drop(batch);
             self.state.rebalance(&self.consumer)?;
             self.state.punctuate(now_millis())?;
+            self.state.answer_queries();
             self.state.maybe_commit(&self.consumer)?;
         }
         Ok(())
@@ -239,6 +273,12 @@ impl ThreadState {
             }
         }
         let n = batch.len() as u64;
+        if self.cache.is_full() {
+            for task in self.tasks.values_mut() {
+                task.flush_stores().map_err(Error::Store)?;
+            }
+        }
+        self.count_drops();
         self.metrics.consumed.inc_by(n);
         self.metrics.processed.inc_by(n);
         self.metrics.dead_lettered.inc_by(dead_lettered);
@@ -267,7 +307,48 @@ impl ThreadState {
         for task in self.tasks.values_mut() {
             task.advance_wall_clock(now);
         }
+        self.count_drops();
         self.send_outputs()
+    }
+
+    /// Answers pending interactive queries from this thread's tasks.
+    fn answer_queries(&mut self) {
+        while let Ok(q) = self.queries.try_recv() {
+            let mut answer = Answer::default();
+            for task in self.tasks.values() {
+                let Some(store) = task.ctx.store(&q.store) else {
+                    continue;
+                };
+                answer.held.push(task.ctx.id.partition);
+                let store = store.borrow();
+                let found = match &q.op {
+                    QueryOp::Get(k) => store.get(k).map(|v| {
+                        if let Some(v) = v {
+                            answer.entries.push((k.clone(), v));
+                        }
+                    }),
+                    QueryOp::Range(from, to) => store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
+                        answer.entries.push((k.to_vec(), v.to_vec()));
+                        true
+                    }),
+                };
+                if let Err(e) = found {
+                    tracing::warn!(store = %q.store, "query failed: {e}");
+                }
+            }
+            let _ = q.reply.send(answer);
+        }
+    }
+
+    fn count_drops(&mut self) {
+        let late: u64 = self
+            .tasks
+            .values_mut()
+            .map(|t| std::mem::take(&mut t.ctx.dropped).late)
+            .sum();
+        if late > 0 {
+            self.metrics.dropped_late.inc_by(late);
+        }
     }
 
     fn maybe_commit(
@@ -287,6 +368,9 @@ impl ThreadState {
     /// Sends pending outputs, waits for the broker to acknowledge all of
     /// them, then commits the next offsets of every owned partition.
     fn commit(&mut self, consumer: &BaseConsumer<StreamConsumerContext>) -> Result<bool, Error> {
+        for task in self.tasks.values_mut() {
+            task.flush_stores().map_err(Error::Store)?;
+        }
         self.send_outputs()?;
         let start = Instant::now();
         let mut offsets = TopicPartitionList::new();
@@ -301,8 +385,10 @@ impl ThreadState {
         }
         let committed = self.collector.commit(consumer, &offsets)?;
         if committed {
+            let acked = self.collector.changelog_offsets();
             for task in self.tasks.values_mut() {
                 task.mark_committed();
+                task.checkpoint(&self.settings.stores, &acked).map_err(Error::Store)?;
             }
         }
         self.last_commit = Instant::now();
@@ -311,6 +397,94 @@ impl ThreadState {
             .commit_latency
             .observe(start.elapsed().as_secs_f64());
         Ok(committed)
+    }
+
+    /// Brings a new task's logged stores up to the end of their changelogs
+    /// before it processes anything: from the checkpointed offset if the
+    /// checkpoint is valid, else from the start into a wiped store.
+    fn restore(&mut self, task: &mut Task) -> Result<(), Error> {
+        let stores: Vec<_> = task
+            .stores()
+            .iter()
+            .filter(|s| s.borrow().changelog.is_some())
+            .cloned()
+            .collect();
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let id = task.ctx.id;
+        let checkpoint = self.settings.stores.task_dir(id).and_then(|d| Checkpoint::read(&d));
+        if self.restore_consumer.is_none() {
+            self.restore_consumer = Some(self.restore_config.create()?);
+        }
+        let consumer = self.restore_consumer.as_ref().expect("just made");
+        for store in stores {
+            let mut state = store.borrow_mut();
+            let (topic, partition) = state.changelog.expect("filtered on changelog");
+            let topic = self.settings.topics.name(topic).to_owned();
+            let name = state.name().to_owned();
+            let checkpointed = checkpoint
+                .as_ref()
+                .and_then(|c| c.offsets.get(&name).copied())
+                .filter(|_| !state.spec.in_memory);
+            if checkpointed.is_none() {
+                // No valid checkpoint: whatever is on disk may be stale.
+                state.replace_engine(Box::new(crate::stores::MemoryEngine::new()));
+                let engine = self.settings.stores.wipe(id, &state.spec).map_err(Error::Store)?;
+                state.replace_engine(engine);
+            }
+            state.changelog_offset = checkpointed;
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+            let start = checkpointed.map_or(low, |o| (o + 1).max(low));
+            let started = Instant::now();
+            let mut restored = 0u64;
+            let remaining = self.metrics.restore_remaining.with_label_values(&[&name]);
+            remaining.set(high - start);
+            if start < high {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
+                consumer.assign(&tpl)?;
+                let mut position = start;
+                let mut last_log = Instant::now();
+                while position < high {
+                    let mut batch = Vec::new();
+                    let mut timeout = Duration::from_millis(500);
+                    while batch.len() < 10_000 {
+                        match consumer.poll(timeout) {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => return Err(Error::Kafka(e)),
+                            None => break,
+                        }
+                        timeout = Duration::ZERO;
+                    }
+                    let Some(last) = batch.last() else { continue };
+                    position = last.offset() + 1;
+                    state
+                        .restore(&mut batch.iter().filter_map(|m| Some((m.key()?, m.payload()))))
+                        .map_err(Error::Store)?;
+                    state.changelog_offset = Some(last.offset());
+                    restored += batch.len() as u64;
+                    self.metrics.restored.with_label_values(&[&name]).inc_by(batch.len() as u64);
+                    remaining.set((high - position).max(0));
+                    if last_log.elapsed() > Duration::from_secs(5) {
+                        tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
+                        last_log = Instant::now();
+                    }
+                }
+                consumer.unassign()?;
+            }
+            remaining.set(0);
+            tracing::info!(
+                task = %id,
+                store = %name,
+                restored,
+                from = start,
+                to = high,
+                secs = started.elapsed().as_secs_f64(),
+                "store restored"
+            );
+        }
+        Ok(())
     }
 
     /// Applies the rebalance events queued during `poll`.
@@ -353,11 +527,14 @@ impl ThreadState {
                             subtopology,
                             partition: e.partition(),
                         };
-                        let (topology, settings) = (&self.topology, &self.settings);
-                        self.tasks
-                            .entry(id)
-                            .or_insert_with(|| Task::new(topology, id, settings, now))
-                            .add_partition(topic, e.partition());
+                        if !self.tasks.contains_key(&id) {
+                            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)
+                                .map_err(Error::Store)?;
+                            self.restore(&mut task)?;
+                            self.tasks.insert(id, task);
+                        }
+                        let task = self.tasks.get_mut(&id).expect("just inserted");
+                        task.add_partition(topic, e.partition());
                         self.set_route(topic, e.partition(), Some(id));
                     }
                     consumer.assign(&tpl)?;

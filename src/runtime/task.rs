@@ -1,6 +1,7 @@
 //! A task: one sub-topology instantiated for one partition number.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use super::context::{RawRecord, TaskContext};
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
+use super::state_dir::StoreProvider;
 use crate::processor::PunctuationType;
+use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
 
 /// Identifies a task: sub-topology number and partition number, shown as
@@ -84,12 +87,49 @@ struct Position {
 }
 
 /// Settings every task of a worker shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct TaskSettings {
     pub(crate) application_id: Arc<str>,
+    /// Resolved topic names (internal topics prefixed, DLQ and changelogs
+    /// added).
     pub(crate) topics: Arc<TopicTable>,
     pub(crate) dead_letter_topic: TopicRef,
     pub(crate) on_error: ErrorPolicy,
+    pub(crate) stores: StoreProvider,
+    /// Changelog topic of each logged store.
+    pub(crate) changelogs: HashMap<String, TopicRef>,
+}
+
+impl TaskSettings {
+    /// Settings for `topology` under `application_id`: resolves internal
+    /// topic names and adds the dead-letter and changelog topics.
+    pub(crate) fn new(
+        topology: &Topology,
+        application_id: &str,
+        dead_letter_topic: &str,
+        on_error: ErrorPolicy,
+        stores: StoreProvider,
+    ) -> Self {
+        let mut topics = topology.topics.resolve(application_id);
+        let dead_letter_topic = topics.intern(dead_letter_topic);
+        let changelogs = topology
+            .stores
+            .iter()
+            .filter(|s| s.logged)
+            .map(|s| {
+                let name = format!("{application_id}-{}", s.changelog_suffix());
+                (s.name.clone(), topics.intern(&name))
+            })
+            .collect();
+        TaskSettings {
+            application_id: application_id.into(),
+            topics: Arc::new(topics),
+            dead_letter_topic,
+            on_error,
+            stores,
+            changelogs,
+        }
+    }
 }
 
 pub(crate) struct Task {
@@ -105,8 +145,14 @@ pub(crate) struct Task {
 
 impl Task {
     /// Instantiates sub-topology `id.subtopology` for partition
-    /// `id.partition` and initializes its processors.
-    pub(crate) fn new(topology: &Topology, id: TaskId, settings: &TaskSettings, now: i64) -> Task {
+    /// `id.partition`, opens its stores, and initializes its processors.
+    pub(crate) fn new(
+        topology: &Topology,
+        id: TaskId,
+        settings: &TaskSettings,
+        now: i64,
+        cache: &Rc<CacheBudget>,
+    ) -> Result<Task, StoreError> {
         let sub = &topology.subtopologies[id.subtopology as usize];
         let mut instances: Vec<Option<Instance>> =
             (0..topology.nodes.len()).map(|_| None).collect();
@@ -133,7 +179,7 @@ impl Task {
                     else {
                         unreachable!("only source nodes build sources")
                     };
-                    let t = settings
+                    let t = topology
                         .topics
                         .get(topic)
                         .expect("source topics are interned");
@@ -145,13 +191,20 @@ impl Task {
                 _ => {}
             }
         }
+        let mut ctx = TaskContext::new(id, settings.application_id.clone(), settings.topics.clone(), now);
+        for spec in topology.stores.iter().filter(|s| sub.stores.contains(&s.name)) {
+            let engine = settings.stores.open(id, spec)?;
+            let changelog = settings.changelogs.get(&spec.name).map(|&t| (t, id.partition));
+            ctx.stores.push(Rc::new(RefCell::new(StoreState::new(
+                spec.clone(),
+                engine,
+                cache.clone(),
+                changelog,
+                ctx.now.clone(),
+            ))));
+        }
         let mut task = Task {
-            ctx: TaskContext::new(
-                id,
-                settings.application_id.clone(),
-                settings.topics.clone(),
-                now,
-            ),
+            ctx,
             sources,
             processors,
             positions: Vec::new(),
@@ -161,7 +214,52 @@ impl Task {
         for (_, p) in &task.processors {
             p.borrow_mut().init(&mut task.ctx);
         }
-        task
+        Ok(task)
+    }
+
+    /// Writes every store's cache to its engine and changelog (into the
+    /// task's output). Returns how many entries were flushed.
+    pub(crate) fn flush_stores(&mut self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for s in &self.ctx.stores {
+            n += s.borrow_mut().flush(&mut self.ctx.output)?;
+        }
+        Ok(n)
+    }
+
+    /// The task's stores.
+    pub(crate) fn stores(&self) -> &[Rc<RefCell<StoreState>>] {
+        &self.ctx.stores
+    }
+
+    /// Persists the stores and writes the checkpoint of their changelog
+    /// offsets (`acked` holds the last acknowledged offset per changelog
+    /// topic name and partition).
+    pub(crate) fn checkpoint(
+        &mut self,
+        provider: &StoreProvider,
+        acked: &HashMap<(String, i32), i64>,
+    ) -> Result<(), StoreError> {
+        let Some(dir) = provider.task_dir(self.ctx.id) else {
+            return Ok(());
+        };
+        let mut checkpoint = Checkpoint::default();
+        for s in &self.ctx.stores {
+            let mut s = s.borrow_mut();
+            if let Some((topic, partition)) = s.changelog {
+                if let Some(&o) = acked.get(&(self.ctx.topics.name(topic).to_owned(), partition)) {
+                    s.changelog_offset = Some(s.changelog_offset.map_or(o, |c| c.max(o)));
+                }
+                s.persist()?;
+                if let Some(o) = s.changelog_offset {
+                    checkpoint.offsets.insert(s.name().to_owned(), o);
+                }
+            }
+        }
+        if checkpoint.offsets.is_empty() {
+            return Ok(());
+        }
+        checkpoint.write(&dir).map_err(StoreError::Io)
     }
 
     /// Adds an input partition (after an assignment).

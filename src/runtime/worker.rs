@@ -1,6 +1,7 @@
 //! A worker: the stream threads of one process, its HTTP endpoint, and (by
 //! default) its embedded cluster.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,12 +11,16 @@ use std::time::Duration;
 use axum::Router;
 
 use super::stream_thread::{Latch, StreamThread, ThreadSpec};
+use super::query::{self, Renderer, StoreQueries};
+use super::state_dir::StoreProvider;
 use super::task::TaskSettings;
 use crate::error::Error;
 use crate::kafka::admin::{ensure_topic, topic_partitions};
 use crate::kafka::{EmbeddedKafka, StreamsConfig};
 use crate::observability::{HttpServer, Metrics};
-use crate::topology::Topology;
+use crate::serde::Serde;
+use crate::stores::RocksShared;
+use crate::topology::{TopicRef, Topology};
 
 /// A topology with its configuration, ready to run.
 ///
@@ -37,6 +42,7 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     metrics: Arc<Metrics>,
     routes: Router,
+    renderers: HashMap<String, Renderer>,
 }
 
 impl KafkaStreams {
@@ -47,12 +53,25 @@ impl KafkaStreams {
             config,
             metrics: Arc::new(Metrics::new()),
             routes: Router::new(),
+            renderers: HashMap::new(),
         }
     }
 
     /// Adds HTTP routes served beside `/metrics` (when `http_addr` is set).
     pub fn with_routes(mut self, routes: Router) -> Self {
         self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// Serves key-value store `store` over HTTP (`GET /stores/{store}/{key}`
+    /// for UTF-8 keys, and `GET /stores/{store}?from=&to=` for ranges), its
+    /// values decoded with `value_serde` and rendered as JSON.
+    pub fn queryable_store<V: serde::Serialize + 'static>(mut self, store: &str, value_serde: impl Serde<V>) -> Self {
+        let render: Renderer = Arc::new(move |bytes: &[u8]| {
+            let v = value_serde.deserialize(Some(bytes)).map_err(|e| e.to_string())?;
+            serde_json::to_value(&v).map_err(|e| e.to_string())
+        });
+        self.renderers.insert(store.to_owned(), render);
         self
     }
 
@@ -70,37 +89,60 @@ impl KafkaStreams {
     pub fn start(self) -> Result<RunningStreams, Error> {
         let config = &self.config;
         let dlq = config.dead_letter_topic_name();
-        let (embedded, servers) = match &config.bootstrap_servers {
+        let provider = StoreProvider::rocks(
+            config.state_dir.join(&config.application_id),
+            RocksShared::new(&config.rocks),
+        )?;
+        let settings = TaskSettings::new(&self.topology, &config.application_id, &dlq, config.on_error, provider);
+        let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
-                prepare_topics(&self.topology, config, s, &dlq)?;
-                (None, s.clone())
+                let existing = prepare_topics(&self.topology, &settings, config, s)?;
+                (None, s.clone(), existing)
             }
             None => {
                 let cluster = EmbeddedKafka::start()?;
-                let topics = self
-                    .topology
-                    .source_topics()
-                    .into_iter()
-                    .chain(self.topology.sink_topics());
-                for t in topics.chain([dlq.as_str()]) {
-                    cluster.create_topic(t, config.embedded_partitions)?;
+                let n = config.embedded_partitions;
+                for t in external_topics(&self.topology) {
+                    cluster.create_topic(t, n)?;
                 }
+                let known = |t: TopicRef| (!self.topology.topics.is_internal(t)).then_some(n);
+                for plan in internal_topics(&self.topology, &settings, &known) {
+                    cluster.create_topic(&plan.name, plan.partitions)?;
+                }
+                cluster.create_topic(&dlq, n)?;
                 tracing::info!("embedded Kafka cluster at {}", cluster.bootstrap_servers());
                 let servers = cluster.bootstrap_servers().to_owned();
-                (Some(cluster), servers)
+                let external = external_topics(&self.topology).map(|t| (t.to_owned(), n)).collect();
+                (Some(cluster), servers, external)
             }
         };
-        let mut topics = self.topology.topics.clone();
-        let dead_letter_topic = topics.intern(&dlq);
-        let settings = TaskSettings {
-            application_id: config.application_id.as_str().into(),
-            topics: Arc::new(topics),
-            dead_letter_topic,
-            on_error: config.on_error,
+        let known = |t: TopicRef| partitions.get(settings.topics.name(t)).copied();
+        let store_partitions: HashMap<String, i32> = self
+            .topology
+            .stores()
+            .filter_map(|s| {
+                let sub = self.topology.store_subtopology(&s.name)?;
+                Some((s.name.clone(), self.topology.subtopology_partitions(sub, &known)))
+            })
+            .collect();
+        let mut query_senders = Vec::new();
+        let mut query_receivers = Vec::new();
+        for _ in 0..config.num_stream_threads {
+            let (tx, rx) = std::sync::mpsc::channel();
+            query_senders.push(tx);
+            query_receivers.push(Some(rx));
+        }
+        let queries = StoreQueries {
+            threads: query_senders,
+            partitions: Arc::new(store_partitions),
         };
+        let routes = self
+            .routes
+            .clone()
+            .merge(query::routes(queries.clone(), self.renderers.clone()));
         let http = config
             .http_addr
-            .map(|addr| HttpServer::start(addr, self.metrics.clone(), self.routes.clone()))
+            .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -115,6 +157,7 @@ impl KafkaStreams {
                 metrics: self.metrics.thread(&name),
                 shutdown: shutdown.clone(),
                 committed: committed.clone(),
+                queries: query_receivers[i].take().expect("one receiver per thread"),
             };
             let config = config.clone();
             let handle = std::thread::Builder::new()
@@ -138,6 +181,7 @@ impl KafkaStreams {
             threads.push((name, handle));
         }
         Ok(RunningStreams {
+            queries,
             shutdown,
             threads,
             http,
@@ -148,28 +192,81 @@ impl KafkaStreams {
     }
 }
 
+/// Topics the application reads or writes that users own.
+fn external_topics(topology: &Topology) -> impl Iterator<Item = &str> {
+    let topics = &topology.topics;
+    topology
+        .source_topics()
+        .into_iter()
+        .chain(topology.sink_topics())
+        .filter(|t| topics.get(t).is_some_and(|r| !topics.is_internal(r)))
+}
+
+/// A topic eddy creates.
+struct TopicPlan {
+    name: String,
+    partitions: i32,
+    configs: Vec<(&'static str, String)>,
+}
+
+/// Repartition topics (deleted by time, as many partitions as their
+/// writers' inputs) and changelogs (compacted, as many partitions as their
+/// sub-topology's inputs).
+fn internal_topics(
+    topology: &Topology,
+    settings: &TaskSettings,
+    known: &dyn Fn(TopicRef) -> Option<i32>,
+) -> Vec<TopicPlan> {
+    let mut plans: Vec<TopicPlan> = (0..topology.topics.len() as u32)
+        .map(TopicRef)
+        .filter(|&t| topology.topics.is_internal(t))
+        .map(|t| TopicPlan {
+            name: settings.topics.name(t).to_owned(),
+            partitions: topology.partitions(t, known),
+            configs: vec![("cleanup.policy", "delete".into())],
+        })
+        .collect();
+    for spec in topology.stores() {
+        let (Some(&topic), Some(sub)) = (settings.changelogs.get(&spec.name), topology.store_subtopology(&spec.name))
+        else {
+            continue;
+        };
+        plans.push(TopicPlan {
+            name: settings.topics.name(topic).to_owned(),
+            partitions: topology.subtopology_partitions(sub, known),
+            configs: spec.changelog_config(),
+        });
+    }
+    plans
+}
+
 fn prepare_topics(
     topology: &Topology,
+    settings: &TaskSettings,
     config: &StreamsConfig,
     servers: &str,
-    dlq: &str,
-) -> Result<(), Error> {
+) -> Result<HashMap<String, i32>, Error> {
     let admin = config.admin_client_config(servers);
     let existing = topic_partitions(&admin, config.startup_timeout)?;
-    let missing = |role, topics: Vec<&str>| {
-        topics
-            .into_iter()
-            .find(|t| !existing.contains_key(*t))
-            .map_or(Ok(()), |t| {
-                Err(Error::MissingTopic {
-                    role,
-                    topic: t.to_owned(),
-                    servers: servers.to_owned(),
-                })
-            })
-    };
-    missing("source", topology.source_topics())?;
-    missing("sink", topology.sink_topics())?;
+    for t in external_topics(topology) {
+        if !existing.contains_key(t) {
+            let role = if topology.source_topics().contains(&t) { "source" } else { "sink" };
+            return Err(Error::MissingTopic {
+                role,
+                topic: t.to_owned(),
+                servers: servers.to_owned(),
+            });
+        }
+    }
+    let known = |t: TopicRef| existing.get(settings.topics.name(t)).copied();
+    let timeout = config.startup_timeout;
+    for plan in internal_topics(topology, settings, &known) {
+        if !existing.contains_key(&plan.name) {
+            let configs: Vec<(&str, &str)> = plan.configs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            ensure_topic(&admin, &plan.name, plan.partitions, &configs, timeout)?;
+        }
+    }
+    let dlq = settings.topics.name(settings.dead_letter_topic);
     if !existing.contains_key(dlq) {
         let partitions = topology
             .source_topics()
@@ -178,13 +275,14 @@ fn prepare_topics(
             .max()
             .copied()
             .unwrap_or(1);
-        ensure_topic(&admin, dlq, partitions, config.startup_timeout)?;
+        ensure_topic(&admin, dlq, partitions, &[], timeout)?;
     }
-    Ok(())
+    Ok(existing)
 }
 
 /// A started worker.
 pub struct RunningStreams {
+    queries: StoreQueries,
     shutdown: Arc<AtomicBool>,
     threads: Vec<(String, JoinHandle<Result<(), Error>>)>,
     http: Option<HttpServer>,
@@ -202,6 +300,11 @@ impl RunningStreams {
     /// Where `/metrics` is served, if anywhere.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(HttpServer::addr)
+    }
+
+    /// Interactive queries of this worker's stores.
+    pub fn queries(&self) -> &StoreQueries {
+        &self.queries
     }
 
     /// The embedded cluster, if the worker started one.

@@ -98,7 +98,7 @@ impl TestCluster {
             Some(e) => e.create_topic(name, partitions).expect("create topic"),
             None => {
                 let config = StreamsConfig::new("test").admin_client_config(&self.bootstrap);
-                admin::ensure_topic(&config, name, partitions, Duration::from_secs(30))
+                admin::ensure_topic(&config, name, partitions, &[], Duration::from_secs(30))
                     .expect("create topic");
             }
         }

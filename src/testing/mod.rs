@@ -11,13 +11,18 @@ mod cluster;
 
 pub use cluster::{unique, Consumed, KeyValue, Reader, TestCluster};
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kafka::partitioner::partition_for_key;
 use crate::processor::{millis, Headers, Record};
-use crate::runtime::{ErrorPolicy, RawHeaders, RawRecord, RecordError, Task, TaskId, TaskSettings};
+use crate::runtime::{
+    ErrorPolicy, RawHeaders, RawRecord, RecordError, StoreProvider, Task, TaskId, TaskSettings,
+};
+use crate::stores::{CacheBudget, KeyValueStore, SessionStore, StoreState, WindowStore};
 use crate::serde::{Serde, SerdeError};
 use crate::topology::{TopicRef, TopicTable, Topology};
 
@@ -138,6 +143,8 @@ pub struct TopologyTestDriver {
     offsets: HashMap<(TopicRef, i32), i64>,
     /// Round-robin counters for null keys, per topic.
     round_robin: HashMap<TopicRef, i32>,
+    /// Write-cache budget shared by the tasks' stores.
+    cache: Rc<CacheBudget>,
 }
 
 impl TopologyTestDriver {
@@ -148,19 +155,18 @@ impl TopologyTestDriver {
 
     /// A driver with the given configuration.
     pub fn with_config(topology: Topology, config: DriverConfig) -> Self {
-        let mut topics = topology.topics.clone();
         let dlq_name = config
             .dead_letter_topic
             .clone()
             .unwrap_or_else(|| format!("{}-dlq", config.application_id));
-        let dead_letter_topic = topics.intern(&dlq_name);
-        let topics = Arc::new(topics);
-        let settings = TaskSettings {
-            application_id: config.application_id.as_str().into(),
-            topics: topics.clone(),
-            dead_letter_topic,
-            on_error: config.on_error,
-        };
+        let settings = TaskSettings::new(
+            &topology,
+            &config.application_id,
+            &dlq_name,
+            config.on_error,
+            StoreProvider::Memory,
+        );
+        let topics = settings.topics.clone();
         let mut driver = TopologyTestDriver {
             topology: Arc::new(topology),
             logs: vec![Vec::new(); topics.len()],
@@ -169,17 +175,19 @@ impl TopologyTestDriver {
             tasks: BTreeMap::new(),
             offsets: HashMap::new(),
             round_robin: HashMap::new(),
+            cache: CacheBudget::new(10 << 20),
         };
         for sub in driver.topology.subtopologies() {
             for topic in &sub.source_topics {
-                let t = driver.topics.get(topic).expect("interned");
+                let t = driver.topology.topics.get(topic).expect("interned");
                 for partition in 0..driver.partition_count(t) {
                     let id = TaskId {
                         subtopology: sub.id,
                         partition,
                     };
                     let task = driver.tasks.entry(id).or_insert_with(|| {
-                        Task::new(&driver.topology, id, &settings, driver.config.wall_clock)
+                        Task::new(&driver.topology, id, &settings, driver.config.wall_clock, &driver.cache)
+                            .expect("in-memory stores open")
                     });
                     task.add_partition(t, partition);
                 }
@@ -188,12 +196,66 @@ impl TopologyTestDriver {
         driver
     }
 
+    /// Configured partitions; an unconfigured repartition topic gets as
+    /// many as the most of its writers' inputs, as in Kafka Streams.
     fn partition_count(&self, topic: TopicRef) -> i32 {
-        self.config
-            .partitions
-            .get(self.topics.name(topic))
-            .copied()
-            .unwrap_or(1)
+        let known = |t: TopicRef| self.config.partitions.get(self.topics.name(t)).copied();
+        self.topology.partitions(topic, &known)
+    }
+
+    fn store_state(&self, name: &str, partition: i32) -> Option<Rc<RefCell<StoreState>>> {
+        let sub = self.topology.store_subtopology(name)?;
+        let task = self.tasks.get(&TaskId {
+            subtopology: sub.id,
+            partition,
+        })?;
+        task.stores().iter().find(|s| s.borrow().name() == name).cloned()
+    }
+
+    /// The key-value store `name` of the task for `partition`, to inspect
+    /// in assertions.
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        partition: i32,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Option<KeyValueStore<K, V>> {
+        Some(KeyValueStore {
+            state: self.store_state(name, partition)?,
+            key: Arc::new(key_serde),
+            value: Arc::new(value_serde),
+        })
+    }
+
+    /// The window store `name` of the task for `partition`.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        partition: i32,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Option<WindowStore<K, V>> {
+        Some(WindowStore {
+            state: self.store_state(name, partition)?,
+            key: Arc::new(key_serde),
+            value: Arc::new(value_serde),
+        })
+    }
+
+    /// The session store `name` of the task for `partition`.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+        partition: i32,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> Option<SessionStore<K, V>> {
+        Some(SessionStore {
+            state: self.store_state(name, partition)?,
+            key: Arc::new(key_serde),
+            value: Arc::new(value_serde),
+        })
     }
 
     /// The tasks the topology runs as.
@@ -372,6 +434,9 @@ impl TopologyTestDriver {
     /// partition.
     fn drain(&mut self, id: TaskId, queue: &mut VecDeque<(TopicRef, RawTestRecord)>) {
         let task = self.tasks.get_mut(&id).expect("task exists");
+        // The driver commits after every record and punctuation, like
+        // Kafka's: store caches go to the stores and their changelogs.
+        task.flush_stores().expect("in-memory stores flush");
         let outputs: Vec<_> = task
             .ctx
             .output
@@ -414,6 +479,11 @@ impl TopologyTestDriver {
             self.deliver(queue)?;
         }
         Ok(())
+    }
+
+    /// Records dropped so far for arriving after their window closed.
+    pub fn late_drops(&self) -> u64 {
+        self.tasks.values().map(|t| t.ctx.dropped.late).sum()
     }
 
     /// The current wall-clock time of the driver.

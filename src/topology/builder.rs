@@ -11,15 +11,17 @@ use super::stateless::*;
 use crate::processor::{Data, Processor};
 use crate::runtime::{typed_children, Instance, SinkNode, SourceNode};
 use crate::serde::Serde;
+use crate::stores::StoreSpec;
 
 #[derive(Default)]
-struct Graph {
-    nodes: Vec<NodeDef>,
-    topics: TopicTable,
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) topics: TopicTable,
+    pub(crate) stores: Vec<Arc<StoreSpec>>,
 }
 
 impl Graph {
-    fn add(
+    pub(crate) fn add(
         &mut self,
         op: &'static str,
         kind: NodeKind,
@@ -28,14 +30,23 @@ impl Graph {
     ) -> usize {
         let index = self.nodes.len();
         let name = format!("KSTREAM-{}-{index:010}", op.to_uppercase());
+        let key_changed = matches!(op, "map" | "flatmap" | "key-select" | "processor")
+            || parents.iter().any(|&p| self.nodes[p].key_changed);
         self.nodes.push(NodeDef {
             name: name.into(),
             kind,
             parents,
             children: Vec::new(),
             factory,
+            stores: Vec::new(),
+            key_changed,
         });
         index
+    }
+
+    /// A generated name for a store or internal topic, unique in the graph.
+    pub(crate) fn generated_name(&self, op: &str) -> String {
+        format!("KSTREAM-{}-{:010}", op.to_uppercase(), self.nodes.len())
     }
 }
 
@@ -75,36 +86,57 @@ impl StreamsBuilder {
         key_serde: impl Serde<K>,
         value_serde: impl Serde<V>,
     ) -> KStream<K, V> {
-        let factory = Arc::new(SourceFactory {
-            key_serde: Arc::new(key_serde),
-            value_serde: Arc::new(value_serde),
-        });
-        let mut g = self.graph.borrow_mut();
-        g.topics.intern(topic);
-        let node = g.add(
-            "source",
-            NodeKind::Source {
-                topic: topic.to_owned(),
-            },
-            Vec::new(),
-            factory,
-        );
-        KStream::new(self.graph.clone(), node)
+        add_source(&self.graph, topic, key_serde, value_serde)
+    }
+
+    /// Declares a state store for processors added with
+    /// [`KStream::process_with_stores`].
+    pub fn add_state_store(&self, spec: StoreSpec) {
+        self.graph.borrow_mut().stores.push(Arc::new(spec));
     }
 
     /// Freezes the graph into a [`Topology`].
     pub fn build(self) -> Result<Topology, TopologyError> {
         let graph = std::mem::take(&mut *self.graph.borrow_mut());
-        Topology::new(graph.nodes, graph.topics)
+        Topology::new(graph.nodes, graph.topics, graph.stores)
     }
+
+    pub(crate) fn graph(&self) -> &Rc<RefCell<Graph>> {
+        &self.graph
+    }
+}
+
+/// Adds a source node reading `topic`.
+pub(crate) fn add_source<K: Data, V: Data>(
+    graph: &Rc<RefCell<Graph>>,
+    topic: &str,
+    key_serde: impl Serde<K>,
+    value_serde: impl Serde<V>,
+) -> KStream<K, V> {
+    let factory = Arc::new(SourceFactory {
+        key_serde: Arc::new(key_serde),
+        value_serde: Arc::new(value_serde),
+    });
+    let mut g = graph.borrow_mut();
+    g.topics.intern(topic);
+    let node = g.add(
+        "source",
+        NodeKind::Source {
+            topic: topic.to_owned(),
+        },
+        Vec::new(),
+        factory,
+    );
+    drop(g);
+    KStream::new(graph.clone(), node)
 }
 
 /// A typed stream of records: the result of a source or of an operator.
 /// Operators take `&self`, so a stream can feed several downstream
 /// operators (each gets every record).
 pub struct KStream<K, V> {
-    graph: Rc<RefCell<Graph>>,
-    node: usize,
+    pub(crate) graph: Rc<RefCell<Graph>>,
+    pub(crate) node: usize,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -115,7 +147,7 @@ impl<K: Data, V: Data> Clone for KStream<K, V> {
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
-    fn new(graph: Rc<RefCell<Graph>>, node: usize) -> Self {
+    pub(crate) fn new(graph: Rc<RefCell<Graph>>, node: usize) -> Self {
         KStream {
             graph,
             node,
@@ -123,7 +155,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    fn add<KO: Data, VO: Data, P, S>(
+    pub(crate) fn add<KO: Data, VO: Data, P, S>(
         &self,
         op: &'static str,
         parents: Vec<usize>,
@@ -277,6 +309,24 @@ impl<K: Data, V: Data> KStream<K, V> {
             name: name.to_owned(),
             branches: Vec::new(),
         }
+    }
+
+    /// Runs a custom [`Processor`] connected to the named stores (declared
+    /// with [`StreamsBuilder::add_state_store`]), which it gets from its
+    /// context.
+    pub fn process_with_stores<KO: Data, VO: Data, P, S>(&self, supplier: S, stores: &[&str]) -> KStream<KO, VO>
+    where
+        S: Fn() -> P + Send + Sync + 'static,
+        P: Processor<K, V, KO, VO>,
+    {
+        let out = self.add("processor", vec![self.node], supplier);
+        out.uses_stores(stores.iter().map(|s| s.to_string()));
+        out
+    }
+
+    /// Records that the node producing this stream uses `stores`.
+    pub(crate) fn uses_stores(&self, stores: impl IntoIterator<Item = String>) {
+        self.graph.borrow_mut().nodes[self.node].stores.extend(stores);
     }
 
     /// Runs a custom [`Processor`], one instance per task, made by `supplier`.

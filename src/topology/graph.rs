@@ -5,15 +5,19 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::runtime::Instance;
+use crate::stores::StoreSpec;
 
 /// Index of a topic in a topology's [`TopicTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct TopicRef(pub(crate) u32);
 
 /// Topic names, interned so records carry a small index instead of a name.
+/// Internal topics (repartition topics) are named without the application
+/// id until [`resolve`](Self::resolve) prefixes them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TopicTable {
     names: Vec<String>,
+    internal: Vec<bool>,
 }
 
 impl TopicTable {
@@ -22,9 +26,38 @@ impl TopicTable {
             Some(t) => t,
             None => {
                 self.names.push(name.to_owned());
+                self.internal.push(false);
                 TopicRef(self.names.len() as u32 - 1)
             }
         }
+    }
+
+    /// Interns an internal topic, named `<application.id>-<name>` once
+    /// resolved.
+    pub(crate) fn intern_internal(&mut self, name: &str) -> TopicRef {
+        let t = self.intern(name);
+        self.internal[t.0 as usize] = true;
+        t
+    }
+
+    /// The table with internal topics prefixed by the application id;
+    /// topic refs stay valid.
+    pub(crate) fn resolve(&self, application_id: &str) -> TopicTable {
+        let names = self
+            .names
+            .iter()
+            .zip(&self.internal)
+            .map(|(n, &internal)| if internal { format!("{application_id}-{n}") } else { n.clone() })
+            .collect();
+        TopicTable {
+            names,
+            internal: vec![false; self.internal.len()],
+        }
+    }
+
+    /// Whether a topic is internal (created by eddy).
+    pub(crate) fn is_internal(&self, topic: TopicRef) -> bool {
+        self.internal[topic.0 as usize]
     }
     pub(crate) fn get(&self, name: &str) -> Option<TopicRef> {
         self.names
@@ -73,6 +106,11 @@ pub(crate) struct NodeDef {
     pub(crate) parents: Vec<usize>,
     pub(crate) children: Vec<usize>,
     pub(crate) factory: Arc<dyn NodeFactory>,
+    /// Stores the node reads or writes.
+    pub(crate) stores: Vec<String>,
+    /// Whether the key may have changed since the source (map, flat_map,
+    /// select_key, process): grouping then needs a repartition.
+    pub(crate) key_changed: bool,
 }
 
 /// A connected part of the topology: the unit that is split into one task
@@ -87,6 +125,8 @@ pub struct SubTopology {
     pub source_topics: Vec<String>,
     /// Topics this sub-topology writes.
     pub sink_topics: Vec<String>,
+    /// Stores its nodes use.
+    pub stores: Vec<String>,
 }
 
 /// Why a topology could not be built.
@@ -101,6 +141,17 @@ pub enum TopologyError {
     /// Two sources read the same topic.
     #[error("topic {0:?} is read by two sources; read it once and reuse the stream")]
     TopicSourcedTwice(String),
+    /// A node uses a store nobody declared.
+    #[error("node {node:?} uses store {store:?}, which is not declared")]
+    UnknownStore {
+        /// The node.
+        node: String,
+        /// The store.
+        store: String,
+    },
+    /// Two stores share a name.
+    #[error("two stores are named {0:?}")]
+    DuplicateStore(String),
 }
 
 /// A built, immutable topology: shared by every stream thread, which
@@ -108,6 +159,7 @@ pub enum TopologyError {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) topics: TopicTable,
+    pub(crate) stores: Vec<Arc<StoreSpec>>,
     pub(crate) subtopologies: Vec<SubTopology>,
     /// For each topic ref that is a source: its sub-topology and source node.
     pub(crate) sources: HashMap<TopicRef, (u32, usize)>,
@@ -120,11 +172,27 @@ impl fmt::Debug for Topology {
 }
 
 impl Topology {
-    pub(crate) fn new(mut nodes: Vec<NodeDef>, topics: TopicTable) -> Result<Self, TopologyError> {
+    pub(crate) fn new(
+        mut nodes: Vec<NodeDef>,
+        topics: TopicTable,
+        stores: Vec<Arc<StoreSpec>>,
+    ) -> Result<Self, TopologyError> {
         let mut names = BTreeSet::new();
         for n in &nodes {
             if !names.insert(n.name.clone()) {
                 return Err(TopologyError::DuplicateName(n.name.to_string()));
+            }
+            if let Some(s) = n.stores.iter().find(|s| !stores.iter().any(|d| &d.name == *s)) {
+                return Err(TopologyError::UnknownStore {
+                    node: n.name.to_string(),
+                    store: s.clone(),
+                });
+            }
+        }
+        let mut store_names = BTreeSet::new();
+        for s in &stores {
+            if !store_names.insert(&s.name) {
+                return Err(TopologyError::DuplicateStore(s.name.clone()));
             }
         }
         for i in 0..nodes.len() {
@@ -141,8 +209,12 @@ impl Topology {
             }
             i
         }
+        let mut store_user: HashMap<&str, usize> = HashMap::new();
         for (i, n) in nodes.iter().enumerate() {
-            for &p in &n.parents {
+            // Nodes sharing a store run in the same task, so in the same
+            // sub-topology.
+            let store_peers = n.stores.iter().filter_map(|s| store_user.insert(s, i));
+            for p in n.parents.iter().copied().chain(store_peers.collect::<Vec<_>>()) {
                 let (a, b) = (find(&mut root, i), find(&mut root, p));
                 root[a.max(b)] = a.min(b);
             }
@@ -160,10 +232,16 @@ impl Topology {
                     nodes: Vec::new(),
                     source_topics: Vec::new(),
                     sink_topics: Vec::new(),
+                    stores: Vec::new(),
                 });
             }
             let sub = &mut subtopologies[s];
             sub.nodes.push(i);
+            for st in &n.stores {
+                if !sub.stores.contains(st) {
+                    sub.stores.push(st.clone());
+                }
+            }
             match &n.kind {
                 NodeKind::Source { topic } => {
                     let t = topics.get(topic).expect("interned by the builder");
@@ -184,6 +262,7 @@ impl Topology {
         Ok(Topology {
             nodes,
             topics,
+            stores,
             subtopologies,
             sources,
         })
@@ -211,6 +290,55 @@ impl Topology {
             }
         }
         out
+    }
+
+    /// Partitions of `topic`: `known` if it says, else for a repartition
+    /// topic the most of its writers' input partitions (as Kafka Streams
+    /// does), else 1.
+    pub(crate) fn partitions(&self, topic: TopicRef, known: &dyn Fn(TopicRef) -> Option<i32>) -> i32 {
+        if let Some(n) = known(topic) {
+            return n;
+        }
+        if !self.topics.is_internal(topic) {
+            return 1;
+        }
+        let raw = self.topics.name(topic);
+        self.subtopologies
+            .iter()
+            .filter(|s| s.sink_topics.iter().any(|t| t == raw))
+            .map(|s| self.subtopology_partitions(s, known))
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Tasks of a sub-topology: the most partitions of its inputs.
+    pub(crate) fn subtopology_partitions(&self, sub: &SubTopology, known: &dyn Fn(TopicRef) -> Option<i32>) -> i32 {
+        sub.source_topics
+            .iter()
+            .filter_map(|t| self.topics.get(t))
+            .map(|t| self.partitions(t, known))
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// The stores the topology declares.
+    pub fn stores(&self) -> impl Iterator<Item = &StoreSpec> {
+        self.stores.iter().map(|s| &**s)
+    }
+
+    /// The sub-topology that uses `store`.
+    pub fn store_subtopology(&self, store: &str) -> Option<&SubTopology> {
+        self.subtopologies.iter().find(|s| s.stores.iter().any(|x| x == store))
+    }
+
+    /// Topics eddy creates: repartition topics, named without the
+    /// application id.
+    pub fn internal_topics(&self) -> Vec<&str> {
+        (0..self.topics.len() as u32)
+            .map(TopicRef)
+            .filter(|&t| self.topics.is_internal(t))
+            .map(|t| self.topics.name(t))
+            .collect()
     }
 
     /// Name, kind and parent names of node `index` (for tools and tests).

@@ -1,11 +1,18 @@
 //! Topologies: the typed DSL ([`StreamsBuilder`], [`KStream`]), the logical
 //! graph it produces, its split into sub-topologies, and `describe`.
 
+mod aggregate;
 mod builder;
 mod describe;
 mod graph;
+mod grouped;
 mod stateless;
+mod table;
+mod windows;
 
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
+pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
+pub use table::{Change, KTable};
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
+pub use windows::{SessionWindows, TimeWindows, Window, Windowed, WindowedSerde};
 pub(crate) use graph::{TopicRef, TopicTable};

@@ -30,32 +30,31 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn pipe(bootstrap: &str, app_id: &str, input: &str, output: &str) -> Worker {
+    /// `eddy <args> --brokers <bootstrap>` with test-friendly timeouts,
+    /// a 300 ms commit interval and /metrics on a free port.
+    pub fn spawn(bootstrap: &str, args: &[&str]) -> Worker {
         let http = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args([
-                "pipe",
-                "--brokers",
-                bootstrap,
-                "--app-id",
-                app_id,
-                "--input",
-                input,
-                "--output",
-                output,
-            ])
-            .args(["--http", &http.to_string(), "--commit-interval-ms", "300"])
-            .args([
-                "--set",
-                "consumer.session.timeout.ms=6000",
-                "--set",
-                "consumer.heartbeat.interval.ms=500",
-            ])
+            .args(args)
+            .args(["--brokers", bootstrap, "--http", &http.to_string(), "--commit-interval-ms", "300"])
+            .args(["--set", "consumer.session.timeout.ms=6000", "--set", "consumer.heartbeat.interval.ms=500"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn eddy");
         Worker { child, http }
+    }
+
+    pub fn pipe(bootstrap: &str, app_id: &str, input: &str, output: &str) -> Worker {
+        Self::spawn(bootstrap, &["pipe", "--app-id", app_id, "--input", input, "--output", output])
+    }
+
+    pub fn count(bootstrap: &str, app_id: &str, input: &str, output: &str, state_dir: &std::path::Path) -> Worker {
+        let dir = state_dir.to_str().unwrap();
+        Self::spawn(
+            bootstrap,
+            &["count", "--app-id", app_id, "--input", input, "--output", output, "--state-dir", dir],
+        )
     }
 
     pub fn metrics(&self) -> Option<String> {

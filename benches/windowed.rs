@@ -1,0 +1,97 @@
+//! A windowed count end to end: `EDDY_BENCH_RECORDS` records (default
+//! 1 000 000) over 10 000 keys with increasing timestamps, counted in
+//! 10-second tumbling windows on RocksDB with changelogging, one stream
+//! thread; beside a raw consume of the same input in the same run.
+//!
+//! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
+
+use std::time::{Duration, Instant};
+
+use eddy::kafka::StreamsConfig;
+use eddy::runtime::KafkaStreams;
+use eddy::serde::{I64Serde, Nullable, StringSerde};
+use eddy::testing::{unique, TestCluster};
+use eddy::topology::{StreamsBuilder, TimeWindows, WindowedSerde};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+fn main() {
+    let n: usize = std::env::var("EDDY_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let partitions = 4;
+    let c = TestCluster::from_env();
+    let app = unique("windowed-bench");
+    let (input, output) = (unique("win-in"), unique("win-out"));
+    c.create_topic(&input, partitions);
+    c.create_topic(&output, partitions);
+    if c.is_embedded() {
+        c.create_topic(&format!("{app}-dlq"), 1);
+        c.create_topic(&format!("{app}-window-counts-changelog"), partitions);
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..n {
+        let key = format!("key-{}", i % 10_000);
+        let record = BaseRecord::<str, str>::to(&input)
+            .key(&key)
+            .payload("x")
+            .timestamp(t0 + i as i64);
+        eddy::kafka::send_blocking(&producer, record).unwrap();
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+
+    // Yardstick: consume the same input as fast as possible.
+    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
+        .consumer_client_config(&c.bootstrap, "raw")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&input]).unwrap();
+    let (mut seen, mut start) = (0, None);
+    while seen < n {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.unwrap();
+            start.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    let raw: Duration = start.unwrap().elapsed();
+    drop(consumer);
+
+    let b = StreamsBuilder::new();
+    b.stream(&input, StringSerde, StringSerde)
+        .group_by_key(StringSerde, StringSerde)
+        .windowed_by(TimeWindows::tumbling(Duration::from_secs(10), Duration::from_secs(1)))
+        .count("window-counts")
+        .to_stream()
+        .to(&output, WindowedSerde(StringSerde), Nullable(I64Serde));
+    let dir = std::env::var("HOME").map_or_else(|_| std::env::temp_dir(), Into::into);
+    let state = std::path::PathBuf::from(dir).join(".cache/eddy/bench-state").join(unique("windowed"));
+    let config = StreamsConfig::new(&app).bootstrap_servers(&c.bootstrap).state_dir(&state);
+    let running = KafkaStreams::new(b.build().unwrap(), config).start().unwrap();
+    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
+    while processed() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    while processed() < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    running.close().unwrap();
+    let ours = start.elapsed();
+    let _ = std::fs::remove_dir_all(state);
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let cluster = if c.is_embedded() { "embedded (mock) cluster".to_owned() } else { c.bootstrap.clone() };
+    println!("windowed count benchmark: {n} records, 10 000 keys, 10 s tumbling windows, {partitions} partitions, one thread, {cluster}");
+    println!("  raw consume           {:>10.0} records/s ({:.2} s)", rate(raw), raw.as_secs_f64());
+    println!("  eddy windowed count   {:>10.0} records/s ({:.2} s, incl. final flush and commit)", rate(ours), ours.as_secs_f64());
+    println!("  ratio                 {:>10.2} (eddy / raw consume)", rate(ours) / rate(raw));
+}

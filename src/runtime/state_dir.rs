@@ -1,0 +1,76 @@
+//! Where a worker's stores live: RocksDB directories under the state
+//! directory (locked so two workers cannot share it), or memory.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::TaskId;
+use crate::error::Error;
+use crate::stores::{Engine, MemoryEngine, RocksEngine, RocksShared, StoreError, StoreSpec};
+
+/// Opens the engines of the stores of tasks.
+#[derive(Clone)]
+pub(crate) enum StoreProvider {
+    /// Every store in memory (the test driver).
+    Memory,
+    /// RocksDB under `<dir>/<task>/<store>`, sharing one memory budget.
+    Rocks {
+        dir: PathBuf,
+        shared: RocksShared,
+        _lock: Arc<File>,
+    },
+}
+
+impl StoreProvider {
+    /// Locks `dir` (an application's state directory) for this process.
+    pub(crate) fn rocks(dir: PathBuf, shared: RocksShared) -> Result<Self, Error> {
+        let io = |e: std::io::Error| Error::Config(format!("state directory {}: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(io)?;
+        let lock = File::create(dir.join(".lock")).map_err(io)?;
+        lock.try_lock().map_err(|_| {
+            Error::Config(format!(
+                "state directory {} is locked by another worker; give each worker its own state_dir",
+                dir.display()
+            ))
+        })?;
+        Ok(StoreProvider::Rocks {
+            dir,
+            shared,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// The directory of a task's stores and checkpoint, if persistent.
+    pub(crate) fn task_dir(&self, task: TaskId) -> Option<PathBuf> {
+        match self {
+            StoreProvider::Memory => None,
+            StoreProvider::Rocks { dir, .. } => Some(dir.join(task.to_string())),
+        }
+    }
+
+    fn store_dir(task_dir: &Path, spec: &StoreSpec) -> PathBuf {
+        task_dir.join(&spec.name)
+    }
+
+    /// Opens a store's engine.
+    pub(crate) fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn Engine>, StoreError> {
+        match (self, self.task_dir(task)) {
+            (StoreProvider::Rocks { shared, .. }, Some(task_dir)) if !spec.in_memory => {
+                Ok(Box::new(RocksEngine::open(&Self::store_dir(&task_dir, spec), shared)?))
+            }
+            _ => Ok(Box::new(MemoryEngine::new())),
+        }
+    }
+
+    /// Deletes a store's files and opens it empty.
+    pub(crate) fn wipe(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn Engine>, StoreError> {
+        if let (StoreProvider::Rocks { .. }, Some(task_dir)) = (self, self.task_dir(task)) {
+            let dir = Self::store_dir(&task_dir, spec);
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(StoreError::Io)?;
+            }
+        }
+        self.open(task, spec)
+    }
+}

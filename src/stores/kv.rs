@@ -1,0 +1,127 @@
+//! The typed key-value store handle.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::state::StoreState;
+use super::StateError;
+use crate::serde::Serde;
+
+/// A key-value store as a processor sees it: typed by the serdes given
+/// when it was looked up. Cloning the handle is cheap; all clones see the
+/// same store.
+///
+/// Range scans are over the encoded keys' byte order (which for
+/// [`StringSerde`](crate::serde::StringSerde) keys is string order).
+pub struct KeyValueStore<K, V> {
+    pub(crate) state: Rc<RefCell<StoreState>>,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Clone for KeyValueStore<K, V> {
+    fn clone(&self) -> Self {
+        KeyValueStore {
+            state: self.state.clone(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> KeyValueStore<K, V> {
+    fn err_store(&self, source: super::StoreError) -> StateError {
+        StateError::Store {
+            store: self.state.borrow().name().to_owned(),
+            source,
+        }
+    }
+
+    fn err_serde(&self, source: crate::serde::SerdeError) -> StateError {
+        StateError::Serde {
+            store: self.state.borrow().name().to_owned(),
+            source,
+        }
+    }
+
+    fn encode_key(&self, key: &K) -> Result<Vec<u8>, StateError> {
+        let mut buf = Vec::new();
+        self.key.serialize(key, &mut buf).map_err(|e| self.err_serde(e))?;
+        Ok(buf)
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
+        let k = self.encode_key(key)?;
+        let raw = self.state.borrow().get(&k).map_err(|e| self.err_store(e))?;
+        raw.map(|v| self.value.deserialize(Some(&v)).map_err(|e| self.err_serde(e)))
+            .transpose()
+    }
+
+    /// Stores `value` under `key`.
+    pub fn put(&self, key: &K, value: &V) -> Result<(), StateError> {
+        let k = self.encode_key(key)?;
+        let mut v = Vec::new();
+        self.value.serialize(value, &mut v).map_err(|e| self.err_serde(e))?;
+        self.state.borrow_mut().put(&k, Some(&v));
+        Ok(())
+    }
+
+    /// Removes `key` (a tombstone in the changelog).
+    pub fn delete(&self, key: &K) -> Result<(), StateError> {
+        let k = self.encode_key(key)?;
+        self.state.borrow_mut().put(&k, None);
+        Ok(())
+    }
+
+    /// Entries with `from <= key < to` (encoded order); `None` is unbounded.
+    pub fn range(&self, from: Option<&K>, to: Option<&K>) -> Result<Vec<(K, V)>, StateError> {
+        let from = from.map(|k| self.encode_key(k)).transpose()?;
+        let to = to.map(|k| self.encode_key(k)).transpose()?;
+        self.scan(from.as_deref(), to.as_deref())
+    }
+
+    /// Entries whose encoded key starts with `prefix`.
+    pub fn prefix_scan(&self, prefix: &[u8]) -> Result<Vec<(K, V)>, StateError> {
+        let end = prefix_end(prefix);
+        self.scan(Some(prefix), end.as_deref())
+    }
+
+    /// Every entry.
+    pub fn all(&self) -> Result<Vec<(K, V)>, StateError> {
+        self.scan(None, None)
+    }
+
+    fn scan(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(K, V)>, StateError> {
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.state
+            .borrow()
+            .range(from, to, false, &mut |k, v| {
+                match (self.key.deserialize(Some(k)), self.value.deserialize(Some(v))) {
+                    (Ok(k), Ok(v)) => out.push((k, v)),
+                    (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                }
+                failed.is_none()
+            })
+            .map_err(|e| self.err_store(e))?;
+        match failed {
+            Some(e) => Err(self.err_serde(e)),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix` (`None` if there is none).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

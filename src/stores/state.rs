@@ -1,0 +1,240 @@
+//! One store of one task: its engine, its write cache and its changelog.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::engine::{Engine, StoreError};
+use super::StoreSpec;
+use crate::processor::Headers;
+use crate::runtime::{OutMeta, OutputBuffer};
+use crate::topology::TopicRef;
+
+/// The byte budget of a stream thread's write caches, shared by its stores.
+#[derive(Debug)]
+pub(crate) struct CacheBudget {
+    used: Cell<usize>,
+    limit: usize,
+}
+
+impl CacheBudget {
+    pub(crate) fn new(limit: usize) -> Rc<Self> {
+        Rc::new(CacheBudget {
+            used: Cell::new(0),
+            limit,
+        })
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.used.get() > self.limit
+    }
+}
+
+#[derive(Debug)]
+struct Dirty {
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+}
+
+/// A store's state within a task. Reads see the write cache first, then the
+/// engine; writes stay in the cache (one entry per key) until `flush`.
+pub(crate) struct StoreState {
+    pub(crate) spec: Arc<StoreSpec>,
+    engine: Box<dyn Engine>,
+    dirty: BTreeMap<Vec<u8>, Dirty>,
+    dirty_bytes: usize,
+    budget: Rc<CacheBudget>,
+    /// Changelog topic and partition, if logged.
+    pub(crate) changelog: Option<(TopicRef, i32)>,
+    /// Last changelog offset the engine holds (restored or acknowledged).
+    pub(crate) changelog_offset: Option<i64>,
+    /// Timestamp given to writes: the task's current stream time.
+    pub(crate) now: Rc<Cell<i64>>,
+}
+
+impl StoreState {
+    pub(crate) fn new(
+        spec: Arc<StoreSpec>,
+        engine: Box<dyn Engine>,
+        budget: Rc<CacheBudget>,
+        changelog: Option<(TopicRef, i32)>,
+        now: Rc<Cell<i64>>,
+    ) -> Self {
+        StoreState {
+            spec,
+            engine,
+            dirty: BTreeMap::new(),
+            dirty_bytes: 0,
+            budget,
+            changelog,
+            changelog_offset: None,
+            now,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.dirty.get(key) {
+            Some(d) => Ok(d.value.clone()),
+            None => self.engine.get(key),
+        }
+    }
+
+    /// Writes (or deletes, with `None`) through the cache.
+    pub(crate) fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let added = key.len() + value.map_or(0, <[u8]>::len);
+        let entry = Dirty {
+            value: value.map(<[u8]>::to_vec),
+            timestamp: self.now.get(),
+        };
+        let removed = match self.dirty.get_mut(key) {
+            Some(old) => {
+                let size = key.len() + old.value.as_ref().map_or(0, Vec::len);
+                *old = entry;
+                size
+            }
+            None => {
+                self.dirty.insert(key.to_vec(), entry);
+                0
+            }
+        };
+        self.dirty_bytes = self.dirty_bytes + added - removed;
+        self.budget.used.set(self.budget.used.get() + added - removed);
+    }
+
+    /// Visits entries with `from <= key < to` of cache and engine merged,
+    /// ascending (or descending), skipping deletions; stops when `visit`
+    /// returns false.
+    pub(crate) fn range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let bounds = (
+            from.map_or(Bound::Unbounded, Bound::Included),
+            to.map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let mut dirty: Box<dyn Iterator<Item = (&Vec<u8>, &Dirty)>> = if reverse {
+            Box::new(self.dirty.range::<[u8], _>(bounds).rev())
+        } else {
+            Box::new(self.dirty.range::<[u8], _>(bounds))
+        };
+        let mut pending = dirty.next();
+        let mut stopped = false;
+        // `before(a, b)`: a comes first in the visiting order.
+        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+        let mut on_engine = |k: &[u8], v: &[u8]| -> bool {
+            while let Some((dk, d)) = pending {
+                if before(dk, k) {
+                    if let Some(dv) = &d.value {
+                        if !visit(dk, dv) {
+                            stopped = true;
+                            return false;
+                        }
+                    }
+                    pending = dirty.next();
+                } else {
+                    break;
+                }
+            }
+            if let Some((dk, d)) = pending {
+                if dk.as_slice() == k {
+                    pending = dirty.next();
+                    return match &d.value {
+                        Some(dv) => {
+                            stopped = !visit(dk, dv);
+                            !stopped
+                        }
+                        None => true,
+                    };
+                }
+            }
+            stopped = !visit(k, v);
+            !stopped
+        };
+        if reverse {
+            self.engine.range_rev(from, to, &mut on_engine)?;
+        } else {
+            self.engine.range(from, to, &mut on_engine)?;
+        }
+        while let (false, Some((dk, d))) = (stopped, pending) {
+            if let Some(dv) = &d.value {
+                stopped = !visit(dk, dv);
+            }
+            pending = dirty.next();
+        }
+        Ok(())
+    }
+
+    /// Drops `[from, to)` from cache and engine without logging (retention).
+    pub(crate) fn expire(&mut self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        let keys: Vec<Vec<u8>> = self
+            .dirty
+            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(d) = self.dirty.remove(&k) {
+                let size = k.len() + d.value.map_or(0, |v| v.len());
+                self.dirty_bytes -= size;
+                self.budget.used.set(self.budget.used.get() - size);
+            }
+        }
+        self.engine.delete_range(from, to)
+    }
+
+    /// Writes the cache to the engine in one batch and its entries to the
+    /// changelog (through `out`), then empties it. Returns how many
+    /// entries were flushed.
+    pub(crate) fn flush(&mut self, out: &mut OutputBuffer) -> Result<usize, StoreError> {
+        if self.dirty.is_empty() {
+            return Ok(0);
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        self.engine
+            .write(&mut dirty.iter().map(|(k, d)| (k.as_slice(), d.value.as_deref())))?;
+        if let Some((topic, partition)) = self.changelog {
+            for (k, d) in &dirty {
+                let meta = OutMeta {
+                    topic,
+                    partition: Some(partition),
+                    timestamp: d.timestamp,
+                    headers: Headers::new(),
+                };
+                out.push_raw(meta, Some(k), d.value.as_deref());
+            }
+        }
+        self.budget.used.set(self.budget.used.get() - self.dirty_bytes);
+        self.dirty_bytes = 0;
+        Ok(dirty.len())
+    }
+
+    /// Applies changelog records during restore (no cache, no logging).
+    pub(crate) fn restore(&mut self, records: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<(), StoreError> {
+        self.engine.write(records)
+    }
+
+    /// Persists the engine (before a checkpoint is written).
+    pub(crate) fn persist(&mut self) -> Result<(), StoreError> {
+        self.engine.flush()
+    }
+
+    /// Replaces the engine (after wiping its files).
+    pub(crate) fn replace_engine(&mut self, engine: Box<dyn Engine>) {
+        self.engine = engine;
+        self.changelog_offset = None;
+    }
+}
+
+impl Drop for StoreState {
+    fn drop(&mut self) {
+        self.budget.used.set(self.budget.used.get() - self.dirty_bytes);
+    }
+}

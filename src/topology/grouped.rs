@@ -1,0 +1,363 @@
+//! Grouping, repartitioning and aggregations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::aggregate::{Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate};
+use super::builder::{add_source, KStream, StreamsBuilder};
+use super::table::KTable;
+use super::windows::{SessionWindows, TimeWindows, Windowed};
+use crate::processor::{millis, Data};
+use crate::serde::{I64Serde, Nullable, Serde};
+use crate::stores::StoreSpec;
+
+const DAY: i64 = 24 * 60 * 60 * 1000;
+
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Writes the stream to the internal topic `<application.id>-<name>-repartition`
+    /// and reads it back, so records are partitioned by their current key.
+    pub fn repartition(&self, name: &str, key_serde: impl Serde<K> + Clone, value_serde: impl Serde<V> + Clone) -> Self {
+        let topic = format!("{name}-repartition");
+        self.graph.borrow_mut().topics.intern_internal(&topic);
+        self.to(&topic, key_serde.clone(), value_serde.clone());
+        add_source(&self.graph, &topic, key_serde, value_serde)
+    }
+
+    /// Groups records by key for an aggregation. If an operator upstream
+    /// may have changed the key (map, flat_map, select_key, process), the
+    /// records are first repartitioned by key through an internal topic.
+    pub fn group_by_key(
+        &self,
+        key_serde: impl Serde<K> + Clone,
+        value_serde: impl Serde<V> + Clone,
+    ) -> KGroupedStream<K, V> {
+        let key_changed = self.graph.borrow().nodes[self.node].key_changed;
+        let stream = if key_changed {
+            let name = self.graph.borrow().generated_name("repartition");
+            self.repartition(&name, key_serde.clone(), value_serde.clone())
+        } else {
+            self.clone()
+        };
+        KGroupedStream {
+            stream,
+            key: Arc::new(key_serde),
+        }
+    }
+
+    /// Groups records by a new key computed from key and value; always
+    /// repartitions.
+    pub fn group_by<K2: Data, F>(
+        &self,
+        selector: F,
+        key_serde: impl Serde<K2> + Clone,
+        value_serde: impl Serde<V> + Clone,
+    ) -> KGroupedStream<K2, V>
+    where
+        F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    {
+        let rekeyed = self.select_key(selector);
+        let name = self.graph.borrow().generated_name("repartition");
+        KGroupedStream {
+            stream: rekeyed.repartition(&name, key_serde.clone(), value_serde),
+            key: Arc::new(key_serde),
+        }
+    }
+}
+
+impl StreamsBuilder {
+    /// A table of `topic`'s latest value per key, materialized in the
+    /// key-value store `store` (null values delete).
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K> + Clone,
+        value_serde: impl Serde<V> + Clone,
+        store: &str,
+    ) -> KTable<K, V> {
+        let source = add_source(self.graph(), topic, key_serde.clone(), Nullable(value_serde.clone()));
+        self.graph().borrow_mut().stores.push(Arc::new(StoreSpec::key_value(store)));
+        let access = StoreAccess {
+            name: store.to_owned(),
+            key: Arc::new(key_serde) as Arc<dyn Serde<K>>,
+            value: Arc::new(value_serde) as Arc<dyn Serde<V>>,
+        };
+        let changes = source.add("ktable-source", vec![source.node], move || TableSource {
+            access: access.clone(),
+            store: None,
+        });
+        changes.uses_stores([store.to_owned()]);
+        KTable {
+            changes,
+            store: Some(store.to_owned()),
+        }
+    }
+}
+
+/// A stream grouped by key, ready to aggregate.
+pub struct KGroupedStream<K, V> {
+    stream: KStream<K, V>,
+    key: Arc<dyn Serde<K>>,
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    fn aggregate_with<A: Data>(&self, store: &str, value: Arc<dyn Serde<A>>, fold: Fold<K, V, A>) -> KTable<K, A> {
+        self.stream
+            .graph
+            .borrow_mut()
+            .stores
+            .push(Arc::new(StoreSpec::key_value(store)));
+        let access = StoreAccess {
+            name: store.to_owned(),
+            key: self.key.clone(),
+            value,
+        };
+        let changes = self.stream.add("aggregate", vec![self.stream.node], move || Aggregate {
+            access: access.clone(),
+            fold: fold.clone(),
+            store: None,
+        });
+        changes.uses_stores([store.to_owned()]);
+        KTable {
+            changes,
+            store: Some(store.to_owned()),
+        }
+    }
+
+    /// Counts records per key, in the key-value store `store`.
+    pub fn count(&self, store: &str) -> KTable<K, i64> {
+        self.aggregate_with(store, Arc::new(I64Serde), Arc::new(|_, _, n| n.unwrap_or(0) + 1))
+    }
+
+    /// Combines the values of each key with `reducer`.
+    pub fn reduce<F>(&self, reducer: F, store: &str, value_serde: impl Serde<V>) -> KTable<K, V>
+    where
+        F: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        self.aggregate_with(
+            store,
+            Arc::new(value_serde),
+            Arc::new(move |_, v, old| match old {
+                None => v,
+                Some(o) => reducer(o, v),
+            }),
+        )
+    }
+
+    /// Folds the values of each key into an aggregate starting at `init()`.
+    pub fn aggregate<A: Data, I, F>(&self, init: I, aggregator: F, store: &str, aggregate_serde: impl Serde<A>) -> KTable<K, A>
+    where
+        I: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> A + Send + Sync + 'static,
+    {
+        self.aggregate_with(
+            store,
+            Arc::new(aggregate_serde),
+            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+        )
+    }
+
+    /// Aggregates per time window.
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream {
+            stream: self.stream.clone(),
+            key: self.key.clone(),
+            windows,
+            emit_final: false,
+            retention: DAY.max(windows.size + windows.grace),
+        }
+    }
+
+    /// Aggregates per session.
+    pub fn session_windowed_by(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream {
+            stream: self.stream.clone(),
+            key: self.key.clone(),
+            windows,
+            retention: DAY.max(windows.gap + windows.grace),
+        }
+    }
+}
+
+/// A grouped stream windowed by time, ready to aggregate.
+pub struct TimeWindowedKStream<K, V> {
+    stream: KStream<K, V>,
+    key: Arc<dyn Serde<K>>,
+    windows: TimeWindows,
+    emit_final: bool,
+    retention: i64,
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    /// Emits one result per window when it closes (end + grace), instead of
+    /// every update.
+    pub fn emit_final(mut self) -> Self {
+        self.emit_final = true;
+        self
+    }
+
+    /// Keeps windows this long (default: one day, or size + grace if more).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = millis(retention).max(self.windows.size + self.windows.grace);
+        self
+    }
+
+    fn aggregate_with<A: Data>(&self, store: &str, value: Arc<dyn Serde<A>>, fold: Fold<K, V, A>) -> KTable<Windowed<K>, A> {
+        self.stream
+            .graph
+            .borrow_mut()
+            .stores
+            .push(Arc::new(StoreSpec::window(store, self.retention)));
+        let access = StoreAccess {
+            name: store.to_owned(),
+            key: self.key.clone(),
+            value,
+        };
+        let (windows, retention, emit_final) = (self.windows, self.retention, self.emit_final);
+        let changes = self.stream.add("windowed-aggregate", vec![self.stream.node], move || WindowAggregate {
+            access: access.clone(),
+            windows,
+            retention,
+            fold: fold.clone(),
+            emit_final,
+            store: None,
+            emitted_before: i64::MIN,
+        });
+        changes.uses_stores([store.to_owned()]);
+        KTable {
+            changes,
+            store: Some(store.to_owned()),
+        }
+    }
+
+    /// Counts records per key and window.
+    pub fn count(&self, store: &str) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(store, Arc::new(I64Serde), Arc::new(|_, _, n| n.unwrap_or(0) + 1))
+    }
+
+    /// Combines values per key and window.
+    pub fn reduce<F>(&self, reducer: F, store: &str, value_serde: impl Serde<V>) -> KTable<Windowed<K>, V>
+    where
+        F: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        self.aggregate_with(
+            store,
+            Arc::new(value_serde),
+            Arc::new(move |_, v, old| match old {
+                None => v,
+                Some(o) => reducer(o, v),
+            }),
+        )
+    }
+
+    /// Folds values per key and window into an aggregate starting at `init()`.
+    pub fn aggregate<A: Data, I, F>(
+        &self,
+        init: I,
+        aggregator: F,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+    ) -> KTable<Windowed<K>, A>
+    where
+        I: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> A + Send + Sync + 'static,
+    {
+        self.aggregate_with(
+            store,
+            Arc::new(aggregate_serde),
+            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+        )
+    }
+}
+
+/// A grouped stream windowed by sessions, ready to aggregate.
+pub struct SessionWindowedKStream<K, V> {
+    stream: KStream<K, V>,
+    key: Arc<dyn Serde<K>>,
+    windows: SessionWindows,
+    retention: i64,
+}
+
+impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        value: Arc<dyn Serde<A>>,
+        fold: Fold<K, V, A>,
+        merge: Merge<K, A>,
+    ) -> KTable<Windowed<K>, A> {
+        self.stream
+            .graph
+            .borrow_mut()
+            .stores
+            .push(Arc::new(StoreSpec::session(store, self.retention)));
+        let access = StoreAccess {
+            name: store.to_owned(),
+            key: self.key.clone(),
+            value,
+        };
+        let windows = self.windows;
+        let changes = self.stream.add("session-aggregate", vec![self.stream.node], move || SessionAggregate {
+            access: access.clone(),
+            windows,
+            fold: fold.clone(),
+            merge: merge.clone(),
+            store: None,
+        });
+        changes.uses_stores([store.to_owned()]);
+        KTable {
+            changes,
+            store: Some(store.to_owned()),
+        }
+    }
+
+    /// Counts records per key and session.
+    pub fn count(&self, store: &str) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(
+            store,
+            Arc::new(I64Serde),
+            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
+            Arc::new(|_, a, b| a + b),
+        )
+    }
+
+    /// Combines values per key and session (also to merge sessions).
+    pub fn reduce<F>(&self, reducer: F, store: &str, value_serde: impl Serde<V>) -> KTable<Windowed<K>, V>
+    where
+        F: Fn(V, V) -> V + Send + Sync + 'static,
+    {
+        let reducer = Arc::new(reducer);
+        let merge = reducer.clone();
+        self.aggregate_with(
+            store,
+            Arc::new(value_serde),
+            Arc::new(move |_, v, old| match old {
+                None => v,
+                Some(o) => reducer(o, v),
+            }),
+            Arc::new(move |_, a, b| merge(a, b)),
+        )
+    }
+
+    /// Folds values per key and session; `merger` combines the aggregates
+    /// of sessions a record joins together.
+    pub fn aggregate<A: Data, I, F, M>(
+        &self,
+        init: I,
+        aggregator: F,
+        merger: M,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+    ) -> KTable<Windowed<K>, A>
+    where
+        I: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> A + Send + Sync + 'static,
+        M: Fn(&K, A, A) -> A + Send + Sync + 'static,
+    {
+        self.aggregate_with(
+            store,
+            Arc::new(aggregate_serde),
+            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+            Arc::new(merger),
+        )
+    }
+}

@@ -1,0 +1,99 @@
+//! Tables: changelog streams of per-key values.
+
+use std::sync::Arc;
+
+use super::builder::KStream;
+use crate::processor::{Data, Processor, ProcessorContext, Record};
+
+/// One update of a table row: the value before and after (`None` = absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<V> {
+    /// Value before the update.
+    pub old: Option<V>,
+    /// Value after the update; `None` is a delete.
+    pub new: Option<V>,
+}
+
+/// A table: the latest value per key, as a stream of [`Change`]s. Tables
+/// made by aggregations or [`StreamsBuilder::table`](super::StreamsBuilder::table)
+/// are materialized in a store that can be queried.
+pub struct KTable<K, V> {
+    pub(crate) changes: KStream<K, Change<V>>,
+    pub(crate) store: Option<String>,
+}
+
+impl<K: Data, V: Data> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        KTable {
+            changes: self.changes.clone(),
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    /// The store holding the table, if materialized.
+    pub fn store_name(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    /// The table's updates as a stream; deletes arrive as `None`.
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        self.changes.map_values(|c: Change<V>| c.new)
+    }
+
+    /// The stream of changes, old and new values.
+    pub fn changes(&self) -> KStream<K, Change<V>> {
+        self.changes.clone()
+    }
+
+    /// Keeps rows for which `predicate` holds; a row that stops matching is
+    /// deleted downstream.
+    pub fn filter<F>(&self, predicate: F) -> KTable<K, V>
+    where
+        F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+    {
+        let predicate = Arc::new(predicate);
+        KTable {
+            changes: self.changes.add("ktable-filter", vec![self.changes.node], move || TableFilter {
+                predicate: predicate.clone(),
+            }),
+            store: None,
+        }
+    }
+
+    /// Maps each row's value.
+    pub fn map_values<V2: Data, F>(&self, mapper: F) -> KTable<K, V2>
+    where
+        F: Fn(&V) -> V2 + Send + Sync + 'static,
+    {
+        let mapper = Arc::new(mapper);
+        KTable {
+            changes: self.changes.map_values(move |c: Change<V>| Change {
+                old: c.old.as_ref().map(|v| mapper(v)),
+                new: c.new.as_ref().map(|v| mapper(v)),
+            }),
+            store: None,
+        }
+    }
+}
+
+struct TableFilter<F> {
+    predicate: Arc<F>,
+}
+
+impl<K: Data, V: Data, F> Processor<K, Change<V>, K, Change<V>> for TableFilter<F>
+where
+    F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>) {
+        let keep = |v: Option<V>| v.filter(|v| (self.predicate)(&r.key, v));
+        let change = Change {
+            old: keep(r.value.old.clone()),
+            new: keep(r.value.new.clone()),
+        };
+        if change.old.is_some() || change.new.is_some() {
+            ctx.forward(r.with_value(change));
+        }
+    }
+}
