@@ -110,7 +110,7 @@ fn child(partitions: usize) {
     let mut pending: Vec<Vec<usize>> = vec![Vec::with_capacity(BATCH); partitions];
     let mut peak_memtables = 0;
     let mut peak_cache = 0;
-    let mut write = |engine: &mut RocksEngine, batch: &mut Vec<usize>| {
+    let write = |engine: &mut RocksEngine, batch: &mut Vec<usize>| {
         let keys: Vec<[u8; 16]> = batch.iter().map(|&i| key(i)).collect();
         engine
             .write(

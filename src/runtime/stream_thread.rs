@@ -128,6 +128,9 @@ impl StreamThread {
         let mut restore = config.admin_client_config(servers);
         restore
             .set("client.id", format!("{}-{name}-restore", config.application_id))
+            // Only assigned, never subscribed or committed: the group is a
+            // formality librdkafka's consumer wants.
+            .set("group.id", format!("{}-restore", config.application_id))
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", "52428800");
         let routes = vec![Vec::new(); settings.topics.len()];
@@ -452,7 +455,10 @@ impl ThreadState {
                     while batch.len() < 10_000 {
                         match consumer.poll(timeout) {
                             Some(Ok(m)) => batch.push(m),
-                            Some(Err(e)) => return Err(Error::Kafka(e)),
+                            Some(Err(e)) => {
+                                tracing::warn!(store = %name, "restore poll: {e}");
+                                break;
+                            }
                             None => break,
                         }
                         timeout = Duration::ZERO;

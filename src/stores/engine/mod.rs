@@ -215,7 +215,7 @@ pub(crate) mod tests {
         let r = collect(engine, Some(b"c"), None, false);
         assert_eq!(keys(&r), [b"c" as &[u8], b"d", b"d\x7f", &[0xff, 1]]);
         let r = collect(engine, Some(b"c"), None, true);
-        assert_eq!(keys(&r), [&[0xff, 1] as &[u8], b"d\x7f", b"d", b"c"]);
+        assert_eq!(keys(&r), [&[0xffu8, 1] as &[u8], b"d\x7f", b"d", b"c"]);
         let r = collect(engine, None, Some(b"ab"), false);
         assert_eq!(keys(&r), [b"\0" as &[u8], b"a"]);
         let r = collect(engine, None, Some(b"ab"), true);

@@ -458,8 +458,10 @@ mod tests {
             engine.flush().unwrap();
         }
         assert!(shared.memtable_usage() < memtables);
-        for engine in &engines {
-            assert!(engine.get(&4u64.to_be_bytes()).unwrap().is_some());
+        for (i, engine) in engines.iter().enumerate() {
+            let key = 4 + i as u64;
+            assert_eq!(engine.get(&key.to_be_bytes()).unwrap(), Some(value.to_vec()));
+            assert_eq!(engine.get(&(key + 1).to_be_bytes()).unwrap(), None);
         }
         assert!(format!("{shared:?}").contains("memtable_usage"));
     }
