@@ -24,7 +24,8 @@ fn raw_consume(c: &TestCluster, topic: &str, n: usize) -> Duration {
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
     consumer.assign(&tpl).unwrap();
     let (mut seen, mut start, mut bytes) = (0, None, 0usize);
     while seen < n {
@@ -46,12 +47,14 @@ fn eddy_restore(c: &TestCluster, app: &str, input: &str, n: usize) -> Duration {
         .count("counts")
         .to_stream()
         .to(input, StringSerde, Nullable(I64Serde));
-    let dir = std::env::var("HOME").map_or_else(|_| std::env::temp_dir(), Into::into);
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
     let config = StreamsConfig::new(app)
         .bootstrap_servers(&c.bootstrap)
-        .state_dir(std::path::PathBuf::from(dir).join(".cache/eddy/bench-state").join(unique("restore")));
+        .state_dir(home.join(".cache/eddy/bench-state").join(unique("restore")));
     let state_dir = config.state_dir.clone();
-    let running = KafkaStreams::new(b.build().unwrap(), config).start().unwrap();
+    let running = KafkaStreams::new(b.build().unwrap(), config)
+        .start()
+        .unwrap();
     let restored = || running.metrics().total("eddy_restored_records_total") as usize;
     while restored() == 0 {
         std::thread::sleep(Duration::from_millis(1));
@@ -84,17 +87,40 @@ fn main() {
     for chunk in (0..n).collect::<Vec<_>>().chunks(500_000) {
         let records: Vec<_> = chunk
             .iter()
-            .map(|i| (Some(format!("key-{i:09}").into_bytes()), Some((*i as i64).to_be_bytes().to_vec())))
+            .map(|i| {
+                (
+                    Some(format!("key-{i:09}").into_bytes()),
+                    Some((*i as i64).to_be_bytes().to_vec()),
+                )
+            })
             .collect();
         c.produce(&changelog, &records);
     }
-    eprintln!("produced {n} changelog records in {:.1} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "produced {n} changelog records in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let raw = raw_consume(&c, &changelog, n);
     let ours = eddy_restore(&c, &app, &input, n);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() { "embedded (mock) cluster".to_owned() } else { c.bootstrap.clone() };
+    let cluster = if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    };
     println!("restore benchmark: {n} changelog records (16-byte keys, 8-byte values), one partition, {cluster}");
-    println!("  raw consume     {:>10.0} records/s ({:.2} s)", rate(raw), raw.as_secs_f64());
-    println!("  eddy restore    {:>10.0} records/s ({:.2} s) into RocksDB", rate(ours), ours.as_secs_f64());
-    println!("  ratio           {:>10.2} (eddy / raw)", rate(ours) / rate(raw));
+    println!(
+        "  raw consume     {:>10.0} records/s ({:.2} s)",
+        rate(raw),
+        raw.as_secs_f64()
+    );
+    println!(
+        "  eddy restore    {:>10.0} records/s ({:.2} s) into RocksDB",
+        rate(ours),
+        ours.as_secs_f64()
+    );
+    println!(
+        "  ratio           {:>10.2} (eddy / raw)",
+        rate(ours) / rate(raw)
+    );
 }

@@ -1,17 +1,21 @@
 //! `RocksEngine` versus a raw `rocksdb::DB` opened with the same options.
 //!
-//! Each round loads 1 M keys (16 bytes, in random order) with 100-byte
-//! values in batches of 1000 (one WriteBatch each, WAL off), flushes, waits
-//! for compactions to settle, then does 1 M random point lookups; once
-//! through the engine (`Engine::write`, `Engine::get`) and once through the
-//! raw DB (`WriteBatch` + `write_opt`, `get_pinned_opt`), alternating which
-//! goes first. Each database gets its own `RocksShared` with the default
-//! `RocksConfig` (256 MiB budget), so both see the same cache size.
+//! Each round opens two fresh databases, each with its own `RocksShared` of
+//! the default `RocksConfig` (256 MiB budget): one used through the engine
+//! (`Engine::write`, `Engine::get`), one raw (`WriteBatch` + `write_opt`
+//! with the WAL off, `get_pinned_opt`), opened with the engine's own
+//! options (`RocksShared::db_options`). It loads 1 M keys (16 bytes, in
+//! random order) with 100-byte values in batches of 1000, then flushes both,
+//! waits for their compactions, and does 1 M random point lookups in blocks
+//! of 1000. Batches and lookup blocks alternate between the two databases
+//! (each pair in turn starting with the other one), and each is timed on
+//! its own, so both see the same background flushes and compactions and the
+//! same machine load. Three rounds.
 //!
 //! Run with `cargo bench --bench store`.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use eddy::stores::engine::{Engine, RocksConfig, RocksEngine, RocksShared};
@@ -20,6 +24,7 @@ use rocksdb::{ReadOptions, WriteBatch, WriteOptions, DB};
 const KEYS: usize = 1_000_000;
 const BATCH: usize = 1000;
 const GETS: usize = 1_000_000;
+const GET_BLOCK: usize = 1000;
 const VALUE_LEN: usize = 100;
 const ROUNDS: usize = 3;
 
@@ -64,9 +69,7 @@ impl Data {
             order.swap(i, rng.next() as usize % (i + 1));
         }
         let puts = order.iter().map(|&i| key(i)).collect();
-        let gets = (0..GETS)
-            .map(|_| key(rng.next() as usize % KEYS))
-            .collect();
+        let gets = (0..GETS).map(|_| key(rng.next() as usize % KEYS)).collect();
         let values = (0..4096 + VALUE_LEN).map(|_| rng.next() as u8).collect();
         Data { puts, gets, values }
     }
@@ -76,205 +79,220 @@ impl Data {
     }
 }
 
+/// The engine, or the raw DB with its options.
+enum Store {
+    Eddy(RocksEngine),
+    Raw {
+        db: DB,
+        write_opts: WriteOptions,
+        read_opts: ReadOptions,
+    },
+}
+
+impl Store {
+    fn write(&mut self, data: &Data, base: usize, chunk: &[[u8; 16]]) {
+        match self {
+            Store::Eddy(engine) => engine
+                .write(
+                    &mut chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(j, k)| (k.as_slice(), Some(data.value(base + j)))),
+                )
+                .expect("write"),
+            Store::Raw { db, write_opts, .. } => {
+                let mut batch = WriteBatch::default();
+                for (j, k) in chunk.iter().enumerate() {
+                    batch.put(k, data.value(base + j));
+                }
+                db.write_opt(batch, write_opts).expect("write");
+            }
+        }
+    }
+
+    /// Looks up `keys`; returns the bytes found.
+    fn get(&self, keys: &[[u8; 16]]) -> usize {
+        let mut found = 0;
+        match self {
+            Store::Eddy(engine) => {
+                for k in keys {
+                    if let Some(v) = engine.get(k).expect("get") {
+                        found += black_box(v).len();
+                    }
+                }
+            }
+            Store::Raw { db, read_opts, .. } => {
+                for k in keys {
+                    if let Some(v) = db.get_pinned_opt(k, read_opts).expect("get") {
+                        found += black_box(&*v).len();
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn flush(&mut self) {
+        match self {
+            Store::Eddy(engine) => engine.flush().expect("flush"),
+            Store::Raw { db, .. } => db.flush().expect("flush"),
+        }
+    }
+
+    fn property(&self, name: &str) -> Option<u64> {
+        match self {
+            Store::Eddy(engine) => engine.int_property(name),
+            Store::Raw { db, .. } => db.property_int_value(name).ok().flatten(),
+        }
+    }
+
+    /// Waits until the database has no pending or running flush or compaction (at most 60 s).
+    fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let busy = [
+                "rocksdb.compaction-pending",
+                "rocksdb.num-running-compactions",
+                "rocksdb.num-running-flushes",
+            ]
+            .iter()
+            .map(|p| self.property(p).unwrap_or(0))
+            .sum::<u64>();
+            if busy == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Figures {
-    puts_per_s: f64,
-    gets_per_s: f64,
-    flush: Duration,
+    puts: Duration,
+    gets: Duration,
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
+impl Figures {
+    fn puts_per_s(&self, n: usize) -> f64 {
+        n as f64 / self.puts.as_secs_f64()
+    }
 
-/// Waits until the database has no pending or running compaction (at most 30 s).
-fn settle(property: &dyn Fn(&str) -> Option<u64>) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let pending = property("rocksdb.compaction-pending").unwrap_or(0);
-        let running = property("rocksdb.num-running-compactions").unwrap_or(0);
-        let flushing = property("rocksdb.num-running-flushes").unwrap_or(0);
-        if pending + running + flushing == 0 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    fn gets_per_s(&self, n: usize) -> f64 {
+        n as f64 / self.gets.as_secs_f64()
     }
 }
 
-fn run_eddy(data: &Data, dir: &Path) -> Figures {
-    let shared = RocksShared::new(&RocksConfig::default());
-    let mut engine = RocksEngine::open(dir, &shared).expect("open");
-
-    let start = Instant::now();
-    for (n, chunk) in data.puts.chunks(BATCH).enumerate() {
-        let base = n * BATCH;
-        engine
-            .write(
-                &mut chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(j, k)| (k.as_slice(), Some(data.value(base + j)))),
-            )
-            .expect("write");
-    }
-    let puts = start.elapsed();
-
-    let start = Instant::now();
-    engine.flush().expect("flush");
-    let flush = start.elapsed();
-    settle(&|name| engine.int_property(name));
-
-    let start = Instant::now();
-    let mut found = 0usize;
-    for k in &data.gets {
-        if let Some(v) = engine.get(k).expect("get") {
-            found += black_box(v).len();
-        }
-    }
-    let gets = start.elapsed();
-    assert_eq!(found, data.gets.len() * VALUE_LEN);
-    Figures {
-        puts_per_s: rate(data.puts.len(), puts),
-        gets_per_s: rate(data.gets.len(), gets),
-        flush,
-    }
-}
-
-fn run_raw(data: &Data, dir: &Path) -> Figures {
-    let shared = RocksShared::new(&RocksConfig::default());
-    let opts = shared.db_options().expect("options");
-    let db = DB::open(&opts, dir).expect("open");
+/// One round over `data`: returns the engine's and the raw DB's times.
+fn round(data: &Data, root: &std::path::Path, round: usize) -> [Figures; 2] {
+    let e_dir = root.join(format!("eddy-{round}"));
+    let r_dir = root.join(format!("raw-{round}"));
+    let e_shared = RocksShared::new(&RocksConfig::default());
+    let r_shared = RocksShared::new(&RocksConfig::default());
     let mut write_opts = WriteOptions::default();
     write_opts.disable_wal(true);
-    let read_opts = ReadOptions::default();
+    let raw_opts = r_shared.db_options().expect("options");
+    let mut stores = [
+        Store::Eddy(RocksEngine::open(&e_dir, &e_shared).expect("open")),
+        Store::Raw {
+            db: DB::open(&raw_opts, &r_dir).expect("open"),
+            write_opts,
+            read_opts: ReadOptions::default(),
+        },
+    ];
+    let mut figures = [Figures::default(); 2];
 
-    let start = Instant::now();
     for (n, chunk) in data.puts.chunks(BATCH).enumerate() {
-        let base = n * BATCH;
-        let mut batch = WriteBatch::default();
-        for (j, k) in chunk.iter().enumerate() {
-            batch.put(k, data.value(base + j));
-        }
-        db.write_opt(batch, &write_opts).expect("write");
-    }
-    let puts = start.elapsed();
-
-    let start = Instant::now();
-    db.flush().expect("flush");
-    let flush = start.elapsed();
-    settle(&|name| db.property_int_value(name).ok().flatten());
-
-    let start = Instant::now();
-    let mut found = 0usize;
-    for k in &data.gets {
-        if let Some(v) = db.get_pinned_opt(k, &read_opts).expect("get") {
-            found += black_box(&*v).len();
+        for s in [(n + round) % 2, (n + round + 1) % 2] {
+            let start = Instant::now();
+            stores[s].write(data, n * BATCH, chunk);
+            figures[s].puts += start.elapsed();
         }
     }
-    let gets = start.elapsed();
-    assert_eq!(found, data.gets.len() * VALUE_LEN);
-    Figures {
-        puts_per_s: rate(data.puts.len(), puts),
-        gets_per_s: rate(data.gets.len(), gets),
-        flush,
+    for store in &mut stores {
+        store.flush();
     }
-}
-
-fn bench_root() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
-    home.join(".cache/eddy/bench-tmp")
-        .join(format!("store-{}", std::process::id()))
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
+    for store in &stores {
+        store.settle();
+    }
+    let mut found = [0; 2];
+    for (n, keys) in data.gets.chunks(GET_BLOCK).enumerate() {
+        for s in [(n + round) % 2, (n + round + 1) % 2] {
+            let start = Instant::now();
+            found[s] += stores[s].get(keys);
+            figures[s].gets += start.elapsed();
+        }
+    }
+    assert_eq!(found, [data.gets.len() * VALUE_LEN; 2]);
+    drop(stores);
+    let _ = std::fs::remove_dir_all(&e_dir);
+    let _ = std::fs::remove_dir_all(&r_dir);
+    figures
 }
 
 fn main() {
-    let root = bench_root();
+    let root = std::env::var_os("HOME")
+        .map_or_else(std::env::temp_dir, PathBuf::from)
+        .join(".cache/eddy/bench-tmp")
+        .join(format!("store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("bench dir");
     println!(
         "store: {KEYS} keys x 16 B, values {VALUE_LEN} B, batches of {BATCH}, {GETS} random gets, \
-         {ROUNDS} rounds; dir {}",
+         {ROUNDS} rounds, engine and raw DB interleaved; dir {}",
         root.display()
     );
     let t0 = Instant::now();
     let data = Data::new();
 
     // Warm-up (not reported): page in the code and the allocator's arenas.
-    {
-        let small = Data {
-            puts: data.puts[..KEYS / 10].to_vec(),
-            gets: data.puts[..KEYS / 10].iter().rev().copied().collect(),
-            values: data.values.clone(),
-        };
-        let _ = run_eddy(&small, &root.join("warm-eddy"));
-        let _ = run_raw(&small, &root.join("warm-raw"));
-        let _ = std::fs::remove_dir_all(root.join("warm-eddy"));
-        let _ = std::fs::remove_dir_all(root.join("warm-raw"));
-    }
+    let warm = Data {
+        puts: data.puts[..KEYS / 10].to_vec(),
+        gets: data.puts[..KEYS / 10].iter().rev().copied().collect(),
+        values: data.values.clone(),
+    };
+    round(&warm, &root, ROUNDS);
 
-    let mut eddy = Vec::new();
-    let mut raw = Vec::new();
-    for round in 0..ROUNDS {
-        let e_dir = root.join(format!("eddy-{round}"));
-        let r_dir = root.join(format!("raw-{round}"));
-        let (e, r) = if round % 2 == 0 {
-            let e = run_eddy(&data, &e_dir);
-            let r = run_raw(&data, &r_dir);
-            (e, r)
-        } else {
-            let r = run_raw(&data, &r_dir);
-            let e = run_eddy(&data, &e_dir);
-            (e, r)
-        };
-        let _ = std::fs::remove_dir_all(&e_dir);
-        let _ = std::fs::remove_dir_all(&r_dir);
+    let mut totals = [Figures::default(); 2];
+    for r in 0..ROUNDS {
+        let [e, raw] = round(&data, &root, r);
         println!(
-            "round {}: eddy {:>9.0} puts/s {:>9.0} gets/s (flush {:>4} ms) | raw {:>9.0} puts/s {:>9.0} gets/s (flush {:>4} ms) | ratio puts {:.3} gets {:.3}",
-            round + 1,
-            e.puts_per_s,
-            e.gets_per_s,
-            e.flush.as_millis(),
-            r.puts_per_s,
-            r.gets_per_s,
-            r.flush.as_millis(),
-            e.puts_per_s / r.puts_per_s,
-            e.gets_per_s / r.gets_per_s,
+            "round {}: eddy {:>8.0} puts/s {:>8.0} gets/s | raw {:>8.0} puts/s {:>8.0} gets/s | eddy/raw puts {:.3} gets {:.3}",
+            r + 1,
+            e.puts_per_s(KEYS),
+            e.gets_per_s(GETS),
+            raw.puts_per_s(KEYS),
+            raw.gets_per_s(GETS),
+            raw.puts.as_secs_f64() / e.puts.as_secs_f64(),
+            raw.gets.as_secs_f64() / e.gets.as_secs_f64(),
         );
-        eddy.push(e);
-        raw.push(r);
+        for (total, f) in totals.iter_mut().zip([e, raw]) {
+            total.puts += f.puts;
+            total.gets += f.gets;
+        }
     }
     let _ = std::fs::remove_dir_all(&root);
 
-    let e_puts = mean(&eddy.iter().map(|f| f.puts_per_s).collect::<Vec<_>>());
-    let r_puts = mean(&raw.iter().map(|f| f.puts_per_s).collect::<Vec<_>>());
-    let e_gets = mean(&eddy.iter().map(|f| f.gets_per_s).collect::<Vec<_>>());
-    let r_gets = mean(&raw.iter().map(|f| f.gets_per_s).collect::<Vec<_>>());
-    let best = |fs: &[Figures], f: fn(&Figures) -> f64| fs.iter().map(f).fold(0.0, f64::max);
-    let (eb_puts, rb_puts) = (best(&eddy, |f| f.puts_per_s), best(&raw, |f| f.puts_per_s));
-    let (eb_gets, rb_gets) = (best(&eddy, |f| f.gets_per_s), best(&raw, |f| f.gets_per_s));
+    let [e, raw] = totals;
+    let n = ROUNDS;
     println!();
+    println!("{:<6} {:>10} {:>10}", "all", "puts/s", "gets/s");
     println!(
-        "{:<6} {:>12} {:>12}   {:>12} {:>12}",
-        "", "mean puts/s", "mean gets/s", "best puts/s", "best gets/s"
+        "{:<6} {:>10.0} {:>10.0}",
+        "eddy",
+        e.puts_per_s(n * KEYS),
+        e.gets_per_s(n * GETS)
     );
     println!(
-        "{:<6} {:>12.0} {:>12.0}   {:>12.0} {:>12.0}",
-        "eddy", e_puts, e_gets, eb_puts, eb_gets
+        "{:<6} {:>10.0} {:>10.0}",
+        "raw",
+        raw.puts_per_s(n * KEYS),
+        raw.gets_per_s(n * GETS)
     );
     println!(
-        "{:<6} {:>12.0} {:>12.0}   {:>12.0} {:>12.0}",
-        "raw", r_puts, r_gets, rb_puts, rb_gets
-    );
-    println!(
-        "{:<6} {:>12.3} {:>12.3}   {:>12.3} {:>12.3}   (eddy/raw, target >= 0.80)",
+        "{:<6} {:>10.3} {:>10.3}   (eddy/raw, target >= 0.80)",
         "ratio",
-        e_puts / r_puts,
-        e_gets / r_gets,
-        eb_puts / rb_puts,
-        eb_gets / rb_gets
+        raw.puts.as_secs_f64() / e.puts.as_secs_f64(),
+        raw.gets.as_secs_f64() / e.gets.as_secs_f64()
     );
     println!("total {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -28,6 +28,28 @@ const VALUE_LEN: usize = 100;
 const VARIANTS: [usize; 3] = [64, 8, 1];
 const ENV: &str = "EDDY_STORE_MEMORY_PARTITIONS";
 
+/// What a child reports, and the table's column titles.
+const COLUMNS: [(&str, &str); 16] = [
+    ("partitions", "stores"),
+    ("base_rss", "base RSS"),
+    ("open_rss", "opened"),
+    ("write_rss", "after put"),
+    ("get_rss", "after get"),
+    ("hwm", "peak RSS"),
+    ("peak_memtables", "memtables"),
+    ("write_memtables", "mt @put"),
+    ("peak_cache", "cache"),
+    ("get_cache", "cache @get"),
+    ("pinned", "pinned@get"),
+    ("disk", "disk"),
+    ("ssts", "sst files"),
+    ("keys_estimate", "keys est"),
+    ("puts_per_s", "puts/s"),
+    ("gets_per_s", "gets/s"),
+];
+const RATES: [&str; 2] = ["puts_per_s", "gets_per_s"];
+const COUNTS: [&str; 3] = ["partitions", "ssts", "keys_estimate"];
+
 /// splitmix64 of `x`: a fixed scramble.
 fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -64,22 +86,23 @@ fn rss() -> (usize, usize) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
-    let mut total = 0;
+/// (bytes, number of .sst files) under `path`.
+fn dir_size(path: &std::path::Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
     if let Ok(entries) = std::fs::read_dir(path) {
         for e in entries.flatten() {
-            let meta = match e.metadata() {
-                Ok(m) => m,
-                Err(_) => continue,
-            };
-            total += if meta.is_dir() {
-                dir_size(&e.path())
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                let (b, f) = dir_size(&e.path());
+                bytes += b;
+                files += f;
             } else {
-                meta.len()
-            };
+                bytes += meta.len();
+                files += u64::from(e.path().extension().is_some_and(|x| x == "sst"));
+            }
         }
     }
-    total
+    (bytes, files)
 }
 
 fn child(partitions: usize) {
@@ -89,16 +112,28 @@ fn child(partitions: usize) {
         .join(format!("store-memory-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("bench dir");
-    let values: Vec<u8> = (0..4096 + VALUE_LEN)
-        .map(|i| mix(i as u64 + 7) as u8)
-        .collect();
-    let value = |i: usize| &values[i % 4096..][..VALUE_LEN];
+    // Value `i`: 100 pseudo-random (incompressible) bytes.
+    let value = |i: usize| -> [u8; VALUE_LEN] {
+        let mut v = [0u8; VALUE_LEN];
+        for (j, chunk) in v.chunks_mut(8).enumerate() {
+            let r = mix((i as u64) << 8 | j as u64).to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        v
+    };
 
     let (base_rss, base_hwm) = rss();
-    let config = RocksConfig {
+    let mut config = RocksConfig {
         memory_budget: BUDGET,
         ..RocksConfig::default()
     };
+    // Extra RocksDB options to try, as `name=value;name=value`.
+    if let Ok(extra) = std::env::var("EDDY_STORE_OPTIONS") {
+        for pair in extra.split(';').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').expect("name=value");
+            config.options.insert(name.into(), value.into());
+        }
+    }
     let shared = RocksShared::new(&config);
     let mut engines: Vec<RocksEngine> = (0..partitions)
         .map(|p| RocksEngine::open(&root.join(format!("{p}")), &shared).expect("open"))
@@ -111,13 +146,13 @@ fn child(partitions: usize) {
     let mut peak_memtables = 0;
     let mut peak_cache = 0;
     let write = |engine: &mut RocksEngine, batch: &mut Vec<usize>| {
-        let keys: Vec<[u8; 16]> = batch.iter().map(|&i| key(i)).collect();
+        let entries: Vec<([u8; 16], [u8; VALUE_LEN])> =
+            batch.iter().map(|&i| (key(i), value(i))).collect();
         engine
             .write(
-                &mut keys
+                &mut entries
                     .iter()
-                    .zip(batch.iter())
-                    .map(|(k, &i)| (k.as_slice(), Some(value(i)))),
+                    .map(|(k, v)| (k.as_slice(), Some(v.as_slice()))),
             )
             .expect("write");
         batch.clear();
@@ -149,9 +184,10 @@ fn child(partitions: usize) {
         state = mix(state);
         let i = (state % KEYS as u64) as usize;
         if let Some(v) = engines[partition(i, partitions)].get(&key(i)).expect("get") {
-            found += black_box(v).len();
+            assert_eq!(black_box(v)[..8], value(i)[..8]);
+            found += VALUE_LEN;
         }
-        if found % (64 * 1024 * VALUE_LEN) == 0 {
+        if found.is_multiple_of(64 * 1024 * VALUE_LEN) {
             peak_cache = peak_cache.max(shared.cache_usage());
         }
     }
@@ -161,7 +197,7 @@ fn child(partitions: usize) {
     let get_cache = shared.cache_usage();
     let get_memtables = shared.memtable_usage();
     let pinned = shared.cache_pinned_usage();
-    let disk = dir_size(&root);
+    let (disk, ssts) = dir_size(&root);
     let keys_estimate: u64 = engines.iter().map(|e| e.approximate_len()).sum();
     drop(engines);
     let _ = std::fs::remove_dir_all(&root);
@@ -182,6 +218,7 @@ fn child(partitions: usize) {
         ("get_memtables", get_memtables as f64),
         ("pinned", pinned as f64),
         ("disk", disk as f64),
+        ("ssts", ssts as f64),
         ("keys_estimate", keys_estimate as f64),
         ("puts_per_s", KEYS as f64 / put_secs),
         ("gets_per_s", GETS as f64 / get_secs),
@@ -225,80 +262,49 @@ fn main() {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| panic!("child output lacks {name}: {text}"))
         };
-        rows.push([
-            "partitions",
-            "base_rss",
-            "open_rss",
-            "write_rss",
-            "get_rss",
-            "hwm",
-            "peak_memtables",
-            "write_memtables",
-            "peak_cache",
-            "get_cache",
-            "pinned",
-            "disk",
-            "keys_estimate",
-            "puts_per_s",
-            "gets_per_s",
-        ]
-        .map(get));
+        rows.push(COLUMNS.map(|(name, _)| get(name)));
     }
 
     println!();
-    println!("all sizes in MiB; RSS figures are of the whole process");
     println!(
-        "{:>5} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9} {:>8}",
-        "parts",
-        "base RSS",
-        "opened",
-        "after put",
-        "after get",
-        "peak RSS",
-        "budget",
-        "overhead",
-        "memtbl pk",
-        "cache pk",
-        "cache end",
-        "pinned",
-        "disk",
-        "puts/s",
-        "gets/s",
-        "keys est"
+        "sizes in MiB; RSS of the whole process; overhead = peak RSS - base RSS - budget; \
+         memtables and cache = peak of RocksShared::memtable_usage / cache_usage"
     );
-    for [p, base, open, write, get, hwm, mem_peak, _mem_end, cache_peak, cache_end, pinned, disk, keys, puts, gets] in
-        &rows
-    {
-        println!(
-            "{:>5} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9.0} {:>9.0} {:>8}",
-            p,
-            mib(*base),
-            mib(*open),
-            mib(*write),
-            mib(*get),
-            mib(*hwm),
-            mib(BUDGET as f64),
-            mib(hwm - base - BUDGET as f64),
-            mib(*mem_peak),
-            mib(*cache_peak),
-            mib(*cache_end),
-            mib(*pinned),
-            mib(*disk),
-            puts,
-            gets,
-            keys
-        );
+    let header: Vec<String> = COLUMNS
+        .iter()
+        .map(|(_, title)| format!("{title:>11}"))
+        .chain(["overhead".to_string()].map(|t| format!("{t:>11}")))
+        .collect();
+    println!("{}", header.join(""));
+    let col = |name: &str| COLUMNS.iter().position(|(n, _)| *n == name).unwrap();
+    for row in &rows {
+        let cells: Vec<String> = COLUMNS
+            .iter()
+            .zip(row)
+            .map(|((name, _), v)| {
+                let text = if RATES.contains(name) || COUNTS.contains(name) {
+                    format!("{v:.0}")
+                } else {
+                    mib(*v)
+                };
+                format!("{text:>11}")
+            })
+            .collect();
+        let overhead = row[col("hwm")] - row[col("base_rss")] - BUDGET as f64;
+        println!("{}{:>11}", cells.join(""), mib(overhead));
     }
+    let growth = |r: &[f64; COLUMNS.len()]| r[col("hwm")] - r[col("base_rss")];
     if let (Some(a), Some(b)) = (
         rows.iter().find(|r| r[0] == 64.0),
         rows.iter().find(|r| r[0] == 8.0),
     ) {
-        let per_store = ((a[5] - a[1]) - (b[5] - b[1])) / 56.0;
+        let extra = growth(a) - growth(b);
         println!();
         println!(
-            "peak RSS growth from 8 to 64 partitions: {} MiB, {:.2} MiB per extra store",
-            mib((a[5] - a[1]) - (b[5] - b[1])),
-            per_store / MIB as f64
+            "peak RSS above baseline, 64 vs 8 partitions: {} vs {} MiB: {:+.2} MiB per extra store",
+            mib(growth(a)),
+            mib(growth(b)),
+            extra / 56.0 / MIB as f64
         );
     }
     println!("total {:.1} s", t0.elapsed().as_secs_f64());

@@ -68,14 +68,23 @@ fn main() {
     let b = StreamsBuilder::new();
     b.stream(&input, StringSerde, StringSerde)
         .group_by_key(StringSerde, StringSerde)
-        .windowed_by(TimeWindows::tumbling(Duration::from_secs(10), Duration::from_secs(1)))
+        .windowed_by(TimeWindows::tumbling(
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        ))
         .count("window-counts")
         .to_stream()
         .to(&output, WindowedSerde(StringSerde), Nullable(I64Serde));
-    let dir = std::env::var("HOME").map_or_else(|_| std::env::temp_dir(), Into::into);
-    let state = std::path::PathBuf::from(dir).join(".cache/eddy/bench-state").join(unique("windowed"));
-    let config = StreamsConfig::new(&app).bootstrap_servers(&c.bootstrap).state_dir(&state);
-    let running = KafkaStreams::new(b.build().unwrap(), config).start().unwrap();
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let state = home
+        .join(".cache/eddy/bench-state")
+        .join(unique("windowed"));
+    let config = StreamsConfig::new(&app)
+        .bootstrap_servers(&c.bootstrap)
+        .state_dir(&state);
+    let running = KafkaStreams::new(b.build().unwrap(), config)
+        .start()
+        .unwrap();
     let processed = || running.metrics().total("eddy_records_processed_total") as usize;
     while processed() == 0 {
         std::thread::sleep(Duration::from_millis(1));
@@ -89,9 +98,24 @@ fn main() {
     let _ = std::fs::remove_dir_all(state);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() { "embedded (mock) cluster".to_owned() } else { c.bootstrap.clone() };
+    let cluster = if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    };
     println!("windowed count benchmark: {n} records, 10 000 keys, 10 s tumbling windows, {partitions} partitions, one thread, {cluster}");
-    println!("  raw consume           {:>10.0} records/s ({:.2} s)", rate(raw), raw.as_secs_f64());
-    println!("  eddy windowed count   {:>10.0} records/s ({:.2} s, incl. final flush and commit)", rate(ours), ours.as_secs_f64());
-    println!("  ratio                 {:>10.2} (eddy / raw consume)", rate(ours) / rate(raw));
+    println!(
+        "  raw consume           {:>10.0} records/s ({:.2} s)",
+        rate(raw),
+        raw.as_secs_f64()
+    );
+    println!(
+        "  eddy windowed count   {:>10.0} records/s ({:.2} s, incl. final flush and commit)",
+        rate(ours),
+        ours.as_secs_f64()
+    );
+    println!(
+        "  ratio                 {:>10.2} (eddy / raw consume)",
+        rate(ours) / rate(raw)
+    );
 }

@@ -22,7 +22,11 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 fn setup(c: &TestCluster, name: &str, partitions: i32) -> (String, String, String) {
-    let (input, output, app) = (unique(&format!("{name}-in")), unique(&format!("{name}-out")), unique(name));
+    let (input, output, app) = (
+        unique(&format!("{name}-in")),
+        unique(&format!("{name}-out")),
+        unique(name),
+    );
     c.create_topic(&input, partitions);
     c.create_topic(&output, partitions);
     if c.is_embedded() {
@@ -36,7 +40,12 @@ fn setup(c: &TestCluster, name: &str, partitions: i32) -> (String, String, Strin
 /// Produces records `from..to`, record i keyed `key-{i % KEYS}`.
 fn produce(c: &TestCluster, topic: &str, range: std::ops::Range<u32>) {
     let records: Vec<_> = range
-        .map(|i| (Some(format!("key-{}", i % KEYS).into_bytes()), Some(format!("v{i}").into_bytes())))
+        .map(|i| {
+            (
+                Some(format!("key-{}", i % KEYS).into_bytes()),
+                Some(format!("v{i}").into_bytes()),
+            )
+        })
         .collect();
     c.produce(topic, &records);
 }
@@ -80,7 +89,9 @@ fn committed(c: &TestCluster, group: &str, topic: &str, partitions: i32) -> i64 
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let offsets = consumer.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
     offsets
         .elements()
         .iter()
@@ -109,7 +120,10 @@ fn counts_survive_sigkill_within_the_at_least_once_bound() {
     let mut over = 0;
     for (k, n) in &want {
         let g = got.get(k).copied().unwrap_or(0);
-        assert!(g >= *n, "{k}: counted {g}, input has {n}: an update was lost");
+        assert!(
+            g >= *n,
+            "{k}: counted {g}, input has {n}: an update was lost"
+        );
         over += g - n;
     }
     assert!(
@@ -129,9 +143,14 @@ fn a_task_moved_to_a_second_worker_restores_and_counts_exactly() {
         a.metric("eddy_records_processed_total") == 2000
     });
     let mut b = Worker::count(&c.bootstrap, &app, &input, &output, &state_dir("move-b"));
-    wait_for("the partitions to be split", MINUTE, || a.assigned() == 2 && b.assigned() == 2);
+    wait_for("the partitions to be split", MINUTE, || {
+        a.assigned() == 2 && b.assigned() == 2
+    });
     // b had no state: it restored its two tasks from the changelog.
-    assert!(b.metric("eddy_restored_records_total") > 0, "b restored nothing");
+    assert!(
+        b.metric("eddy_restored_records_total") > 0,
+        "b restored nothing"
+    );
     produce(&c, &input, 2000..3000);
     let want = reference(3000);
     let got = read_counts(&c, &output, &want);
@@ -140,8 +159,14 @@ fn a_task_moved_to_a_second_worker_restores_and_counts_exactly() {
         // progress (Kafka accepts the revoking member's commit), so records
         // consumed before the rebalance may be counted again: at-least-once.
         let over: i64 = want.iter().map(|(k, n)| got[k] - n).sum();
-        assert!(want.iter().all(|(k, n)| got[k] >= *n), "an update was lost: {got:?}");
-        assert!(over <= 2000, "over-counted by {over}, more than the records before the rebalance");
+        assert!(
+            want.iter().all(|(k, n)| got[k] >= *n),
+            "an update was lost: {got:?}"
+        );
+        assert!(
+            over <= 2000,
+            "over-counted by {over}, more than the records before the rebalance"
+        );
     } else {
         assert_eq!(got, want);
     }
@@ -156,10 +181,18 @@ fn a_restart_with_a_valid_checkpoint_replays_nothing() {
     let dir = state_dir("ckpt");
     produce(&c, &input, 0..1000);
     let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &dir);
-    wait_for("everything counted", MINUTE, || w.metric("eddy_records_processed_total") == 1000);
+    wait_for("everything counted", MINUTE, || {
+        w.metric("eddy_records_processed_total") == 1000
+    });
     assert!(w.terminate().success());
-    let checkpoints: Vec<_> = ["0_0", "0_1"].iter().map(|t| dir.join(&app).join(t).join(".checkpoint")).collect();
-    assert!(checkpoints.iter().all(|p| p.exists()), "a clean stop leaves checkpoints");
+    let checkpoints: Vec<_> = ["0_0", "0_1"]
+        .iter()
+        .map(|t| dir.join(&app).join(t).join(".checkpoint"))
+        .collect();
+    assert!(
+        checkpoints.iter().all(|p| p.exists()),
+        "a clean stop leaves checkpoints"
+    );
 
     // Same state directory: the checkpoint is at the changelog's end.
     let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &dir);
@@ -171,7 +204,13 @@ fn a_restart_with_a_valid_checkpoint_replays_nothing() {
     assert!(w.terminate().success());
 
     // A fresh state directory has no checkpoint: full restore.
-    let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &state_dir("ckpt-fresh"));
+    let mut w = Worker::count(
+        &c.bootstrap,
+        &app,
+        &input,
+        &output,
+        &state_dir("ckpt-fresh"),
+    );
     wait_for("the tasks to be assigned", MINUTE, || w.assigned() == 2);
     assert!(w.metric("eddy_restored_records_total") >= i64::from(KEYS));
     assert!(w.terminate().success());

@@ -142,11 +142,16 @@ impl Metrics {
             ),
             restored: {
                 let c = IntCounterVec::new(
-                    Opts::new("eddy_restored_records_total", "Changelog records restored into stores."),
+                    Opts::new(
+                        "eddy_restored_records_total",
+                        "Changelog records restored into stores.",
+                    ),
                     &["store"],
                 )
                 .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
                 c
             },
             restore_remaining: {
@@ -158,7 +163,9 @@ impl Metrics {
                     &["store"],
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             registry,

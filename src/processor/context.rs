@@ -134,7 +134,11 @@ impl<K, V> ProcessorContext<'_, K, V> {
         self.task.dropped.late += 1;
     }
 
-    fn store_state(&self, name: &str, kind: StoreKind) -> Result<Rc<RefCell<StoreState>>, StateError> {
+    fn store_state(
+        &self,
+        name: &str,
+        kind: StoreKind,
+    ) -> Result<Rc<RefCell<StoreState>>, StateError> {
         match self.task.store(name) {
             Some(s) if s.borrow().spec.kind == kind => Ok(s.clone()),
             _ => Err(StateError::Unknown {

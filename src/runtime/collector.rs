@@ -43,7 +43,9 @@ impl ProducerContext for DeliveryTracker {
             Ok(msg) => {
                 if !self.changelogs.is_empty() && self.changelogs.contains(msg.topic()) {
                     let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
-                    let offset = acked.entry((msg.topic().to_owned(), msg.partition())).or_insert(-1);
+                    let offset = acked
+                        .entry((msg.topic().to_owned(), msg.partition()))
+                        .or_insert(-1);
                     *offset = (*offset).max(msg.offset());
                 }
             }

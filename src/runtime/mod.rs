@@ -23,9 +23,9 @@ pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
 pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
-pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};
 pub(crate) use output::{OutMeta, OutputBuffer};
-pub(crate) use state_dir::StoreProvider;
-pub(crate) use task::{Task, TaskSettings};
 pub use query::{Lookup, RangeResult, StoreQueries};
+pub(crate) use state_dir::StoreProvider;
+pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};
+pub(crate) use task::{Task, TaskSettings};
 pub use worker::{KafkaStreams, RunningStreams};

@@ -99,12 +99,20 @@ impl StoreQueries {
     }
 
     /// Looks `key` up in key-value store `store`.
-    pub fn get<K: 'static, V: 'static>(&self, store: &str, key: &K, key_serde: &dyn Serde<K>, value_serde: &dyn Serde<V>) -> Result<Lookup<V>, Error> {
+    pub fn get<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serde: &dyn Serde<K>,
+        value_serde: &dyn Serde<V>,
+    ) -> Result<Lookup<V>, Error> {
         let n = self
             .partitions(store)
             .ok_or_else(|| Error::Query(format!("no store named {store:?}")))?;
         let mut k = Vec::new();
-        key_serde.serialize(key, &mut k).map_err(|e| Error::Query(e.to_string()))?;
+        key_serde
+            .serialize(key, &mut k)
+            .map_err(|e| Error::Query(e.to_string()))?;
         let partition = partition_for_key(&k, n);
         let answer = self.ask(store, || QueryOp::Get(k.clone()))?;
         if !answer.held.contains(&partition) {
@@ -148,7 +156,12 @@ impl StoreQueries {
         let entries = answer
             .entries
             .iter()
-            .map(|(k, v)| Ok((key_serde.deserialize(Some(k))?, value_serde.deserialize(Some(v))?)))
+            .map(|(k, v)| {
+                Ok((
+                    key_serde.deserialize(Some(k))?,
+                    value_serde.deserialize(Some(v))?,
+                ))
+            })
             .collect::<Result<_, crate::serde::SerdeError>>()
             .map_err(|e| Error::Query(e.to_string()))?;
         Ok(RangeResult {
@@ -188,13 +201,24 @@ pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>
         (code, Json(json!({ "error": message })))
     }
 
-    async fn get_key(State(s): State<HttpState>, Path((store, key)): Path<(String, String)>) -> Reply {
+    async fn get_key(
+        State(s): State<HttpState>,
+        Path((store, key)): Path<(String, String)>,
+    ) -> Reply {
         let Some(render) = s.renderers.get(&store).cloned() else {
-            return error(StatusCode::NOT_FOUND, format!("no queryable store named {store:?}"));
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no queryable store named {store:?}"),
+            );
         };
         let (q, st, k) = (s.queries.clone(), store.clone(), key.clone());
         let found = tokio::task::spawn_blocking(move || {
-            q.get(&st, &k, &crate::serde::StringSerde, &crate::serde::BytesSerde)
+            q.get(
+                &st,
+                &k,
+                &crate::serde::StringSerde,
+                &crate::serde::BytesSerde,
+            )
         })
         .await;
         match found {
@@ -204,13 +228,20 @@ pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>
             })) => match render(&v) {
                 Ok(value) => (
                     StatusCode::OK,
-                    Json(json!({ "store": store, "key": key, "partition": partition, "value": value })),
+                    Json(
+                        json!({ "store": store, "key": key, "partition": partition, "value": value }),
+                    ),
                 ),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
             },
-            Ok(Ok(Lookup::Local { partition, value: None })) => (
+            Ok(Ok(Lookup::Local {
+                partition,
+                value: None,
+            })) => (
                 StatusCode::NOT_FOUND,
-                Json(json!({ "error": "no such key", "store": store, "key": key, "partition": partition })),
+                Json(
+                    json!({ "error": "no such key", "store": store, "key": key, "partition": partition }),
+                ),
             ),
             Ok(Ok(Lookup::Remote { partition, held })) => (
                 StatusCode::MISDIRECTED_REQUEST,
@@ -225,9 +256,16 @@ pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>
         }
     }
 
-    async fn get_range(State(s): State<HttpState>, Path(store): Path<String>, Params(p): Params<RangeParams>) -> Reply {
+    async fn get_range(
+        State(s): State<HttpState>,
+        Path(store): Path<String>,
+        Params(p): Params<RangeParams>,
+    ) -> Reply {
         let Some(render) = s.renderers.get(&store).cloned() else {
-            return error(StatusCode::NOT_FOUND, format!("no queryable store named {store:?}"));
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no queryable store named {store:?}"),
+            );
         };
         let (q, st) = (s.queries.clone(), store.clone());
         let found = tokio::task::spawn_blocking(move || {

@@ -25,7 +25,8 @@ pub(crate) enum StoreProvider {
 impl StoreProvider {
     /// Locks `dir` (an application's state directory) for this process.
     pub(crate) fn rocks(dir: PathBuf, shared: RocksShared) -> Result<Self, Error> {
-        let io = |e: std::io::Error| Error::Config(format!("state directory {}: {e}", dir.display()));
+        let io =
+            |e: std::io::Error| Error::Config(format!("state directory {}: {e}", dir.display()));
         fs::create_dir_all(&dir).map_err(io)?;
         let lock = File::create(dir.join(".lock")).map_err(io)?;
         lock.try_lock().map_err(|_| {
@@ -54,17 +55,28 @@ impl StoreProvider {
     }
 
     /// Opens a store's engine.
-    pub(crate) fn open(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn Engine>, StoreError> {
+    pub(crate) fn open(
+        &self,
+        task: TaskId,
+        spec: &StoreSpec,
+    ) -> Result<Box<dyn Engine>, StoreError> {
         match (self, self.task_dir(task)) {
             (StoreProvider::Rocks { shared, .. }, Some(task_dir)) if !spec.in_memory => {
-                Ok(Box::new(RocksEngine::open(&Self::store_dir(&task_dir, spec), shared)?))
+                Ok(Box::new(RocksEngine::open(
+                    &Self::store_dir(&task_dir, spec),
+                    shared,
+                )?))
             }
             _ => Ok(Box::new(MemoryEngine::new())),
         }
     }
 
     /// Deletes a store's files and opens it empty.
-    pub(crate) fn wipe(&self, task: TaskId, spec: &StoreSpec) -> Result<Box<dyn Engine>, StoreError> {
+    pub(crate) fn wipe(
+        &self,
+        task: TaskId,
+        spec: &StoreSpec,
+    ) -> Result<Box<dyn Engine>, StoreError> {
         if let (StoreProvider::Rocks { .. }, Some(task_dir)) = (self, self.task_dir(task)) {
             let dir = Self::store_dir(&task_dir, spec);
             if dir.exists() {

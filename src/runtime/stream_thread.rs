@@ -2,8 +2,8 @@
 //! punctuate, commit, and apply rebalances between batches.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -127,7 +127,10 @@ impl StreamThread {
         )?;
         let mut restore = config.admin_client_config(servers);
         restore
-            .set("client.id", format!("{}-{name}-restore", config.application_id))
+            .set(
+                "client.id",
+                format!("{}-{name}-restore", config.application_id),
+            )
             // Only assigned, never subscribed or committed: the group is a
             // formality librdkafka's consumer wants.
             .set("group.id", format!("{}-restore", config.application_id))
@@ -330,10 +333,12 @@ impl ThreadState {
                             answer.entries.push((k.clone(), v));
                         }
                     }),
-                    QueryOp::Range(from, to) => store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
-                        answer.entries.push((k.to_vec(), v.to_vec()));
-                        true
-                    }),
+                    QueryOp::Range(from, to) => {
+                        store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
+                            answer.entries.push((k.to_vec(), v.to_vec()));
+                            true
+                        })
+                    }
                 };
                 if let Err(e) = found {
                     tracing::warn!(store = %q.store, "query failed: {e}");
@@ -391,7 +396,8 @@ impl ThreadState {
             let acked = self.collector.changelog_offsets();
             for task in self.tasks.values_mut() {
                 task.mark_committed();
-                task.checkpoint(&self.settings.stores, &acked).map_err(Error::Store)?;
+                task.checkpoint(&self.settings.stores, &acked)
+                    .map_err(Error::Store)?;
             }
         }
         self.last_commit = Instant::now();
@@ -416,7 +422,11 @@ impl ThreadState {
             return Ok(());
         }
         let id = task.ctx.id;
-        let checkpoint = self.settings.stores.task_dir(id).and_then(|d| Checkpoint::read(&d));
+        let checkpoint = self
+            .settings
+            .stores
+            .task_dir(id)
+            .and_then(|d| Checkpoint::read(&d));
         if self.restore_consumer.is_none() {
             self.restore_consumer = Some(self.restore_config.create()?);
         }
@@ -433,11 +443,16 @@ impl ThreadState {
             if checkpointed.is_none() {
                 // No valid checkpoint: whatever is on disk may be stale.
                 state.replace_engine(Box::new(crate::stores::MemoryEngine::new()));
-                let engine = self.settings.stores.wipe(id, &state.spec).map_err(Error::Store)?;
+                let engine = self
+                    .settings
+                    .stores
+                    .wipe(id, &state.spec)
+                    .map_err(Error::Store)?;
                 state.replace_engine(engine);
             }
             state.changelog_offset = checkpointed;
-            let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+            let (low, high) =
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
             let started = Instant::now();
             let mut restored = 0u64;
@@ -470,7 +485,10 @@ impl ThreadState {
                         .map_err(Error::Store)?;
                     state.changelog_offset = Some(last.offset());
                     restored += batch.len() as u64;
-                    self.metrics.restored.with_label_values(&[&name]).inc_by(batch.len() as u64);
+                    self.metrics
+                        .restored
+                        .with_label_values(&[&name])
+                        .inc_by(batch.len() as u64);
                     remaining.set((high - position).max(0));
                     if last_log.elapsed() > Duration::from_secs(5) {
                         tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
@@ -534,8 +552,9 @@ impl ThreadState {
                             partition: e.partition(),
                         };
                         if !self.tasks.contains_key(&id) {
-                            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)
-                                .map_err(Error::Store)?;
+                            let mut task =
+                                Task::new(&self.topology, id, &self.settings, now, &self.cache)
+                                    .map_err(Error::Store)?;
                             self.restore(&mut task)?;
                             self.tasks.insert(id, task);
                         }

@@ -191,10 +191,22 @@ impl Task {
                 _ => {}
             }
         }
-        let mut ctx = TaskContext::new(id, settings.application_id.clone(), settings.topics.clone(), now);
-        for spec in topology.stores.iter().filter(|s| sub.stores.contains(&s.name)) {
+        let mut ctx = TaskContext::new(
+            id,
+            settings.application_id.clone(),
+            settings.topics.clone(),
+            now,
+        );
+        for spec in topology
+            .stores
+            .iter()
+            .filter(|s| sub.stores.contains(&s.name))
+        {
             let engine = settings.stores.open(id, spec)?;
-            let changelog = settings.changelogs.get(&spec.name).map(|&t| (t, id.partition));
+            let changelog = settings
+                .changelogs
+                .get(&spec.name)
+                .map(|&t| (t, id.partition));
             ctx.stores.push(Rc::new(RefCell::new(StoreState::new(
                 spec.clone(),
                 engine,

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use axum::Router;
 
-use super::stream_thread::{Latch, StreamThread, ThreadSpec};
 use super::query::{self, Renderer, StoreQueries};
 use super::state_dir::StoreProvider;
+use super::stream_thread::{Latch, StreamThread, ThreadSpec};
 use super::task::TaskSettings;
 use crate::error::Error;
 use crate::kafka::admin::{ensure_topic, topic_partitions};
@@ -66,9 +66,15 @@ impl KafkaStreams {
     /// Serves key-value store `store` over HTTP (`GET /stores/{store}/{key}`
     /// for UTF-8 keys, and `GET /stores/{store}?from=&to=` for ranges), its
     /// values decoded with `value_serde` and rendered as JSON.
-    pub fn queryable_store<V: serde::Serialize + 'static>(mut self, store: &str, value_serde: impl Serde<V>) -> Self {
+    pub fn queryable_store<V: serde::Serialize + 'static>(
+        mut self,
+        store: &str,
+        value_serde: impl Serde<V>,
+    ) -> Self {
         let render: Renderer = Arc::new(move |bytes: &[u8]| {
-            let v = value_serde.deserialize(Some(bytes)).map_err(|e| e.to_string())?;
+            let v = value_serde
+                .deserialize(Some(bytes))
+                .map_err(|e| e.to_string())?;
             serde_json::to_value(&v).map_err(|e| e.to_string())
         });
         self.renderers.insert(store.to_owned(), render);
@@ -89,11 +95,23 @@ impl KafkaStreams {
     pub fn start(self) -> Result<RunningStreams, Error> {
         let config = &self.config;
         let dlq = config.dead_letter_topic_name();
-        let provider = StoreProvider::rocks(
-            config.state_dir.join(&config.application_id),
-            RocksShared::new(&config.rocks),
-        )?;
-        let settings = TaskSettings::new(&self.topology, &config.application_id, &dlq, config.on_error, provider);
+        // Only a topology with persistent stores takes (and locks) a state
+        // directory.
+        let provider = if self.topology.stores().any(|s| !s.in_memory) {
+            StoreProvider::rocks(
+                config.state_dir.join(&config.application_id),
+                RocksShared::new(&config.rocks),
+            )?
+        } else {
+            StoreProvider::Memory
+        };
+        let settings = TaskSettings::new(
+            &self.topology,
+            &config.application_id,
+            &dlq,
+            config.on_error,
+            provider,
+        );
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
                 let existing = prepare_topics(&self.topology, &settings, config, s)?;
@@ -112,7 +130,9 @@ impl KafkaStreams {
                 cluster.create_topic(&dlq, n)?;
                 tracing::info!("embedded Kafka cluster at {}", cluster.bootstrap_servers());
                 let servers = cluster.bootstrap_servers().to_owned();
-                let external = external_topics(&self.topology).map(|t| (t.to_owned(), n)).collect();
+                let external = external_topics(&self.topology)
+                    .map(|t| (t.to_owned(), n))
+                    .collect();
                 (Some(cluster), servers, external)
             }
         };
@@ -122,16 +142,15 @@ impl KafkaStreams {
             .stores()
             .filter_map(|s| {
                 let sub = self.topology.store_subtopology(&s.name)?;
-                Some((s.name.clone(), self.topology.subtopology_partitions(sub, &known)))
+                Some((
+                    s.name.clone(),
+                    self.topology.subtopology_partitions(sub, &known),
+                ))
             })
             .collect();
-        let mut query_senders = Vec::new();
-        let mut query_receivers = Vec::new();
-        for _ in 0..config.num_stream_threads {
-            let (tx, rx) = std::sync::mpsc::channel();
-            query_senders.push(tx);
-            query_receivers.push(Some(rx));
-        }
+        let (query_senders, query_receivers): (Vec<_>, Vec<_>) = (0..config.num_stream_threads)
+            .map(|_| std::sync::mpsc::channel())
+            .unzip();
         let queries = StoreQueries {
             threads: query_senders,
             partitions: Arc::new(store_partitions),
@@ -147,7 +166,7 @@ impl KafkaStreams {
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let committed = Arc::new(Latch::new(config.num_stream_threads));
-        for i in 0..config.num_stream_threads {
+        for (i, query_receiver) in query_receivers.into_iter().enumerate() {
             let name = format!("StreamThread-{}", i + 1);
             let spec = ThreadSpec {
                 name: name.clone(),
@@ -157,7 +176,7 @@ impl KafkaStreams {
                 metrics: self.metrics.thread(&name),
                 shutdown: shutdown.clone(),
                 committed: committed.clone(),
-                queries: query_receivers[i].take().expect("one receiver per thread"),
+                queries: query_receiver,
             };
             let config = config.clone();
             let handle = std::thread::Builder::new()
@@ -227,8 +246,10 @@ fn internal_topics(
         })
         .collect();
     for spec in topology.stores() {
-        let (Some(&topic), Some(sub)) = (settings.changelogs.get(&spec.name), topology.store_subtopology(&spec.name))
-        else {
+        let (Some(&topic), Some(sub)) = (
+            settings.changelogs.get(&spec.name),
+            topology.store_subtopology(&spec.name),
+        ) else {
             continue;
         };
         plans.push(TopicPlan {
@@ -250,7 +271,11 @@ fn prepare_topics(
     let existing = topic_partitions(&admin, config.startup_timeout)?;
     for t in external_topics(topology) {
         if !existing.contains_key(t) {
-            let role = if topology.source_topics().contains(&t) { "source" } else { "sink" };
+            let role = if topology.source_topics().contains(&t) {
+                "source"
+            } else {
+                "sink"
+            };
             return Err(Error::MissingTopic {
                 role,
                 topic: t.to_owned(),
@@ -262,7 +287,8 @@ fn prepare_topics(
     let timeout = config.startup_timeout;
     for plan in internal_topics(topology, settings, &known) {
         if !existing.contains_key(&plan.name) {
-            let configs: Vec<(&str, &str)> = plan.configs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let configs: Vec<(&str, &str)> =
+                plan.configs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             ensure_topic(&admin, &plan.name, plan.partitions, &configs, timeout)?;
         }
     }

@@ -72,7 +72,11 @@ mod tests {
         c.offsets.insert("windows x".into(), 7);
         c.write(&dir).unwrap();
         assert_eq!(Checkpoint::read(&dir), Some(c));
-        fs::write(Checkpoint::path(&dir), "eddy-checkpoint 1\ncounts notanumber\n").unwrap();
+        fs::write(
+            Checkpoint::path(&dir),
+            "eddy-checkpoint 1\ncounts notanumber\n",
+        )
+        .unwrap();
         assert_eq!(Checkpoint::read(&dir), None);
         Checkpoint::remove(&dir);
         assert_eq!(Checkpoint::read(&dir), None);

@@ -47,7 +47,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
 
     fn encode_key(&self, key: &K) -> Result<Vec<u8>, StateError> {
         let mut buf = Vec::new();
-        self.key.serialize(key, &mut buf).map_err(|e| self.err_serde(e))?;
+        self.key
+            .serialize(key, &mut buf)
+            .map_err(|e| self.err_serde(e))?;
         Ok(buf)
     }
 
@@ -55,15 +57,21 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
         let k = self.encode_key(key)?;
         let raw = self.state.borrow().get(&k).map_err(|e| self.err_store(e))?;
-        raw.map(|v| self.value.deserialize(Some(&v)).map_err(|e| self.err_serde(e)))
-            .transpose()
+        raw.map(|v| {
+            self.value
+                .deserialize(Some(&v))
+                .map_err(|e| self.err_serde(e))
+        })
+        .transpose()
     }
 
     /// Stores `value` under `key`.
     pub fn put(&self, key: &K, value: &V) -> Result<(), StateError> {
         let k = self.encode_key(key)?;
         let mut v = Vec::new();
-        self.value.serialize(value, &mut v).map_err(|e| self.err_serde(e))?;
+        self.value
+            .serialize(value, &mut v)
+            .map_err(|e| self.err_serde(e))?;
         self.state.borrow_mut().put(&k, Some(&v));
         Ok(())
     }
@@ -99,7 +107,10 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.state
             .borrow()
             .range(from, to, false, &mut |k, v| {
-                match (self.key.deserialize(Some(k)), self.value.deserialize(Some(v))) {
+                match (
+                    self.key.deserialize(Some(k)),
+                    self.value.deserialize(Some(v)),
+                ) {
                     (Ok(k), Ok(v)) => out.push((k, v)),
                     (Err(e), _) | (_, Err(e)) => failed = Some(e),
                 }

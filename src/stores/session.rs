@@ -44,7 +44,9 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     fn key_prefix(&self, key: &K) -> Result<Vec<u8>, StateError> {
         let mut k = Vec::new();
-        self.key.serialize(key, &mut k).map_err(|e| self.serde_err(e))?;
+        self.key
+            .serialize(key, &mut k)
+            .map_err(|e| self.serde_err(e))?;
         let mut buf = (k.len() as u32).to_be_bytes().to_vec();
         buf.extend_from_slice(&k);
         Ok(buf)
@@ -68,7 +70,12 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
 
     /// Sessions of `key` that end at or after `earliest_end` and start at
     /// or before `latest_start`, by end time.
-    pub fn find_sessions(&self, key: &K, earliest_end: i64, latest_start: i64) -> Result<Vec<(Window, V)>, StateError> {
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(Window, V)>, StateError> {
         let prefix = self.key_prefix(key)?;
         let mut from = prefix.clone();
         from.extend_from_slice(&sortable(earliest_end));

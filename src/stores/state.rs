@@ -104,7 +104,9 @@ impl StoreState {
             }
         };
         self.dirty_bytes = self.dirty_bytes + added - removed;
-        self.budget.used.set(self.budget.used.get() + added - removed);
+        self.budget
+            .used
+            .set(self.budget.used.get() + added - removed);
     }
 
     /// Visits entries with `from <= key < to` of cache and engine merged,
@@ -198,8 +200,11 @@ impl StoreState {
             return Ok(0);
         }
         let dirty = std::mem::take(&mut self.dirty);
-        self.engine
-            .write(&mut dirty.iter().map(|(k, d)| (k.as_slice(), d.value.as_deref())))?;
+        self.engine.write(
+            &mut dirty
+                .iter()
+                .map(|(k, d)| (k.as_slice(), d.value.as_deref())),
+        )?;
         if let Some((topic, partition)) = self.changelog {
             for (k, d) in &dirty {
                 let meta = OutMeta {
@@ -211,13 +216,18 @@ impl StoreState {
                 out.push_raw(meta, Some(k), d.value.as_deref());
             }
         }
-        self.budget.used.set(self.budget.used.get() - self.dirty_bytes);
+        self.budget
+            .used
+            .set(self.budget.used.get() - self.dirty_bytes);
         self.dirty_bytes = 0;
         Ok(dirty.len())
     }
 
     /// Applies changelog records during restore (no cache, no logging).
-    pub(crate) fn restore(&mut self, records: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<(), StoreError> {
+    pub(crate) fn restore(
+        &mut self,
+        records: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError> {
         self.engine.write(records)
     }
 
@@ -235,6 +245,8 @@ impl StoreState {
 
 impl Drop for StoreState {
     fn drop(&mut self) {
-        self.budget.used.set(self.budget.used.get() - self.dirty_bytes);
+        self.budget
+            .used
+            .set(self.budget.used.get() - self.dirty_bytes);
     }
 }

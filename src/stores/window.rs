@@ -50,7 +50,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     fn encode(&self, key: &K, start: i64) -> Result<Vec<u8>, StateError> {
         let mut buf = sortable(start).to_vec();
-        self.key.serialize(key, &mut buf).map_err(|e| self.serde_err(e))?;
+        self.key
+            .serialize(key, &mut buf)
+            .map_err(|e| self.serde_err(e))?;
         Ok(buf)
     }
 
@@ -58,8 +60,12 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     pub fn get(&self, key: &K, start: i64) -> Result<Option<V>, StateError> {
         let k = self.encode(key, start)?;
         let raw = self.state.borrow().get(&k).map_err(|e| self.store_err(e))?;
-        raw.map(|v| self.value.deserialize(Some(&v)).map_err(|e| self.serde_err(e)))
-            .transpose()
+        raw.map(|v| {
+            self.value
+                .deserialize(Some(&v))
+                .map_err(|e| self.serde_err(e))
+        })
+        .transpose()
     }
 
     /// Sets (or with `None` removes) the value of `key` in the window
@@ -87,7 +93,10 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             .borrow()
             .range(Some(&lo), Some(&hi), false, &mut |k, v| {
                 let start = unsortable(k);
-                match (self.key.deserialize(Some(&k[8..])), self.value.deserialize(Some(v))) {
+                match (
+                    self.key.deserialize(Some(&k[8..])),
+                    self.value.deserialize(Some(v)),
+                ) {
                     (Ok(key), Ok(v)) => out.push((key, start, v)),
                     (Err(e), _) | (_, Err(e)) => failed = Some(e),
                 }

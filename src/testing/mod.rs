@@ -22,8 +22,8 @@ use crate::processor::{millis, Headers, Record};
 use crate::runtime::{
     ErrorPolicy, RawHeaders, RawRecord, RecordError, StoreProvider, Task, TaskId, TaskSettings,
 };
-use crate::stores::{CacheBudget, KeyValueStore, SessionStore, StoreState, WindowStore};
 use crate::serde::{Serde, SerdeError};
+use crate::stores::{CacheBudget, KeyValueStore, SessionStore, StoreState, WindowStore};
 use crate::topology::{TopicRef, TopicTable, Topology};
 
 /// How the driver models the application and its topics.
@@ -186,8 +186,14 @@ impl TopologyTestDriver {
                         partition,
                     };
                     let task = driver.tasks.entry(id).or_insert_with(|| {
-                        Task::new(&driver.topology, id, &settings, driver.config.wall_clock, &driver.cache)
-                            .expect("in-memory stores open")
+                        Task::new(
+                            &driver.topology,
+                            id,
+                            &settings,
+                            driver.config.wall_clock,
+                            &driver.cache,
+                        )
+                        .expect("in-memory stores open")
                     });
                     task.add_partition(t, partition);
                 }
@@ -209,7 +215,10 @@ impl TopologyTestDriver {
             subtopology: sub.id,
             partition,
         })?;
-        task.stores().iter().find(|s| s.borrow().name() == name).cloned()
+        task.stores()
+            .iter()
+            .find(|s| s.borrow().name() == name)
+            .cloned()
     }
 
     /// The key-value store `name` of the task for `partition`, to inspect

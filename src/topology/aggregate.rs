@@ -59,7 +59,10 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V
         match result {
             Ok((old, new)) => ctx.forward(Record {
                 key: r.key,
-                value: Change { old, new: Some(new) },
+                value: Change {
+                    old,
+                    new: Some(new),
+                },
                 timestamp: r.timestamp,
                 headers: r.headers,
             }),
@@ -124,7 +127,9 @@ pub(crate) struct WindowAggregate<K, V, A> {
     pub(crate) emitted_before: i64,
 }
 
-impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for WindowAggregate<K, V, A> {
+impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
+    for WindowAggregate<K, V, A>
+{
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
         let a = &self.access;
         match ctx.window_store(&a.name, a.key.clone(), a.value.clone()) {
@@ -158,7 +163,10 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for Wind
                         key: r.key.clone(),
                         window,
                     },
-                    value: Change { old, new: Some(new) },
+                    value: Change {
+                        old,
+                        new: Some(new),
+                    },
                     timestamp: r.timestamp,
                     headers: r.headers.clone(),
                 }),
@@ -211,7 +219,9 @@ pub(crate) struct SessionAggregate<K, V, A> {
     pub(crate) store: Option<SessionStore<K, A>>,
 }
 
-impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for SessionAggregate<K, V, A> {
+impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
+    for SessionAggregate<K, V, A>
+{
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
         let a = &self.access;
         match ctx.session_store(&a.name, a.key.clone(), a.value.clone()) {

@@ -314,7 +314,11 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Runs a custom [`Processor`] connected to the named stores (declared
     /// with [`StreamsBuilder::add_state_store`]), which it gets from its
     /// context.
-    pub fn process_with_stores<KO: Data, VO: Data, P, S>(&self, supplier: S, stores: &[&str]) -> KStream<KO, VO>
+    pub fn process_with_stores<KO: Data, VO: Data, P, S>(
+        &self,
+        supplier: S,
+        stores: &[&str],
+    ) -> KStream<KO, VO>
     where
         S: Fn() -> P + Send + Sync + 'static,
         P: Processor<K, V, KO, VO>,
@@ -326,7 +330,9 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Records that the node producing this stream uses `stores`.
     pub(crate) fn uses_stores(&self, stores: impl IntoIterator<Item = String>) {
-        self.graph.borrow_mut().nodes[self.node].stores.extend(stores);
+        self.graph.borrow_mut().nodes[self.node]
+            .stores
+            .extend(stores);
     }
 
     /// Runs a custom [`Processor`], one instance per task, made by `supplier`.

@@ -47,7 +47,13 @@ impl TopicTable {
             .names
             .iter()
             .zip(&self.internal)
-            .map(|(n, &internal)| if internal { format!("{application_id}-{n}") } else { n.clone() })
+            .map(|(n, &internal)| {
+                if internal {
+                    format!("{application_id}-{n}")
+                } else {
+                    n.clone()
+                }
+            })
             .collect();
         TopicTable {
             names,
@@ -55,10 +61,15 @@ impl TopicTable {
         }
     }
 
-    /// Whether a topic is internal (created by eddy).
+    /// Whether a topic is a repartition topic (created by eddy); false for
+    /// refs this table does not have.
     pub(crate) fn is_internal(&self, topic: TopicRef) -> bool {
-        self.internal[topic.0 as usize]
+        self.internal
+            .get(topic.0 as usize)
+            .copied()
+            .unwrap_or(false)
     }
+
     pub(crate) fn get(&self, name: &str) -> Option<TopicRef> {
         self.names
             .iter()
@@ -182,7 +193,11 @@ impl Topology {
             if !names.insert(n.name.clone()) {
                 return Err(TopologyError::DuplicateName(n.name.to_string()));
             }
-            if let Some(s) = n.stores.iter().find(|s| !stores.iter().any(|d| &d.name == *s)) {
+            if let Some(s) = n
+                .stores
+                .iter()
+                .find(|s| !stores.iter().any(|d| &d.name == *s))
+            {
                 return Err(TopologyError::UnknownStore {
                     node: n.name.to_string(),
                     store: s.clone(),
@@ -214,7 +229,12 @@ impl Topology {
             // Nodes sharing a store run in the same task, so in the same
             // sub-topology.
             let store_peers = n.stores.iter().filter_map(|s| store_user.insert(s, i));
-            for p in n.parents.iter().copied().chain(store_peers.collect::<Vec<_>>()) {
+            for p in n
+                .parents
+                .iter()
+                .copied()
+                .chain(store_peers.collect::<Vec<_>>())
+            {
                 let (a, b) = (find(&mut root, i), find(&mut root, p));
                 root[a.max(b)] = a.min(b);
             }
@@ -295,7 +315,11 @@ impl Topology {
     /// Partitions of `topic`: `known` if it says, else for a repartition
     /// topic the most of its writers' input partitions (as Kafka Streams
     /// does), else 1.
-    pub(crate) fn partitions(&self, topic: TopicRef, known: &dyn Fn(TopicRef) -> Option<i32>) -> i32 {
+    pub(crate) fn partitions(
+        &self,
+        topic: TopicRef,
+        known: &dyn Fn(TopicRef) -> Option<i32>,
+    ) -> i32 {
         if let Some(n) = known(topic) {
             return n;
         }
@@ -312,7 +336,11 @@ impl Topology {
     }
 
     /// Tasks of a sub-topology: the most partitions of its inputs.
-    pub(crate) fn subtopology_partitions(&self, sub: &SubTopology, known: &dyn Fn(TopicRef) -> Option<i32>) -> i32 {
+    pub(crate) fn subtopology_partitions(
+        &self,
+        sub: &SubTopology,
+        known: &dyn Fn(TopicRef) -> Option<i32>,
+    ) -> i32 {
         sub.source_topics
             .iter()
             .filter_map(|t| self.topics.get(t))
@@ -328,7 +356,9 @@ impl Topology {
 
     /// The sub-topology that uses `store`.
     pub fn store_subtopology(&self, store: &str) -> Option<&SubTopology> {
-        self.subtopologies.iter().find(|s| s.stores.iter().any(|x| x == store))
+        self.subtopologies
+            .iter()
+            .find(|s| s.stores.iter().any(|x| x == store))
     }
 
     /// Topics eddy creates: repartition topics, named without the

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::aggregate::{Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate};
+use super::aggregate::{
+    Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
+};
 use super::builder::{add_source, KStream, StreamsBuilder};
 use super::table::KTable;
 use super::windows::{SessionWindows, TimeWindows, Windowed};
@@ -16,7 +18,12 @@ const DAY: i64 = 24 * 60 * 60 * 1000;
 impl<K: Data, V: Data> KStream<K, V> {
     /// Writes the stream to the internal topic `<application.id>-<name>-repartition`
     /// and reads it back, so records are partitioned by their current key.
-    pub fn repartition(&self, name: &str, key_serde: impl Serde<K> + Clone, value_serde: impl Serde<V> + Clone) -> Self {
+    pub fn repartition(
+        &self,
+        name: &str,
+        key_serde: impl Serde<K> + Clone,
+        value_serde: impl Serde<V> + Clone,
+    ) -> Self {
         let topic = format!("{name}-repartition");
         self.graph.borrow_mut().topics.intern_internal(&topic);
         self.to(&topic, key_serde.clone(), value_serde.clone());
@@ -74,8 +81,16 @@ impl StreamsBuilder {
         value_serde: impl Serde<V> + Clone,
         store: &str,
     ) -> KTable<K, V> {
-        let source = add_source(self.graph(), topic, key_serde.clone(), Nullable(value_serde.clone()));
-        self.graph().borrow_mut().stores.push(Arc::new(StoreSpec::key_value(store)));
+        let source = add_source(
+            self.graph(),
+            topic,
+            key_serde.clone(),
+            Nullable(value_serde.clone()),
+        );
+        self.graph()
+            .borrow_mut()
+            .stores
+            .push(Arc::new(StoreSpec::key_value(store)));
         let access = StoreAccess {
             name: store.to_owned(),
             key: Arc::new(key_serde) as Arc<dyn Serde<K>>,
@@ -100,7 +115,12 @@ pub struct KGroupedStream<K, V> {
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
-    fn aggregate_with<A: Data>(&self, store: &str, value: Arc<dyn Serde<A>>, fold: Fold<K, V, A>) -> KTable<K, A> {
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        value: Arc<dyn Serde<A>>,
+        fold: Fold<K, V, A>,
+    ) -> KTable<K, A> {
         self.stream
             .graph
             .borrow_mut()
@@ -111,11 +131,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             key: self.key.clone(),
             value,
         };
-        let changes = self.stream.add("aggregate", vec![self.stream.node], move || Aggregate {
-            access: access.clone(),
-            fold: fold.clone(),
-            store: None,
-        });
+        let changes = self
+            .stream
+            .add("aggregate", vec![self.stream.node], move || Aggregate {
+                access: access.clone(),
+                fold: fold.clone(),
+                store: None,
+            });
         changes.uses_stores([store.to_owned()]);
         KTable {
             changes,
@@ -125,7 +147,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Counts records per key, in the key-value store `store`.
     pub fn count(&self, store: &str) -> KTable<K, i64> {
-        self.aggregate_with(store, Arc::new(I64Serde), Arc::new(|_, _, n| n.unwrap_or(0) + 1))
+        self.aggregate_with(
+            store,
+            Arc::new(I64Serde),
+            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
+        )
     }
 
     /// Combines the values of each key with `reducer`.
@@ -144,7 +170,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Folds the values of each key into an aggregate starting at `init()`.
-    pub fn aggregate<A: Data, I, F>(&self, init: I, aggregator: F, store: &str, aggregate_serde: impl Serde<A>) -> KTable<K, A>
+    pub fn aggregate<A: Data, I, F>(
+        &self,
+        init: I,
+        aggregator: F,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+    ) -> KTable<K, A>
     where
         I: Fn() -> A + Send + Sync + 'static,
         F: Fn(&K, V, A) -> A + Send + Sync + 'static,
@@ -201,7 +233,12 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         self
     }
 
-    fn aggregate_with<A: Data>(&self, store: &str, value: Arc<dyn Serde<A>>, fold: Fold<K, V, A>) -> KTable<Windowed<K>, A> {
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        value: Arc<dyn Serde<A>>,
+        fold: Fold<K, V, A>,
+    ) -> KTable<Windowed<K>, A> {
         self.stream
             .graph
             .borrow_mut()
@@ -213,15 +250,19 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             value,
         };
         let (windows, retention, emit_final) = (self.windows, self.retention, self.emit_final);
-        let changes = self.stream.add("windowed-aggregate", vec![self.stream.node], move || WindowAggregate {
-            access: access.clone(),
-            windows,
-            retention,
-            fold: fold.clone(),
-            emit_final,
-            store: None,
-            emitted_before: i64::MIN,
-        });
+        let changes = self
+            .stream
+            .add("windowed-aggregate", vec![self.stream.node], move || {
+                WindowAggregate {
+                    access: access.clone(),
+                    windows,
+                    retention,
+                    fold: fold.clone(),
+                    emit_final,
+                    store: None,
+                    emitted_before: i64::MIN,
+                }
+            });
         changes.uses_stores([store.to_owned()]);
         KTable {
             changes,
@@ -231,11 +272,20 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// Counts records per key and window.
     pub fn count(&self, store: &str) -> KTable<Windowed<K>, i64> {
-        self.aggregate_with(store, Arc::new(I64Serde), Arc::new(|_, _, n| n.unwrap_or(0) + 1))
+        self.aggregate_with(
+            store,
+            Arc::new(I64Serde),
+            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
+        )
     }
 
     /// Combines values per key and window.
-    pub fn reduce<F>(&self, reducer: F, store: &str, value_serde: impl Serde<V>) -> KTable<Windowed<K>, V>
+    pub fn reduce<F>(
+        &self,
+        reducer: F,
+        store: &str,
+        value_serde: impl Serde<V>,
+    ) -> KTable<Windowed<K>, V>
     where
         F: Fn(V, V) -> V + Send + Sync + 'static,
     {
@@ -296,13 +346,17 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             value,
         };
         let windows = self.windows;
-        let changes = self.stream.add("session-aggregate", vec![self.stream.node], move || SessionAggregate {
-            access: access.clone(),
-            windows,
-            fold: fold.clone(),
-            merge: merge.clone(),
-            store: None,
-        });
+        let changes = self
+            .stream
+            .add("session-aggregate", vec![self.stream.node], move || {
+                SessionAggregate {
+                    access: access.clone(),
+                    windows,
+                    fold: fold.clone(),
+                    merge: merge.clone(),
+                    store: None,
+                }
+            });
         changes.uses_stores([store.to_owned()]);
         KTable {
             changes,
@@ -321,7 +375,12 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     }
 
     /// Combines values per key and session (also to merge sessions).
-    pub fn reduce<F>(&self, reducer: F, store: &str, value_serde: impl Serde<V>) -> KTable<Windowed<K>, V>
+    pub fn reduce<F>(
+        &self,
+        reducer: F,
+        store: &str,
+        value_serde: impl Serde<V>,
+    ) -> KTable<Windowed<K>, V>
     where
         F: Fn(V, V) -> V + Send + Sync + 'static,
     {

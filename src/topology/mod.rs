@@ -11,8 +11,8 @@ mod table;
 mod windows;
 
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
+pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
+pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use table::{Change, KTable};
-pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
 pub use windows::{SessionWindows, TimeWindows, Window, Windowed, WindowedSerde};
-pub(crate) use graph::{TopicRef, TopicTable};

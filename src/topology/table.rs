@@ -55,9 +55,13 @@ impl<K: Data, V: Data> KTable<K, V> {
     {
         let predicate = Arc::new(predicate);
         KTable {
-            changes: self.changes.add("ktable-filter", vec![self.changes.node], move || TableFilter {
-                predicate: predicate.clone(),
-            }),
+            changes: self
+                .changes
+                .add("ktable-filter", vec![self.changes.node], move || {
+                    TableFilter {
+                        predicate: predicate.clone(),
+                    }
+                }),
             store: None,
         }
     }

@@ -27,7 +27,11 @@ pub struct Windowed<K> {
 
 impl<K: fmt::Display> fmt::Display for Windowed<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@[{},{})", self.key, self.window.start, self.window.end)
+        write!(
+            f,
+            "{}@[{},{})",
+            self.key, self.window.start, self.window.end
+        )
     }
 }
 
@@ -107,7 +111,10 @@ impl TimeWindows {
     /// If `advance` is zero or larger than `size`.
     pub fn hopping(size: Duration, advance: Duration, grace: Duration) -> Self {
         let (size, advance) = (millis(size), millis(advance));
-        assert!(advance > 0 && advance <= size, "advance must be in (0, size]");
+        assert!(
+            advance > 0 && advance <= size,
+            "advance must be in (0, size]"
+        );
         TimeWindows {
             size,
             advance,
@@ -118,7 +125,10 @@ impl TimeWindows {
     /// The windows a record at `timestamp` belongs to, earliest first.
     pub fn windows_for(&self, timestamp: i64) -> impl Iterator<Item = Window> + '_ {
         // The first start after `timestamp - size`, as in Kafka Streams.
-        let first = (timestamp - self.size + self.advance).max(0).div_euclid(self.advance) * self.advance;
+        let first = (timestamp - self.size + self.advance)
+            .max(0)
+            .div_euclid(self.advance)
+            * self.advance;
         (0..)
             .map(move |i| first + i * self.advance)
             .take_while(move |s| *s <= timestamp)
@@ -163,12 +173,20 @@ mod tests {
         assert_eq!(starts(t, 0), [0]);
         assert_eq!(starts(t, 9), [0]);
         assert_eq!(starts(t, 10), [10]);
-        let h = TimeWindows::hopping(Duration::from_millis(10), Duration::from_millis(5), Duration::ZERO);
+        let h = TimeWindows::hopping(
+            Duration::from_millis(10),
+            Duration::from_millis(5),
+            Duration::ZERO,
+        );
         assert_eq!(starts(h, 3), [0]);
         assert_eq!(starts(h, 7), [0, 5]);
         assert_eq!(starts(h, 10), [5, 10]);
         assert_eq!(starts(h, 14), [5, 10]);
-        let h3 = TimeWindows::hopping(Duration::from_millis(10), Duration::from_millis(3), Duration::ZERO);
+        let h3 = TimeWindows::hopping(
+            Duration::from_millis(10),
+            Duration::from_millis(3),
+            Duration::ZERO,
+        );
         assert_eq!(starts(h3, 10), [3, 6, 9]);
         assert_eq!(starts(h3, 12), [3, 6, 9, 12]);
     }

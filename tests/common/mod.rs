@@ -36,8 +36,20 @@ impl Worker {
         let http = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
             .args(args)
-            .args(["--brokers", bootstrap, "--http", &http.to_string(), "--commit-interval-ms", "300"])
-            .args(["--set", "consumer.session.timeout.ms=6000", "--set", "consumer.heartbeat.interval.ms=500"])
+            .args([
+                "--brokers",
+                bootstrap,
+                "--http",
+                &http.to_string(),
+                "--commit-interval-ms",
+                "300",
+            ])
+            .args([
+                "--set",
+                "consumer.session.timeout.ms=6000",
+                "--set",
+                "consumer.heartbeat.interval.ms=500",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -46,14 +58,35 @@ impl Worker {
     }
 
     pub fn pipe(bootstrap: &str, app_id: &str, input: &str, output: &str) -> Worker {
-        Self::spawn(bootstrap, &["pipe", "--app-id", app_id, "--input", input, "--output", output])
+        Self::spawn(
+            bootstrap,
+            &[
+                "pipe", "--app-id", app_id, "--input", input, "--output", output,
+            ],
+        )
     }
 
-    pub fn count(bootstrap: &str, app_id: &str, input: &str, output: &str, state_dir: &std::path::Path) -> Worker {
+    pub fn count(
+        bootstrap: &str,
+        app_id: &str,
+        input: &str,
+        output: &str,
+        state_dir: &std::path::Path,
+    ) -> Worker {
         let dir = state_dir.to_str().unwrap();
         Self::spawn(
             bootstrap,
-            &["count", "--app-id", app_id, "--input", input, "--output", output, "--state-dir", dir],
+            &[
+                "count",
+                "--app-id",
+                app_id,
+                "--input",
+                input,
+                "--output",
+                output,
+                "--state-dir",
+                dir,
+            ],
         )
     }
 

@@ -289,7 +289,9 @@ pub(crate) mod tests {
             engine.get(&500u32.to_be_bytes()).unwrap(),
             Some(500u32.to_be_bytes().to_vec())
         );
-        engine.delete_range(&0u32.to_be_bytes(), &1000u32.to_be_bytes()).unwrap();
+        engine
+            .delete_range(&0u32.to_be_bytes(), &1000u32.to_be_bytes())
+            .unwrap();
         assert!(collect(engine, None, None, false).is_empty());
     }
 

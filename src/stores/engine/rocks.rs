@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    properties, BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    properties, BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 
 use super::{empty_range, Engine, StoreError};
@@ -230,7 +230,9 @@ pub struct RocksEngine {
 
 impl std::fmt::Debug for RocksEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksEngine").field("path", &self.path).finish()
+        f.debug_struct("RocksEngine")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -407,10 +409,16 @@ mod tests {
             assert_eq!(engine.int_property("rocksdb.no-such-property"), None);
         }
         let engine = RocksEngine::open(&path, &shared).unwrap();
-        assert_eq!(engine.get(&5u32.to_be_bytes()).unwrap(), Some(b"v5".to_vec()));
+        assert_eq!(
+            engine.get(&5u32.to_be_bytes()).unwrap(),
+            Some(b"v5".to_vec())
+        );
         assert_eq!(engine.get(&7u32.to_be_bytes()).unwrap(), None);
         assert_eq!(engine.get(&15u32.to_be_bytes()).unwrap(), None);
-        assert_eq!(engine.get(&99u32.to_be_bytes()).unwrap(), Some(b"v99".to_vec()));
+        assert_eq!(
+            engine.get(&99u32.to_be_bytes()).unwrap(),
+            Some(b"v99".to_vec())
+        );
         let mut n = 0;
         engine
             .range(None, None, &mut |_, _| {
@@ -445,7 +453,9 @@ mod tests {
             .collect();
         let value = [7u8; 100];
         for (i, engine) in engines.iter_mut().enumerate() {
-            let keys: Vec<[u8; 8]> = (0..1000u64).map(|k| (k * 4 + i as u64).to_be_bytes()).collect();
+            let keys: Vec<[u8; 8]> = (0..1000u64)
+                .map(|k| (k * 4 + i as u64).to_be_bytes())
+                .collect();
             engine
                 .write(&mut keys.iter().map(|k| (k.as_slice(), Some(value.as_slice()))))
                 .unwrap();
@@ -453,14 +463,21 @@ mod tests {
         let memtables = shared.memtable_usage();
         assert!(memtables > 4 * 1000 * 100, "memtable usage {memtables}");
         // The write-buffer manager reserves memtable memory in the cache.
-        assert!(shared.cache_usage() >= memtables, "cache {}", shared.cache_usage());
+        assert!(
+            shared.cache_usage() >= memtables,
+            "cache {}",
+            shared.cache_usage()
+        );
         for engine in &mut engines {
             engine.flush().unwrap();
         }
         assert!(shared.memtable_usage() < memtables);
         for (i, engine) in engines.iter().enumerate() {
             let key = 4 + i as u64;
-            assert_eq!(engine.get(&key.to_be_bytes()).unwrap(), Some(value.to_vec()));
+            assert_eq!(
+                engine.get(&key.to_be_bytes()).unwrap(),
+                Some(value.to_vec())
+            );
             assert_eq!(engine.get(&(key + 1).to_be_bytes()).unwrap(), None);
         }
         assert!(format!("{shared:?}").contains("memtable_usage"));
@@ -470,8 +487,12 @@ mod tests {
     fn extra_options_apply_and_keep_the_shared_memory() {
         let dir = TempDir::new("options");
         let mut config = small_config();
-        config.options.insert("max_write_buffer_number".into(), "4".into());
-        config.options.insert("level0_file_num_compaction_trigger".into(), "8".into());
+        config
+            .options
+            .insert("max_write_buffer_number".into(), "4".into());
+        config
+            .options
+            .insert("level0_file_num_compaction_trigger".into(), "8".into());
         let shared = RocksShared::new(&config);
         let mut engine = RocksEngine::open(dir.path(), &shared).unwrap();
         engine
@@ -482,7 +503,12 @@ mod tests {
         let options = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("OPTIONS-")
+            })
             .unwrap();
         let text = std::fs::read_to_string(options).unwrap();
         assert!(text.contains("max_write_buffer_number=4"), "{text}");
