@@ -20,6 +20,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 fn raw_consume(c: &TestCluster, topic: &str, n: usize) -> Duration {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &c.bootstrap)
+        .set("group.id", unique("raw-restore"))
+        .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
         .create()
         .unwrap();

@@ -37,6 +37,21 @@ pub enum Error {
         /// The cluster asked.
         servers: String,
     },
+    /// Topics processed by one task have different partition counts.
+    #[error(
+        "topics {a:?} ({a_partitions} partitions) and {b:?} ({b_partitions} partitions) are processed together \
+         (joined or merged into shared state), so they must have the same number of partitions"
+    )]
+    CoPartition {
+        /// One topic.
+        a: String,
+        /// Its partitions.
+        a_partitions: i32,
+        /// The other topic.
+        b: String,
+        /// Its partitions.
+        b_partitions: i32,
+    },
     /// A topic eddy needs could not be created.
     #[error("cannot create topic {topic:?}: {reason}")]
     CreateTopic {

@@ -106,3 +106,29 @@ fn stores_answer_gets_and_ranges_for_the_partitions_held() {
     assert_eq!(status, 404);
     running.close().unwrap();
 }
+
+#[test]
+fn joining_topics_with_different_partition_counts_is_refused_at_start() {
+    let c = cluster();
+    let (orders, prices, app) = (unique("co-orders"), unique("co-prices"), unique("co"));
+    c.create_topic(&orders, 2);
+    c.create_topic(&prices, 3);
+    let b = StreamsBuilder::new();
+    let table = b.table(&prices, StringSerde, I64Serde, "prices");
+    b.stream(&orders, StringSerde, I64Serde)
+        .join_table(&table, |q: &i64, p: &i64| q * p)
+        .to(&orders, StringSerde, I64Serde);
+    let config = StreamsConfig::new(&app)
+        .bootstrap_servers(&c.bootstrap)
+        .state_dir(std::env::temp_dir().join(unique("co-state")));
+    let err = KafkaStreams::new(b.build().unwrap(), config)
+        .start()
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{prices:?} (3 partitions)"))
+            && message.contains(&format!("{orders:?} (2 partitions)")),
+        "{message}"
+    );
+}

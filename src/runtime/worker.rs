@@ -211,6 +211,39 @@ impl KafkaStreams {
     }
 }
 
+/// Refuses a sub-topology whose input topics differ in partition count:
+/// partition `p` of each must meet in one task.
+fn check_copartitioning(
+    topology: &Topology,
+    known: &dyn Fn(TopicRef) -> Option<i32>,
+) -> Result<(), Error> {
+    for sub in topology.subtopologies() {
+        let counts: Vec<(&str, i32)> = sub
+            .source_topics
+            .iter()
+            .filter_map(|t| {
+                topology
+                    .topics
+                    .get(t)
+                    .map(|r| (t.as_str(), topology.partitions(r, known)))
+            })
+            .collect();
+        if let Some(((a, na), (b, nb))) = counts
+            .iter()
+            .flat_map(|x| counts.iter().map(move |y| (*x, *y)))
+            .find(|((_, na), (_, nb))| na != nb)
+        {
+            return Err(Error::CoPartition {
+                a: a.to_owned(),
+                a_partitions: na,
+                b: b.to_owned(),
+                b_partitions: nb,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Topics the application reads or writes that users own.
 fn external_topics(topology: &Topology) -> impl Iterator<Item = &str> {
     let topics = &topology.topics;
@@ -284,6 +317,7 @@ fn prepare_topics(
         }
     }
     let known = |t: TopicRef| existing.get(settings.topics.name(t)).copied();
+    check_copartitioning(topology, &known)?;
     let timeout = config.startup_timeout;
     for plan in internal_topics(topology, settings, &known) {
         if !existing.contains_key(&plan.name) {

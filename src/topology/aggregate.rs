@@ -125,6 +125,8 @@ pub(crate) struct WindowAggregate<K, V, A> {
     pub(crate) store: Option<WindowStore<K, A>>,
     /// Emit-final: windows starting before this were emitted.
     pub(crate) emitted_before: i64,
+    /// Windows starting before this were expired.
+    pub(crate) expired_before: i64,
 }
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
@@ -203,8 +205,14 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 }
             }
         }
-        if let Err(e) = store.expire_before(stream_time.saturating_sub(self.retention)) {
-            ctx.fail(e.to_string());
+        // Expire at most once per window size: each expiry is a range
+        // delete in the engine.
+        let bound = stream_time.saturating_sub(self.retention);
+        if bound >= self.expired_before.saturating_add(self.windows.size) {
+            match store.expire_before(bound) {
+                Ok(()) => self.expired_before = bound,
+                Err(e) => ctx.fail(e.to_string()),
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use super::aggregate::{
     Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
 };
 use super::builder::{add_source, KStream, StreamsBuilder};
-use super::table::KTable;
+use super::table::{KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
 use crate::processor::{millis, Data};
 use crate::serde::{I64Serde, Nullable, Serde};
@@ -96,6 +96,10 @@ impl StreamsBuilder {
             key: Arc::new(key_serde) as Arc<dyn Serde<K>>,
             value: Arc::new(value_serde) as Arc<dyn Serde<V>>,
         };
+        let kv = KvSerdes {
+            key: access.key.clone(),
+            value: access.value.clone(),
+        };
         let changes = source.add("ktable-source", vec![source.node], move || TableSource {
             access: access.clone(),
             store: None,
@@ -104,6 +108,7 @@ impl StreamsBuilder {
         KTable {
             changes,
             store: Some(store.to_owned()),
+            kv: Some(kv),
         }
     }
 }
@@ -131,6 +136,10 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             key: self.key.clone(),
             value,
         };
+        let kv = KvSerdes {
+            key: access.key.clone(),
+            value: access.value.clone(),
+        };
         let changes = self
             .stream
             .add("aggregate", vec![self.stream.node], move || Aggregate {
@@ -142,6 +151,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         KTable {
             changes,
             store: Some(store.to_owned()),
+            kv: Some(kv),
         }
     }
 
@@ -261,12 +271,14 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     emit_final,
                     store: None,
                     emitted_before: i64::MIN,
+                    expired_before: i64::MIN,
                 }
             });
         changes.uses_stores([store.to_owned()]);
         KTable {
             changes,
             store: Some(store.to_owned()),
+            kv: None,
         }
     }
 
@@ -361,6 +373,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         KTable {
             changes,
             store: Some(store.to_owned()),
+            kv: None,
         }
     }
 

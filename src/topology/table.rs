@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::builder::KStream;
 use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::serde::Serde;
 
 /// One update of a table row: the value before and after (`None` = absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,23 @@ pub struct Change<V> {
 pub struct KTable<K, V> {
     pub(crate) changes: KStream<K, Change<V>>,
     pub(crate) store: Option<String>,
+    /// Serdes of the key-value store holding the table, if it is one.
+    pub(crate) kv: Option<KvSerdes<K, V>>,
+}
+
+/// Key and value serdes of a key-value store.
+pub(crate) struct KvSerdes<K, V> {
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Clone for KvSerdes<K, V> {
+    fn clone(&self) -> Self {
+        KvSerdes {
+            key: self.key.clone(),
+            value: self.value.clone(),
+        }
+    }
 }
 
 impl<K: Data, V: Data> Clone for KTable<K, V> {
@@ -27,6 +45,7 @@ impl<K: Data, V: Data> Clone for KTable<K, V> {
         KTable {
             changes: self.changes.clone(),
             store: self.store.clone(),
+            kv: self.kv.clone(),
         }
     }
 }
@@ -63,6 +82,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                     }
                 }),
             store: None,
+            kv: None,
         }
     }
 
@@ -78,6 +98,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                 new: c.new.as_ref().map(|v| mapper(v)),
             }),
             store: None,
+            kv: None,
         }
     }
 }

@@ -1,0 +1,114 @@
+//! Test-driver tests of stream-table and table-table joins.
+
+use eddy::serde::{I64Serde, Nullable, StringSerde};
+use eddy::testing::{TestTopic, TopologyTestDriver};
+use eddy::topology::{JoinKind, StreamsBuilder};
+
+fn kv<V>(k: &str, v: V) -> (String, V) {
+    (k.to_owned(), v)
+}
+
+#[test]
+fn stream_table_joins_see_the_current_table_value() {
+    let b = StreamsBuilder::new();
+    let prices = b.table("prices", StringSerde, I64Serde, "prices");
+    let orders = b.stream("orders", StringSerde, I64Serde);
+    orders
+        .join_table(&prices, |qty: &i64, price: &i64| format!("{qty}x{price}"))
+        .to("inner", StringSerde, StringSerde);
+    orders
+        .left_join_table(&prices, |qty: &i64, price: Option<&i64>| match price {
+            Some(p) => format!("{qty}x{p}"),
+            None => format!("{qty}x?"),
+        })
+        .to("left", StringSerde, StringSerde);
+    let mut d = TopologyTestDriver::new(b.build().unwrap());
+    let price = TestTopic::new("prices", StringSerde, Nullable(I64Serde));
+    let order = TestTopic::new("orders", StringSerde, I64Serde);
+    d.pipe(&price, "p1".into(), Some(10), 1).unwrap();
+    d.pipe(&order, "p1".into(), 2, 2).unwrap();
+    d.pipe(&order, "p2".into(), 3, 3).unwrap();
+    d.pipe(&price, "p1".into(), Some(12), 4).unwrap();
+    d.pipe(&order, "p1".into(), 1, 5).unwrap();
+    d.pipe(&price, "p1".into(), None, 6).unwrap();
+    d.pipe(&order, "p1".into(), 4, 7).unwrap();
+    let out = |name| TestTopic::new(name, StringSerde, StringSerde);
+    let inner = d.read(&out("inner")).unwrap();
+    let got: Vec<_> = inner
+        .iter()
+        .map(|r| (r.key.as_str(), r.value.as_str(), r.timestamp))
+        .collect();
+    assert_eq!(got, [("p1", "2x10", 2), ("p1", "1x12", 5)]);
+    assert_eq!(
+        d.read_key_values(&out("left")).unwrap(),
+        [
+            kv("p1", "2x10".to_string()),
+            kv("p2", "3x?".to_string()),
+            kv("p1", "1x12".to_string()),
+            kv("p1", "4x?".to_string())
+        ]
+    );
+}
+
+fn render(l: Option<&i64>, r: Option<&String>) -> String {
+    format!(
+        "{}/{}",
+        l.map_or("-".to_string(), |v| v.to_string()),
+        r.map_or("-", |v| v)
+    )
+}
+
+#[test]
+fn table_table_joins_propagate_updates_and_tombstones() {
+    let b = StreamsBuilder::new();
+    let left = b.table("l", StringSerde, I64Serde, "l-store");
+    let right = b.table("r", StringSerde, StringSerde, "r-store");
+    for (kind, topic) in [
+        (JoinKind::Inner, "inner"),
+        (JoinKind::Left, "left"),
+        (JoinKind::Outer, "outer"),
+    ] {
+        left.join_with(&right, kind, render).to_stream().to(
+            topic,
+            StringSerde,
+            Nullable(StringSerde),
+        );
+    }
+    left.join(&right, |l, r| format!("{l}+{r}")).to_stream().to(
+        "inner-plain",
+        StringSerde,
+        Nullable(StringSerde),
+    );
+    let mut d = TopologyTestDriver::new(b.build().unwrap());
+    let l = TestTopic::new("l", StringSerde, Nullable(I64Serde));
+    let r = TestTopic::new("r", StringSerde, Nullable(StringSerde));
+    d.pipe(&l, "a".into(), Some(1), 1).unwrap();
+    d.pipe(&r, "a".into(), Some("x".into()), 2).unwrap();
+    d.pipe(&r, "b".into(), Some("y".into()), 3).unwrap();
+    d.pipe(&l, "a".into(), None, 4).unwrap();
+    d.pipe(&r, "a".into(), None, 5).unwrap();
+    let out = |name| TestTopic::new(name, StringSerde, Nullable(StringSerde));
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        d.read_key_values(&out("inner")).unwrap(),
+        [kv("a", s("1/x")), kv("a", None)]
+    );
+    assert_eq!(
+        d.read_key_values(&out("left")).unwrap(),
+        [kv("a", s("1/-")), kv("a", s("1/x")), kv("a", None)]
+    );
+    assert_eq!(
+        d.read_key_values(&out("outer")).unwrap(),
+        [
+            kv("a", s("1/-")),
+            kv("a", s("1/x")),
+            kv("b", s("-/y")),
+            kv("a", s("-/x")),
+            kv("a", None)
+        ]
+    );
+    assert_eq!(
+        d.read_key_values(&out("inner-plain")).unwrap(),
+        [kv("a", s("1+x")), kv("a", None)]
+    );
+}
