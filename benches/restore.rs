@@ -59,11 +59,11 @@ fn eddy_restore(c: &TestCluster, app: &str, input: &str, n: usize) -> Duration {
         .unwrap();
     let restored = || running.metrics().total("eddy_restored_records_total") as usize;
     while restored() == 0 {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let start = Instant::now();
     while restored() < n {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let took = start.elapsed();
     running.close().unwrap();

@@ -87,11 +87,11 @@ fn main() {
         .unwrap();
     let processed = || running.metrics().total("eddy_records_processed_total") as usize;
     while processed() == 0 {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let start = Instant::now();
     while processed() < n {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(10));
     }
     running.close().unwrap();
     let ours = start.elapsed();

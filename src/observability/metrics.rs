@@ -21,6 +21,8 @@ pub struct Metrics {
     dropped_late: IntCounterVec,
     restored: IntCounterVec,
     restore_remaining: IntGaugeVec,
+    rocksdb_cache: IntGauge,
+    rocksdb_memtables: IntGauge,
 }
 
 /// The metrics of one stream thread, resolved once so the hot path touches
@@ -40,6 +42,8 @@ pub(crate) struct ThreadMetrics {
     pub(crate) dropped_late: IntCounter,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
+    pub(crate) rocksdb_cache: IntGauge,
+    pub(crate) rocksdb_memtables: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
@@ -168,6 +172,28 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            rocksdb_cache: {
+                let g = IntGauge::new(
+                    "eddy_rocksdb_block_cache_usage_bytes",
+                    "Bytes used in the block cache shared by the worker's RocksDB stores (memtables are charged to it).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            rocksdb_memtables: {
+                let g = IntGauge::new(
+                    "eddy_rocksdb_memtable_bytes",
+                    "Bytes of memtables of the worker's RocksDB stores (write-buffer manager).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
         }
     }
@@ -188,6 +214,8 @@ impl Metrics {
             dropped_late: self.dropped_late.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),
+            rocksdb_cache: self.rocksdb_cache.clone(),
+            rocksdb_memtables: self.rocksdb_memtables.clone(),
         }
     }
 

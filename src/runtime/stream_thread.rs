@@ -15,6 +15,7 @@ use super::collector::Collector;
 use super::consumer::{RebalanceEvent, StreamConsumerContext};
 use super::context::{RawHeaders, RawRecord};
 use super::query::{Answer, Query, QueryOp};
+use super::state_dir::StoreProvider;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
@@ -392,6 +393,12 @@ impl ThreadState {
             }
         }
         let committed = self.collector.commit(consumer, &offsets)?;
+        if let StoreProvider::Rocks { shared, .. } = &self.settings.stores {
+            self.metrics.rocksdb_cache.set(shared.cache_usage() as i64);
+            self.metrics
+                .rocksdb_memtables
+                .set(shared.memtable_usage() as i64);
+        }
         if committed {
             let acked = self.collector.changelog_offsets();
             for task in self.tasks.values_mut() {
@@ -462,6 +469,7 @@ impl ThreadState {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
                 consumer.assign(&tpl)?;
+                state.set_bulk_loading(true).map_err(Error::Store)?;
                 let mut position = start;
                 let mut last_log = Instant::now();
                 while position < high {
@@ -496,6 +504,7 @@ impl ThreadState {
                     }
                 }
                 consumer.unassign()?;
+                state.set_bulk_loading(false).map_err(Error::Store)?;
             }
             remaining.set(0);
             tracing::info!(

@@ -231,6 +231,11 @@ impl StoreState {
         self.engine.write(records)
     }
 
+    /// Defers compactions while restoring.
+    pub(crate) fn set_bulk_loading(&mut self, on: bool) -> Result<(), StoreError> {
+        self.engine.set_bulk_loading(on)
+    }
+
     /// Persists the engine (before a checkpoint is written).
     pub(crate) fn persist(&mut self) -> Result<(), StoreError> {
         self.engine.flush()

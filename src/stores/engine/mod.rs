@@ -71,6 +71,11 @@ pub trait Engine: Send {
     fn flush(&mut self) -> Result<(), StoreError>;
     /// Estimated number of keys (RocksDB "rocksdb.estimate-num-keys"; exact for memory).
     fn approximate_len(&self) -> u64;
+    /// Switches bulk loading (restore) on or off: RocksDB defers
+    /// compactions while it is on. Default: nothing.
+    fn set_bulk_loading(&mut self, _on: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Whether the range `[from, to)` is empty because `from >= to`.

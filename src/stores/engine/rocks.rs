@@ -267,6 +267,13 @@ impl RocksEngine {
 }
 
 impl Engine for RocksEngine {
+    fn set_bulk_loading(&mut self, on: bool) -> Result<(), StoreError> {
+        let value = if on { "true" } else { "false" };
+        self.db
+            .set_options(&[("disable_auto_compactions", value)])?;
+        Ok(())
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .db
