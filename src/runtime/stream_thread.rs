@@ -469,42 +469,69 @@ impl ThreadState {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
                 consumer.assign(&tpl)?;
-                state.set_bulk_loading(true).map_err(Error::Store)?;
-                let mut position = start;
-                let mut last_log = Instant::now();
-                while position < high {
-                    let mut batch = Vec::new();
-                    let mut timeout = Duration::from_millis(500);
-                    while batch.len() < 10_000 {
-                        match consumer.poll(timeout) {
-                            Some(Ok(m)) => batch.push(m),
-                            Some(Err(e)) => {
-                                tracing::warn!(store = %name, "restore poll: {e}");
-                                break;
+                // Consuming and writing overlap: this thread fetches and
+                // copies batches, a scoped thread writes them to the engine.
+                let mut engine = state.take_engine();
+                let metrics = &self.metrics;
+                let (written, engine_back) = std::thread::scope(|scope| {
+                    let (tx, rx) = mpsc::sync_channel::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(4);
+                    let writer = scope.spawn(move || {
+                        let result = (|| {
+                            engine.set_bulk_loading(true)?;
+                            for batch in rx {
+                                engine.write(
+                                    &mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                                )?;
                             }
-                            None => break,
+                            engine.set_bulk_loading(false)
+                        })();
+                        (result, engine)
+                    });
+                    let mut position = start;
+                    let mut last_offset = None;
+                    let mut last_log = Instant::now();
+                    while position < high {
+                        let mut batch = Vec::with_capacity(10_000);
+                        let mut timeout = Duration::from_millis(500);
+                        while batch.len() < 10_000 {
+                            match consumer.poll(timeout) {
+                                Some(Ok(m)) => {
+                                    position = m.offset() + 1;
+                                    last_offset = Some(m.offset());
+                                    if let Some(k) = m.key() {
+                                        batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                                    }
+                                }
+                                Some(Err(e)) => {
+                                    tracing::warn!(store = %name, "restore poll: {e}");
+                                    break;
+                                }
+                                None => break,
+                            }
+                            timeout = Duration::ZERO;
                         }
-                        timeout = Duration::ZERO;
+                        let n = batch.len() as u64;
+                        if n > 0 && tx.send(batch).is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                        restored += n;
+                        metrics.restored.with_label_values(&[&name]).inc_by(n);
+                        remaining.set((high - position).max(0));
+                        if last_log.elapsed() > Duration::from_secs(5) {
+                            tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
+                            last_log = Instant::now();
+                        }
                     }
-                    let Some(last) = batch.last() else { continue };
-                    position = last.offset() + 1;
-                    state
-                        .restore(&mut batch.iter().filter_map(|m| Some((m.key()?, m.payload()))))
-                        .map_err(Error::Store)?;
-                    state.changelog_offset = Some(last.offset());
-                    restored += batch.len() as u64;
-                    self.metrics
-                        .restored
-                        .with_label_values(&[&name])
-                        .inc_by(batch.len() as u64);
-                    remaining.set((high - position).max(0));
-                    if last_log.elapsed() > Duration::from_secs(5) {
-                        tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
-                        last_log = Instant::now();
-                    }
+                    drop(tx);
+                    let (result, engine) =
+                        writer.join().expect("the restore writer does not panic");
+                    (result.map(|()| last_offset), engine)
+                });
+                state.put_engine(engine_back);
+                if let Some(o) = written.map_err(Error::Store)? {
+                    state.changelog_offset = Some(o);
                 }
                 consumer.unassign()?;
-                state.set_bulk_loading(false).map_err(Error::Store)?;
             }
             remaining.set(0);
             tracing::info!(

@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::engine::{Engine, StoreError};
+use super::engine::{Engine, MemoryEngine, StoreError};
 use super::StoreSpec;
 use crate::processor::Headers;
 use crate::runtime::{OutMeta, OutputBuffer};
@@ -223,17 +223,15 @@ impl StoreState {
         Ok(dirty.len())
     }
 
-    /// Applies changelog records during restore (no cache, no logging).
-    pub(crate) fn restore(
-        &mut self,
-        records: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
-    ) -> Result<(), StoreError> {
-        self.engine.write(records)
+    /// Lends the engine out (to a restore writer thread), leaving an empty
+    /// in-memory one until [`put_engine`](Self::put_engine).
+    pub(crate) fn take_engine(&mut self) -> Box<dyn Engine> {
+        std::mem::replace(&mut self.engine, Box::new(MemoryEngine::new()))
     }
 
-    /// Defers compactions while restoring.
-    pub(crate) fn set_bulk_loading(&mut self, on: bool) -> Result<(), StoreError> {
-        self.engine.set_bulk_loading(on)
+    /// Returns a lent engine.
+    pub(crate) fn put_engine(&mut self, engine: Box<dyn Engine>) {
+        self.engine = engine;
     }
 
     /// Persists the engine (before a checkpoint is written).
