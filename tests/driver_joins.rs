@@ -112,3 +112,76 @@ fn table_table_joins_propagate_updates_and_tombstones() {
         [kv("a", s("1+x")), kv("a", None)]
     );
 }
+
+#[test]
+fn stream_stream_joins_match_within_the_window_and_emit_unmatched_only_after_it_closes() {
+    use eddy::topology::JoinWindows;
+    use std::time::Duration;
+    let b = StreamsBuilder::new();
+    let left = b.stream("left", StringSerde, StringSerde);
+    let right = b.stream("right", StringSerde, StringSerde);
+    let windows = JoinWindows::of(Duration::from_millis(10), Duration::ZERO);
+    let render = |l: Option<&String>, r: Option<&String>| {
+        format!("{}/{}", l.map_or("-", |v| v), r.map_or("-", |v| v))
+    };
+    for (kind, name) in [
+        (JoinKind::Inner, "inner"),
+        (JoinKind::Left, "left-join"),
+        (JoinKind::Outer, "outer"),
+    ] {
+        left.join_stream(
+            &right,
+            kind,
+            windows,
+            render,
+            name,
+            StringSerde,
+            StringSerde,
+            StringSerde,
+        )
+        .to(name, StringSerde, StringSerde);
+    }
+    let mut d = TopologyTestDriver::new(b.build().unwrap());
+    let (l, r) = (
+        TestTopic::new("left", StringSerde, StringSerde),
+        TestTopic::new("right", StringSerde, StringSerde),
+    );
+    d.pipe(&l, "a".into(), "L1".into(), 0).unwrap();
+    d.pipe(&r, "a".into(), "R1".into(), 5).unwrap();
+    d.pipe(&l, "b".into(), "Lb".into(), 1).unwrap();
+    let out = |name| TestTopic::new(name, StringSerde, StringSerde);
+    let read = |d: &mut TopologyTestDriver, name| -> Vec<(String, String, i64)> {
+        d.read(&out(name))
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp))
+            .collect()
+    };
+    let t = |k: &str, v: &str, ts: i64| (k.to_string(), v.to_string(), ts);
+    // Lb has no partner yet, but its window is open: no early "Lb/-".
+    assert_eq!(read(&mut d, "left-join"), [t("a", "L1/R1", 5)]);
+    d.pipe(&r, "a".into(), "R2".into(), 20).unwrap();
+    d.pipe(&l, "a".into(), "L2".into(), 25).unwrap();
+    d.pipe(&r, "c".into(), "Rc".into(), 40).unwrap();
+    d.pipe(&l, "d".into(), "Ld".into(), 60).unwrap();
+    // Too late: its window closed at 3 + 10 < 60.
+    d.pipe(&l, "a".into(), "late".into(), 3).unwrap();
+    assert_eq!(
+        read(&mut d, "inner"),
+        [t("a", "L1/R1", 5), t("a", "L2/R2", 25)]
+    );
+    assert_eq!(
+        read(&mut d, "left-join"),
+        [t("b", "Lb/-", 1), t("a", "L2/R2", 25)]
+    );
+    assert_eq!(
+        read(&mut d, "outer"),
+        [
+            t("a", "L1/R1", 5),
+            t("b", "Lb/-", 1),
+            t("a", "L2/R2", 25),
+            t("c", "-/Rc", 40)
+        ]
+    );
+    assert_eq!(d.late_drops(), 3);
+}

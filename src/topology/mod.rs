@@ -8,6 +8,7 @@ mod graph;
 mod grouped;
 mod join;
 mod stateless;
+mod stream_join;
 mod table;
 mod windows;
 
@@ -16,5 +17,6 @@ pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
 pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use join::JoinKind;
+pub use stream_join::JoinWindows;
 pub use table::{Change, KTable};
 pub use windows::{SessionWindows, TimeWindows, Window, Windowed, WindowedSerde};

@@ -1,0 +1,392 @@
+//! Stream-stream windowed joins.
+//!
+//! Each side's records are kept in a window store (per key and timestamp, a
+//! list of values); a record joins the other side's records within the
+//! join window. For left and outer joins, records still unmatched are kept
+//! in a third store and emitted with `None` for the other side only once
+//! their window and the grace period have closed, never early.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::builder::KStream;
+use super::join::JoinKind;
+use crate::processor::{millis, Data, Processor, ProcessorContext, Record};
+use crate::serde::{BytesSerde, Serde, SerdeError};
+use crate::stores::{sortable, unsortable, KeyValueStore, StoreSpec, WindowStore};
+
+/// How far apart in time two records may be to join: the other side's
+/// record may be up to `before` earlier or `after` later than this side's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindows {
+    /// Milliseconds the other record may precede this one.
+    pub before: i64,
+    /// Milliseconds the other record may follow this one.
+    pub after: i64,
+    /// How long after a window closes late records are still accepted.
+    pub grace: i64,
+}
+
+impl JoinWindows {
+    /// Records at most `difference` apart join; `grace` for late records.
+    pub fn of(difference: Duration, grace: Duration) -> Self {
+        let d = millis(difference);
+        JoinWindows {
+            before: d,
+            after: d,
+            grace: millis(grace),
+        }
+    }
+}
+
+/// Encodes a list of values: each as a 4-byte length and its bytes.
+struct ListSerde<V>(Arc<dyn Serde<V>>);
+
+impl<V: 'static> Serde<Vec<V>> for ListSerde<V> {
+    fn serialize(&self, values: &Vec<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        for v in values {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            self.0.serialize(v, out)?;
+            let len = (out.len() - at - 4) as u32;
+            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Vec<V>, SerdeError> {
+        let mut data = data.ok_or(SerdeError::UnexpectedNull)?;
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            if data.len() < 4 {
+                return Err(SerdeError::Size {
+                    expected: 4,
+                    actual: data.len(),
+                });
+            }
+            let len = u32::from_be_bytes(data[..4].try_into().expect("4 bytes")) as usize;
+            let end = 4 + len;
+            if data.len() < end {
+                return Err(SerdeError::Size {
+                    expected: end,
+                    actual: data.len(),
+                });
+            }
+            out.push(self.0.deserialize(Some(&data[4..end]))?);
+            data = &data[end..];
+        }
+        Ok(out)
+    }
+}
+
+type Joiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync>;
+
+/// What both sides' processors share.
+struct Shared<K, V, VO> {
+    key: Arc<dyn Serde<K>>,
+    this_values: Arc<dyn Serde<V>>,
+    other_values: Arc<dyn Serde<VO>>,
+    this_store: String,
+    other_store: String,
+    unmatched_store: String,
+    windows: JoinWindows,
+    kind: JoinKind,
+}
+
+impl<K, V, VO> Clone for Shared<K, V, VO> {
+    fn clone(&self) -> Self {
+        Shared {
+            key: self.key.clone(),
+            this_values: self.this_values.clone(),
+            other_values: self.other_values.clone(),
+            this_store: self.this_store.clone(),
+            other_store: self.other_store.clone(),
+            unmatched_store: self.unmatched_store.clone(),
+            windows: self.windows,
+            kind: self.kind,
+        }
+    }
+}
+
+/// One side of the join. `V` is this side's value, `VO` the other's; the
+/// joiner always takes (left, right), so the right side flips it.
+struct StreamJoinSide<K, V, VO, VR> {
+    shared: Shared<K, V, VO>,
+    joiner: Joiner<V, VO, VR>,
+    /// 0 for the left stream, 1 for the right.
+    side: u8,
+    /// Whether this side's unmatched records are emitted (left: left and
+    /// outer joins; right: outer joins).
+    keep_unmatched: bool,
+    /// Whether the other side's unmatched records are emitted.
+    other_keeps_unmatched: bool,
+    stores: Option<Stores<K, V, VO>>,
+    expired_before: i64,
+}
+
+struct Stores<K, V, VO> {
+    this: WindowStore<K, Vec<V>>,
+    other: WindowStore<K, Vec<VO>>,
+    /// `ts ‖ side ‖ key` → encoded value list of that side.
+    unmatched: KeyValueStore<Vec<u8>, Vec<u8>>,
+}
+
+impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, VR> {
+    fn unmatched_key(&self, ts: i64, side: u8, key: &K) -> Result<Vec<u8>, SerdeError> {
+        let mut k = sortable(ts).to_vec();
+        k.push(side);
+        self.shared.key.serialize(key, &mut k)?;
+        Ok(k)
+    }
+
+    fn step(
+        &mut self,
+        r: Record<K, V>,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+    ) -> Result<(), String> {
+        let s = self.stores.as_ref().ok_or("join stores unavailable")?;
+        let w = self.shared.windows;
+        let stream_time = ctx.stream_time();
+        let (lo, hi) = (w.before, w.after);
+        // This record's window closes at ts + after (+ grace).
+        if r.timestamp + hi.max(lo) + w.grace < stream_time {
+            ctx.record_late_drop();
+            return Ok(());
+        }
+        let err = |e: crate::stores::StateError| e.to_string();
+        let mut list = s
+            .this
+            .get(&r.key, r.timestamp)
+            .map_err(err)?
+            .unwrap_or_default();
+        list.push(r.value.clone());
+        s.this.put(&r.key, r.timestamp, Some(&list)).map_err(err)?;
+        let matches = s
+            .other
+            .fetch(&r.key, r.timestamp - lo, r.timestamp + hi + 1)
+            .map_err(err)?;
+        for (ts, others) in &matches {
+            for o in others {
+                let v = (self.joiner)(Some(&r.value), Some(o));
+                ctx.forward(Record {
+                    key: r.key.clone(),
+                    value: v,
+                    timestamp: r.timestamp.max(*ts),
+                    headers: r.headers.clone(),
+                });
+            }
+            if self.other_keeps_unmatched {
+                let k = self
+                    .unmatched_key(*ts, 1 - self.side, &r.key)
+                    .map_err(|e| e.to_string())?;
+                s.unmatched.delete(&k).map_err(err)?;
+            }
+        }
+        if matches.is_empty() && self.keep_unmatched {
+            let k = self
+                .unmatched_key(r.timestamp, self.side, &r.key)
+                .map_err(|e| e.to_string())?;
+            let mut buf = Vec::new();
+            let mut pending = match s.unmatched.get(&k).map_err(err)? {
+                Some(b) => ListSerde(self.shared.this_values.clone())
+                    .deserialize(Some(&b))
+                    .map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            };
+            pending.push(r.value);
+            ListSerde(self.shared.this_values.clone())
+                .serialize(&pending, &mut buf)
+                .map_err(|e| e.to_string())?;
+            s.unmatched.put(&k, &buf).map_err(err)?;
+        }
+        self.emit_closed(ctx)?;
+        let bound = stream_time.saturating_sub(lo + hi + w.grace + 1);
+        if bound >= self.expired_before.saturating_add(lo + hi + 1) {
+            s.this.expire_before(bound).map_err(err)?;
+            s.other.expire_before(bound).map_err(err)?;
+            self.expired_before = bound;
+        }
+        Ok(())
+    }
+
+    /// Emits unmatched records (of either side) whose window and grace have
+    /// closed, then forgets them.
+    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), String> {
+        if !self.keep_unmatched && !self.other_keeps_unmatched {
+            return Ok(());
+        }
+        let s = self.stores.as_ref().ok_or("join stores unavailable")?;
+        let w = self.shared.windows;
+        let close = ctx
+            .stream_time()
+            .saturating_sub(w.before.max(w.after) + w.grace);
+        let to = sortable(close);
+        let closed = s
+            .unmatched
+            .range(None, Some(&to.to_vec()))
+            .map_err(|e| e.to_string())?;
+        for (k, values) in closed {
+            let ts = unsortable(&k);
+            let side = k[8];
+            let key = self
+                .shared
+                .key
+                .deserialize(Some(&k[9..]))
+                .map_err(|e| e.to_string())?;
+            if side == self.side {
+                for v in ListSerde(self.shared.this_values.clone())
+                    .deserialize(Some(&values))
+                    .map_err(|e| e.to_string())?
+                {
+                    let out = (self.joiner)(Some(&v), None);
+                    ctx.forward(Record::new(key.clone(), out, ts));
+                }
+            } else {
+                for o in ListSerde(self.shared.other_values.clone())
+                    .deserialize(Some(&values))
+                    .map_err(|e| e.to_string())?
+                {
+                    let out = (self.joiner)(None, Some(&o));
+                    ctx.forward(Record::new(key.clone(), out, ts));
+                }
+            }
+            s.unmatched.delete(&k).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> Processor<K, V, K, VR>
+    for StreamJoinSide<K, V, VO, VR>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) {
+        let sh = &self.shared;
+        let stores = (|| {
+            Ok::<_, crate::stores::StateError>(Stores {
+                this: ctx.window_store(
+                    &sh.this_store,
+                    sh.key.clone(),
+                    Arc::new(ListSerde(sh.this_values.clone())),
+                )?,
+                other: ctx.window_store(
+                    &sh.other_store,
+                    sh.key.clone(),
+                    Arc::new(ListSerde(sh.other_values.clone())),
+                )?,
+                unmatched: ctx.key_value_store(
+                    &sh.unmatched_store,
+                    Arc::new(BytesSerde),
+                    Arc::new(BytesSerde),
+                )?,
+            })
+        })();
+        match stores {
+            Ok(s) => self.stores = Some(s),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
+        if let Err(e) = self.step(r, ctx) {
+            ctx.fail(e);
+        }
+    }
+}
+
+impl<K: Data + PartialEq, V: Data> KStream<K, V> {
+    /// Joins two co-partitioned streams by key within `windows`: records of
+    /// the two sides at most `before`/`after` apart are joined, with the
+    /// later timestamp. Left and outer joins emit `joiner(v, None)` (or
+    /// `joiner(None, o)`) for records that found no partner, once their
+    /// window and grace have closed. Both sides are buffered in changelogged
+    /// window stores named `<name>-left` and `<name>-right`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join_stream<VO: Data, VR: Data, F>(
+        &self,
+        other: &KStream<K, VO>,
+        kind: JoinKind,
+        windows: JoinWindows,
+        joiner: F,
+        name: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        other_value_serde: impl Serde<VO>,
+    ) -> KStream<K, VR>
+    where
+        F: Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+    {
+        let retention = (windows.before + windows.after + windows.grace + 1).max(1);
+        let (left_store, right_store, unmatched) = (
+            format!("{name}-left"),
+            format!("{name}-right"),
+            format!("{name}-unmatched"),
+        );
+        {
+            let mut g = self.graph.borrow_mut();
+            g.stores
+                .push(Arc::new(StoreSpec::window(&left_store, retention)));
+            g.stores
+                .push(Arc::new(StoreSpec::window(&right_store, retention)));
+            g.stores.push(Arc::new(StoreSpec::key_value(&unmatched)));
+        }
+        let key: Arc<dyn Serde<K>> = Arc::new(key_serde);
+        let (lv, rv): (Arc<dyn Serde<V>>, Arc<dyn Serde<VO>>) =
+            (Arc::new(value_serde), Arc::new(other_value_serde));
+        let left_shared = Shared {
+            key: key.clone(),
+            this_values: lv.clone(),
+            other_values: rv.clone(),
+            this_store: left_store.clone(),
+            other_store: right_store.clone(),
+            unmatched_store: unmatched.clone(),
+            windows,
+            kind,
+        };
+        let right_shared = Shared {
+            key,
+            this_values: rv,
+            other_values: lv,
+            this_store: right_store.clone(),
+            other_store: left_store.clone(),
+            unmatched_store: unmatched.clone(),
+            windows: JoinWindows {
+                before: windows.after,
+                after: windows.before,
+                grace: windows.grace,
+            },
+            kind,
+        };
+        let joiner = Arc::new(joiner);
+        let (lj, rj) = (joiner.clone(), joiner);
+        let left_keeps = kind != JoinKind::Inner;
+        let right_keeps = kind == JoinKind::Outer;
+        let from_left = self.add("join-this", vec![self.node], move || StreamJoinSide {
+            shared: left_shared.clone(),
+            joiner: {
+                let j = lj.clone();
+                Arc::new(move |l: Option<&V>, r: Option<&VO>| j(l, r)) as Joiner<V, VO, VR>
+            },
+            side: 0,
+            keep_unmatched: left_keeps,
+            other_keeps_unmatched: right_keeps,
+            stores: None,
+            expired_before: i64::MIN,
+        });
+        let from_right = other.add("join-other", vec![other.node], move || StreamJoinSide {
+            shared: right_shared.clone(),
+            joiner: {
+                let j = rj.clone();
+                Arc::new(move |r: Option<&VO>, l: Option<&V>| j(l, r)) as Joiner<VO, V, VR>
+            },
+            side: 1,
+            keep_unmatched: right_keeps,
+            other_keeps_unmatched: left_keeps,
+            stores: None,
+            expired_before: i64::MIN,
+        });
+        let stores = [left_store, right_store, unmatched];
+        from_left.uses_stores(stores.clone());
+        from_right.uses_stores(stores);
+        from_left.merge(&from_right)
+    }
+}
