@@ -160,25 +160,20 @@ fn stream_time_punctuation_is_aligned_to_zero_and_fires_once_per_jump() {
 }
 
 #[test]
-fn stream_time_punctuation_waits_for_a_non_negative_stream_time() {
+fn negative_timestamps_are_invalid_and_do_not_move_stream_time() {
     let (mut d, stream_times) =
         ticker_driver(ms(10), PunctuationType::StreamTime, DriverConfig::default());
     for ts in [-20, -1, 3, 9, 10] {
         pipe_at(&mut d, "k", ts);
     }
+    // The default extractor treats negative record timestamps as invalid
+    // (Kafka Streams' FailOnInvalidTimestamp): dead-lettered, unprocessed.
+    assert_eq!(d.read_raw("test-app-dlq").len(), 2);
     assert_eq!(
         read_kvt(&mut d, &topic("out")),
-        [
-            rec(-20),
-            rec(-1),
-            rec(3),
-            tick(0, 3, 3),
-            rec(9),
-            rec(10),
-            tick(0, 10, 10)
-        ]
+        [rec(3), tick(0, 3, 3), rec(9), rec(10), tick(0, 10, 10)]
     );
-    assert_eq!(*stream_times.lock().unwrap(), [-20, -1, 3, 9, 10]);
+    assert_eq!(*stream_times.lock().unwrap(), [3, 9, 10]);
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub struct Metrics {
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
     dropped_late: IntCounterVec,
+    skipped_timestamp: IntCounterVec,
     restored: IntCounterVec,
     restore_remaining: IntGaugeVec,
     rocksdb_cache: IntGauge,
@@ -40,6 +41,7 @@ pub(crate) struct ThreadMetrics {
     pub(crate) assigned: IntGauge,
     pub(crate) lag: IntGaugeVec,
     pub(crate) dropped_late: IntCounter,
+    pub(crate) skipped_timestamp: IntCounter,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
     pub(crate) rocksdb_cache: IntGauge,
@@ -144,6 +146,11 @@ impl Metrics {
                 "eddy_dropped_late_records_total",
                 "Records dropped for arriving after their window closed (end + grace).",
             ),
+            skipped_timestamp: counter(
+                &registry,
+                "eddy_skipped_invalid_timestamp_records_total",
+                "Records skipped for an invalid timestamp under the Skip policy.",
+            ),
             restored: {
                 let c = IntCounterVec::new(
                     Opts::new(
@@ -212,6 +219,7 @@ impl Metrics {
             assigned: self.assigned.with_label_values(l),
             lag: self.lag.clone(),
             dropped_late: self.dropped_late.with_label_values(l),
+            skipped_timestamp: self.skipped_timestamp.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),
             rocksdb_cache: self.rocksdb_cache.clone(),

@@ -7,9 +7,12 @@
 
 mod context;
 mod record;
+mod timestamp;
 
 pub use context::{ProcessorContext, RecordSource};
 pub use record::{Header, Headers, Record};
+pub(crate) use timestamp::Extracted;
+pub use timestamp::{InvalidTimestamp, TimestampExtractor};
 
 use std::time::Duration;
 

@@ -79,6 +79,8 @@ pub(crate) struct TaskContext {
 pub(crate) struct DroppedRecords {
     /// Too late for their window (after window end + grace).
     pub(crate) late: u64,
+    /// Skipped for an invalid timestamp (policy `Skip`).
+    pub(crate) invalid_timestamp: u64,
 }
 
 impl TaskContext {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::context::{RawRecord, TaskContext};
 use super::output::OutMeta;
-use crate::processor::{Data, Processor, ProcessorContext, PunctuationId, Record};
+use crate::processor::{
+    Data, Processor, ProcessorContext, PunctuationId, Record, TimestampExtractor,
+};
 use crate::serde::{Serde, SerdeError};
 use crate::topology::TopicRef;
 
@@ -50,6 +52,8 @@ pub(crate) trait Lifecycle {
 /// A source: decodes raw records of one topic and forwards them.
 pub(crate) trait RawSource {
     fn process(&mut self, raw: &RawRecord<'_>, ctx: &mut TaskContext) -> Result<(), SourceError>;
+    /// Where the source's records take their event time from.
+    fn extractor(&self) -> &TimestampExtractor;
 }
 
 /// Which part of a record could not be decoded.
@@ -170,6 +174,7 @@ where
 }
 
 pub(crate) struct SourceNode<K, V> {
+    pub(crate) extractor: TimestampExtractor,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
     pub(crate) children: Vec<Child<K, V>>,
@@ -194,6 +199,10 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
         };
         forward_all(&self.children, record, ctx);
         Ok(())
+    }
+
+    fn extractor(&self) -> &TimestampExtractor {
+        &self.extractor
     }
 }
 

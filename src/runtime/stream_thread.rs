@@ -350,13 +350,12 @@ impl ThreadState {
     }
 
     fn count_drops(&mut self) {
-        let late: u64 = self
-            .tasks
-            .values_mut()
-            .map(|t| std::mem::take(&mut t.ctx.dropped).late)
-            .sum();
-        if late > 0 {
-            self.metrics.dropped_late.inc_by(late);
+        for task in self.tasks.values_mut() {
+            let dropped = std::mem::take(&mut task.ctx.dropped);
+            self.metrics.dropped_late.inc_by(dropped.late);
+            self.metrics
+                .skipped_timestamp
+                .inc_by(dropped.invalid_timestamp);
         }
     }
 

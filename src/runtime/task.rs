@@ -10,7 +10,7 @@ use super::context::{RawRecord, TaskContext};
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
-use crate::processor::PunctuationType;
+use crate::processor::{Extracted, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
 
@@ -84,6 +84,8 @@ struct Position {
     /// Next offset to read; what a commit stores.
     next: i64,
     committed: i64,
+    /// Largest timestamp seen on the partition (`i64::MIN` before any).
+    time: i64,
 }
 
 /// Settings every task of a worker shares.
@@ -286,6 +288,7 @@ impl Task {
                 partition,
                 next: -1,
                 committed: -1,
+                time: i64::MIN,
             });
         }
     }
@@ -303,9 +306,36 @@ impl Task {
         let source = self.sources[raw.topic.0 as usize]
             .as_mut()
             .expect("records are routed to the task that reads their topic");
-        let failure = match source.process(raw, &mut self.ctx) {
-            Err(e) => Some(("deserialization", e.to_string())),
-            Ok(()) => self.ctx.failure.take().map(|m| ("processing", m)),
+        let position = self
+            .positions
+            .iter()
+            .position(|p| p.topic == raw.topic && p.partition == raw.partition);
+        let partition_time = position
+            .map(|i| self.positions[i].time)
+            .filter(|t| *t != i64::MIN);
+        let extracted = source.extractor().extract(
+            raw.timestamp,
+            raw.value,
+            self.ctx.wall_clock,
+            partition_time,
+        );
+        let failure = match extracted {
+            Extracted::At(timestamp) => {
+                let raw = RawRecord { timestamp, ..*raw };
+                if let Some(i) = position {
+                    let p = &mut self.positions[i];
+                    p.time = p.time.max(timestamp);
+                }
+                match source.process(&raw, &mut self.ctx) {
+                    Err(e) => Some(("deserialization", e.to_string())),
+                    Ok(()) => self.ctx.failure.take().map(|m| ("processing", m)),
+                }
+            }
+            Extracted::Skip => {
+                self.ctx.dropped.invalid_timestamp += 1;
+                None
+            }
+            Extracted::Invalid(reason) => Some(("timestamp", reason)),
         };
         self.ctx.source = None;
         let outcome = match failure {

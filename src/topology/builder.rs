@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
 use super::stateless::*;
-use crate::processor::{Data, Processor};
+use crate::processor::{Data, Processor, TimestampExtractor};
 use crate::runtime::{typed_children, Instance, SinkNode, SourceNode};
 use crate::serde::Serde;
 use crate::stores::StoreSpec;
@@ -86,7 +86,26 @@ impl StreamsBuilder {
         key_serde: impl Serde<K>,
         value_serde: impl Serde<V>,
     ) -> KStream<K, V> {
-        add_source(&self.graph, topic, key_serde, value_serde)
+        add_source(
+            &self.graph,
+            topic,
+            key_serde,
+            value_serde,
+            TimestampExtractor::default(),
+        )
+    }
+
+    /// Like [`stream`](Self::stream), taking event time from `extractor`
+    /// (a payload field, the wall clock, or the record timestamp with a
+    /// policy for invalid ones).
+    pub fn stream_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+        extractor: TimestampExtractor,
+    ) -> KStream<K, V> {
+        add_source(&self.graph, topic, key_serde, value_serde, extractor)
     }
 
     /// Declares a state store for processors added with
@@ -112,8 +131,10 @@ pub(crate) fn add_source<K: Data, V: Data>(
     topic: &str,
     key_serde: impl Serde<K>,
     value_serde: impl Serde<V>,
+    extractor: TimestampExtractor,
 ) -> KStream<K, V> {
     let factory = Arc::new(SourceFactory {
+        extractor,
         key_serde: Arc::new(key_serde),
         value_serde: Arc::new(value_serde),
     });
@@ -422,6 +443,7 @@ impl<K: Data, V: Data> SplitBuilder<K, V> {
 }
 
 struct SourceFactory<K, V> {
+    extractor: TimestampExtractor,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
 }
@@ -429,6 +451,7 @@ struct SourceFactory<K, V> {
 impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
     fn instantiate(&self, _index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
         Instance::Source(Box::new(SourceNode {
+            extractor: self.extractor.clone(),
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             children: typed_children(children),

@@ -9,7 +9,7 @@ use super::aggregate::{
 use super::builder::{add_source, KStream, StreamsBuilder};
 use super::table::{KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
-use crate::processor::{millis, Data};
+use crate::processor::{millis, Data, TimestampExtractor};
 use crate::serde::{I64Serde, Nullable, Serde};
 use crate::stores::StoreSpec;
 
@@ -27,7 +27,14 @@ impl<K: Data, V: Data> KStream<K, V> {
         let topic = format!("{name}-repartition");
         self.graph.borrow_mut().topics.intern_internal(&topic);
         self.to(&topic, key_serde.clone(), value_serde.clone());
-        add_source(&self.graph, &topic, key_serde, value_serde)
+        // Records keep the timestamps the repartition sink wrote.
+        add_source(
+            &self.graph,
+            &topic,
+            key_serde,
+            value_serde,
+            TimestampExtractor::default(),
+        )
     }
 
     /// Groups records by key for an aggregation. If an operator upstream
@@ -86,6 +93,7 @@ impl StreamsBuilder {
             topic,
             key_serde.clone(),
             Nullable(value_serde.clone()),
+            TimestampExtractor::default(),
         );
         self.graph()
             .borrow_mut()
