@@ -185,3 +185,47 @@ fn stream_stream_joins_match_within_the_window_and_emit_unmatched_only_after_it_
     );
     assert_eq!(d.late_drops(), 3);
 }
+
+#[test]
+fn a_batch_is_processed_in_timestamp_order_across_a_tasks_inputs() {
+    use eddy::testing::BatchRecord;
+    let build = || {
+        let b = StreamsBuilder::new();
+        let prices = b.table("prices", StringSerde, I64Serde, "prices");
+        b.stream("orders", StringSerde, I64Serde)
+            .join_table(&prices, |q: &i64, p: &i64| q * p)
+            .to("totals", StringSerde, I64Serde);
+        TopologyTestDriver::new(b.build().unwrap())
+    };
+    let record = |topic: &str, value: i64, timestamp| BatchRecord {
+        topic: topic.into(),
+        partition: None,
+        key: Some(b"p1".to_vec()),
+        value: Some(value.to_be_bytes().to_vec()),
+        timestamp,
+    };
+    let totals = TestTopic::new("totals", StringSerde, I64Serde);
+    // The price (t=10) is listed first but the order (t=5) happened first:
+    // in event-time order the order finds no price yet.
+    let mut d = build();
+    d.pipe_batch(&[
+        record("prices", 3, 10),
+        record("orders", 2, 5),
+        record("orders", 4, 11),
+    ])
+    .unwrap();
+    assert_eq!(d.read_key_values(&totals).unwrap(), [kv("p1", 12)]);
+    // Piped one by one, in the listed order, both orders see the price.
+    let mut d = build();
+    for r in [
+        record("prices", 3, 10),
+        record("orders", 2, 5),
+        record("orders", 4, 11),
+    ] {
+        d.pipe_batch(&[r]).unwrap();
+    }
+    assert_eq!(
+        d.read_key_values(&totals).unwrap(),
+        [kv("p1", 6), kv("p1", 12)]
+    );
+}

@@ -11,6 +11,7 @@ mod collector;
 mod consumer;
 mod context;
 mod node;
+mod ordering;
 mod output;
 mod punctuation;
 mod query;
@@ -23,6 +24,7 @@ pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
 pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
+pub(crate) use ordering::processing_order;
 pub(crate) use output::{OutMeta, OutputBuffer};
 pub use query::{Lookup, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;

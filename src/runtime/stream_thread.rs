@@ -14,6 +14,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::collector::Collector;
 use super::consumer::{RebalanceEvent, StreamConsumerContext};
 use super::context::{RawHeaders, RawRecord};
+use super::ordering::processing_order;
 use super::query::{Answer, Query, QueryOp};
 use super::state_dir::StoreProvider;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
@@ -247,24 +248,42 @@ impl ThreadState {
         }
         let start = Instant::now();
         let mut dead_lettered = 0;
-        // Topic lookups are by name; consecutive records mostly share one.
+        // Route every record first (topic lookups are by name; consecutive
+        // records mostly share one), then process task by task in
+        // event-time order across each task's partitions.
         let mut last: Option<(&str, TopicRef)> = None;
-        for m in batch {
+        let mut routed: Vec<(usize, TopicRef, TaskId)> = Vec::with_capacity(batch.len());
+        let mut items: Vec<(u32, u32, i64)> = Vec::with_capacity(batch.len());
+        let mut task_ids: Vec<TaskId> = Vec::new();
+        for (i, m) in batch.iter().enumerate() {
             let name = m.topic();
             let topic = match last {
-                Some((n, t)) if n == name => t,
-                _ => match self.settings.topics.get(name) {
-                    Some(t) => {
-                        last = Some((name, t));
-                        t
-                    }
-                    None => continue,
-                },
+                Some((n, t)) if n == name => Some(t),
+                _ => self
+                    .settings
+                    .topics
+                    .get(name)
+                    .inspect(|&t| last = Some((name, t))),
             };
-            let Some(id) = self.route(topic, m.partition()) else {
+            let Some((topic, id)) = topic.and_then(|t| Some((t, self.route(t, m.partition())?)))
+            else {
                 tracing::warn!("record for unowned partition {name}-{}", m.partition());
                 continue;
             };
+            let task = match task_ids.iter().position(|t| *t == id) {
+                Some(t) => t,
+                None => {
+                    task_ids.push(id);
+                    task_ids.len() - 1
+                }
+            };
+            let queue = (topic.0 << 16) ^ m.partition() as u32;
+            items.push((task as u32, queue, m.timestamp().to_millis().unwrap_or(-1)));
+            routed.push((i, topic, id));
+        }
+        for j in processing_order(&items) {
+            let (i, topic, id) = routed[j];
+            let m = &batch[i];
             let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
             let raw = RawRecord {
                 topic,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use crate::kafka::partitioner::partition_for_key;
 use crate::processor::{millis, Headers, Record};
+use crate::runtime::processing_order;
 use crate::runtime::{
     ErrorPolicy, RawHeaders, RawRecord, RecordError, StoreProvider, Task, TaskId, TaskSettings,
 };
@@ -92,6 +93,21 @@ pub struct RawTestRecord {
     pub timestamp: i64,
     /// Headers.
     pub headers: Headers,
+}
+
+/// A raw record for [`TopologyTestDriver::pipe_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition; `None` places it by key.
+    pub partition: Option<i32>,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Timestamp.
+    pub timestamp: i64,
 }
 
 /// A decoded output record and the partition it landed on.
@@ -364,6 +380,53 @@ impl TopologyTestDriver {
             );
             self.logs[topic.0 as usize].push(record);
             result?;
+        }
+        Ok(())
+    }
+
+    /// Pipes raw records as one poll batch: each task takes them in
+    /// timestamp order across its input partitions (each partition keeping
+    /// its own order), as a stream thread does when several of a task's
+    /// partitions have data. Records of one partition stay in the given
+    /// order.
+    pub fn pipe_batch(&mut self, records: &[BatchRecord]) -> Result<(), RecordError> {
+        let placed: Vec<(TopicRef, i32)> = records
+            .iter()
+            .map(|r| {
+                let t = self.topic_ref(&r.topic);
+                (
+                    t,
+                    r.partition
+                        .unwrap_or_else(|| self.place(t, r.key.as_deref())),
+                )
+            })
+            .collect();
+        let items: Vec<(u32, u32, i64)> = placed
+            .iter()
+            .zip(records)
+            .map(|(&(t, p), r)| {
+                let task = self
+                    .topology
+                    .sources
+                    .get(&t)
+                    .map_or(u32::MAX, |&(sub, _)| sub);
+                ((task << 16) ^ p as u32, (t.0 << 16) ^ p as u32, r.timestamp)
+            })
+            .collect();
+        for i in processing_order(&items) {
+            let (topic, partition) = placed[i];
+            let r = &records[i];
+            let mut queue = VecDeque::new();
+            self.process(
+                topic,
+                partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.timestamp,
+                &Headers::new(),
+                &mut queue,
+            )?;
+            self.deliver(queue)?;
         }
         Ok(())
     }
