@@ -2,6 +2,7 @@
 
 mod count;
 mod demo;
+mod join;
 mod pipe;
 
 use std::net::SocketAddr;
@@ -80,6 +81,9 @@ enum Command {
     /// Runs a worker that counts records per key in a changelogged store
     /// and writes each new count, until SIGINT/SIGTERM.
     Count(count::CountArgs),
+    /// Runs a worker that inner-joins two co-partitioned topics within a
+    /// time window, until SIGINT/SIGTERM.
+    Join(join::JoinArgs),
     /// Prints the demo topology.
     Describe {
         /// Output format.
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Pipe(args) => pipe::run(args),
         Command::Count(args) => count::run(args),
+        Command::Join(args) => join::run(args),
         Command::Describe { format } => {
             let topology = demo::topology(&demo::Counters::default())?;
             match format {
