@@ -1,0 +1,131 @@
+//! A stream-stream windowed join end to end: two topics of
+//! `EDDY_BENCH_RECORDS` records each (default 500 000) over 10 000 keys
+//! with increasing timestamps, inner-joined within ±1 s (window stores on
+//! RocksDB, changelogged), one stream thread; beside a raw consume of the
+//! same two inputs in the same run.
+//!
+//! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
+
+use std::time::{Duration, Instant};
+
+use eddy::kafka::StreamsConfig;
+use eddy::runtime::KafkaStreams;
+use eddy::serde::StringSerde;
+use eddy::testing::{unique, TestCluster};
+use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+fn main() {
+    let n: usize = std::env::var("EDDY_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500_000);
+    let partitions = 4;
+    let c = TestCluster::from_env();
+    let app = unique("join-bench");
+    let (left, right, output) = (unique("jb-left"), unique("jb-right"), unique("jb-out"));
+    for t in [&left, &right, &output] {
+        c.create_topic(t, partitions);
+    }
+    if c.is_embedded() {
+        c.create_topic(&format!("{app}-dlq"), 1);
+        for s in ["j-left", "j-right", "j-unmatched"] {
+            c.create_topic(&format!("{app}-{s}-changelog"), partitions);
+        }
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..n {
+        let key = format!("key-{}", i % 10_000);
+        for (topic, side) in [(&left, "l"), (&right, "r")] {
+            let record = BaseRecord::<str, str>::to(topic)
+                .key(&key)
+                .payload(side)
+                .timestamp(t0 + i as i64);
+            eddy::kafka::send_blocking(&producer, record).unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let total = 2 * n;
+
+    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
+        .consumer_client_config(&c.bootstrap, "raw")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&left, &right]).unwrap();
+    let (mut seen, mut start) = (0, None);
+    while seen < total {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.unwrap();
+            start.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    let raw: Duration = start.unwrap().elapsed();
+    drop(consumer);
+
+    let b = StreamsBuilder::new();
+    let l = b.stream(&left, StringSerde, StringSerde);
+    let r = b.stream(&right, StringSerde, StringSerde);
+    l.join_stream(
+        &r,
+        JoinKind::Inner,
+        JoinWindows::of(Duration::from_secs(1), Duration::from_secs(1)),
+        |a: Option<&String>, b: Option<&String>| {
+            format!("{}{}", a.map_or("", |v| v), b.map_or("", |v| v))
+        },
+        "j",
+        StringSerde,
+        StringSerde,
+        StringSerde,
+    )
+    .to(&output, StringSerde, StringSerde);
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let state = home.join(".cache/eddy/bench-state").join(unique("join"));
+    let config = StreamsConfig::new(&app)
+        .bootstrap_servers(&c.bootstrap)
+        .state_dir(&state);
+    let running = KafkaStreams::new(b.build().unwrap(), config)
+        .start()
+        .unwrap();
+    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
+    while processed() == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    while processed() < total {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    running.close().unwrap();
+    let ours = start.elapsed();
+    let _ = std::fs::remove_dir_all(state);
+
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    let cluster = if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    };
+    println!("join benchmark: 2 x {n} records, 10 000 keys, inner join within 1 s, {partitions} partitions, one thread, {cluster}");
+    println!(
+        "  raw consume of both   {:>10.0} records/s ({:.2} s)",
+        rate(raw),
+        raw.as_secs_f64()
+    );
+    println!(
+        "  eddy windowed join    {:>10.0} records/s ({:.2} s, incl. final flush and commit)",
+        rate(ours),
+        ours.as_secs_f64()
+    );
+    println!(
+        "  ratio                 {:>10.2} (eddy / raw consume)",
+        rate(ours) / rate(raw)
+    );
+}
