@@ -229,3 +229,66 @@ fn a_batch_is_processed_in_timestamp_order_across_a_tasks_inputs() {
         [kv("p1", 6), kv("p1", 12)]
     );
 }
+
+#[test]
+fn global_table_lookups_need_no_copartitioning() {
+    use eddy::testing::DriverConfig;
+    let b = StreamsBuilder::new();
+    let products = b.global_table("products", StringSerde, StringSerde, "products");
+    let orders = b.stream("orders", StringSerde, StringSerde);
+    // Orders are keyed by order id; the product id is in the value.
+    orders
+        .join_global(
+            &products,
+            |_, product: &String| product.clone(),
+            |p: &String, name: &String| format!("{p}={name}"),
+        )
+        .to("named", StringSerde, StringSerde);
+    orders
+        .left_join_global(
+            &products,
+            |_, product: &String| product.clone(),
+            |p: &String, name: Option<&String>| format!("{p}={}", name.map_or("?", |n| n)),
+        )
+        .to("named-left", StringSerde, StringSerde);
+    let config = DriverConfig::default()
+        .partitions("orders", 4)
+        .partitions("products", 3);
+    let mut d = TopologyTestDriver::with_config(b.build().unwrap(), config);
+    let products = TestTopic::new("products", StringSerde, Nullable(StringSerde));
+    let orders = TestTopic::new("orders", StringSerde, StringSerde);
+    d.pipe(&products, "p1".into(), Some("apple".into()), 1)
+        .unwrap();
+    d.pipe(&products, "p2".into(), Some("pear".into()), 2)
+        .unwrap();
+    for (order, product) in [("o1", "p1"), ("o2", "p2"), ("o3", "p9"), ("o4", "p1")] {
+        d.pipe(&orders, order.into(), product.into(), 3).unwrap();
+    }
+    d.pipe(&products, "p1".into(), None, 4).unwrap();
+    d.pipe(&orders, "o5".into(), "p1".into(), 5).unwrap();
+    let named = TestTopic::new("named", StringSerde, StringSerde);
+    let mut got = d.read_key_values(&named).unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            kv("o1", "p1=apple".to_string()),
+            kv("o2", "p2=pear".to_string()),
+            kv("o4", "p1=apple".to_string())
+        ]
+    );
+    let mut left = d
+        .read_key_values(&TestTopic::new("named-left", StringSerde, StringSerde))
+        .unwrap();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            kv("o1", "p1=apple".to_string()),
+            kv("o2", "p2=pear".to_string()),
+            kv("o3", "p9=?".to_string()),
+            kv("o4", "p1=apple".to_string()),
+            kv("o5", "p1=?".to_string())
+        ]
+    );
+}

@@ -132,3 +132,62 @@ fn joining_topics_with_different_partition_counts_is_refused_at_start() {
         "{message}"
     );
 }
+
+#[test]
+fn a_global_table_is_restored_in_full_before_processing_starts() {
+    let c = cluster();
+    let (orders, products, output, app) = (
+        unique("g-orders"),
+        unique("g-products"),
+        unique("g-out"),
+        unique("g"),
+    );
+    c.create_topic(&orders, 2);
+    c.create_topic(&products, 3);
+    c.create_topic(&output, 2);
+    if c.is_embedded() {
+        c.create_topic(&format!("{app}-dlq"), 1);
+    }
+    let catalogue: Vec<_> = (0..30)
+        .map(|i| {
+            (
+                Some(format!("p{i}").into_bytes()),
+                Some(format!("name{i}").into_bytes()),
+            )
+        })
+        .collect();
+    c.produce(&products, &catalogue);
+    let wanted: Vec<_> = (0..30)
+        .map(|i| {
+            (
+                Some(format!("o{i}").into_bytes()),
+                Some(format!("p{i}").into_bytes()),
+            )
+        })
+        .collect();
+    c.produce(&orders, &wanted);
+    let b = StreamsBuilder::new();
+    let table = b.global_table(&products, StringSerde, StringSerde, "products");
+    b.stream(&orders, StringSerde, StringSerde)
+        .join_global(
+            &table,
+            |_, p: &String| p.clone(),
+            |p: &String, n: &String| format!("{p}={n}"),
+        )
+        .to(&output, StringSerde, StringSerde);
+    let config = StreamsConfig::new(&app)
+        .bootstrap_servers(&c.bootstrap)
+        .commit_interval(Duration::from_millis(200));
+    let running = KafkaStreams::new(b.build().unwrap(), config)
+        .start()
+        .unwrap();
+    // Every order finds its product: the table was complete before the
+    // first order was processed, whatever partitions it came from.
+    let out = c.consume_count(&output, 30, Duration::from_secs(60), Duration::from_secs(1));
+    let mut got: Vec<String> = out.iter().map(|r| r.value_str()).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("p{i}=name{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    running.close().unwrap();
+}

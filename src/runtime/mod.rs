@@ -10,6 +10,7 @@
 mod collector;
 mod consumer;
 mod context;
+mod global_thread;
 mod node;
 mod ordering;
 mod output;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+use super::global_thread;
 use super::query::{self, Renderer, StoreQueries};
 use super::state_dir::StoreProvider;
 use super::stream_thread::{Latch, StreamThread, ThreadSpec};
@@ -164,6 +165,7 @@ impl KafkaStreams {
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
         let shutdown = Arc::new(AtomicBool::new(false));
+        let global = global_thread::start(&self.topology, config, &servers, shutdown.clone())?;
         let mut threads = Vec::new();
         let committed = Arc::new(Latch::new(config.num_stream_threads));
         for (i, query_receiver) in query_receivers.into_iter().enumerate() {
@@ -200,6 +202,7 @@ impl KafkaStreams {
             threads.push((name, handle));
         }
         Ok(RunningStreams {
+            global,
             queries,
             shutdown,
             threads,
@@ -252,6 +255,7 @@ fn external_topics(topology: &Topology) -> impl Iterator<Item = &str> {
         .into_iter()
         .chain(topology.sink_topics())
         .filter(|t| topics.get(t).is_some_and(|r| !topics.is_internal(r)))
+        .chain(topology.global_tables().map(|(t, _)| t))
 }
 
 /// A topic eddy creates.
@@ -342,6 +346,7 @@ fn prepare_topics(
 
 /// A started worker.
 pub struct RunningStreams {
+    global: Option<JoinHandle<()>>,
     queries: StoreQueries,
     shutdown: Arc<AtomicBool>,
     threads: Vec<(String, JoinHandle<Result<(), Error>>)>,
@@ -393,6 +398,9 @@ impl RunningStreams {
             if result.is_ok() {
                 result = r;
             }
+        }
+        if let Some(g) = self.global.take() {
+            let _ = g.join();
         }
         self.http.take();
         self.embedded.take();

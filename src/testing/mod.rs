@@ -473,6 +473,13 @@ impl TopologyTestDriver {
         let offset = self.offsets.entry((topic, partition)).or_insert(0);
         let this_offset = *offset;
         *offset += 1;
+        let name = self.topics.name(topic);
+        if let Some((_, store)) = self.topology.globals.iter().find(|(t, _)| t == name) {
+            if let Some(key) = key {
+                store.apply(key, value);
+            }
+            return Ok(());
+        }
         let Some(&(subtopology, _)) = self.topology.sources.get(&topic) else {
             return Ok(());
         };

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::global::GlobalStore;
 use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
 use super::stateless::*;
 use crate::processor::{Data, Processor, TimestampExtractor};
@@ -18,6 +19,8 @@ pub(crate) struct Graph {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) topics: TopicTable,
     pub(crate) stores: Vec<Arc<StoreSpec>>,
+    /// Global tables: topic and the store it fills.
+    pub(crate) globals: Vec<(String, Arc<GlobalStore>)>,
 }
 
 impl Graph {
@@ -117,7 +120,9 @@ impl StreamsBuilder {
     /// Freezes the graph into a [`Topology`].
     pub fn build(self) -> Result<Topology, TopologyError> {
         let graph = std::mem::take(&mut *self.graph.borrow_mut());
-        Topology::new(graph.nodes, graph.topics, graph.stores)
+        let mut topology = Topology::new(graph.nodes, graph.topics, graph.stores)?;
+        topology.globals = graph.globals;
+        Ok(topology)
     }
 
     pub(crate) fn graph(&self) -> &Rc<RefCell<Graph>> {

@@ -174,6 +174,8 @@ pub struct Topology {
     pub(crate) subtopologies: Vec<SubTopology>,
     /// For each topic ref that is a source: its sub-topology and source node.
     pub(crate) sources: HashMap<TopicRef, (u32, usize)>,
+    /// Global tables: topic and the store it fills.
+    pub(crate) globals: Vec<(String, Arc<super::GlobalStore>)>,
 }
 
 impl fmt::Debug for Topology {
@@ -285,6 +287,7 @@ impl Topology {
             stores,
             subtopologies,
             sources,
+            globals: Vec::new(),
         })
     }
 
@@ -347,6 +350,11 @@ impl Topology {
             .map(|t| self.partitions(t, known))
             .max()
             .unwrap_or(1)
+    }
+
+    /// Global tables: their topics and stores.
+    pub fn global_tables(&self) -> impl Iterator<Item = (&str, &Arc<super::GlobalStore>)> {
+        self.globals.iter().map(|(t, s)| (t.as_str(), s))
     }
 
     /// The stores the topology declares.

@@ -4,6 +4,7 @@
 mod aggregate;
 mod builder;
 mod describe;
+mod global;
 mod graph;
 mod grouped;
 mod join;
@@ -13,6 +14,7 @@ mod table;
 mod windows;
 
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
+pub use global::{GlobalKTable, GlobalStore};
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
 pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
