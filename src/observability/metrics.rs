@@ -40,7 +40,7 @@ pub(crate) struct ThreadMetrics {
     pub(crate) commit_latency: Histogram,
     pub(crate) assigned: IntGauge,
     pub(crate) lag: IntGaugeVec,
-    pub(crate) dropped_late: IntCounter,
+    pub(crate) dropped_late: IntCounterVec,
     pub(crate) skipped_timestamp: IntCounter,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
@@ -141,11 +141,20 @@ impl Metrics {
             ),
             assigned,
             lag,
-            dropped_late: counter(
-                &registry,
-                "eddy_dropped_late_records_total",
-                "Records dropped for arriving after their window closed (end + grace).",
-            ),
+            dropped_late: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "eddy_dropped_late_records_total",
+                        "Records dropped for arriving after their window closed (end + grace), per operator.",
+                    ),
+                    &["thread", "operator"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
             skipped_timestamp: counter(
                 &registry,
                 "eddy_skipped_invalid_timestamp_records_total",
@@ -218,7 +227,7 @@ impl Metrics {
             commit_latency: self.commit_latency.with_label_values(l),
             assigned: self.assigned.with_label_values(l),
             lag: self.lag.clone(),
-            dropped_late: self.dropped_late.with_label_values(l),
+            dropped_late: self.dropped_late.clone(),
             skipped_timestamp: self.skipped_timestamp.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),

@@ -131,7 +131,11 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// Counts the current record as dropped for arriving after its window
     /// closed (window end + grace).
     pub fn record_late_drop(&mut self) {
-        self.task.dropped.late += 1;
+        let node = self.node;
+        match self.task.dropped.late.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, count)) => *count += 1,
+            None => self.task.dropped.late.push((node, 1)),
+        }
     }
 
     fn store_state(

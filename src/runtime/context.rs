@@ -75,10 +75,11 @@ pub(crate) struct TaskContext {
 }
 
 /// Records operators dropped on purpose.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct DroppedRecords {
-    /// Too late for their window (after window end + grace).
-    pub(crate) late: u64,
+    /// Too late for their window (after window end + grace), per operator
+    /// (node index).
+    pub(crate) late: Vec<(usize, u64)>,
     /// Skipped for an invalid timestamp (policy `Skip`).
     pub(crate) invalid_timestamp: u64,
 }

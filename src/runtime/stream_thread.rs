@@ -371,7 +371,13 @@ impl ThreadState {
     fn count_drops(&mut self) {
         for task in self.tasks.values_mut() {
             let dropped = std::mem::take(&mut task.ctx.dropped);
-            self.metrics.dropped_late.inc_by(dropped.late);
+            for (node, count) in dropped.late {
+                let operator: &str = &self.topology.nodes[node].name;
+                self.metrics
+                    .dropped_late
+                    .with_label_values(&[self.name.as_str(), operator])
+                    .inc_by(count);
+            }
             self.metrics
                 .skipped_timestamp
                 .inc_by(dropped.invalid_timestamp);

@@ -562,7 +562,10 @@ impl TopologyTestDriver {
 
     /// Records dropped so far for arriving after their window closed.
     pub fn late_drops(&self) -> u64 {
-        self.tasks.values().map(|t| t.ctx.dropped.late).sum()
+        self.tasks
+            .values()
+            .flat_map(|t| t.ctx.dropped.late.iter().map(|(_, n)| n))
+            .sum()
     }
 
     /// The current wall-clock time of the driver.
