@@ -6,6 +6,8 @@
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eddy::kafka::StreamsConfig;
@@ -18,10 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 fn main() {
-    let n: usize = std::env::var("EDDY_BENCH_RECORDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500_000);
+    let n = common::env_usize("EDDY_BENCH_RECORDS", 500_000);
     let partitions = 4;
     let c = TestCluster::from_env();
     let app = unique("join-bench");
@@ -87,22 +86,14 @@ fn main() {
         StringSerde,
     )
     .to(&output, StringSerde, StringSerde);
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
-    let state = home.join(".cache/eddy/bench-state").join(unique("join"));
+    let state = common::state_dir("join");
     let config = StreamsConfig::new(&app)
         .bootstrap_servers(&c.bootstrap)
         .state_dir(&state);
     let running = KafkaStreams::new(b.build().unwrap(), config)
         .start()
         .unwrap();
-    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
-    while processed() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let start = Instant::now();
-    while processed() < total {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let start = common::wait_for_metric(&running, "eddy_records_processed_total", total);
     running.close().unwrap();
     let ours = start.elapsed();
     let _ = std::fs::remove_dir_all(state);

@@ -11,6 +11,8 @@
 //! `EDDY_BENCH_RECORDS` (default 1 000 000), `EDDY_BENCH_ROUNDS` (default 3),
 //! `EDDY_BENCH_PARTITIONS` (default 4).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eddy::kafka::{send_blocking, StreamsConfig};
@@ -21,13 +23,6 @@ use eddy::topology::StreamsBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn keep(v: &[u8]) -> bool {
     v.first() != Some(&b'#')
@@ -98,22 +93,15 @@ fn eddy(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
     )
     .start()
     .unwrap();
-    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
-    while processed() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let start = Instant::now();
-    while processed() < n {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let start = common::wait_for_metric(&running, "eddy_records_processed_total", n);
     running.close().unwrap();
     start.elapsed()
 }
 
 fn main() {
-    let n = env("EDDY_BENCH_RECORDS", 1_000_000);
-    let rounds = env("EDDY_BENCH_ROUNDS", 3);
-    let partitions = env("EDDY_BENCH_PARTITIONS", 4) as i32;
+    let n = common::env_usize("EDDY_BENCH_RECORDS", 1_000_000);
+    let rounds = common::env_usize("EDDY_BENCH_ROUNDS", 3);
+    let partitions = common::env_usize("EDDY_BENCH_PARTITIONS", 4) as i32;
     let c = TestCluster::from_env();
     let input = unique("bench-in");
     c.create_topic(&input, partitions);

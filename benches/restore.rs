@@ -7,6 +7,8 @@
 //! The restore is timed from the first restored record to the last; the
 //! raw consume from its first record to the high watermark.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eddy::kafka::StreamsConfig;
@@ -49,22 +51,14 @@ fn eddy_restore(c: &TestCluster, app: &str, input: &str, n: usize) -> Duration {
         .count("counts")
         .to_stream()
         .to(input, StringSerde, Nullable(I64Serde));
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
     let config = StreamsConfig::new(app)
         .bootstrap_servers(&c.bootstrap)
-        .state_dir(home.join(".cache/eddy/bench-state").join(unique("restore")));
+        .state_dir(common::state_dir("restore"));
     let state_dir = config.state_dir.clone();
     let running = KafkaStreams::new(b.build().unwrap(), config)
         .start()
         .unwrap();
-    let restored = || running.metrics().total("eddy_restored_records_total") as usize;
-    while restored() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let start = Instant::now();
-    while restored() < n {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let start = common::wait_for_metric(&running, "eddy_restored_records_total", n);
     let took = start.elapsed();
     running.close().unwrap();
     let _ = std::fs::remove_dir_all(state_dir);
@@ -72,10 +66,7 @@ fn eddy_restore(c: &TestCluster, app: &str, input: &str, n: usize) -> Duration {
 }
 
 fn main() {
-    let n: usize = std::env::var("EDDY_BENCH_RECORDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000_000);
+    let n = common::env_usize("EDDY_BENCH_RECORDS", 5_000_000);
     let c = TestCluster::from_env();
     let app = unique("restore-bench");
     let input = unique("restore-in");

@@ -5,6 +5,8 @@
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use eddy::kafka::StreamsConfig;
@@ -17,10 +19,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 fn main() {
-    let n: usize = std::env::var("EDDY_BENCH_RECORDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = common::env_usize("EDDY_BENCH_RECORDS", 1_000_000);
     let partitions = 4;
     let c = TestCluster::from_env();
     let app = unique("windowed-bench");
@@ -85,14 +84,7 @@ fn main() {
     let running = KafkaStreams::new(b.build().unwrap(), config)
         .start()
         .unwrap();
-    let processed = || running.metrics().total("eddy_records_processed_total") as usize;
-    while processed() == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let start = Instant::now();
-    while processed() < n {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let start = common::wait_for_metric(&running, "eddy_records_processed_total", n);
     running.close().unwrap();
     let ours = start.elapsed();
     let _ = std::fs::remove_dir_all(state);

@@ -15,6 +15,31 @@ use crate::stores::StoreSpec;
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 
+/// Counting: one more per record.
+fn count_fold<K, V>() -> Fold<K, V, i64> {
+    Arc::new(|_, _, n| n.unwrap_or(0) + 1)
+}
+
+/// Reducing: the first value, then `reducer(aggregate, value)`.
+fn reduce_fold<K, V, F>(reducer: F) -> Fold<K, V, V>
+where
+    F: Fn(V, V) -> V + Send + Sync + 'static,
+{
+    Arc::new(move |_, v, old| match old {
+        None => v,
+        Some(o) => reducer(o, v),
+    })
+}
+
+/// Aggregating: `aggregator(key, value, aggregate)` from `init()`.
+fn aggregate_fold<K, V, A, I, F>(init: I, aggregator: F) -> Fold<K, V, A>
+where
+    I: Fn() -> A + Send + Sync + 'static,
+    F: Fn(&K, V, A) -> A + Send + Sync + 'static,
+{
+    Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)))
+}
+
 impl<K: Data, V: Data> KStream<K, V> {
     /// Writes the stream to the internal topic `<application.id>-<name>-repartition`
     /// and reads it back, so records are partitioned by their current key.
@@ -165,11 +190,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Counts records per key, in the key-value store `store`.
     pub fn count(&self, store: &str) -> KTable<K, i64> {
-        self.aggregate_with(
-            store,
-            Arc::new(I64Serde),
-            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
-        )
+        self.aggregate_with(store, Arc::new(I64Serde), count_fold())
     }
 
     /// Combines the values of each key with `reducer`.
@@ -177,14 +198,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     where
         F: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        self.aggregate_with(
-            store,
-            Arc::new(value_serde),
-            Arc::new(move |_, v, old| match old {
-                None => v,
-                Some(o) => reducer(o, v),
-            }),
-        )
+        self.aggregate_with(store, Arc::new(value_serde), reduce_fold(reducer))
     }
 
     /// Folds the values of each key into an aggregate starting at `init()`.
@@ -202,7 +216,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         self.aggregate_with(
             store,
             Arc::new(aggregate_serde),
-            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+            aggregate_fold(init, aggregator),
         )
     }
 
@@ -292,11 +306,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// Counts records per key and window.
     pub fn count(&self, store: &str) -> KTable<Windowed<K>, i64> {
-        self.aggregate_with(
-            store,
-            Arc::new(I64Serde),
-            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
-        )
+        self.aggregate_with(store, Arc::new(I64Serde), count_fold())
     }
 
     /// Combines values per key and window.
@@ -309,14 +319,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     where
         F: Fn(V, V) -> V + Send + Sync + 'static,
     {
-        self.aggregate_with(
-            store,
-            Arc::new(value_serde),
-            Arc::new(move |_, v, old| match old {
-                None => v,
-                Some(o) => reducer(o, v),
-            }),
-        )
+        self.aggregate_with(store, Arc::new(value_serde), reduce_fold(reducer))
     }
 
     /// Folds values per key and window into an aggregate starting at `init()`.
@@ -334,7 +337,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         self.aggregate_with(
             store,
             Arc::new(aggregate_serde),
-            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+            aggregate_fold(init, aggregator),
         )
     }
 }
@@ -390,7 +393,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         self.aggregate_with(
             store,
             Arc::new(I64Serde),
-            Arc::new(|_, _, n| n.unwrap_or(0) + 1),
+            count_fold(),
             Arc::new(|_, a, b| a + b),
         )
     }
@@ -410,10 +413,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         self.aggregate_with(
             store,
             Arc::new(value_serde),
-            Arc::new(move |_, v, old| match old {
-                None => v,
-                Some(o) => reducer(o, v),
-            }),
+            reduce_fold(move |a, b| reducer(a, b)),
             Arc::new(move |_, a, b| merge(a, b)),
         )
     }
@@ -436,7 +436,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         self.aggregate_with(
             store,
             Arc::new(aggregate_serde),
-            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init))),
+            aggregate_fold(init, aggregator),
             Arc::new(merger),
         )
     }
