@@ -2,6 +2,7 @@
 
 mod count;
 mod demo;
+mod gen;
 mod join;
 mod pipe;
 
@@ -84,6 +85,9 @@ enum Command {
     /// Runs a worker that inner-joins two co-partitioned topics within a
     /// time window, until SIGINT/SIGTERM.
     Join(join::JoinArgs),
+    /// Produces generated events (`orders`: `order_created`) at a rate, to
+    /// any cluster, for load tests.
+    Gen(gen::GenArgs),
     /// Prints the demo topology.
     Describe {
         /// Output format.
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipe(args) => pipe::run(args),
         Command::Count(args) => count::run(args),
         Command::Join(args) => join::run(args),
+        Command::Gen(args) => gen::run(args),
         Command::Describe { format } => {
             let topology = demo::topology(&demo::Counters::default())?;
             match format {
