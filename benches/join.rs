@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eddy::kafka::StreamsConfig;
 use eddy::runtime::KafkaStreams;
 use eddy::serde::StringSerde;
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
@@ -54,21 +53,7 @@ fn main() {
     producer.flush(Duration::from_secs(60)).unwrap();
     let total = 2 * n;
 
-    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
-        .consumer_client_config(&c.bootstrap, "raw")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&left, &right]).unwrap();
-    let (mut seen, mut start) = (0, None);
-    while seen < total {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            m.unwrap();
-            start.get_or_insert_with(Instant::now);
-            seen += 1;
-        }
-    }
-    let raw: Duration = start.unwrap().elapsed();
-    drop(consumer);
+    let raw = common::raw_consume(&c.bootstrap, &[&left, &right], total);
 
     let b = StreamsBuilder::new();
     let l = b.stream(&left, StringSerde, StringSerde);

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eddy::kafka::StreamsConfig;
 use eddy::runtime::KafkaStreams;
 use eddy::serde::{I64Serde, Nullable, StringSerde};
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::{StreamsBuilder, TimeWindows, WindowedSerde};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
@@ -48,21 +47,7 @@ fn main() {
     producer.flush(Duration::from_secs(60)).unwrap();
 
     // Yardstick: consume the same input as fast as possible.
-    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
-        .consumer_client_config(&c.bootstrap, "raw")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&input]).unwrap();
-    let (mut seen, mut start) = (0, None);
-    while seen < n {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            m.unwrap();
-            start.get_or_insert_with(Instant::now);
-            seen += 1;
-        }
-    }
-    let raw: Duration = start.unwrap().elapsed();
-    drop(consumer);
+    let raw = common::raw_consume(&c.bootstrap, &[&input], n);
 
     let b = StreamsBuilder::new();
     b.stream(&input, StringSerde, StringSerde)
@@ -74,10 +59,7 @@ fn main() {
         .count("window-counts")
         .to_stream()
         .to(&output, WindowedSerde(StringSerde), Nullable(I64Serde));
-    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
-    let state = home
-        .join(".cache/eddy/bench-state")
-        .join(unique("windowed"));
+    let state = common::state_dir("windowed");
     let config = StreamsConfig::new(&app)
         .bootstrap_servers(&c.bootstrap)
         .state_dir(&state);

@@ -35,3 +35,23 @@ pub fn state_dir(name: &str) -> PathBuf {
     home.join(".cache/eddy/bench-state")
         .join(eddy::testing::unique(name))
 }
+
+/// The yardstick of the end-to-end benchmarks: a raw librdkafka group
+/// consumer reading `n` records of `topics`, timed from its first record.
+pub fn raw_consume(bootstrap: &str, topics: &[&str], n: usize) -> Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = eddy::kafka::StreamsConfig::new(&eddy::testing::unique("raw"))
+        .consumer_client_config(bootstrap, "raw")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(topics).expect("subscribe");
+    let (mut seen, mut start) = (0, None);
+    while seen < n {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.expect("consume");
+            start.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    start.expect("n > 0").elapsed()
+}

@@ -7,13 +7,38 @@ use super::aggregate::{
     Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
 };
 use super::builder::{add_source, KStream, StreamsBuilder};
-use super::table::{KTable, KvSerdes};
+use super::table::{Change, KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
 use crate::processor::{millis, Data, TimestampExtractor};
 use crate::serde::{I64Serde, Nullable, Serde};
 use crate::stores::StoreSpec;
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// Declares the store `spec`, adds the node `supplier` makes after
+/// `stream`, connected to that store, and returns its output as the table
+/// the store materializes.
+fn materialized_node<K: Data, V: Data, KO: Data, VO: Data, P, S>(
+    stream: &KStream<K, V>,
+    spec: StoreSpec,
+    op: &'static str,
+    supplier: S,
+    kv: Option<KvSerdes<KO, VO>>,
+) -> KTable<KO, VO>
+where
+    S: Fn() -> P + Send + Sync + 'static,
+    P: crate::processor::Processor<K, V, KO, Change<VO>>,
+{
+    let name = spec.name.clone();
+    stream.graph.borrow_mut().stores.push(Arc::new(spec));
+    let changes = stream.add(op, vec![stream.node], supplier);
+    changes.uses_stores([name.clone()]);
+    KTable {
+        changes,
+        store: Some(name),
+        kv,
+    }
+}
 
 /// Counting: one more per record.
 fn count_fold<K, V>() -> Fold<K, V, i64> {
@@ -120,10 +145,6 @@ impl StreamsBuilder {
             Nullable(value_serde.clone()),
             TimestampExtractor::default(),
         );
-        self.graph()
-            .borrow_mut()
-            .stores
-            .push(Arc::new(StoreSpec::key_value(store)));
         let access = StoreAccess {
             name: store.to_owned(),
             key: Arc::new(key_serde) as Arc<dyn Serde<K>>,
@@ -133,16 +154,17 @@ impl StreamsBuilder {
             key: access.key.clone(),
             value: access.value.clone(),
         };
-        let changes = source.add("ktable-source", vec![source.node], move || TableSource {
+        let supplier = move || TableSource {
             access: access.clone(),
             store: None,
-        });
-        changes.uses_stores([store.to_owned()]);
-        KTable {
-            changes,
-            store: Some(store.to_owned()),
-            kv: Some(kv),
-        }
+        };
+        materialized_node(
+            &source,
+            StoreSpec::key_value(store),
+            "ktable-source",
+            supplier,
+            Some(kv),
+        )
     }
 }
 
@@ -159,11 +181,6 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         value: Arc<dyn Serde<A>>,
         fold: Fold<K, V, A>,
     ) -> KTable<K, A> {
-        self.stream
-            .graph
-            .borrow_mut()
-            .stores
-            .push(Arc::new(StoreSpec::key_value(store)));
         let access = StoreAccess {
             name: store.to_owned(),
             key: self.key.clone(),
@@ -173,19 +190,18 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             key: access.key.clone(),
             value: access.value.clone(),
         };
-        let changes = self
-            .stream
-            .add("aggregate", vec![self.stream.node], move || Aggregate {
-                access: access.clone(),
-                fold: fold.clone(),
-                store: None,
-            });
-        changes.uses_stores([store.to_owned()]);
-        KTable {
-            changes,
-            store: Some(store.to_owned()),
-            kv: Some(kv),
-        }
+        let supplier = move || Aggregate {
+            access: access.clone(),
+            fold: fold.clone(),
+            store: None,
+        };
+        materialized_node(
+            &self.stream,
+            StoreSpec::key_value(store),
+            "aggregate",
+            supplier,
+            Some(kv),
+        )
     }
 
     /// Counts records per key, in the key-value store `store`.
@@ -271,37 +287,24 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         value: Arc<dyn Serde<A>>,
         fold: Fold<K, V, A>,
     ) -> KTable<Windowed<K>, A> {
-        self.stream
-            .graph
-            .borrow_mut()
-            .stores
-            .push(Arc::new(StoreSpec::window(store, self.retention)));
         let access = StoreAccess {
             name: store.to_owned(),
             key: self.key.clone(),
             value,
         };
         let (windows, retention, emit_final) = (self.windows, self.retention, self.emit_final);
-        let changes = self
-            .stream
-            .add("windowed-aggregate", vec![self.stream.node], move || {
-                WindowAggregate {
-                    access: access.clone(),
-                    windows,
-                    retention,
-                    fold: fold.clone(),
-                    emit_final,
-                    store: None,
-                    emitted_before: i64::MIN,
-                    expired_before: i64::MIN,
-                }
-            });
-        changes.uses_stores([store.to_owned()]);
-        KTable {
-            changes,
-            store: Some(store.to_owned()),
-            kv: None,
-        }
+        let supplier = move || WindowAggregate {
+            access: access.clone(),
+            windows,
+            retention,
+            fold: fold.clone(),
+            emit_final,
+            store: None,
+            emitted_before: i64::MIN,
+            expired_before: i64::MIN,
+        };
+        let spec = StoreSpec::window(store, self.retention);
+        materialized_node(&self.stream, spec, "windowed-aggregate", supplier, None)
     }
 
     /// Counts records per key and window.
@@ -358,34 +361,21 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         fold: Fold<K, V, A>,
         merge: Merge<K, A>,
     ) -> KTable<Windowed<K>, A> {
-        self.stream
-            .graph
-            .borrow_mut()
-            .stores
-            .push(Arc::new(StoreSpec::session(store, self.retention)));
         let access = StoreAccess {
             name: store.to_owned(),
             key: self.key.clone(),
             value,
         };
         let windows = self.windows;
-        let changes = self
-            .stream
-            .add("session-aggregate", vec![self.stream.node], move || {
-                SessionAggregate {
-                    access: access.clone(),
-                    windows,
-                    fold: fold.clone(),
-                    merge: merge.clone(),
-                    store: None,
-                }
-            });
-        changes.uses_stores([store.to_owned()]);
-        KTable {
-            changes,
-            store: Some(store.to_owned()),
-            kv: None,
-        }
+        let supplier = move || SessionAggregate {
+            access: access.clone(),
+            windows,
+            fold: fold.clone(),
+            merge: merge.clone(),
+            store: None,
+        };
+        let spec = StoreSpec::session(store, self.retention);
+        materialized_node(&self.stream, spec, "session-aggregate", supplier, None)
     }
 
     /// Counts records per key and session.
