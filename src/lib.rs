@@ -24,9 +24,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod config;
 mod error;
 pub mod kafka;
 pub mod observability;
+pub mod orders;
 pub mod processor;
 pub mod runtime;
 pub mod serde;

@@ -1,254 +1,600 @@
-//! `eddy demo`: a stateless order pipeline on the embedded cluster.
+//! `eddy demo`: the e-commerce order pipeline end to end.
 //!
-//! Generates orders as JSON (with a few malformed records among them),
-//! drops non-positive amounts, adds VAT, routes large and regular orders to
-//! their own topics, and checks the counts against what it generated.
+//! Creates the topics, seeds stock, runs the payment, inventory and order
+//! saga topologies of `config/`, generates orders (a few of them malformed,
+//! for the dead-letter topics), shows live progress, serves `/metrics`,
+//! `POST /orders` and `GET /orders/{id}`, and ends with a summary: outcomes,
+//! compensations, dead letters, a stock check and end-to-end latency.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use eddy::kafka::{send_blocking, StreamsConfig};
-use eddy::runtime::KafkaStreams;
-use eddy::serde::{JsonSerde, StringSerde};
-use eddy::topology::{StreamsBuilder, Topology};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
-use serde::{Deserialize, Serialize};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use eddy::config::{Pipeline, Registry};
+use eddy::kafka::admin::ensure_topic;
+use eddy::kafka::{send_blocking, EmbeddedKafka};
+use eddy::observability::Metrics;
+use eddy::orders::order_created;
+use eddy::runtime::RunningStreams;
+use eddy::serde::{I64Serde, StringSerde};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message};
+use serde_json::{json, Value};
 
-use super::WorkerArgs;
-
-const ORDERS: &str = "demo-orders";
-const LARGE: &str = "demo-orders-large";
-const REGULAR: &str = "demo-orders-regular";
-/// Orders whose total with VAT reaches this many cents are "large".
-const LARGE_CENTS: i64 = 10_000;
+const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
+const DEAD_LETTERS: [&str; 3] = [
+    "payment-service-dlq",
+    "inventory-service-dlq",
+    "order-saga-dlq",
+];
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
+    /// Orders per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
     /// Orders to generate.
-    #[arg(long, default_value_t = 200_000)]
-    records: u64,
-    /// Partitions of the demo topics on the embedded cluster.
+    #[arg(long, default_value_t = 2_000)]
+    count: u64,
+    /// Stop generating after this many seconds, even before `count`.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Share of payments declined (drawn from the order id).
+    #[arg(long, default_value_t = 0.05)]
+    payment_failure_rate: f64,
+    /// Orders above this amount in cents are declined.
+    #[arg(long, default_value_t = 100_000)]
+    amount_limit: i64,
+    /// Products to order from.
+    #[arg(long, default_value_t = 50)]
+    products: u64,
+    /// Units of each product in stock at the start (fewer means more
+    /// orders cancelled for lack of stock).
+    #[arg(long, default_value_t = 180)]
+    stock: i64,
+    /// Every Nth generated record is malformed (0: none).
+    #[arg(long, default_value_t = 500)]
+    malformed_every: u64,
+    /// Partitions of each topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
-    /// Give up waiting for the pipeline after this many seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Kafka bootstrap servers; without it an embedded cluster is started.
+    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
+    brokers: Option<String>,
+    /// Address of /metrics, POST /orders and GET /orders/{id}.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Folder of the topology files.
+    #[arg(long, default_value = "config")]
+    config_dir: PathBuf,
+    /// Seed of the order generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Keep serving after the summary, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+    /// Give up waiting for outcomes this many seconds after the last order.
+    #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
-    #[command(flatten)]
-    worker: WorkerArgs,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Order {
-    order_id: String,
-    user_id: u32,
-    amount_cents: i64,
-    country: String,
+/// What the observer has seen.
+#[derive(Default)]
+struct Tally {
+    /// Order id -> (sent at, units per product) for orders sent this run.
+    sent: HashMap<String, (Instant, Vec<(String, i64)>)>,
+    /// Order id -> outcome type and reason.
+    outcomes: HashMap<String, (String, Option<String>)>,
+    latencies_ms: Vec<f64>,
+    cancelled: BTreeMap<String, u64>,
+    refunds: u64,
+    releases: u64,
+    dead_letters: u64,
+    last_dead_letter: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PricedOrder {
-    order_id: String,
-    user_id: u32,
-    country: String,
-    amount_cents: i64,
-    vat_cents: i64,
-    total_cents: i64,
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What the topology saw, counted by its own `peek`s.
-#[derive(Default, Clone)]
-pub struct Counters {
-    large: Arc<AtomicU64>,
-    regular: Arc<AtomicU64>,
-}
-
-fn vat_percent(country: &str) -> i64 {
-    match country {
-        "DE" => 19,
-        "FR" => 20,
-        "NL" => 21,
-        _ => 0,
-    }
-}
-
-fn price(o: Order) -> PricedOrder {
-    let vat_cents = o.amount_cents * vat_percent(&o.country) / 100;
-    PricedOrder {
-        total_cents: o.amount_cents + vat_cents,
-        vat_cents,
-        order_id: o.order_id,
-        user_id: o.user_id,
-        country: o.country,
-        amount_cents: o.amount_cents,
-    }
-}
-
-/// The demo topology.
-pub fn topology(counters: &Counters) -> eddy::Result<Topology> {
-    let b = StreamsBuilder::new();
-    let branches = b
-        .stream(ORDERS, StringSerde, JsonSerde::<Order>::new())
-        .filter(|_, o| o.amount_cents > 0)
-        .named("positive-amounts")
-        .map_values(price)
-        .named("add-vat")
-        .split("by-size")
-        .branch("large", |_, o: &PricedOrder| o.total_cents >= LARGE_CENTS)
-        .default_branch("regular");
-    for (name, topic, counter) in [
-        ("large", LARGE, counters.large.clone()),
-        ("regular", REGULAR, counters.regular.clone()),
-    ] {
-        branches[name]
-            .peek(move |_, _| {
-                counter.fetch_add(1, Ordering::Relaxed);
-            })
-            .to(topic, StringSerde, JsonSerde::new());
-    }
-    Ok(b.build()?)
-}
-
-/// Deterministic pseudo-random numbers (splitmix64).
-fn mix(i: u64) -> u64 {
-    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// What the generator expects the topology to produce.
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Expected {
-    large: u64,
-    regular: u64,
-    filtered: u64,
-    malformed: u64,
-}
-
-fn generate(servers: &str, count: u64) -> anyhow::Result<Expected> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .create()?;
-    let countries = ["DE", "FR", "NL", "US"];
-    let mut expected = Expected::default();
-    let mut buf = Vec::with_capacity(256);
-    for i in 0..count {
-        let r = mix(i);
-        let key = format!("order-{i}");
-        buf.clear();
-        if i % 997 == 996 {
-            buf.extend_from_slice(b"{\"order_id\": truncated");
-            expected.malformed += 1;
-        } else {
-            let amount_cents = if i % 50 == 49 {
-                0
-            } else {
-                (r % 20_000) as i64 + 1
-            };
-            let order = Order {
-                order_id: key.clone(),
-                user_id: (r >> 32) as u32 % 10_000,
-                amount_cents,
-                country: countries[(r >> 16) as usize % countries.len()].to_owned(),
-            };
-            if amount_cents <= 0 {
-                expected.filtered += 1;
-            } else if price(order.clone()).total_cents >= LARGE_CENTS {
-                expected.large += 1;
-            } else {
-                expected.regular += 1;
-            }
-            serde_json::to_writer(&mut buf, &order)?;
-        }
-        send_blocking(
-            &producer,
-            BaseRecord::<str, [u8]>::to(ORDERS).key(&key).payload(&buf),
-        )?;
-    }
-    producer.flush(Duration::from_secs(30))?;
-    Ok(expected)
+fn units(order: &Value) -> Vec<(String, i64)> {
+    order["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i["product_id"].as_str().unwrap_or_default().to_owned(),
+                        i["qty"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let counters = Counters::default();
-    let mut config: StreamsConfig = args.worker.config("eddy-demo");
-    config.embedded_partitions = args.partitions;
-    let embedded = config.bootstrap_servers.is_none();
-    let running = KafkaStreams::new(topology(&counters)?, config).start()?;
-    let servers = running.bootstrap_servers().to_owned();
-    if let Some(addr) = running.http_addr() {
-        eprintln!("metrics: http://{addr}/metrics");
+    let registry = Registry::builtin();
+    let (cluster, servers) = match &args.brokers {
+        None => {
+            let c = Arc::new(EmbeddedKafka::start()?);
+            let servers = c.bootstrap_servers().to_owned();
+            (Some(c), servers)
+        }
+        Some(b) => (None, b.clone()),
+    };
+    match &cluster {
+        Some(c) => {
+            for t in TOPICS {
+                c.create_topic(t, args.partitions)?;
+            }
+        }
+        None => {
+            let mut admin = ClientConfig::new();
+            admin.set("bootstrap.servers", &servers);
+            for t in TOPICS {
+                ensure_topic(&admin, t, args.partitions, &[], Duration::from_secs(30))?;
+            }
+        }
     }
-    let start = Instant::now();
-    let expected = generate(&servers, args.records).context("generating orders")?;
-    let metrics = running.metrics().clone();
-    let deadline = start + Duration::from_secs(args.timeout_secs);
-    loop {
-        let processed = metrics.total("eddy_records_processed_total");
-        let rate = processed as f64 / start.elapsed().as_secs_f64();
-        eprint!(
-            "\rprocessed {processed}/{} records ({rate:.0} records/s)   ",
-            args.records
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()?;
+    for p in 0..args.products {
+        let id = format!("product-{p}");
+        let value = json!({"product_id": id, "qty": args.stock}).to_string();
+        send_blocking(
+            &producer,
+            BaseRecord::to("stock")
+                .key(&id)
+                .payload(&value)
+                .timestamp(0),
+        )?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let metrics = Arc::new(Metrics::new());
+    let state = std::env::temp_dir().join(format!("eddy-demo-{}", std::process::id()));
+    let mut vars = toml::Table::new();
+    vars.insert("failure_rate".into(), args.payment_failure_rate.into());
+    vars.insert("amount_limit".into(), args.amount_limit.into());
+    let mut workers: Vec<RunningStreams> = Vec::new();
+    for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
+        let path = args.config_dir.join(file);
+        let mut p = Pipeline::load_with_vars(&path, &registry, &vars)?;
+        p.config.bootstrap_servers = args.brokers.clone();
+        p.config.state_dir = state.clone();
+        p.config.embedded_partitions = args.partitions;
+        let saga = p.config.application_id == "order-saga";
+        if saga {
+            p.config.http_addr = Some(args.http);
+        }
+        let mut streams = p.into_streams().with_metrics(metrics.clone());
+        if let Some(c) = &cluster {
+            streams = streams.embedded_cluster(c.clone());
+        }
+        if saga {
+            streams = streams.with_routes(order_route(&servers, &args.config_dir, &tally)?);
+        }
+        workers.push(
+            streams
+                .start()
+                .with_context(|| format!("starting {}", path.display()))?,
         );
+    }
+    eprintln!(
+        "eddy demo: order pipeline on {} — http://{}/metrics, POST /orders, GET /orders/{{id}}",
+        if cluster.is_some() {
+            "the embedded cluster"
+        } else {
+            servers.as_str()
+        },
+        args.http
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let (servers, tally, stop) = (servers.clone(), tally.clone(), stop.clone());
+        std::thread::spawn(move || observe(&servers, &tally, &stop))
+    };
+    let generated = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let generator = {
+        let (servers, tally, generated) = (servers.clone(), tally.clone(), generated.clone());
+        let (rate, count, duration) = (args.rate.max(1), args.count, args.duration);
+        let (seed, products, malformed_every) = (args.seed, args.products, args.malformed_every);
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("partitioner", "murmur2_random")
+                .set("linger.ms", "5")
+                .create()?;
+            let start = Instant::now();
+            for i in 0..count {
+                let due = Duration::from_secs_f64(i as f64 / rate as f64);
+                if duration.is_some_and(|d| due >= Duration::from_secs(d)) {
+                    break;
+                }
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    producer.poll(Duration::ZERO);
+                    std::thread::sleep(wait);
+                }
+                let order = order_created(seed, i, products, now_ms());
+                let id = order["order_id"].as_str().unwrap_or_default().to_owned();
+                let payload = if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
+                    // Alternately not JSON and against the schema.
+                    if (i / malformed_every) % 2 == 0 {
+                        "{not json".to_owned()
+                    } else {
+                        let mut bad = order.clone();
+                        bad["items"][0]["qty"] = json!(0);
+                        bad.to_string()
+                    }
+                } else {
+                    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                    t.sent.insert(id.clone(), (Instant::now(), units(&order)));
+                    order.to_string()
+                };
+                send_blocking(
+                    &producer,
+                    BaseRecord::to("orders").key(&id).payload(&payload),
+                )?;
+                generated.fetch_add(1, Ordering::Relaxed);
+            }
+            producer.flush(Duration::from_secs(30))?;
+            Ok(())
+        })
+    };
+
+    let tty = std::io::stderr().is_terminal();
+    let mut last = (Instant::now(), 0usize);
+    let mut generation_done: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(if tty { 250 } else { 2000 }));
+        if generation_done.is_none() && generator.is_finished() {
+            generation_done = Some(Instant::now());
+        }
+        let (line, done, expected) = {
+            let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+            let done = t
+                .outcomes
+                .keys()
+                .filter(|id| t.sent.contains_key(*id))
+                .count();
+            let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), done);
+            (
+                status_line(&t, generated.load(Ordering::Relaxed), rate),
+                done,
+                t.sent.len(),
+            )
+        };
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
         let _ = std::io::stderr().flush();
-        if processed >= args.records {
-            break;
+        if workers.iter().any(RunningStreams::has_stopped) {
+            bail!("a worker stopped; see the log above");
         }
-        if running.has_stopped() {
-            running.close()?;
-            bail!("the worker stopped early");
+        if let Some(at) = generation_done {
+            if done >= expected || at.elapsed() > Duration::from_secs(args.timeout_secs) {
+                break;
+            }
         }
-        if Instant::now() > deadline {
-            bail!(
-                "timed out after {} s with {processed} records processed",
-                args.timeout_secs
+    }
+    if tty {
+        eprintln!();
+    }
+    generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("generator panicked"))??;
+    // Let the last compensations and dead letters arrive.
+    std::thread::sleep(Duration::from_secs(2));
+    let elapsed = started.elapsed();
+    let stock_left = stock_levels(&workers[1], args.products)?;
+    let sample = {
+        let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        t.outcomes
+            .keys()
+            .find(|id| t.sent.contains_key(*id))
+            .cloned()
+    };
+    let summary_of = sample
+        .as_ref()
+        .map(|id| read_model(args.http, id))
+        .transpose()?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = observer.join();
+    let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+    print_summary(&t, &args, elapsed, stock_left, sample.zip(summary_of));
+    drop(t);
+    if args.serve {
+        eprintln!("serving until Ctrl-C");
+        let running = workers.pop().expect("three workers");
+        for w in workers {
+            w.close()?;
+        }
+        running.run_until_signal()?;
+    } else {
+        for w in workers {
+            w.close()?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(())
+}
+
+fn status_line(t: &Tally, generated: u64, rate: f64) -> String {
+    let completed = t
+        .outcomes
+        .values()
+        .filter(|(k, _)| k == "order_completed")
+        .count();
+    let cancelled: Vec<String> = t
+        .cancelled
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    format!(
+        "created {generated} | completed {completed} | cancelled {} ({}) | refunds {} releases {} | dead letters {} | {rate:.0} outcomes/s",
+        t.cancelled.values().sum::<u64>(),
+        if cancelled.is_empty() { "-".to_owned() } else { cancelled.join(", ") },
+        t.refunds,
+        t.releases,
+        t.dead_letters,
+    )
+}
+
+/// Follows the outcome, payment, inventory and dead-letter topics.
+fn observe(servers: &str, tally: &Mutex<Tally>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set(
+            "group.id",
+            format!("eddy-demo-observer-{}", std::process::id()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()?;
+    let mut topics = vec!["order-outcomes", "payments", "inventory"];
+    topics.extend(DEAD_LETTERS);
+    consumer.subscribe(&topics)?;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let Ok(m) = m else { continue };
+        let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        if m.topic().ends_with("-dlq") {
+            t.dead_letters += 1;
+            use rdkafka::message::Headers;
+            t.last_dead_letter = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == eddy::runtime::dlq_headers::MESSAGE)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            continue;
+        }
+        let Some(v) = m
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+        else {
+            continue;
+        };
+        let id = v["order_id"].as_str().unwrap_or_default().to_owned();
+        match v["type"].as_str().unwrap_or_default() {
+            "payment_refunded" => t.refunds += 1,
+            "stock_released" => t.releases += 1,
+            kind @ ("order_completed" | "order_cancelled") => {
+                if t.outcomes.contains_key(&id) {
+                    continue;
+                }
+                let reason = v["reason"].as_str().map(str::to_owned);
+                if let Some(r) = &reason {
+                    *t.cancelled.entry(r.clone()).or_default() += 1;
+                }
+                if let Some((sent, _)) = t.sent.get(&id) {
+                    let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    t.latencies_ms.push(ms);
+                }
+                t.outcomes.insert(id, (kind.to_owned(), reason));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Units left per product, read from the inventory worker's store.
+fn stock_levels(inventory: &RunningStreams, products: u64) -> anyhow::Result<i64> {
+    let mut total = 0;
+    for p in 0..products {
+        let key = format!("product-{p}");
+        match inventory
+            .queries()
+            .get("stock-levels", &key, &StringSerde, &I64Serde)?
+        {
+            eddy::runtime::Lookup::Local { value, .. } => total += value.unwrap_or(0),
+            eddy::runtime::Lookup::Remote { .. } => bail!("stock of {key} is held elsewhere"),
+        }
+    }
+    Ok(total)
+}
+
+/// `GET /orders/{id}` on the demo's own server.
+fn read_model(http: SocketAddr, id: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(http)?;
+    write!(
+        s,
+        "GET /orders/{id} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn print_summary(
+    t: &Tally,
+    args: &DemoArgs,
+    elapsed: Duration,
+    stock_left: i64,
+    sample: Option<(String, String)>,
+) {
+    let ours = || t.outcomes.iter().filter(|(id, _)| t.sent.contains_key(*id));
+    let completed: Vec<&String> = ours()
+        .filter(|(_, (k, _))| k == "order_completed")
+        .map(|(id, _)| id)
+        .collect();
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "\neddy demo: {} valid orders, {} outcomes in {secs:.1} s ({:.0} orders/s)",
+        t.sent.len(),
+        ours().count(),
+        ours().count() as f64 / secs
+    );
+    let reasons: Vec<String> = t
+        .cancelled
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!(
+        "  completed {}, cancelled {} ({})",
+        completed.len(),
+        t.cancelled.values().sum::<u64>(),
+        reasons.join(", ")
+    );
+    println!(
+        "  compensations: {} payment_refunded, {} stock_released",
+        t.refunds, t.releases
+    );
+    println!(
+        "  dead letters: {}{}",
+        t.dead_letters,
+        t.last_dead_letter
+            .as_ref()
+            .map(|m| format!(" (last: {m})"))
+            .unwrap_or_default()
+    );
+    let sold: i64 = completed
+        .iter()
+        .filter_map(|id| t.sent.get(*id))
+        .flat_map(|(_, units)| units.iter().map(|(_, q)| q))
+        .sum();
+    let seeded = args.stock * args.products as i64;
+    println!(
+        "  stock: {stock_left} units left = {seeded} seeded - {sold} in completed orders: {}",
+        if stock_left == seeded - sold {
+            "consistent"
+        } else {
+            "MISMATCH"
+        }
+    );
+    let mut l = t.latencies_ms.clone();
+    l.sort_by(f64::total_cmp);
+    println!(
+        "  latency order_created -> outcome: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&l, 0.50),
+        percentile(&l, 0.95),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(0.0)
+    );
+    if let Some((id, body)) = sample {
+        println!("  GET /orders/{id} -> {body}");
+    }
+}
+
+/// `POST /orders`: validates an order against the schema and emits
+/// `order_created`; answers 202 with the order id.
+fn order_route(
+    servers: &str,
+    config_dir: &std::path::Path,
+    tally: &Arc<Mutex<Tally>>,
+) -> anyhow::Result<Router> {
+    let schema_file = config_dir.join("schemas/order.json");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(&schema_file)
+            .with_context(|| format!("reading {}", schema_file.display()))?,
+    )?;
+    let validator = Arc::new(
+        jsonschema::validator_for(&schema)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", schema_file.display()))?,
+    );
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    type S = (
+        FutureProducer,
+        Arc<jsonschema::Validator>,
+        Arc<Mutex<Tally>>,
+        Arc<AtomicU64>,
+    );
+    async fn create(
+        State((producer, validator, tally, n)): State<S>,
+        Json(mut body): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        let id = format!("web-{}-{}", now_ms(), n.fetch_add(1, Ordering::Relaxed));
+        if let Value::Object(m) = &mut body {
+            m.entry("order_id").or_insert_with(|| json!(id));
+            m.insert("type".into(), json!("order_created"));
+            m.entry("created_at").or_insert_with(|| json!(now_ms()));
+        }
+        if let Some(e) = validator.iter_errors(&body).next() {
+            let at = e.instance_path().to_string();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("at {at}: {e}")})),
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let id = body["order_id"].as_str().unwrap_or_default().to_owned();
+        tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sent
+            .insert(id.clone(), (Instant::now(), units(&body)));
+        let payload = body.to_string();
+        let record = FutureRecord::to("orders").key(&id).payload(&payload);
+        match producer.send(record, Duration::from_secs(10)).await {
+            Ok(_) => (StatusCode::ACCEPTED, Json(json!({"order_id": id}))),
+            Err((e, _)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": e.to_string()})),
+            ),
+        }
     }
-    let elapsed = start.elapsed();
-    eprintln!();
-    let dead_lettered = metrics.total("eddy_records_dead_lettered_total");
-    running.close()?;
-    let seen = Expected {
-        large: counters.large.load(Ordering::Relaxed),
-        regular: counters.regular.load(Ordering::Relaxed),
-        filtered: args.records
-            - dead_lettered
-            - counters.large.load(Ordering::Relaxed)
-            - counters.regular.load(Ordering::Relaxed),
-        malformed: dead_lettered,
-    };
-    let cluster = if embedded {
-        "embedded Kafka"
-    } else {
-        servers.as_str()
-    };
-    println!(
-        "eddy demo: {} orders, {} partitions, {} stream thread(s), {cluster}",
-        args.records, args.partitions, args.worker.threads
-    );
-    println!("  large orders     {:>9}  -> {LARGE}", seen.large);
-    println!("  regular orders   {:>9}  -> {REGULAR}", seen.regular);
-    println!("  filtered (<= 0)  {:>9}", seen.filtered);
-    println!(
-        "  dead-lettered    {:>9}  -> eddy-demo-dlq (malformed JSON)",
-        seen.malformed
-    );
-    println!(
-        "  throughput       {:>9.0} records/s end to end ({:.2} s, generation included)",
-        args.records as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64()
-    );
-    if seen != expected {
-        bail!("counts differ from the generator's: expected {expected:?}, got {seen:?}");
-    }
-    println!("  check            counts match the generator's expectation");
-    Ok(())
+    Ok(Router::new().route("/orders", post(create)).with_state((
+        producer,
+        validator,
+        tally.clone(),
+        Arc::new(AtomicU64::new(0)),
+    )))
 }

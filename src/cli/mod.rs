@@ -2,6 +2,7 @@
 
 mod count;
 mod demo;
+mod files;
 mod gen;
 mod join;
 mod pipe;
@@ -68,6 +69,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 enum Format {
     Text,
     Mermaid,
+    Dot,
 }
 
 #[derive(Subcommand)]
@@ -88,12 +90,13 @@ enum Command {
     /// Produces generated events (`orders`: `order_created`) at a rate, to
     /// any cluster, for load tests.
     Gen(gen::GenArgs),
-    /// Prints the demo topology.
-    Describe {
-        /// Output format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
+    /// Checks topology files: prints what each describes, or refuses it
+    /// with the file, the field and the reason.
+    Validate(files::ValidateArgs),
+    /// Runs the topology a file describes until SIGINT/SIGTERM.
+    Run(files::RunArgs),
+    /// Draws the topology a file describes: sub-topologies, topics, stores.
+    Describe(files::DescribeArgs),
 }
 
 /// Runs the parsed command.
@@ -104,13 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Count(args) => count::run(args),
         Command::Join(args) => join::run(args),
         Command::Gen(args) => gen::run(args),
-        Command::Describe { format } => {
-            let topology = demo::topology(&demo::Counters::default())?;
-            match format {
-                Format::Text => print!("{}", topology.describe()),
-                Format::Mermaid => print!("{}", topology.to_mermaid()),
-            }
-            Ok(())
-        }
+        Command::Validate(args) => files::validate(args),
+        Command::Run(args) => files::run(args),
+        Command::Describe(args) => files::describe(args),
     }
 }

@@ -29,6 +29,7 @@ enum Command {
 /// ```
 pub struct EmbeddedKafka {
     bootstrap: String,
+    created: std::sync::Mutex<std::collections::HashSet<String>>,
     commands: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,6 +64,7 @@ impl EmbeddedKafka {
             .map_err(|_| KafkaError::ClientCreation("embedded cluster thread died".into()))??;
         Ok(EmbeddedKafka {
             bootstrap,
+            created: Default::default(),
             commands: Some(commands),
             thread: Some(thread),
         })
@@ -73,9 +75,13 @@ impl EmbeddedKafka {
         &self.bootstrap
     }
 
-    /// Creates a topic (replication factor 1). Creating an existing topic
-    /// again is an error from the mock.
+    /// Creates a topic (replication factor 1); a topic this handle created
+    /// before is left as it is, so several workers can share the cluster.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        if created.contains(name) {
+            return Ok(());
+        }
         let (tx, rx) = mpsc::channel();
         let gone = || KafkaError::ClientCreation("embedded cluster stopped".into());
         self.commands
@@ -83,7 +89,9 @@ impl EmbeddedKafka {
             .ok_or_else(gone)?
             .send(Command::CreateTopic(name.to_owned(), partitions, tx))
             .map_err(|_| gone())?;
-        rx.recv().map_err(|_| gone())?
+        rx.recv().map_err(|_| gone())??;
+        created.insert(name.to_owned());
+        Ok(())
     }
 }
 

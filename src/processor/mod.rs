@@ -76,6 +76,28 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
     fn close(&mut self) {}
 }
 
+impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> Processor<KIn, VIn, KOut, VOut>
+    for Box<dyn Processor<KIn, VIn, KOut, VOut>>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) {
+        (**self).init(ctx)
+    }
+    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) {
+        (**self).process(record, ctx)
+    }
+    fn punctuate(
+        &mut self,
+        id: PunctuationId,
+        timestamp: i64,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+    ) {
+        (**self).punctuate(id, timestamp, ctx)
+    }
+    fn close(&mut self) {
+        (**self).close()
+    }
+}
+
 /// Types that can flow through a topology as keys or values.
 pub trait Data: Clone + 'static {}
 impl<T: Clone + 'static> Data for T {}

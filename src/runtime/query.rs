@@ -188,7 +188,11 @@ struct RangeParams {
 
 /// `GET /stores/{store}/{key}` and `GET /stores/{store}?from=&to=` for the
 /// stores registered with a renderer; keys are UTF-8 strings.
-pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>) -> axum::Router {
+pub(crate) fn routes(
+    queries: StoreQueries,
+    renderers: HashMap<String, Renderer>,
+    aliases: &[(String, String)],
+) -> axum::Router {
     use axum::extract::{Path, Query as Params, State};
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -205,6 +209,10 @@ pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>
         State(s): State<HttpState>,
         Path((store, key)): Path<(String, String)>,
     ) -> Reply {
+        lookup(s, store, key).await
+    }
+
+    async fn lookup(s: HttpState, store: String, key: String) -> Reply {
         let Some(render) = s.renderers.get(&store).cloned() else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -297,7 +305,17 @@ pub(crate) fn routes(queries: StoreQueries, renderers: HashMap<String, Renderer>
         }
     }
 
-    axum::Router::new()
+    let mut router = axum::Router::new();
+    for (prefix, store) in aliases {
+        let store = store.clone();
+        router = router.route(
+            &format!("{prefix}/{{key}}"),
+            get(move |State(s): State<HttpState>, Path(key): Path<String>| {
+                lookup(s, store.clone(), key)
+            }),
+        );
+    }
+    router
         .route("/stores/{store}/{key}", get(get_key))
         .route("/stores/{store}", get(get_range))
         .with_state(HttpState {

@@ -44,6 +44,9 @@ pub struct KafkaStreams {
     metrics: Arc<Metrics>,
     routes: Router,
     renderers: HashMap<String, Renderer>,
+    aliases: Vec<(String, String)>,
+    cluster: Option<Arc<EmbeddedKafka>>,
+    shared_metrics: bool,
 }
 
 impl KafkaStreams {
@@ -55,6 +58,9 @@ impl KafkaStreams {
             metrics: Arc::new(Metrics::new()),
             routes: Router::new(),
             renderers: HashMap::new(),
+            aliases: Vec::new(),
+            cluster: None,
+            shared_metrics: false,
         }
     }
 
@@ -79,6 +85,31 @@ impl KafkaStreams {
             serde_json::to_value(&v).map_err(|e| e.to_string())
         });
         self.renderers.insert(store.to_owned(), render);
+        self
+    }
+
+    /// Also serves queryable store `store` at `GET <prefix>/{key}` (for
+    /// example `/orders/{id}` for an order read model).
+    pub fn query_route(mut self, prefix: &str, store: &str) -> Self {
+        self.aliases
+            .push((prefix.trim_end_matches('/').to_owned(), store.to_owned()));
+        self
+    }
+
+    /// Runs on an embedded cluster started elsewhere (shared by several
+    /// workers of one process) instead of starting one, when no bootstrap
+    /// servers are configured.
+    pub fn embedded_cluster(mut self, cluster: Arc<EmbeddedKafka>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Shares `metrics` (one registry for several workers of a process);
+    /// thread labels then carry the application id:
+    /// `<application.id>-StreamThread-<n>`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self.shared_metrics = true;
         self
     }
 
@@ -119,7 +150,10 @@ impl KafkaStreams {
                 (None, s.clone(), existing)
             }
             None => {
-                let cluster = EmbeddedKafka::start()?;
+                let cluster = match &self.cluster {
+                    Some(c) => c.clone(),
+                    None => Arc::new(EmbeddedKafka::start()?),
+                };
                 let n = config.embedded_partitions;
                 for t in external_topics(&self.topology) {
                     cluster.create_topic(t, n)?;
@@ -156,10 +190,11 @@ impl KafkaStreams {
             threads: query_senders,
             partitions: Arc::new(store_partitions),
         };
-        let routes = self
-            .routes
-            .clone()
-            .merge(query::routes(queries.clone(), self.renderers.clone()));
+        let routes = self.routes.clone().merge(query::routes(
+            queries.clone(),
+            self.renderers.clone(),
+            &self.aliases,
+        ));
         let http = config
             .http_addr
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
@@ -169,7 +204,10 @@ impl KafkaStreams {
         let mut threads = Vec::new();
         let committed = Arc::new(Latch::new(config.num_stream_threads));
         for (i, query_receiver) in query_receivers.into_iter().enumerate() {
-            let name = format!("StreamThread-{}", i + 1);
+            let name = match self.shared_metrics {
+                true => format!("{}-StreamThread-{}", config.application_id, i + 1),
+                false => format!("StreamThread-{}", i + 1),
+            };
             let spec = ThreadSpec {
                 name: name.clone(),
                 topology: self.topology.clone(),
@@ -351,7 +389,7 @@ pub struct RunningStreams {
     shutdown: Arc<AtomicBool>,
     threads: Vec<(String, JoinHandle<Result<(), Error>>)>,
     http: Option<HttpServer>,
-    embedded: Option<EmbeddedKafka>,
+    embedded: Option<Arc<EmbeddedKafka>>,
     servers: String,
     metrics: Arc<Metrics>,
 }
@@ -374,7 +412,7 @@ impl RunningStreams {
 
     /// The embedded cluster, if the worker started one.
     pub fn embedded(&self) -> Option<&EmbeddedKafka> {
-        self.embedded.as_ref()
+        self.embedded.as_deref()
     }
 
     /// The worker's metrics.

@@ -8,8 +8,9 @@ use crate::processor::{Data, Processor, ProcessorContext, Record};
 use crate::serde::Serde;
 use crate::stores::{KeyValueStore, SessionStore, WindowStore};
 
-/// Folds a value into an optional previous aggregate.
-pub(crate) type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
+/// Folds a value into an optional previous aggregate; an error sends the
+/// record to the dead-letter topic.
+pub(crate) type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> Result<A, String> + Send + Sync>;
 /// Merges two session aggregates.
 pub(crate) type Merge<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
@@ -51,11 +52,14 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V
         let Some(store) = &self.store else {
             return ctx.fail("aggregation store unavailable");
         };
-        let result = store.get(&r.key).and_then(|old| {
-            let new = (self.fold)(&r.key, r.value, old.clone());
-            store.put(&r.key, &new)?;
-            Ok((old, new))
-        });
+        let result = store
+            .get(&r.key)
+            .map_err(|e| e.to_string())
+            .and_then(|old| {
+                let new = (self.fold)(&r.key, r.value, old.clone())?;
+                store.put(&r.key, &new).map_err(|e| e.to_string())?;
+                Ok((old, new))
+            });
         match result {
             Ok((old, new)) => ctx.forward(Record {
                 key: r.key,
@@ -66,7 +70,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V
                 timestamp: r.timestamp,
                 headers: r.headers,
             }),
-            Err(e) => ctx.fail(e.to_string()),
+            Err(e) => ctx.fail(e),
         }
     }
 }
@@ -154,11 +158,16 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 continue;
             }
             accepted = true;
-            let result = store.get(&r.key, window.start).and_then(|old| {
-                let new = (self.fold)(&r.key, r.value.clone(), old.clone());
-                store.put(&r.key, window.start, Some(&new))?;
-                Ok((old, new))
-            });
+            let result = store
+                .get(&r.key, window.start)
+                .map_err(|e| e.to_string())
+                .and_then(|old| {
+                    let new = (self.fold)(&r.key, r.value.clone(), old.clone())?;
+                    store
+                        .put(&r.key, window.start, Some(&new))
+                        .map_err(|e| e.to_string())?;
+                    Ok((old, new))
+                });
             match result {
                 Ok((old, new)) if !self.emit_final => ctx.forward(Record {
                     key: Windowed {
@@ -173,7 +182,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                     headers: r.headers.clone(),
                 }),
                 Ok(_) => {}
-                Err(e) => return ctx.fail(e.to_string()),
+                Err(e) => return ctx.fail(e),
             }
         }
         if !accepted {
@@ -280,7 +289,10 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 headers: r.headers.clone(),
             });
         }
-        let new = (self.fold)(&r.key, r.value, merged);
+        let new = match (self.fold)(&r.key, r.value, merged) {
+            Ok(new) => new,
+            Err(e) => return ctx.fail(e),
+        };
         if let Err(e) = store.put(&r.key, window, Some(&new)) {
             return ctx.fail(e.to_string());
         }

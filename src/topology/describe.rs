@@ -1,5 +1,5 @@
-//! Human-readable views of a topology: text (Kafka Streams' layout) and
-//! Mermaid.
+//! Human-readable views of a topology: text (Kafka Streams' layout),
+//! Mermaid and Graphviz DOT.
 
 use std::fmt::Write;
 
@@ -27,9 +27,15 @@ impl Topology {
                     NodeKind::Source { topic } => {
                         writeln!(out, "    Source: {} (topics: [{topic}])", n.name)
                     }
-                    NodeKind::Processor { op } => {
+                    NodeKind::Processor { op } if n.stores.is_empty() => {
                         writeln!(out, "    Processor: {} (op: {op})", n.name)
                     }
+                    NodeKind::Processor { op } => writeln!(
+                        out,
+                        "    Processor: {} (op: {op}, stores: [{}])",
+                        n.name,
+                        n.stores.join(", ")
+                    ),
                     NodeKind::Sink { topic } => {
                         writeln!(out, "    Sink: {} (topic: {topic})", n.name)
                     }
@@ -55,42 +61,121 @@ impl Topology {
     }
 
     /// The topology as a Mermaid flowchart: one subgraph per sub-topology,
-    /// topics as stadium-shaped nodes.
+    /// topics as stadium-shaped nodes, stores as cylinders.
     pub fn to_mermaid(&self) -> String {
-        fn topic_id(topic: &str, topics: &mut Vec<String>) -> usize {
-            topics.iter().position(|t| t == topic).unwrap_or_else(|| {
-                topics.push(topic.to_owned());
-                topics.len() - 1
-            })
-        }
+        let d = self.drawing();
         let mut out = String::from("flowchart LR\n");
-        let mut topics: Vec<String> = Vec::new();
-        let mut edges = String::new();
-        for sub in &self.subtopologies {
-            let _ = writeln!(out, "  subgraph s{}[\"Sub-topology {}\"]", sub.id, sub.id);
-            for &i in &sub.nodes {
-                let n = &self.nodes[i];
-                let _ = writeln!(out, "    n{i}[\"{}\"]", n.name);
-                let _ = match &n.kind {
-                    NodeKind::Source { topic } => {
-                        writeln!(edges, "  t{} --> n{i}", topic_id(topic, &mut topics))
-                    }
-                    NodeKind::Sink { topic } => {
-                        writeln!(edges, "  n{i} --> t{}", topic_id(topic, &mut topics))
-                    }
-                    NodeKind::Processor { .. } => Ok(()),
-                };
-                for &c in &n.children {
-                    let _ = writeln!(edges, "  n{i} --> n{c}");
-                }
+        for (sub, nodes) in &d.subtopologies {
+            let _ = writeln!(out, "  subgraph s{sub}[\"Sub-topology {sub}\"]");
+            for &i in nodes {
+                let _ = writeln!(out, "    n{i}[\"{}\"]", self.nodes[i].name);
             }
             out.push_str("  end\n");
         }
-        for (i, t) in topics.iter().enumerate() {
+        for (i, t) in d.topics.iter().enumerate() {
             let _ = writeln!(out, "  t{i}([\"{t}\"])");
         }
-        out + &edges
+        for (i, s) in d.stores.iter().enumerate() {
+            let _ = writeln!(out, "  st{i}[(\"{s}\")]");
+        }
+        for (a, b) in &d.edges {
+            let _ = writeln!(out, "  {a} --> {b}");
+        }
+        for (n, s) in &d.store_links {
+            let _ = writeln!(out, "  {n} -.- {s}");
+        }
+        out
     }
+
+    /// The topology in Graphviz DOT: one cluster per sub-topology, topics as
+    /// rounded boxes, stores as cylinders.
+    ///
+    /// ```
+    /// # use eddy::serde::StringSerde;
+    /// # use eddy::topology::StreamsBuilder;
+    /// let b = StreamsBuilder::new();
+    /// b.stream("in", StringSerde, StringSerde).to("out", StringSerde, StringSerde);
+    /// let dot = b.build().unwrap().to_dot();
+    /// assert!(dot.starts_with("digraph topology {"));
+    /// assert!(dot.contains("t0 -> n0;"));
+    /// ```
+    pub fn to_dot(&self) -> String {
+        let d = self.drawing();
+        let mut out = String::from("digraph topology {\n  rankdir=LR;\n");
+        for (sub, nodes) in &d.subtopologies {
+            let _ = writeln!(
+                out,
+                "  subgraph cluster_{sub} {{\n    label=\"Sub-topology {sub}\";"
+            );
+            for &i in nodes {
+                let n = &self.nodes[i];
+                let op = match &n.kind {
+                    NodeKind::Source { .. } => "source",
+                    NodeKind::Sink { .. } => "sink",
+                    NodeKind::Processor { op } => op,
+                };
+                let _ = writeln!(out, "    n{i} [label=\"{}\\n({op})\"];", n.name);
+            }
+            out.push_str("  }\n");
+        }
+        for (i, t) in d.topics.iter().enumerate() {
+            let _ = writeln!(out, "  t{i} [label=\"{t}\", shape=box, style=rounded];");
+        }
+        for (i, s) in d.stores.iter().enumerate() {
+            let _ = writeln!(out, "  st{i} [label=\"{s}\", shape=cylinder];");
+        }
+        for (a, b) in &d.edges {
+            let _ = writeln!(out, "  {a} -> {b};");
+        }
+        for (n, s) in &d.store_links {
+            let _ = writeln!(out, "  {n} -> {s} [style=dashed, arrowhead=none];");
+        }
+        out + "}\n"
+    }
+
+    /// What the drawings show: sub-topologies, topics, stores and edges, with
+    /// ids `n<node>`, `t<topic>`, `st<store>`.
+    fn drawing(&self) -> Drawing {
+        fn id(name: &str, names: &mut Vec<String>) -> usize {
+            names.iter().position(|t| t == name).unwrap_or_else(|| {
+                names.push(name.to_owned());
+                names.len() - 1
+            })
+        }
+        let mut d = Drawing::default();
+        for sub in &self.subtopologies {
+            d.subtopologies.push((sub.id, sub.nodes.clone()));
+            for &i in &sub.nodes {
+                let n = &self.nodes[i];
+                match &n.kind {
+                    NodeKind::Source { topic } => d
+                        .edges
+                        .push((format!("t{}", id(topic, &mut d.topics)), format!("n{i}"))),
+                    NodeKind::Sink { topic } => d
+                        .edges
+                        .push((format!("n{i}"), format!("t{}", id(topic, &mut d.topics)))),
+                    NodeKind::Processor { .. } => {}
+                }
+                for &c in &n.children {
+                    d.edges.push((format!("n{i}"), format!("n{c}")));
+                }
+                for store in &n.stores {
+                    let s = id(store, &mut d.stores);
+                    d.store_links.push((format!("n{i}"), format!("st{s}")));
+                }
+            }
+        }
+        d
+    }
+}
+
+#[derive(Default)]
+struct Drawing {
+    subtopologies: Vec<(u32, Vec<usize>)>,
+    topics: Vec<String>,
+    stores: Vec<String>,
+    edges: Vec<(String, String)>,
+    store_links: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -163,6 +163,14 @@ pub enum TopologyError {
     /// Two stores share a name.
     #[error("two stores are named {0:?}")]
     DuplicateStore(String),
+    /// An operator was configured inconsistently.
+    #[error("node {node:?}: {reason}")]
+    InvalidOperator {
+        /// The node.
+        node: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A built, immutable topology: shared by every stream thread, which

@@ -42,7 +42,7 @@ where
 
 /// Counting: one more per record.
 fn count_fold<K, V>() -> Fold<K, V, i64> {
-    Arc::new(|_, _, n| n.unwrap_or(0) + 1)
+    Arc::new(|_, _, n| Ok(n.unwrap_or(0) + 1))
 }
 
 /// Reducing: the first value, then `reducer(aggregate, value)`.
@@ -50,9 +50,11 @@ fn reduce_fold<K, V, F>(reducer: F) -> Fold<K, V, V>
 where
     F: Fn(V, V) -> V + Send + Sync + 'static,
 {
-    Arc::new(move |_, v, old| match old {
-        None => v,
-        Some(o) => reducer(o, v),
+    Arc::new(move |_, v, old| {
+        Ok(match old {
+            None => v,
+            Some(o) => reducer(o, v),
+        })
     })
 }
 
@@ -62,7 +64,7 @@ where
     I: Fn() -> A + Send + Sync + 'static,
     F: Fn(&K, V, A) -> A + Send + Sync + 'static,
 {
-    Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)))
+    Arc::new(move |k, v, old| Ok(aggregator(k, v, old.unwrap_or_else(&init))))
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
@@ -236,6 +238,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
+    /// Like [`aggregate`](Self::aggregate) with a fallible `aggregator`: a
+    /// record it refuses goes to the dead-letter topic with the reason and
+    /// leaves the aggregate as it was.
+    pub fn try_aggregate<A: Data, I, F>(
+        &self,
+        init: I,
+        aggregator: F,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+    ) -> KTable<K, A>
+    where
+        I: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+    {
+        let fold: Fold<K, V, A> =
+            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)));
+        self.aggregate_with(store, Arc::new(aggregate_serde), fold)
+    }
+
     /// Aggregates per time window.
     pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
@@ -342,6 +363,23 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             Arc::new(aggregate_serde),
             aggregate_fold(init, aggregator),
         )
+    }
+
+    /// Like [`aggregate`](Self::aggregate) with a fallible `aggregator`.
+    pub fn try_aggregate<A: Data, I, F>(
+        &self,
+        init: I,
+        aggregator: F,
+        store: &str,
+        aggregate_serde: impl Serde<A>,
+    ) -> KTable<Windowed<K>, A>
+    where
+        I: Fn() -> A + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+    {
+        let fold: Fold<K, V, A> =
+            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)));
+        self.aggregate_with(store, Arc::new(aggregate_serde), fold)
     }
 }
 

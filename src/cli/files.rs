@@ -1,0 +1,99 @@
+//! `eddy validate`, `eddy run --config` and `eddy describe`: topology files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use eddy::config::{Pipeline, Registry};
+
+use super::Format;
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Topology files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The topology file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Kafka bootstrap servers, overriding the file's `application.brokers`.
+    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
+    brokers: Option<String>,
+    /// Serve /metrics and the queries on this address, overriding the
+    /// file's `application.http_port`.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// State directory, overriding the file's `application.state_dir`.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct DescribeArgs {
+    /// The topology file.
+    file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let registry = Registry::builtin();
+    let mut failed = 0;
+    for file in &args.files {
+        match Pipeline::load(file, &registry) {
+            Ok(p) => {
+                let stores: Vec<&str> = p.topology.stores().map(|s| s.name.as_str()).collect();
+                println!(
+                    "{}: ok: application {}, {} sub-topologies, topics [{}], stores [{}]",
+                    file.display(),
+                    p.config.application_id,
+                    p.topology.subtopologies().len(),
+                    p.topics.join(", "),
+                    stores.join(", ")
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files refused", args.files.len());
+    }
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut pipeline = Pipeline::load(&args.config, &Registry::builtin())?;
+    if let Some(b) = args.brokers {
+        pipeline.config.bootstrap_servers = Some(b);
+    }
+    if let Some(h) = args.http {
+        pipeline.config.http_addr = Some(h);
+    }
+    if let Some(d) = args.state_dir {
+        pipeline.config.state_dir = d;
+    }
+    let running = pipeline.into_streams().start()?;
+    if let Some(addr) = running.http_addr() {
+        tracing::info!("serving http://{addr}/metrics");
+    }
+    running.run_until_signal()?;
+    Ok(())
+}
+
+pub fn describe(args: DescribeArgs) -> anyhow::Result<()> {
+    let p = Pipeline::load(&args.file, &Registry::builtin())?;
+    let t = &p.topology;
+    match args.format {
+        Format::Text => print!("{}", t.describe()),
+        Format::Mermaid => print!("{}", t.to_mermaid()),
+        Format::Dot => print!("{}", t.to_dot()),
+    }
+    Ok(())
+}

@@ -1,0 +1,751 @@
+//! From a parsed topology file to the builder's graph: settings, schemas,
+//! node order (refusing unknown inputs and cycles), then one builder call
+//! per node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::expr::{cel_str, to_cel, Expr};
+use super::model::{self, File, Guarantee, Node, OnError};
+use super::ops::{Op, OpProcessor, Unwindow};
+use super::registry::Registry;
+use crate::kafka::StreamsConfig;
+use crate::processor::{InvalidTimestamp, TimestampExtractor};
+use crate::runtime::ErrorPolicy;
+use crate::serde::{JsonSerde, Nullable, StringSerde};
+use crate::topology::{
+    JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
+    Topology,
+};
+
+/// A refusal: (field path, reason).
+pub(super) type Fail = (String, String);
+
+/// What a file compiles to.
+pub(super) type Compiled = (
+    Topology,
+    StreamsConfig,
+    Vec<String>,
+    Vec<(String, Option<String>)>,
+);
+
+fn fail<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
+    Err((field.into(), reason.into()))
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, Fail> {
+    humantime::parse_duration(text)
+        .map_err(|e| (field.to_owned(), format!("bad duration {text:?}: {e}")))
+}
+
+fn expr(field: &str, source: &str, allowed: &[&str]) -> Result<Expr, Fail> {
+    Expr::compile(source, allowed).map_err(|e| (field.to_owned(), e))
+}
+
+type JsonStream = KStream<String, Value>;
+type JsonTable = KTable<String, Value>;
+
+/// A node's output.
+#[derive(Clone)]
+enum Out {
+    Stream(JsonStream),
+    Table(JsonTable),
+}
+
+fn json() -> JsonSerde<Value> {
+    JsonSerde::new()
+}
+
+impl Out {
+    fn stream(&self) -> JsonStream {
+        match self {
+            Out::Stream(s) => s.clone(),
+            Out::Table(t) => t.to_stream().flat_map_values(|v: Option<Value>| v),
+        }
+    }
+}
+
+/// A topic declared under `[topics]`.
+struct Topic {
+    name: String,
+    schema: Option<(Arc<jsonschema::Validator>, String)>,
+    timestamp_field: Option<String>,
+}
+
+pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<Compiled, Fail> {
+    let config = settings(&file.application)?;
+    let vars =
+        Arc::new(serde_json::to_value(&file.vars).map_err(|e| ("vars".to_owned(), e.to_string()))?);
+    let mut topics = BTreeMap::new();
+    for (name, t) in &file.topics {
+        topics.insert(name.as_str(), topic(name, t, base)?);
+    }
+    let order = order(&file.nodes)?;
+    let mut c = Compiler {
+        builder: StreamsBuilder::new(),
+        outputs: HashMap::new(),
+        topics,
+        vars,
+        registry,
+        read_by: HashMap::new(),
+        queryable: Vec::new(),
+    };
+    for name in order {
+        let out = c.node(name, &file.nodes[name])?;
+        if let Some(out) = out {
+            c.outputs.insert(name, out);
+        }
+    }
+    let topic_names = c.topics.values().map(|t| t.name.clone()).collect();
+    let queryable = std::mem::take(&mut c.queryable);
+    let topology = c
+        .builder
+        .build()
+        .map_err(|e| ("nodes".to_owned(), e.to_string()))?;
+    Ok((topology, config, topic_names, queryable))
+}
+
+fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
+    if app.id.trim().is_empty() {
+        return fail("application.id", "must not be empty");
+    }
+    let mut config = StreamsConfig::new(&app.id);
+    match app.brokers.as_deref() {
+        None | Some("embedded") => {}
+        Some("") => {
+            return fail(
+                "application.brokers",
+                "must not be empty (or say \"embedded\")",
+            )
+        }
+        Some(b) => config = config.bootstrap_servers(b),
+    }
+    if app.guarantee == Some(Guarantee::ExactlyOnce) {
+        return fail(
+            "application.guarantee",
+            "exactly_once is not available yet; use at_least_once",
+        );
+    }
+    if let Some(n) = app.threads {
+        if n == 0 {
+            return fail("application.threads", "must be at least 1");
+        }
+        config = config.num_stream_threads(n);
+    }
+    if let Some(dir) = &app.state_dir {
+        config = config.state_dir(dir);
+    }
+    if let Some(mb) = app.memory_budget_mb {
+        config.rocks.memory_budget = mb << 20;
+    }
+    if let Some(port) = app.http_port {
+        config = config.http_addr(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Some(t) = &app.dead_letter_topic {
+        config = config.dead_letter_topic(t);
+    }
+    if app.on_error == Some(OnError::Fail) {
+        config = config.on_error(ErrorPolicy::Fail);
+    }
+    if let Some(i) = &app.commit_interval {
+        config = config.commit_interval(duration("application.commit_interval", i)?);
+    }
+    if let Some(p) = app.partitions {
+        if p < 1 {
+            return fail("application.partitions", "must be at least 1");
+        }
+        config.embedded_partitions = p;
+    }
+    Ok(config)
+}
+
+fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
+    let field = format!("topics.{name}.schema");
+    let schema = match &t.schema {
+        None => None,
+        Some(path) => {
+            let full = base.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                (
+                    field.clone(),
+                    format!("cannot read {}: {e}", full.display()),
+                )
+            })?;
+            let value: Value = serde_json::from_str(&text).map_err(|e| {
+                (
+                    field.clone(),
+                    format!("{} is not JSON: {e}", full.display()),
+                )
+            })?;
+            let validator = jsonschema::validator_for(&value).map_err(|e| {
+                (
+                    field.clone(),
+                    format!("{} is not a valid JSON Schema: {e}", full.display()),
+                )
+            })?;
+            Some((Arc::new(validator), path.display().to_string()))
+        }
+    };
+    Ok(Topic {
+        name: t.name.clone().unwrap_or_else(|| name.to_owned()),
+        schema,
+        timestamp_field: t.timestamp_field.clone(),
+    })
+}
+
+/// Nodes in an order where inputs come first; unknown inputs and cycles
+/// are refused.
+fn order(nodes: &BTreeMap<String, Node>) -> Result<Vec<&str>, Fail> {
+    if nodes.is_empty() {
+        return fail("nodes", "no nodes: a topology needs at least a source");
+    }
+    for (name, node) in nodes {
+        for (field, input) in node.inputs() {
+            if !nodes.contains_key(input) {
+                return fail(
+                    format!("nodes.{name}.{field}"),
+                    format!("unknown node {input:?}"),
+                );
+            }
+            if let Some(Node::Sink { .. }) = nodes.get(input) {
+                return fail(
+                    format!("nodes.{name}.{field}"),
+                    format!("node {input:?} is a sink; it has no output to read"),
+                );
+            }
+        }
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    fn visit<'a>(
+        name: &'a str,
+        nodes: &'a BTreeMap<String, Node>,
+        marks: &mut HashMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+        out: &mut Vec<&'a str>,
+    ) -> Result<(), Fail> {
+        match marks.get(name).copied().unwrap_or(Mark::New) {
+            Mark::Done => return Ok(()),
+            Mark::Open => {
+                let start = path.iter().position(|n| *n == name).unwrap_or(0);
+                let mut cycle: Vec<&str> = path[start..].to_vec();
+                cycle.push(name);
+                return fail(
+                    format!("nodes.{name}"),
+                    format!("cycle: {}", cycle.join(" -> ")),
+                );
+            }
+            Mark::New => {}
+        }
+        marks.insert(name, Mark::Open);
+        path.push(name);
+        for (_, input) in nodes[name].inputs() {
+            let (input, _) = nodes.get_key_value(input).expect("checked above");
+            visit(input, nodes, marks, path, out)?;
+        }
+        path.pop();
+        marks.insert(name, Mark::Done);
+        out.push(name);
+        Ok(())
+    }
+    let mut marks = HashMap::new();
+    let mut out = Vec::new();
+    for name in nodes.keys() {
+        visit(name, nodes, &mut marks, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+struct Compiler<'a> {
+    builder: StreamsBuilder,
+    outputs: HashMap<&'a str, Out>,
+    topics: BTreeMap<&'a str, Topic>,
+    vars: Arc<Value>,
+    registry: &'a Registry,
+    /// Topic entry -> the node that reads it.
+    read_by: HashMap<&'a str, &'a str>,
+    queryable: Vec<(String, Option<String>)>,
+}
+
+impl<'a> Compiler<'a> {
+    fn topic(&mut self, node: &'a str, topic: &'a str, read: bool) -> Result<&Topic, Fail> {
+        let field = format!("nodes.{node}.topic");
+        if !self.topics.contains_key(topic) {
+            return fail(
+                field,
+                format!("topic {topic:?} is not declared under [topics]"),
+            );
+        }
+        if read {
+            if let Some(other) = self.read_by.insert(topic, node) {
+                return fail(
+                    field,
+                    format!(
+                        "topic {topic:?} is already read by node {other:?}; read it once and use that node"
+                    ),
+                );
+            }
+        }
+        Ok(&self.topics[topic])
+    }
+
+    fn input(&self, node: &str, field: &str, input: &str) -> Result<Out, Fail> {
+        self.outputs.get(input).cloned().ok_or_else(|| {
+            (
+                format!("nodes.{node}.{field}"),
+                format!("node {input:?} has no output to read"),
+            )
+        })
+    }
+
+    /// The input stream of a stateful operator, which must be partitioned
+    /// by its current key.
+    fn keyed(&self, node: &str, field: &str, input: &str) -> Result<Out, Fail> {
+        let out = self.input(node, field, input)?;
+        if let Out::Stream(s) = &out {
+            if s.graph.borrow().nodes[s.node].key_changed {
+                return fail(
+                    format!("nodes.{node}.{field}"),
+                    format!(
+                        "records from {input:?} were re-keyed upstream (map key, rekey, flat_map key or processor); add a node with op = \"repartition\" before this stateful operator"
+                    ),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn op(&self, name: &str, kind: &'static str, input: &JsonStream, op: Op) -> JsonStream {
+        let (op, vars) = (Arc::new(op), self.vars.clone());
+        input
+            .add::<String, Value, _, _>(kind, vec![input.node], move || OpProcessor {
+                op: op.clone(),
+                vars: vars.clone(),
+            })
+            .named(name)
+    }
+
+    fn node(&mut self, name: &'a str, node: &'a Node) -> Result<Option<Out>, Fail> {
+        let f = |field: &str| format!("nodes.{name}.{field}");
+        const RECORD: &[&str] = &["key", "value", "timestamp"];
+        Ok(Some(match node {
+            Node::Source { topic } => {
+                let t = self.topic(name, topic, true)?;
+                let extractor = match &t.timestamp_field {
+                    Some(field) => TimestampExtractor::JsonField {
+                        field: field.clone(),
+                        on_invalid: InvalidTimestamp::Fail,
+                    },
+                    None => TimestampExtractor::default(),
+                };
+                let schema = t.schema.clone();
+                let kafka = t.name.clone();
+                let source = self
+                    .builder
+                    .stream_with(&kafka, StringSerde, json(), extractor);
+                Out::Stream(match schema {
+                    Some((v, file)) => {
+                        let source = source.named(&format!("{name}-source"));
+                        self.op(name, "validate", &source, Op::Validate(v, file))
+                    }
+                    None => source.named(name),
+                })
+            }
+            Node::Table { topic, store } => {
+                let kafka = self.topic(name, topic, true)?.name.clone();
+                let store = store.as_deref().unwrap_or(name);
+                Out::Table(self.builder.table(&kafka, StringSerde, json(), store))
+            }
+            Node::Filter { input, expr: e } => {
+                let e = expr(&f("expr"), e, RECORD)?;
+                let s = self.input(name, "input", input)?.stream();
+                Out::Stream(self.op(name, "filter", &s, Op::Filter(e)))
+            }
+            Node::Map { input, value, key } => {
+                if value.is_none() && key.is_none() {
+                    return fail(f("value"), "a map needs a value or a key expression");
+                }
+                let value = value
+                    .as_deref()
+                    .map(|v| expr(&f("value"), v, RECORD))
+                    .transpose()?;
+                let kind = if key.is_some() { "map" } else { "map-values" };
+                let key = key
+                    .as_deref()
+                    .map(|k| expr(&f("key"), k, RECORD))
+                    .transpose()?;
+                let s = self.input(name, "input", input)?.stream();
+                Out::Stream(self.op(name, kind, &s, Op::Map { key, value }))
+            }
+            Node::Rekey { input, field } => {
+                if field.is_empty() {
+                    return fail(f("field"), "must name a field of the value");
+                }
+                let path = field.split('.').map(str::to_owned).collect();
+                let s = self.input(name, "input", input)?.stream();
+                Out::Stream(self.op(name, "key-select", &s, Op::Rekey(path)))
+            }
+            Node::FlatMap {
+                input,
+                items,
+                value,
+                key,
+            } => {
+                const ITEM: &[&str] = &["key", "value", "timestamp", "item", "index"];
+                let items = expr(&f("items"), items, RECORD)?;
+                let value = value
+                    .as_deref()
+                    .map(|v| expr(&f("value"), v, ITEM))
+                    .transpose()?;
+                let kind = if key.is_some() {
+                    "flatmap"
+                } else {
+                    "flatmap-values"
+                };
+                let key = key
+                    .as_deref()
+                    .map(|k| expr(&f("key"), k, ITEM))
+                    .transpose()?;
+                let s = self.input(name, "input", input)?.stream();
+                Out::Stream(self.op(name, kind, &s, Op::FlatMap { items, key, value }))
+            }
+            Node::Merge { inputs } => {
+                let Some((first, rest)) = inputs.split_first() else {
+                    return fail(f("inputs"), "a merge needs at least one input");
+                };
+                let mut s = self.input(name, "inputs", first)?.stream();
+                for i in rest {
+                    s = s.merge(&self.input(name, "inputs", i)?.stream());
+                }
+                Out::Stream(s.named(name))
+            }
+            Node::Repartition { input } => {
+                let s = self.input(name, "input", input)?.stream();
+                Out::Stream(s.repartition(name, StringSerde, json()))
+            }
+            Node::Join {
+                left,
+                right,
+                kind,
+                window,
+                grace,
+                value,
+            } => self.join(name, left, right, *kind, window, grace, value)?,
+            Node::Aggregate {
+                input,
+                initial,
+                aggregator,
+                store,
+                window,
+            } => {
+                let init = expr(&f("initial"), initial, &[])?
+                    .eval(&self.vars, &[])
+                    .map_err(|e| (f("initial"), e))?;
+                let agg = expr(&f("aggregator"), aggregator, &["key", "value", "agg"])?;
+                let store = store.as_deref().unwrap_or(name);
+                let s = self.input(name, "input", input)?.stream();
+                let grouped = s.group_by_key(StringSerde, json());
+                let vars = self.vars.clone();
+                let fold = move |k: &String, v: Value, a: Value| {
+                    agg.eval(
+                        &vars,
+                        &[
+                            ("key", cel_str(k)),
+                            ("value", to_cel(&v)),
+                            ("agg", to_cel(&a)),
+                        ],
+                    )
+                };
+                match window {
+                    None => {
+                        Out::Table(grouped.try_aggregate(move || init.clone(), fold, store, json()))
+                    }
+                    Some(w) => {
+                        let size = duration(&f("window.size"), &w.size)?;
+                        let grace = match &w.grace {
+                            Some(g) => duration(&f("window.grace"), g)?,
+                            None => Duration::ZERO,
+                        };
+                        let windows = match &w.advance {
+                            Some(a) => {
+                                let advance = duration(&f("window.advance"), a)?;
+                                if advance.is_zero() || advance > size {
+                                    return fail(
+                                        f("window.advance"),
+                                        "must be more than 0 and at most the window size",
+                                    );
+                                }
+                                TimeWindows::hopping(size, advance, grace)
+                            }
+                            None => TimeWindows::tumbling(size, grace),
+                        };
+                        if size.is_zero() {
+                            return fail(f("window.size"), "must be more than 0");
+                        }
+                        let mut windowed = grouped.windowed_by(windows);
+                        if w.emit_final {
+                            windowed = windowed.emit_final();
+                        }
+                        let table =
+                            windowed.try_aggregate(move || init.clone(), fold, store, json());
+                        let changes = table.to_stream();
+                        Out::Stream(
+                            changes
+                                .add::<String, Value, _, _>(
+                                    "window-values",
+                                    vec![changes.node],
+                                    || Unwindow,
+                                )
+                                .named(name),
+                        )
+                    }
+                }
+            }
+            Node::Saga {
+                input,
+                initial,
+                final_states,
+                transitions,
+                timeouts,
+                summary,
+                check_every,
+            } => {
+                let saga = self.saga(
+                    name,
+                    initial,
+                    final_states,
+                    transitions,
+                    timeouts,
+                    summary,
+                    check_every,
+                )?;
+                let s = self.keyed(name, "input", input)?.stream();
+                Out::Stream(
+                    s.saga(name, saga)
+                        .map_err(|e| (f("transitions"), e.to_string()))?,
+                )
+            }
+            Node::Processor {
+                input,
+                processor,
+                params,
+            } => {
+                let Some(factory) = self.registry.get(processor) else {
+                    let known: Vec<&str> = self.registry.names().collect();
+                    return fail(
+                        f("processor"),
+                        format!(
+                            "unknown processor {processor:?} (registered: {})",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                };
+                let custom = factory(params).map_err(|e| (f("params"), e))?;
+                let s = self.keyed(name, "input", input)?.stream();
+                let stores: Vec<String> = custom.stores.iter().map(|s| s.name.clone()).collect();
+                for spec in custom.stores {
+                    self.builder.add_state_store(spec);
+                }
+                let refs: Vec<&str> = stores.iter().map(String::as_str).collect();
+                let supplier = custom.supplier;
+                Out::Stream(
+                    s.process_with_stores::<String, Value, _, _>(move || supplier(), &refs)
+                        .named(name),
+                )
+            }
+            Node::Sink { input, topic } => {
+                let kafka = self.topic(name, topic, false)?.name.clone();
+                match self.input(name, "input", input)? {
+                    Out::Stream(s) => s.to(&kafka, StringSerde, json()),
+                    Out::Table(t) => t.to_stream().to(&kafka, StringSerde, Nullable(json())),
+                }
+                return Ok(None);
+            }
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join(
+        &self,
+        name: &str,
+        left: &str,
+        right: &str,
+        kind: model::Kind,
+        window: &Option<String>,
+        grace: &Option<String>,
+        value: &str,
+    ) -> Result<Out, Fail> {
+        let f = |field: &str| format!("nodes.{name}.{field}");
+        let value = expr(&f("value"), value, &["key", "left", "right", "timestamp"])?;
+        let l = match self.keyed(name, "left", left)? {
+            Out::Stream(s) => s,
+            Out::Table(_) => {
+                return fail(
+                    f("left"),
+                    format!("the left input of a join must be a stream; {left:?} is a table"),
+                )
+            }
+        };
+        let pair = |l: Option<&Value>, r: Option<&Value>| json!({"left": l, "right": r});
+        let joined = match self.keyed(name, "right", right)? {
+            Out::Stream(r) => {
+                let Some(window) = window else {
+                    return fail(
+                        f("window"),
+                        "a stream-stream join needs a window (for example window = \"30s\")",
+                    );
+                };
+                let window = duration(&f("window"), window)?;
+                let grace = match grace {
+                    Some(g) => duration(&f("grace"), g)?,
+                    None => Duration::ZERO,
+                };
+                let kind = match kind {
+                    model::Kind::Inner => JoinKind::Inner,
+                    model::Kind::Left => JoinKind::Left,
+                    model::Kind::Outer => JoinKind::Outer,
+                };
+                l.join_stream(
+                    &r,
+                    kind,
+                    JoinWindows::of(window, grace),
+                    pair,
+                    name,
+                    StringSerde,
+                    json(),
+                    json(),
+                )
+            }
+            Out::Table(t) => {
+                if window.is_some() || grace.is_some() {
+                    return fail(
+                        f("window"),
+                        format!("{right:?} is a table: a stream-table join takes no window"),
+                    );
+                }
+                match kind {
+                    model::Kind::Inner => l.join_table(&t, move |v, r| pair(Some(v), Some(r))),
+                    model::Kind::Left => l.left_join_table(&t, move |v, r| pair(Some(v), r)),
+                    model::Kind::Outer => {
+                        return fail(f("kind"), "a stream-table join is inner or left, not outer")
+                    }
+                }
+            }
+        };
+        Ok(Out::Stream(self.op(
+            name,
+            "join-value",
+            &joined,
+            Op::Joined(value),
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn saga(
+        &mut self,
+        name: &str,
+        initial: &str,
+        final_states: &[String],
+        transitions: &[model::Transition],
+        timeouts: &[model::Transition],
+        summary: &Option<model::Summary>,
+        check_every: &Option<String>,
+    ) -> Result<Saga, Fail> {
+        const SCOPE: &[&str] = &[
+            "key",
+            "event",
+            "events",
+            "state",
+            "from",
+            "reason",
+            "history",
+            "timestamp",
+        ];
+        let mut saga = Saga::new(initial).final_states(final_states.iter().map(String::as_str));
+        let step = |field: &str, t: &model::Transition| -> Result<Step, Fail> {
+            let mut step = Step::to(&t.to);
+            if let Some(r) = &t.reason {
+                step = step.reason(r);
+            }
+            for (i, e) in t.emit.iter().enumerate() {
+                let e = expr(&format!("{field}.emit[{i}]"), e, SCOPE)?;
+                let vars = self.vars.clone();
+                step = step.emit(move |s: &SagaScope<'_>| e.eval(&vars, &scope(s)));
+            }
+            Ok(step)
+        };
+        for (i, t) in transitions.iter().enumerate() {
+            let field = format!("nodes.{name}.transitions[{i}]");
+            let (Some(from), Some(on)) = (&t.from, &t.on) else {
+                return fail(field, "a transition needs `from` and `on`");
+            };
+            if t.state.is_some() || t.after.is_some() {
+                return fail(
+                    field,
+                    "`state` and `after` belong to timeouts, not transitions",
+                );
+            }
+            saga = saga.on(from, on, step(&field, t)?);
+        }
+        for (i, t) in timeouts.iter().enumerate() {
+            let field = format!("nodes.{name}.timeouts[{i}]");
+            let (Some(state), Some(after)) = (&t.state, &t.after) else {
+                return fail(field, "a timeout needs `state` and `after`");
+            };
+            if t.from.is_some() || t.on.is_some() {
+                return fail(field, "`from` and `on` belong to transitions, not timeouts");
+            }
+            let after = duration(&format!("{field}.after"), after)?;
+            saga = saga.timeout(state, after, step(&field, t)?);
+        }
+        if let Some(s) = summary {
+            let e = expr(&format!("nodes.{name}.summary.value"), &s.value, SCOPE)?;
+            let vars = self.vars.clone();
+            saga = saga.summary(&s.store, move |sc: &SagaScope<'_>| {
+                e.eval(&vars, &scope(sc))
+            });
+            if let Some(route) = &s.route {
+                if !route.starts_with('/') {
+                    return fail(
+                        format!("nodes.{name}.summary.route"),
+                        format!("{route:?} must start with /"),
+                    );
+                }
+            }
+            self.queryable.push((s.store.clone(), s.route.clone()));
+        }
+        if let Some(c) = check_every {
+            saga = saga.check_every(duration(&format!("nodes.{name}.check_every"), c)?);
+        }
+        saga.validate().map_err(|e| (format!("nodes.{name}"), e))?;
+        Ok(saga)
+    }
+}
+
+/// A saga scope as CEL bindings.
+fn scope(s: &SagaScope<'_>) -> [(&'static str, cel::Value); 8] {
+    let obj = |m: &serde_json::Map<String, Value>| to_cel(&Value::Object(m.clone()));
+    [
+        ("key", cel_str(s.key)),
+        ("event", s.event.map_or(cel::Value::Null, to_cel)),
+        ("events", obj(s.events)),
+        ("state", cel_str(s.state)),
+        ("from", cel_str(s.from)),
+        ("reason", s.reason.map_or(cel::Value::Null, cel_str)),
+        ("history", obj(s.history)),
+        ("timestamp", cel::Value::Int(s.timestamp)),
+    ]
+}

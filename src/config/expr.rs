@@ -1,0 +1,285 @@
+//! CEL expressions over JSON records (the `cel` crate): compiled once when
+//! the file is loaded, evaluated per record against a per-thread root
+//! context that carries the standard library and eddy's helper functions.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::extractors::Arguments;
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, ExecutionError, Program, Value as Cel};
+use serde_json::{Map, Number, Value};
+
+use crate::kafka::partitioner::murmur2;
+
+/// A compiled expression and the names it may read.
+#[derive(Clone)]
+pub struct Expr {
+    source: Arc<str>,
+    program: Arc<Program>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Compiles `source`; only the variables in `allowed` (and `vars`) may
+    /// appear in it.
+    pub fn compile(source: &str, allowed: &[&str]) -> Result<Expr, String> {
+        let program = Program::compile(source).map_err(|e| {
+            let first = e.errors.first();
+            match first {
+                Some(p) => format!(
+                    "bad expression {source:?}: {}:{}: {}",
+                    p.pos.0, p.pos.1, p.msg
+                ),
+                None => format!("bad expression {source:?}"),
+            }
+        })?;
+        let references = program.references();
+        let bound = macro_variables(source);
+        if let Some(unknown) = references.variables().into_iter().find(|v| {
+            *v != "vars"
+                && !allowed.contains(v)
+                && !bound.contains(v)
+                && !v.starts_with('@')
+                && !v.starts_with("__")
+        }) {
+            return Err(format!(
+                "bad expression {source:?}: unknown variable {unknown:?} (it may use {})",
+                allowed.join(", ")
+            ));
+        }
+        Ok(Expr {
+            source: source.into(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates with `bindings` (and `vars`) to JSON.
+    pub fn eval(&self, vars: &Value, bindings: &[(&str, Cel)]) -> Result<Value, String> {
+        ROOT.with(|root| {
+            let root = root.borrow();
+            let mut scope = root.new_inner_scope();
+            scope.add_variable_from_value("vars", to_cel(vars));
+            for (name, value) in bindings {
+                scope.add_variable_from_value(*name, value.clone());
+            }
+            let result = self
+                .program
+                .execute(&scope)
+                .map_err(|e| format!("{:?} failed: {e}", &*self.source))?;
+            from_cel(&result).map_err(|e| format!("{:?} gave {e}", &*self.source))
+        })
+    }
+
+    /// Evaluates to a boolean; anything else is an error.
+    pub fn test(&self, vars: &Value, bindings: &[(&str, Cel)]) -> Result<bool, String> {
+        match self.eval(vars, bindings)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("{:?} gave {other}, not a boolean", &*self.source)),
+        }
+    }
+}
+
+/// Names bound by the comprehension macros (`list.map(x, ...)`, `filter`,
+/// `all`, `exists`, `exists_one`): the identifier before the first comma.
+fn macro_variables(source: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    for m in ["map(", "filter(", "all(", "exists(", "exists_one("] {
+        for (at, _) in source.match_indices(&format!(".{m}")) {
+            let rest = source[at + 1 + m.len()..].trim_start();
+            let end = rest
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            if rest[end..].trim_start().starts_with(',') && end > 0 {
+                names.push(&rest[..end]);
+            }
+        }
+    }
+    names
+}
+
+thread_local! {
+    static ROOT: RefCell<Context<'static, 'static>> = RefCell::new(root_context());
+}
+
+fn root_context() -> Context<'static, 'static> {
+    let mut ctx = Context::default();
+    // The names are not in CEL's standard library, so these cannot clash.
+    let _ = ctx.add_function("sum", sum);
+    let _ = ctx.add_function("hash_unit", hash_unit);
+    ctx
+}
+
+/// `sum(list)`: the sum of a list of ints (or of numbers, as a double).
+fn sum(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
+    let Some(Cel::List(items)) = args.first() else {
+        return Err(ExecutionError::function_error("sum", "expects a list"));
+    };
+    let mut int: i64 = 0;
+    let mut float: Option<f64> = None;
+    for item in items.iter() {
+        match item {
+            Cel::Int(i) => int = int.saturating_add(*i),
+            Cel::UInt(u) => int = int.saturating_add(*u as i64),
+            Cel::Float(f) => *float.get_or_insert(0.0) += f,
+            other => {
+                return Err(ExecutionError::function_error(
+                    "sum",
+                    format!("cannot add {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok(match float {
+        Some(f) => Cel::Float(f + int as f64),
+        None => Cel::Int(int),
+    })
+}
+
+/// `hash_unit(string)`: a number in [0, 1) drawn deterministically from the
+/// string (murmur2, as Kafka's partitioner), for rules such as "fail 5 % of
+/// orders".
+fn hash_unit(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
+    let Some(Cel::String(s)) = args.first() else {
+        return Err(ExecutionError::function_error(
+            "hash_unit",
+            "expects a string",
+        ));
+    };
+    let h = murmur2(s.as_bytes()) & 0x7fff_ffff;
+    Ok(Cel::Float(f64::from(h) / f64::from(0x8000_0000u32)))
+}
+
+/// JSON to CEL: integers become `int` (so arithmetic with literals works),
+/// other numbers `double`.
+pub fn to_cel(v: &Value) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Cel::Int(i),
+            None => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(m) => {
+            let map: HashMap<Key, Cel> = m
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                .collect();
+            Cel::Map(CelMap { map: Arc::new(map) })
+        }
+    }
+}
+
+/// CEL to JSON; map keys become strings.
+pub fn from_cel(v: &Cel) -> Result<Value, String> {
+    Ok(match v {
+        Cel::Null => Value::Null,
+        Cel::Bool(b) => Value::Bool(*b),
+        Cel::Int(i) => Value::from(*i),
+        Cel::UInt(u) => Value::from(*u),
+        Cel::Float(f) => Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("a non-finite number {f}"))?,
+        Cel::String(s) => Value::String(s.to_string()),
+        Cel::List(items) => Value::Array(items.iter().map(from_cel).collect::<Result<_, _>>()?),
+        Cel::Map(m) => {
+            let mut out = Map::new();
+            for (k, v) in m.map.iter() {
+                let k = match k {
+                    Key::String(s) => s.to_string(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                out.insert(k, from_cel(v)?);
+            }
+            Value::Object(out)
+        }
+        other => return Err(format!("a value JSON cannot hold: {other:?}")),
+    })
+}
+
+/// A string as a CEL value.
+pub fn cel_str(s: &str) -> Cel {
+    Cel::String(Arc::new(s.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_over_json() {
+        let e = Expr::compile(
+            "sum(value.items.map(i, i.qty * i.unit_price)) > vars.limit",
+            &["value"],
+        )
+        .unwrap();
+        let value = json!({"items": [{"qty": 2, "unit_price": 300}, {"qty": 1, "unit_price": 50}]});
+        assert!(e
+            .test(&json!({"limit": 600}), &[("value", to_cel(&value))])
+            .unwrap());
+        assert!(!e
+            .test(&json!({"limit": 650}), &[("value", to_cel(&value))])
+            .unwrap());
+    }
+
+    #[test]
+    fn builds_objects() {
+        let e = Expr::compile(
+            "{'type': 'x', 'n': size(value.items), 'k': key}",
+            &["key", "value"],
+        )
+        .unwrap();
+        let out = e
+            .eval(
+                &Value::Null,
+                &[
+                    ("key", cel_str("o1")),
+                    ("value", to_cel(&json!({"items": [1, 2]}))),
+                ],
+            )
+            .unwrap();
+        assert_eq!(out, json!({"type": "x", "n": 2, "k": "o1"}));
+    }
+
+    #[test]
+    fn refuses_unknown_variables_and_bad_syntax() {
+        let e = Expr::compile("vaule.type == 'a'", &["key", "value"]).unwrap_err();
+        assert_eq!(
+            e,
+            "bad expression \"vaule.type == 'a'\": unknown variable \"vaule\" (it may use key, value)"
+        );
+        assert!(Expr::compile("value.type ==", &["value"])
+            .unwrap_err()
+            .starts_with("bad expression \"value.type ==\": 1:"));
+    }
+
+    #[test]
+    fn hash_unit_is_deterministic_and_in_range() {
+        let e = Expr::compile("hash_unit(key)", &["key"]).unwrap();
+        let a = e
+            .eval(&Value::Null, &[("key", cel_str("order-1"))])
+            .unwrap();
+        let b = e
+            .eval(&Value::Null, &[("key", cel_str("order-1"))])
+            .unwrap();
+        assert_eq!(a, b);
+        let x = a.as_f64().unwrap();
+        assert!((0.0..1.0).contains(&x));
+    }
+}

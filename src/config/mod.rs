@@ -1,0 +1,163 @@
+//! Topology files: a TOML description of an application (its settings,
+//! topics with their JSON Schemas, and the operator graph) compiled into the
+//! same [`Topology`] the Rust builder makes.
+//!
+//! ```toml
+//! [application]
+//! id = "big-orders"
+//!
+//! [topics.orders]
+//! timestamp_field = "created_at"
+//!
+//! [topics.big-orders]
+//!
+//! [nodes.in]
+//! op = "source"
+//! topic = "orders"
+//!
+//! [nodes.big]
+//! op = "filter"
+//! input = "in"
+//! expr = "sum(value.items.map(i, i.qty * i.unit_price)) > 10000"
+//!
+//! [nodes.out]
+//! op = "sink"
+//! input = "big"
+//! topic = "big-orders"
+//! ```
+//!
+//! Expressions are [CEL](https://cel.dev) over `key`, `value` and
+//! `timestamp` (and per operator `item`, `index`, `left`, `right`, `agg`,
+//! `event`, `events`, `state`, ...), plus `vars` from the `[vars]` table, and
+//! the helpers `sum(list)` and `hash_unit(string)`.
+
+mod compile;
+mod expr;
+mod model;
+mod ops;
+mod registry;
+
+use std::path::{Path, PathBuf};
+
+use crate::kafka::StreamsConfig;
+use crate::runtime::KafkaStreams;
+use crate::serde::JsonSerde;
+use crate::topology::Topology;
+
+pub use expr::Expr;
+pub use model::File;
+pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};
+
+/// A topology file that cannot be used: which file, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {field}: {reason}", file.display())]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The field path, e.g. `nodes.big.expr` (empty for the whole file).
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+/// A loaded topology file: the topology, the worker settings, and the
+/// queryable stores it declares.
+pub struct Pipeline {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The compiled topology.
+    pub topology: Topology,
+    /// Worker settings from `[application]`.
+    pub config: StreamsConfig,
+    /// Kafka names of the topics declared under `[topics]`.
+    pub topics: Vec<String>,
+    /// `(store, route)` of each read model, served as `GET <route>/{key}`
+    /// when a route is given.
+    pub queryable: Vec<(String, Option<String>)>,
+}
+
+impl Pipeline {
+    /// Reads and compiles `path`, with processors from `registry`.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, ConfigError> {
+        Self::load_with_vars(path, registry, &toml::Table::new())
+    }
+
+    /// Like [`load`](Self::load), with `vars` replacing entries of the
+    /// file's `[vars]` (for example a failure rate set on the command line).
+    pub fn load_with_vars(
+        path: &Path,
+        registry: &Registry,
+        vars: &toml::Table,
+    ) -> Result<Pipeline, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            field: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse_with_vars(&text, path, registry, vars)
+    }
+
+    /// Compiles `text` as if read from `path` (schemas are found relative to
+    /// its folder).
+    pub fn parse(text: &str, path: &Path, registry: &Registry) -> Result<Pipeline, ConfigError> {
+        Self::parse_with_vars(text, path, registry, &toml::Table::new())
+    }
+
+    fn parse_with_vars(
+        text: &str,
+        path: &Path,
+        registry: &Registry,
+        vars: &toml::Table,
+    ) -> Result<Pipeline, ConfigError> {
+        let error = |field: String, reason: String| ConfigError {
+            file: path.to_owned(),
+            field,
+            reason,
+        };
+        let de =
+            toml::Deserializer::parse(text).map_err(|e| error(String::new(), syntax(&e, text)))?;
+        let mut file: File = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            error(field, syntax(e.inner(), text))
+        })?;
+        file.vars
+            .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let base = path.parent().unwrap_or(Path::new("."));
+        compile::compile(&file, base, registry)
+            .map_err(|(field, reason)| error(field, reason))
+            .map(|(topology, config, topics, queryable)| Pipeline {
+                file: path.to_owned(),
+                topology,
+                config,
+                topics,
+                queryable,
+            })
+    }
+
+    /// A worker for this pipeline, serving its read models.
+    pub fn into_streams(self) -> KafkaStreams {
+        let mut streams = KafkaStreams::new(self.topology, self.config);
+        for (store, route) in &self.queryable {
+            streams = streams.queryable_store(store, JsonSerde::<serde_json::Value>::new());
+            if let Some(route) = route {
+                streams = streams.query_route(route, store);
+            }
+        }
+        streams
+    }
+}
+
+/// A TOML or serde error as one line, with its line and column when known.
+fn syntax(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message,
+    }
+}

@@ -1,0 +1,315 @@
+//! The topology file as written: TOML tables deserialized with unknown
+//! fields refused.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A whole topology file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// `[application]`.
+    pub application: Application,
+    /// `[vars]`: constants expressions read as `vars.<name>`.
+    #[serde(default)]
+    pub vars: toml::Table,
+    /// `[topics.<name>]`.
+    #[serde(default)]
+    pub topics: BTreeMap<String, Topic>,
+    /// `[nodes.<name>]`.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Node>,
+}
+
+/// Delivery guarantee.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs acknowledged before offsets are committed.
+    AtLeastOnce,
+    /// Kafka transactions (not built yet: refused).
+    ExactlyOnce,
+}
+
+/// What to do with a record that fails.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Send it to the dead-letter topic and go on.
+    DeadLetter,
+    /// Stop the worker.
+    Fail,
+}
+
+/// `[application]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// `application.id`: consumer group, prefix of internal topics.
+    pub id: String,
+    /// Bootstrap servers, or `"embedded"` (the default).
+    pub brokers: Option<String>,
+    /// `at_least_once` (default) or `exactly_once`.
+    pub guarantee: Option<Guarantee>,
+    /// Stream threads.
+    pub threads: Option<usize>,
+    /// State directory (relative to the file's folder).
+    pub state_dir: Option<PathBuf>,
+    /// RocksDB memory budget in MiB.
+    pub memory_budget_mb: Option<usize>,
+    /// Port of `/metrics`, `/health` and the queries (0: any free port).
+    pub http_port: Option<u16>,
+    /// Dead-letter topic (default `<id>-dlq`).
+    pub dead_letter_topic: Option<String>,
+    /// `dead_letter` (default) or `fail`.
+    pub on_error: Option<OnError>,
+    /// Commit interval, e.g. `"1s"`.
+    pub commit_interval: Option<String>,
+    /// Partitions of each topic on the embedded cluster.
+    pub partitions: Option<i32>,
+}
+
+/// `[topics.<name>]`: a Kafka topic with string keys and JSON values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    /// The Kafka topic name (default: the table's name).
+    pub name: Option<String>,
+    /// Key format: only `"string"`.
+    pub key: Option<KeyFormat>,
+    /// Value format: only `"json"`.
+    pub value: Option<ValueFormat>,
+    /// JSON Schema file (relative to the file's folder) records read from
+    /// this topic must satisfy; the others go to the dead-letter topic.
+    pub schema: Option<PathBuf>,
+    /// Event time from this field of the value (epoch ms or RFC 3339)
+    /// instead of the record timestamp.
+    pub timestamp_field: Option<String>,
+}
+
+/// Key formats.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormat {
+    /// UTF-8.
+    String,
+}
+
+/// Value formats.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFormat {
+    /// JSON.
+    Json,
+}
+
+/// Join kinds.
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Both sides.
+    #[default]
+    Inner,
+    /// Every left record.
+    Left,
+    /// Every record of either side.
+    Outer,
+}
+
+/// A time window of an aggregation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Window size, e.g. `"1m"`.
+    pub size: String,
+    /// Hop (default: the size, a tumbling window).
+    pub advance: Option<String>,
+    /// Grace after the window end (default 0).
+    pub grace: Option<String>,
+    /// Emit only the final result of each window.
+    #[serde(default)]
+    pub emit_final: bool,
+}
+
+/// A saga transition, or a timeout's transition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    /// State it leaves (transitions only).
+    pub from: Option<String>,
+    /// Event type that triggers it (transitions only).
+    pub on: Option<String>,
+    /// State it leaves on a timeout (timeouts only).
+    pub state: Option<String>,
+    /// How long after entering `state` (timeouts only), e.g. `"30s"`.
+    pub after: Option<String>,
+    /// State it enters.
+    pub to: String,
+    /// Reason recorded on the instance.
+    pub reason: Option<String>,
+    /// Events emitted, as expressions.
+    #[serde(default)]
+    pub emit: Vec<String>,
+}
+
+/// The read model of a saga.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    /// Store that keeps it.
+    pub store: String,
+    /// Expression computing it.
+    pub value: String,
+    /// HTTP path prefix serving it: `GET <route>/{key}`.
+    pub route: Option<String>,
+}
+
+/// `[nodes.<name>]`: one operator.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Node {
+    /// Reads a topic as a stream.
+    Source {
+        /// The `[topics]` entry.
+        topic: String,
+    },
+    /// Reads a topic as a table (latest value per key).
+    Table {
+        /// The `[topics]` entry.
+        topic: String,
+        /// Store name (default: the node's name).
+        store: Option<String>,
+    },
+    /// Keeps records for which `expr` is true.
+    Filter {
+        /// Input node.
+        input: String,
+        /// Boolean expression over key, value, timestamp.
+        expr: String,
+    },
+    /// Computes a new value and/or key.
+    Map {
+        /// Input node.
+        input: String,
+        /// New value.
+        value: Option<String>,
+        /// New key (the records then need a repartition before state).
+        key: Option<String>,
+    },
+    /// Re-keys by a field of the value (dotted path).
+    Rekey {
+        /// Input node.
+        input: String,
+        /// The field.
+        field: String,
+    },
+    /// One output per element of a list.
+    FlatMap {
+        /// Input node.
+        input: String,
+        /// The list.
+        items: String,
+        /// Each output's value (default: the item), over key, value, item, index.
+        value: Option<String>,
+        /// Each output's key (default: the input key).
+        key: Option<String>,
+    },
+    /// Interleaves several streams.
+    Merge {
+        /// Input nodes.
+        inputs: Vec<String>,
+    },
+    /// Through an internal topic, partitioned by the current key.
+    Repartition {
+        /// Input node.
+        input: String,
+    },
+    /// Joins two streams (window required) or a stream with a table.
+    Join {
+        /// Left input.
+        left: String,
+        /// Right input: a stream or a table.
+        right: String,
+        /// `inner` (default), `left` or `outer`.
+        #[serde(default)]
+        kind: Kind,
+        /// Stream-stream: how far apart records may be, e.g. `"30s"`.
+        window: Option<String>,
+        /// Stream-stream: grace after the window.
+        grace: Option<String>,
+        /// The joined value, over key, left, right.
+        value: String,
+    },
+    /// Aggregates per key, optionally per time window.
+    Aggregate {
+        /// Input node.
+        input: String,
+        /// The first aggregate, over key.
+        initial: String,
+        /// The next aggregate, over key, value, agg.
+        aggregator: String,
+        /// Store name (default: the node's name).
+        store: Option<String>,
+        /// Time window.
+        window: Option<Window>,
+    },
+    /// A per-key state machine.
+    Saga {
+        /// Input node (events keyed by instance).
+        input: String,
+        /// Initial state.
+        initial: String,
+        /// States where unexpected events are dropped.
+        #[serde(default)]
+        final_states: Vec<String>,
+        /// Transitions.
+        #[serde(default)]
+        transitions: Vec<Transition>,
+        /// Timeouts.
+        #[serde(default)]
+        timeouts: Vec<Transition>,
+        /// Read model.
+        summary: Option<Summary>,
+        /// How often deadlines are checked, in stream time (default 1s).
+        check_every: Option<String>,
+    },
+    /// A processor registered from Rust code.
+    Processor {
+        /// Input node.
+        input: String,
+        /// Registered name.
+        processor: String,
+        /// Its parameters.
+        #[serde(default)]
+        params: toml::Table,
+    },
+    /// Writes to a topic.
+    Sink {
+        /// Input node.
+        input: String,
+        /// The `[topics]` entry.
+        topic: String,
+    },
+}
+
+impl Node {
+    /// The nodes this one reads, with the field naming each.
+    pub fn inputs(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Node::Source { .. } | Node::Table { .. } => Vec::new(),
+            Node::Merge { inputs } => inputs.iter().map(|i| ("inputs", i.as_str())).collect(),
+            Node::Join { left, right, .. } => vec![("left", left), ("right", right)],
+            Node::Filter { input, .. }
+            | Node::Map { input, .. }
+            | Node::Rekey { input, .. }
+            | Node::FlatMap { input, .. }
+            | Node::Repartition { input }
+            | Node::Aggregate { input, .. }
+            | Node::Saga { input, .. }
+            | Node::Processor { input, .. }
+            | Node::Sink { input, .. } => vec![("input", input)],
+        }
+    }
+}

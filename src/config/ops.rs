@@ -1,0 +1,179 @@
+//! The processors behind expression operators of topology files: each
+//! evaluates CEL over the record and sends the record to the dead-letter
+//! topic, with the reason, when evaluation fails.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::expr::{cel_str, to_cel, Expr};
+use crate::processor::{Processor, ProcessorContext, Record};
+use crate::topology::Windowed;
+
+/// What one expression operator does.
+pub(crate) enum Op {
+    /// Keeps records for which the expression is true.
+    Filter(Expr),
+    /// New value and/or key.
+    Map {
+        key: Option<Expr>,
+        value: Option<Expr>,
+    },
+    /// Key from a field of the value (a dotted path).
+    Rekey(Vec<String>),
+    /// One record per element of a list.
+    FlatMap {
+        items: Expr,
+        key: Option<Expr>,
+        value: Option<Expr>,
+    },
+    /// A joined pair `{"left": .., "right": ..}` into the joined value.
+    Joined(Expr),
+    /// Values must satisfy a JSON Schema.
+    Validate(Arc<jsonschema::Validator>, String),
+}
+
+/// Runs an [`Op`] per record.
+pub(crate) struct OpProcessor {
+    pub(crate) op: Arc<Op>,
+    pub(crate) vars: Arc<Value>,
+}
+
+fn key_of(v: Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("a key must be a string or a number, not {other}")),
+    }
+}
+
+impl OpProcessor {
+    fn step(
+        &self,
+        r: Record<String, Value>,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let vars = &*self.vars;
+        let base = |r: &Record<String, Value>| {
+            [
+                ("key", cel_str(&r.key)),
+                ("value", to_cel(&r.value)),
+                ("timestamp", cel::Value::Int(r.timestamp)),
+            ]
+        };
+        match &*self.op {
+            Op::Filter(e) => {
+                if e.test(vars, &base(&r))? {
+                    ctx.forward(r);
+                }
+            }
+            Op::Map { key, value } => {
+                let b = base(&r);
+                let k = key.as_ref().map(|e| e.eval(vars, &b)).transpose()?;
+                let v = value.as_ref().map(|e| e.eval(vars, &b)).transpose()?;
+                let key = match k {
+                    Some(k) => key_of(k)?,
+                    None => r.key,
+                };
+                ctx.forward(Record {
+                    key,
+                    value: v.unwrap_or(r.value),
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                });
+            }
+            Op::Rekey(path) => {
+                let mut field = &r.value;
+                for part in path {
+                    field = field
+                        .get(part)
+                        .ok_or_else(|| format!("no field {:?} to re-key by", path.join(".")))?;
+                }
+                let key = key_of(field.clone())?;
+                ctx.forward(Record { key, ..r });
+            }
+            Op::FlatMap { items, key, value } => {
+                let b = base(&r);
+                let Value::Array(list) = items.eval(vars, &b)? else {
+                    return Err(format!("{:?} is not a list", items.source()));
+                };
+                let mut out = Vec::with_capacity(list.len());
+                for (i, item) in list.into_iter().enumerate() {
+                    let mut b = b.to_vec();
+                    b.push(("item", to_cel(&item)));
+                    b.push(("index", cel::Value::Int(i as i64)));
+                    let k = match key {
+                        Some(e) => key_of(e.eval(vars, &b)?)?,
+                        None => r.key.clone(),
+                    };
+                    let v = match value {
+                        Some(e) => e.eval(vars, &b)?,
+                        None => item,
+                    };
+                    out.push((k, v));
+                }
+                for (key, value) in out {
+                    ctx.forward(Record {
+                        key,
+                        value,
+                        timestamp: r.timestamp,
+                        headers: r.headers.clone(),
+                    });
+                }
+            }
+            Op::Joined(e) => {
+                let null = Value::Null;
+                let left = r.value.get("left").unwrap_or(&null);
+                let right = r.value.get("right").unwrap_or(&null);
+                let v = e.eval(
+                    vars,
+                    &[
+                        ("key", cel_str(&r.key)),
+                        ("left", to_cel(left)),
+                        ("right", to_cel(right)),
+                        ("timestamp", cel::Value::Int(r.timestamp)),
+                    ],
+                )?;
+                ctx.forward(Record { value: v, ..r });
+            }
+            Op::Validate(schema, file) => {
+                if let Some(e) = schema.iter_errors(&r.value).next() {
+                    let at = e.instance_path().to_string();
+                    let at = if at.is_empty() { "/".to_owned() } else { at };
+                    return Err(format!("schema {file}: at {at}: {e}"));
+                }
+                ctx.forward(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Processor<String, Value, String, Value> for OpProcessor {
+    fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
+        if let Err(e) = self.step(r, ctx) {
+            ctx.fail(e);
+        }
+    }
+}
+
+/// A windowed aggregate's update as a plain record: the same key, and
+/// `{"start", "end", "value"}`; deletions are dropped.
+pub(crate) struct Unwindow;
+
+impl Processor<Windowed<String>, Option<Value>, String, Value> for Unwindow {
+    fn process(
+        &mut self,
+        r: Record<Windowed<String>, Option<Value>>,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) {
+        let Some(value) = r.value else { return };
+        let w = r.key.window;
+        ctx.forward(Record {
+            key: r.key.key,
+            value: serde_json::json!({"start": w.start, "end": w.end, "value": value}),
+            timestamp: r.timestamp,
+            headers: r.headers,
+        });
+    }
+}

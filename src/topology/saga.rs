@@ -1,0 +1,566 @@
+//! The saga operator: one state machine per key, driven by JSON events,
+//! with event-time timeouts and the events each transition emits.
+//!
+//! Semantics, per key:
+//! - An event moves the instance along the transition declared for
+//!   (current state, event type) and emits that transition's events.
+//! - Each event type is applied at most once per instance: a duplicate
+//!   changes nothing and emits nothing.
+//! - An event with no transition from the current state is held (deferred)
+//!   while the state is not final, and retried after every later
+//!   transition, so events arriving out of order reach the same outcome. In
+//!   a final state such an event is dropped.
+//! - Entering a state with a timeout sets a deadline = event time + timeout.
+//!   The deadline fires when stream time reaches it (stream-time
+//!   punctuation), or first thing when an event of this key carries a
+//!   timestamp at or past it; its transition's events carry the deadline as
+//!   their timestamp.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::builder::KStream;
+use super::graph::TopologyError;
+use crate::processor::{
+    millis, Headers, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+};
+use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
+use crate::stores::{KeyValueStore, StateError, StoreSpec};
+
+/// What an emitter or summary sees of a transition.
+pub struct SagaScope<'a> {
+    /// The instance's key.
+    pub key: &'a str,
+    /// The event that caused the transition; `None` for a timeout.
+    pub event: Option<&'a Value>,
+    /// The events applied so far, by type (including `event`).
+    pub events: &'a Map<String, Value>,
+    /// The state left.
+    pub from: &'a str,
+    /// The state entered.
+    pub state: &'a str,
+    /// The latest reason given by a transition, if any.
+    pub reason: Option<&'a str>,
+    /// When each state was first entered (event time, epoch ms), by state.
+    pub history: &'a Map<String, Value>,
+    /// The transition's event time: the event's timestamp, or the deadline.
+    pub timestamp: i64,
+}
+
+/// Builds an event from a transition; an error sends the triggering record
+/// to the dead-letter topic and leaves the instance unchanged.
+pub type Emitter = Arc<dyn Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync>;
+
+/// Where a transition leads, why, and what it emits.
+#[derive(Clone)]
+pub struct Step {
+    to: String,
+    reason: Option<String>,
+    emit: Vec<Emitter>,
+}
+
+impl Step {
+    /// A transition to `state`.
+    pub fn to(state: &str) -> Self {
+        Step {
+            to: state.to_owned(),
+            reason: None,
+            emit: Vec::new(),
+        }
+    }
+
+    /// Records `reason` on the instance (shown to emitters and the summary).
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_owned());
+        self
+    }
+
+    /// Emits the event `emitter` builds, after those added before.
+    pub fn emit<F>(mut self, emitter: F) -> Self
+    where
+        F: Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync + 'static,
+    {
+        self.emit.push(Arc::new(emitter));
+        self
+    }
+}
+
+/// A saga definition: states, transitions, timeouts and the read model.
+///
+/// ```
+/// use std::time::Duration;
+/// use eddy::serde::{JsonSerde, StringSerde};
+/// use eddy::topology::{Saga, Step, StreamsBuilder};
+/// use serde_json::{json, Value};
+///
+/// let saga = Saga::new("new")
+///     .on("new", "order_created", Step::to("waiting"))
+///     .on("waiting", "payment_successful", Step::to("done").emit(|s| {
+///         Ok(json!({"type": "order_completed", "order_id": s.key}))
+///     }))
+///     .timeout("waiting", Duration::from_secs(30), Step::to("cancelled").emit(|s| {
+///         Ok(json!({"type": "order_cancelled", "order_id": s.key}))
+///     }))
+///     .final_states(["done", "cancelled"]);
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream("events", StringSerde, JsonSerde::<Value>::new())
+///     .saga("orders", saga)
+///     .unwrap()
+///     .to("outcomes", StringSerde, JsonSerde::<Value>::new());
+/// assert!(builder.build().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct Saga {
+    initial: String,
+    finals: BTreeSet<String>,
+    transitions: HashMap<(String, String), Step>,
+    timeouts: HashMap<String, (i64, Step)>,
+    summary: Option<(String, Emitter)>,
+    check_every: Duration,
+}
+
+impl Saga {
+    /// A saga whose instances start in `initial`.
+    pub fn new(initial: &str) -> Self {
+        Saga {
+            initial: initial.to_owned(),
+            finals: BTreeSet::new(),
+            transitions: HashMap::new(),
+            timeouts: HashMap::new(),
+            summary: None,
+            check_every: Duration::from_secs(1),
+        }
+    }
+
+    /// In state `from`, an event whose `type` field is `event` takes `step`.
+    pub fn on(mut self, from: &str, event: &str, step: Step) -> Self {
+        self.transitions
+            .insert((from.to_owned(), event.to_owned()), step);
+        self
+    }
+
+    /// An instance still in `state` `after` it entered it takes `step`.
+    pub fn timeout(mut self, state: &str, after: Duration, step: Step) -> Self {
+        self.timeouts
+            .insert(state.to_owned(), (millis(after), step));
+        self
+    }
+
+    /// States where unexpected events are dropped rather than deferred.
+    pub fn final_states<'a>(mut self, states: impl IntoIterator<Item = &'a str>) -> Self {
+        self.finals.extend(states.into_iter().map(str::to_owned));
+        self
+    }
+
+    /// Keeps `summary(scope)` of each instance after each transition in the
+    /// key-value store `store` (a queryable read model).
+    pub fn summary<F>(mut self, store: &str, summary: F) -> Self
+    where
+        F: Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync + 'static,
+    {
+        self.summary = Some((store.to_owned(), Arc::new(summary)));
+        self
+    }
+
+    /// How often (in stream time) deadlines are checked; 1 s by default.
+    pub fn check_every(mut self, interval: Duration) -> Self {
+        self.check_every = interval;
+        self
+    }
+
+    /// Every state a transition or timeout names.
+    pub fn states(&self) -> BTreeSet<&str> {
+        let mut states: BTreeSet<&str> = self.finals.iter().map(String::as_str).collect();
+        states.insert(&self.initial);
+        for ((from, _), step) in &self.transitions {
+            states.insert(from);
+            states.insert(&step.to);
+        }
+        for (state, (_, step)) in &self.timeouts {
+            states.insert(state);
+            states.insert(&step.to);
+        }
+        states
+    }
+
+    /// Checks that the definition is coherent: the initial state is not
+    /// final, final states have no timeout, timeouts are positive, and
+    /// every state can be reached from the initial one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.finals.contains(&self.initial) {
+            return Err(format!("initial state {:?} is final", self.initial));
+        }
+        for (state, (after, _)) in &self.timeouts {
+            if self.finals.contains(state) {
+                return Err(format!("final state {state:?} has a timeout"));
+            }
+            if *after <= 0 {
+                return Err(format!("the timeout of state {state:?} is not positive"));
+            }
+        }
+        let mut reached = BTreeSet::from([self.initial.as_str()]);
+        loop {
+            let before = reached.len();
+            for ((from, _), step) in &self.transitions {
+                if reached.contains(from.as_str()) {
+                    reached.insert(&step.to);
+                }
+            }
+            for (state, (_, step)) in &self.timeouts {
+                if reached.contains(state.as_str()) {
+                    reached.insert(&step.to);
+                }
+            }
+            if reached.len() == before {
+                break;
+            }
+        }
+        match self.states().into_iter().find(|s| !reached.contains(s)) {
+            Some(s) => Err(format!(
+                "state {s:?} cannot be reached from {:?}",
+                self.initial
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl KStream<String, Value> {
+    /// Runs `saga` over this stream of JSON events keyed by instance (the
+    /// event type is the value's `type` field) and returns the events its
+    /// transitions emit. Instances live in the changelogged store `name`,
+    /// pending deadlines in `<name>-deadlines`, and the summary (if any) in
+    /// its own store. Records must be partitioned by key.
+    pub fn saga(&self, name: &str, saga: Saga) -> Result<KStream<String, Value>, TopologyError> {
+        saga.validate()
+            .map_err(|reason| TopologyError::InvalidOperator {
+                node: name.to_owned(),
+                reason,
+            })?;
+        let deadlines = format!("{name}-deadlines");
+        let mut stores = vec![name.to_owned(), deadlines.clone()];
+        if let Some((store, _)) = &saga.summary {
+            stores.push(store.clone());
+        }
+        {
+            let mut g = self.graph.borrow_mut();
+            for store in &stores {
+                g.stores.push(Arc::new(StoreSpec::key_value(store)));
+            }
+        }
+        let saga = Arc::new(saga);
+        let instances = name.to_owned();
+        let out = self.add("saga", vec![self.node], move || SagaProcessor {
+            saga: saga.clone(),
+            names: (instances.clone(), deadlines.clone()),
+            stores: None,
+            outputs: Vec::new(),
+        });
+        out.uses_stores(stores);
+        Ok(out.named(name))
+    }
+}
+
+/// An instance as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Instance {
+    state: String,
+    #[serde(default)]
+    deadline: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    events: Map<String, Value>,
+    #[serde(default)]
+    history: Map<String, Value>,
+    #[serde(default)]
+    deferred: Vec<(String, Value, i64)>,
+}
+
+struct Stores {
+    instances: KeyValueStore<String, Instance>,
+    deadlines: KeyValueStore<Vec<u8>, Vec<u8>>,
+    summary: Option<KeyValueStore<String, Value>>,
+}
+
+struct SagaProcessor {
+    saga: Arc<Saga>,
+    names: (String, String),
+    stores: Option<Stores>,
+    /// Events emitted by the current step, with their timestamps.
+    outputs: Vec<(Value, i64)>,
+}
+
+/// A deadline index key: the deadline (sign bit flipped, big-endian, so
+/// byte order is time order) then the instance key.
+fn deadline_key(deadline: i64, key: &str) -> Vec<u8> {
+    let mut k = ((deadline as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn decode_deadline_key(k: &[u8]) -> Option<(i64, String)> {
+    let (t, key) = k.split_at_checked(8)?;
+    let t = u64::from_be_bytes(t.try_into().ok()?) ^ (1 << 63);
+    Some((t as i64, String::from_utf8(key.to_vec()).ok()?))
+}
+
+impl SagaProcessor {
+    fn open(&self, ctx: &ProcessorContext<'_, String, Value>) -> Result<Stores, StateError> {
+        let json: Arc<dyn Serde<Instance>> = Arc::new(JsonSerde::<Instance>::new());
+        let bytes: Arc<dyn Serde<Vec<u8>>> = Arc::new(BytesSerde);
+        let string: Arc<dyn Serde<String>> = Arc::new(StringSerde);
+        Ok(Stores {
+            instances: ctx.key_value_store(&self.names.0, string.clone(), json)?,
+            deadlines: ctx.key_value_store(&self.names.1, bytes.clone(), bytes)?,
+            summary: match &self.saga.summary {
+                Some((store, _)) => {
+                    Some(ctx.key_value_store(store, string, Arc::new(JsonSerde::<Value>::new()))?)
+                }
+                None => None,
+            },
+        })
+    }
+
+    /// Applies one event (and the deferred events it unblocks).
+    fn apply(
+        &mut self,
+        inst: &mut Instance,
+        key: &str,
+        kind: &str,
+        event: Value,
+        ts: i64,
+    ) -> Result<(), String> {
+        let duplicate =
+            inst.events.contains_key(kind) || inst.deferred.iter().any(|(k, _, _)| k == kind);
+        if duplicate {
+            return Ok(());
+        }
+        if let Some(deadline) = inst.deadline.filter(|d| ts >= *d) {
+            self.fire_timeout(inst, key, deadline)?;
+        }
+        let saga = self.saga.clone();
+        match saga.transitions.get(&(inst.state.clone(), kind.to_owned())) {
+            Some(step) => {
+                inst.events.insert(kind.to_owned(), event.clone());
+                self.take(inst, key, step, Some(&event), ts)?;
+                self.retry_deferred(inst, key)
+            }
+            None if saga.finals.contains(&inst.state) => Ok(()),
+            None => {
+                inst.deferred.push((kind.to_owned(), event, ts));
+                Ok(())
+            }
+        }
+    }
+
+    /// Retries deferred events, oldest first, until none moves the instance.
+    fn retry_deferred(&mut self, inst: &mut Instance, key: &str) -> Result<(), String> {
+        let saga = self.saga.clone();
+        while let Some(i) = inst.deferred.iter().position(|(k, _, _)| {
+            saga.transitions
+                .contains_key(&(inst.state.clone(), k.clone()))
+        }) {
+            let (kind, event, ts) = inst.deferred.remove(i);
+            self.apply(inst, key, &kind, event, ts)?;
+        }
+        if saga.finals.contains(&inst.state) {
+            inst.deferred.clear();
+        }
+        Ok(())
+    }
+
+    fn fire_timeout(
+        &mut self,
+        inst: &mut Instance,
+        key: &str,
+        deadline: i64,
+    ) -> Result<(), String> {
+        let saga = self.saga.clone();
+        if let Some((_, step)) = saga.timeouts.get(&inst.state) {
+            self.take(inst, key, step, None, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Moves `inst` along `step` at `ts` and collects what it emits.
+    fn take(
+        &mut self,
+        inst: &mut Instance,
+        key: &str,
+        step: &Step,
+        event: Option<&Value>,
+        ts: i64,
+    ) -> Result<(), String> {
+        let from = std::mem::replace(&mut inst.state, step.to.clone());
+        if step.reason.is_some() {
+            inst.reason = step.reason.clone();
+        }
+        inst.history
+            .entry(step.to.clone())
+            .or_insert_with(|| Value::from(ts));
+        inst.deadline = self
+            .saga
+            .timeouts
+            .get(&step.to)
+            .map(|(after, _)| ts.saturating_add(*after));
+        let scope = SagaScope {
+            key,
+            event,
+            events: &inst.events,
+            from: &from,
+            state: &inst.state,
+            reason: inst.reason.as_deref(),
+            history: &inst.history,
+            timestamp: ts,
+        };
+        for emit in &step.emit {
+            self.outputs.push((emit(&scope)?, ts));
+        }
+        Ok(())
+    }
+
+    /// Stores `inst` (and its deadline and summary) and forwards the
+    /// collected outputs.
+    fn commit(
+        &mut self,
+        key: String,
+        inst: &Instance,
+        old_deadline: Option<i64>,
+        headers: &Headers,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let summary = match &self.saga.summary {
+            Some((_, f)) => Some(f(&SagaScope {
+                key: &key,
+                event: None,
+                events: &inst.events,
+                from: &inst.state,
+                state: &inst.state,
+                reason: inst.reason.as_deref(),
+                history: &inst.history,
+                timestamp: ctx.stream_time(),
+            })?),
+            None => None,
+        };
+        let e = |e: StateError| e.to_string();
+        if old_deadline != inst.deadline {
+            if let Some(d) = old_deadline {
+                stores.deadlines.delete(&deadline_key(d, &key)).map_err(e)?;
+            }
+            if let Some(d) = inst.deadline {
+                stores
+                    .deadlines
+                    .put(&deadline_key(d, &key), &Vec::new())
+                    .map_err(e)?;
+            }
+        }
+        stores.instances.put(&key, inst).map_err(e)?;
+        if let (Some(store), Some(summary)) = (&stores.summary, summary) {
+            store.put(&key, &summary).map_err(e)?;
+        }
+        for (value, timestamp) in self.outputs.drain(..) {
+            ctx.forward(Record {
+                key: key.clone(),
+                value,
+                timestamp,
+                headers: headers.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn load(&self, key: &str) -> Result<Instance, String> {
+        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let found = stores
+            .instances
+            .get(&key.to_owned())
+            .map_err(|e| e.to_string())?;
+        Ok(found.unwrap_or_else(|| Instance {
+            state: self.saga.initial.clone(),
+            deadline: None,
+            reason: None,
+            events: Map::new(),
+            history: Map::new(),
+            deferred: Vec::new(),
+        }))
+    }
+
+    fn step(
+        &mut self,
+        r: Record<String, Value>,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let kind = match r.value.get("type") {
+            Some(Value::String(t)) => t.clone(),
+            _ => return Err("saga event has no string field \"type\"".into()),
+        };
+        let mut inst = self.load(&r.key)?;
+        let old = inst.clone();
+        self.apply(&mut inst, &r.key, &kind, r.value, r.timestamp)?;
+        if old.state == inst.state && old.events == inst.events && old.deferred == inst.deferred {
+            return Ok(());
+        }
+        self.commit(r.key, &inst, old.deadline, &r.headers, ctx)
+    }
+
+    fn expire(
+        &mut self,
+        now: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let due = stores
+            .deadlines
+            .range(None, Some(&deadline_key(now.saturating_add(1), "")))
+            .map_err(|e| e.to_string())?;
+        for (index_key, _) in due {
+            let Some((deadline, key)) = decode_deadline_key(&index_key) else {
+                continue;
+            };
+            let mut inst = self.load(&key)?;
+            if inst.deadline != Some(deadline) {
+                continue;
+            }
+            self.fire_timeout(&mut inst, &key, deadline)?;
+            self.retry_deferred(&mut inst, &key)?;
+            self.commit(key, &inst, Some(deadline), &Headers::default(), ctx)?;
+        }
+        Ok(())
+    }
+}
+
+impl Processor<String, Value, String, Value> for SagaProcessor {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) {
+        match self.open(ctx) {
+            Ok(stores) => self.stores = Some(stores),
+            Err(e) => tracing::error!("{e}"),
+        }
+        ctx.schedule(self.saga.check_every, PunctuationType::StreamTime);
+    }
+
+    fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
+        if let Err(e) = self.step(r, ctx) {
+            self.outputs.clear();
+            ctx.fail(format!("saga: {e}"));
+        }
+    }
+
+    fn punctuate(
+        &mut self,
+        _id: PunctuationId,
+        now: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) {
+        if let Err(e) = self.expire(now, ctx) {
+            self.outputs.clear();
+            tracing::error!("saga timeouts at stream time {now}: {e}");
+        }
+    }
+}
