@@ -137,10 +137,16 @@ impl OpProcessor {
                 ctx.forward(Record { value: v, ..r });
             }
             Op::Validate(schema, file) => {
-                if let Some(e) = schema.iter_errors(&r.value).next() {
-                    let at = e.instance_path().to_string();
-                    let at = if at.is_empty() { "/".to_owned() } else { at };
-                    return Err(format!("schema {file}: at {at}: {e}"));
+                let errors: Vec<String> = schema
+                    .iter_errors(&r.value)
+                    .map(|e| {
+                        let at = e.instance_path().to_string();
+                        let at = if at.is_empty() { "/".to_owned() } else { at };
+                        format!("at {at}: {e}")
+                    })
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(format!("schema {file}: {}", errors.join("; ")));
                 }
                 ctx.forward(r);
             }

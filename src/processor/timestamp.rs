@@ -65,8 +65,8 @@ pub(crate) enum Extracted {
 
 fn from_json(value: Option<&[u8]>, field: &str) -> Result<i64, String> {
     let value = value.ok_or("null value has no timestamp field")?;
-    let json: serde_json::Value =
-        serde_json::from_slice(value).map_err(|e| format!("timestamp field {field}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(value)
+        .map_err(|e| format!("value is not JSON ({e}), so it has no timestamp field {field}"))?;
     let found = field
         .split('.')
         .try_fold(&json, |v, part| v.get(part))

@@ -1,0 +1,559 @@
+//! The order pipeline's topology files (`config/`) in the test driver, with
+//! exact outputs: the saga's transitions, timeouts and compensations, the
+//! payment rule, stock reservation, and the three services together.
+
+use std::path::PathBuf;
+
+use eddy::config::{Pipeline, Registry};
+use eddy::processor::Headers;
+use eddy::runtime::dlq_headers;
+use eddy::serde::{I64Serde, JsonSerde, StringSerde};
+use eddy::testing::{DriverConfig, TopologyTestDriver};
+use serde_json::{json, Value};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn config(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(file)
+}
+
+struct Service {
+    driver: TopologyTestDriver,
+    reads: Vec<String>,
+}
+
+fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
+    let p = Pipeline::load_with_vars(&config(file), &Registry::builtin(), &vars).unwrap();
+    let reads = p
+        .topology
+        .source_topics()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut cfg = DriverConfig {
+        application_id: p.config.application_id.clone(),
+        ..DriverConfig::default()
+    };
+    for t in &p.topics {
+        cfg = cfg.partitions(t, partitions);
+    }
+    Service {
+        driver: TopologyTestDriver::with_config(p.topology, cfg),
+        reads,
+    }
+}
+
+fn service(file: &str) -> Service {
+    service_with(file, toml::Table::new(), 1)
+}
+
+impl Service {
+    fn pipe(&mut self, topic: &str, key: &str, value: &Value, ts: i64) {
+        self.pipe_bytes(topic, key, value.to_string().as_bytes(), ts);
+    }
+
+    fn pipe_bytes(&mut self, topic: &str, key: &str, value: &[u8], ts: i64) {
+        self.driver
+            .pipe_raw(
+                topic,
+                None,
+                Some(key.as_bytes()),
+                Some(value),
+                ts,
+                Headers::default(),
+            )
+            .unwrap();
+    }
+
+    /// Everything written to `topic` since the last read: (key, value, ts).
+    fn read(&mut self, topic: &str) -> Vec<(String, Value, i64)> {
+        self.driver
+            .read_raw(topic)
+            .into_iter()
+            .map(|r| {
+                (
+                    String::from_utf8(r.key.unwrap()).unwrap(),
+                    serde_json::from_slice(&r.value.unwrap()).unwrap(),
+                    r.timestamp,
+                )
+            })
+            .collect()
+    }
+
+    fn summary(&self, order: &str) -> Value {
+        self.driver
+            .key_value_store("order-summary", 0, StringSerde, JsonSerde::<Value>::new())
+            .unwrap()
+            .get(&order.to_owned())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn stock(&self, product: &str) -> i64 {
+        self.driver
+            .key_value_store("stock-levels", 0, StringSerde, I64Serde)
+            .unwrap()
+            .get(&product.to_owned())
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn order(id: &str, items: &[(&str, i64, i64)], created_at: i64) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q, price)| json!({"product_id": p, "qty": q, "unit_price": price}))
+        .collect();
+    json!({"type": "order_created", "order_id": id, "user_id": "u1", "items": items, "created_at": created_at})
+}
+
+fn paid(id: &str, amount: i64) -> Value {
+    json!({"type": "payment_successful", "order_id": id, "amount": amount, "gateway_ref": format!("gw-{id}")})
+}
+
+fn declined(id: &str, amount: i64) -> Value {
+    json!({"type": "payment_failed", "order_id": id, "amount": amount, "reason": "card_declined"})
+}
+
+fn reserved(id: &str, items: &[(&str, i64, i64)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q, line)| json!({"product_id": p, "qty": q, "line": line}))
+        .collect();
+    json!({"type": "stock_reserved", "order_id": id, "items": items})
+}
+
+fn completed(id: &str) -> Value {
+    json!({"type": "order_completed", "order_id": id})
+}
+
+fn cancelled(id: &str, reason: &str) -> Value {
+    json!({"type": "order_cancelled", "order_id": id, "reason": reason})
+}
+
+fn refunded(id: &str, amount: i64, reason: &str) -> Value {
+    json!({"type": "payment_refunded", "order_id": id, "amount": amount, "reason": reason})
+}
+
+fn kv(key: &str, value: Value, ts: i64) -> (String, Value, i64) {
+    (key.to_owned(), value, ts)
+}
+
+/// Payments written by the saga (its refunds), without the inputs it was
+/// given on the same topic.
+fn refunds(s: &mut Service) -> Vec<(String, Value, i64)> {
+    s.read("payments")
+        .into_iter()
+        .filter(|(_, v, _)| v["type"] == "payment_refunded")
+        .collect()
+}
+
+fn releases(s: &mut Service) -> Vec<(String, Value, i64)> {
+    s.read("inventory")
+        .into_iter()
+        .filter(|(_, v, _)| v["type"] == "stock_released")
+        .collect()
+}
+
+#[test]
+fn saga_completes_a_paid_and_reserved_order() {
+    let mut s = service("order-saga.toml");
+    s.pipe("orders", "o1", &order("o1", &[("p1", 2, 500)], T0), T0);
+    s.pipe("payments", "o1", &paid("o1", 1000), T0 + 1_000);
+    s.pipe(
+        "inventory",
+        "o1",
+        &reserved("o1", &[("p1", 2, 0)]),
+        T0 + 2_000,
+    );
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", completed("o1"), T0 + 2_000)]
+    );
+    assert_eq!(refunds(&mut s), []);
+    assert_eq!(releases(&mut s), []);
+    assert_eq!(
+        s.summary("o1"),
+        json!({
+            "order_id": "o1", "status": "completed", "reason": null, "amount": 1000, "paid": true,
+            "entered_at": {"awaiting_payment": T0, "awaiting_stock": T0 + 1_000, "completed": T0 + 2_000},
+        })
+    );
+}
+
+#[test]
+fn saga_cancels_on_failures_with_the_right_compensations() {
+    let mut s = service("order-saga.toml");
+    // Payment declined: nothing to compensate.
+    s.pipe("orders", "o1", &order("o1", &[("p1", 1, 700)], T0), T0);
+    s.pipe("payments", "o1", &declined("o1", 700), T0 + 500);
+    // Paid, then stock unavailable: the payment is refunded.
+    s.pipe("orders", "o2", &order("o2", &[("p1", 3, 100)], T0), T0);
+    s.pipe("payments", "o2", &paid("o2", 300), T0 + 600);
+    let unavailable =
+        json!({"type": "stock_unavailable", "order_id": "o2", "missing": ["p1"], "released": []});
+    s.pipe("inventory", "o2", &unavailable, T0 + 700);
+    assert_eq!(
+        s.read("order-outcomes"),
+        [
+            kv("o1", cancelled("o1", "payment_failed"), T0 + 500),
+            kv("o2", cancelled("o2", "stock_unavailable"), T0 + 700),
+        ]
+    );
+    assert_eq!(
+        refunds(&mut s),
+        [kv("o2", refunded("o2", 300, "stock_unavailable"), T0 + 700)]
+    );
+    assert_eq!(releases(&mut s), []);
+    assert_eq!(s.summary("o2")["status"], "cancelled");
+    assert_eq!(s.summary("o2")["reason"], "stock_unavailable");
+}
+
+#[test]
+fn payment_timeout_fires_at_the_deadline_and_a_late_payment_is_refunded() {
+    let mut s = service("order-saga.toml");
+    s.pipe("orders", "o1", &order("o1", &[("p1", 1, 900)], T0), T0);
+    // Another order 29.999 s later: stream time is short of o1's deadline.
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p1", 1, 100)], T0 + 29_999),
+        T0 + 29_999,
+    );
+    assert_eq!(s.read("order-outcomes"), []);
+    // Stream time passes T0 + 30 s: o1 times out, stamped with its deadline.
+    s.pipe(
+        "orders",
+        "o3",
+        &order("o3", &[("p1", 1, 100)], T0 + 31_000),
+        T0 + 31_000,
+    );
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", cancelled("o1", "payment_timeout"), T0 + 30_000)]
+    );
+    // The payment comes after all: refunded; the reservation it led to is
+    // released; duplicates of both change nothing.
+    for _ in 0..2 {
+        s.pipe("payments", "o1", &paid("o1", 900), T0 + 32_000);
+        s.pipe(
+            "inventory",
+            "o1",
+            &reserved("o1", &[("p1", 1, 0)]),
+            T0 + 33_000,
+        );
+    }
+    assert_eq!(
+        refunds(&mut s),
+        [kv("o1", refunded("o1", 900, "late_payment"), T0 + 32_000)]
+    );
+    assert_eq!(
+        releases(&mut s),
+        [kv(
+            "o1",
+            json!({"type": "stock_released", "order_id": "o1", "items": [{"product_id": "p1", "qty": 1, "line": 0}], "reason": "late_reservation"}),
+            T0 + 33_000
+        )]
+    );
+    assert_eq!(s.read("order-outcomes"), []);
+}
+
+#[test]
+fn an_event_past_the_deadline_finds_the_order_already_timed_out() {
+    let mut s = service("order-saga.toml");
+    s.pipe("orders", "o1", &order("o1", &[("p1", 1, 900)], T0), T0);
+    // The delayed payment itself carries a timestamp 45 s after creation.
+    s.pipe("payments", "o1", &paid("o1", 900), T0 + 45_000);
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", cancelled("o1", "payment_timeout"), T0 + 30_000)]
+    );
+    assert_eq!(
+        refunds(&mut s),
+        [kv("o1", refunded("o1", 900, "late_payment"), T0 + 45_000)]
+    );
+}
+
+#[test]
+fn stock_timeout_refunds_and_a_late_reservation_is_released() {
+    let mut s = service("order-saga.toml");
+    s.pipe("orders", "o1", &order("o1", &[("p1", 2, 250)], T0), T0);
+    s.pipe("payments", "o1", &paid("o1", 500), T0 + 1_000);
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p1", 1, 100)], T0 + 40_000),
+        T0 + 40_000,
+    );
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", cancelled("o1", "stock_timeout"), T0 + 31_000)]
+    );
+    assert_eq!(
+        refunds(&mut s),
+        [kv("o1", refunded("o1", 500, "stock_timeout"), T0 + 31_000)]
+    );
+    s.pipe(
+        "inventory",
+        "o1",
+        &reserved("o1", &[("p1", 2, 0)]),
+        T0 + 41_000,
+    );
+    assert_eq!(releases(&mut s).len(), 1);
+    assert_eq!(s.summary("o1")["reason"], "stock_timeout");
+}
+
+#[test]
+fn duplicates_and_out_of_order_events_change_no_outcome() {
+    let mut s = service("order-saga.toml");
+    // Stock answer first, then the payment, then the order (twice each).
+    for _ in 0..2 {
+        s.pipe(
+            "inventory",
+            "o1",
+            &reserved("o1", &[("p1", 1, 0)]),
+            T0 + 2_000,
+        );
+    }
+    for _ in 0..2 {
+        s.pipe("payments", "o1", &paid("o1", 100), T0 + 1_000);
+    }
+    assert_eq!(s.read("order-outcomes"), []);
+    for _ in 0..2 {
+        s.pipe("orders", "o1", &order("o1", &[("p1", 1, 100)], T0), T0);
+    }
+    // Completed by the deferred stock answer, at its timestamp.
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", completed("o1"), T0 + 2_000)]
+    );
+    // A failure reported after completion changes nothing either.
+    s.pipe("payments", "o1", &declined("o1", 100), T0 + 3_000);
+    assert_eq!(s.read("order-outcomes"), []);
+    assert_eq!(refunds(&mut s), []);
+    assert_eq!(s.summary("o1")["status"], "completed");
+}
+
+#[test]
+fn malformed_and_schema_invalid_events_go_to_the_dead_letter_topic() {
+    let mut s = service("order-saga.toml");
+    s.pipe_bytes("orders", "bad-1", b"{not json", T0);
+    let mut invalid = order("bad-2", &[("p1", 1, 100)], T0);
+    invalid["items"][0]["qty"] = json!(0);
+    s.pipe("orders", "bad-2", &invalid, T0);
+    s.pipe(
+        "payments",
+        "o9",
+        &json!({"type": "payment_successful", "order_id": "o9"}),
+        T0,
+    );
+    s.pipe("orders", "o1", &order("o1", &[("p1", 1, 100)], T0), T0);
+    s.pipe("payments", "o1", &declined("o1", 100), T0);
+    let dead = s.driver.read_raw("order-saga-dlq");
+    let reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|r| {
+            let h = |k| String::from_utf8_lossy(r.headers.last(k).unwrap()).into_owned();
+            (h(dlq_headers::TOPIC), h(dlq_headers::MESSAGE))
+        })
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[0].0, "orders");
+    assert_eq!(
+        reasons[0].1,
+        "value is not JSON (key must be a string at line 1 column 2), so it has no timestamp field created_at"
+    );
+    assert_eq!(
+        reasons[1],
+        (
+            "orders".to_owned(),
+            "schema schemas/order.json: at /items/0/qty: 0 is less than the minimum of 1"
+                .to_owned()
+        )
+    );
+    assert_eq!(reasons[2].0, "payments");
+    assert!(
+        reasons[2].1.contains("\"amount\" is a required property"),
+        "{}",
+        reasons[2].1
+    );
+    assert_eq!(
+        s.read("order-outcomes"),
+        [kv("o1", cancelled("o1", "payment_failed"), T0)]
+    );
+}
+
+#[test]
+fn payment_rule_declines_large_orders_and_a_drawn_share() {
+    let mut s = service("payment.toml");
+    s.pipe("orders", "o1", &order("o1", &[("p1", 2, 150)], T0), T0);
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p1", 100, 9_999)], T0 + 1),
+        T0 + 1,
+    );
+    assert_eq!(
+        s.read("payments"),
+        [
+            kv(
+                "o1",
+                json!({"type": "payment_successful", "order_id": "o1", "amount": 300, "gateway_ref": "gw-o1"}),
+                T0
+            ),
+            kv(
+                "o2",
+                json!({"type": "payment_failed", "order_id": "o2", "amount": 999_900, "reason": "amount_over_limit"}),
+                T0 + 1
+            ),
+        ]
+    );
+    let mut vars = toml::Table::new();
+    vars.insert("failure_rate".into(), 1.0.into());
+    vars.insert("manual_users".into(), toml::Value::Array(vec!["u2".into()]));
+    let mut s = service_with("payment.toml", vars, 1);
+    s.pipe("orders", "o1", &order("o1", &[("p1", 1, 100)], T0), T0);
+    let mut manual = order("o3", &[("p1", 1, 100)], T0);
+    manual["user_id"] = json!("u2");
+    s.pipe("orders", "o3", &manual, T0);
+    assert_eq!(
+        s.read("payments"),
+        [kv(
+            "o1",
+            json!({"type": "payment_failed", "order_id": "o1", "amount": 100, "reason": "card_declined"}),
+            T0
+        )]
+    );
+}
+
+#[test]
+fn inventory_reserves_per_product_never_below_zero_and_releases_once() {
+    let mut s = service("inventory.toml");
+    s.pipe("stock", "p1", &json!({"product_id": "p1", "qty": 5}), 0);
+    s.pipe("stock", "p2", &json!({"product_id": "p2", "qty": 10}), 0);
+    s.pipe("orders", "o1", &order("o1", &[("p1", 3, 100)], T0), T0);
+    s.pipe("payments", "o1", &paid("o1", 300), T0);
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p2", 1, 100), ("p1", 3, 100)], T0),
+        T0,
+    );
+    s.pipe("payments", "o2", &paid("o2", 400), T0);
+    // A duplicated payment reserves nothing more.
+    s.pipe("payments", "o1", &paid("o1", 300), T0);
+    let out: Vec<(String, Value, i64)> = s
+        .read("inventory")
+        .into_iter()
+        .filter(|(_, v, _)| v["type"] != "stock_released")
+        .collect();
+    assert_eq!(
+        out,
+        [
+            kv("o1", reserved("o1", &[("p1", 3, 0)]), T0),
+            kv(
+                "o2",
+                json!({"type": "stock_unavailable", "order_id": "o2", "missing": ["p1"], "released": [{"product_id": "p2", "qty": 1, "line": 0}]}),
+                T0
+            ),
+            kv("o1", reserved("o1", &[("p1", 3, 0)]), T0),
+        ]
+    );
+    // o2's reserved line went back; p1 never went below zero.
+    assert_eq!((s.stock("p1"), s.stock("p2")), (2, 10));
+    // The saga releases o1 (twice, by a retry): stock comes back once.
+    let release = json!({"type": "stock_released", "order_id": "o1", "items": [{"product_id": "p1", "qty": 3, "line": 0}]});
+    s.pipe("inventory", "o1", &release, T0 + 1);
+    s.pipe("inventory", "o1", &release, T0 + 2);
+    assert_eq!((s.stock("p1"), s.stock("p2")), (5, 10));
+}
+
+/// Moves every record written to a shared topic into the other services
+/// that read it, until none is left.
+fn settle(services: &mut [Service], log: &mut Vec<(String, String, Value)>) {
+    loop {
+        let mut moved = 0;
+        for i in 0..services.len() {
+            for topic in ["orders", "payments", "inventory", "stock", "order-outcomes"] {
+                for (k, v, ts) in services[i].read(topic) {
+                    log.push((topic.to_owned(), k.clone(), v.clone()));
+                    for (j, other) in services.iter_mut().enumerate() {
+                        if j != i && other.reads.iter().any(|t| t == topic) {
+                            other.pipe(topic, &k, &v, ts);
+                            moved += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn the_three_services_together() {
+    let mut services = vec![
+        service_with("payment.toml", toml::Table::new(), 2),
+        service_with("inventory.toml", toml::Table::new(), 2),
+        service_with("order-saga.toml", toml::Table::new(), 2),
+    ];
+    let mut log = Vec::new();
+    // Seed stock through the inventory service.
+    services[1].pipe("stock", "p1", &json!({"product_id": "p1", "qty": 10}), 0);
+    services[1].pipe("stock", "p2", &json!({"product_id": "p2", "qty": 1}), 0);
+    let orders = [
+        order("o1", &[("p1", 2, 100)], T0),
+        order("o2", &[("p2", 2, 100)], T0 + 1),
+        order("o3", &[("p1", 100, 9_999)], T0 + 2),
+        order("o4", &[("p1", 3, 100), ("p2", 1, 100)], T0 + 3),
+    ];
+    for o in &orders {
+        let id = o["order_id"].as_str().unwrap();
+        let ts = T0 + id[1..].parse::<i64>().unwrap() - 1;
+        // Every service reads orders.
+        for s in services.iter_mut() {
+            s.pipe("orders", id, o, ts);
+        }
+        settle(&mut services, &mut log);
+    }
+    let outcomes: Vec<(String, Value)> = log
+        .iter()
+        .filter(|(t, _, _)| t == "order-outcomes")
+        .map(|(_, k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("o1".to_owned(), completed("o1")),
+            ("o2".to_owned(), cancelled("o2", "stock_unavailable")),
+            ("o3".to_owned(), cancelled("o3", "payment_failed")),
+            ("o4".to_owned(), completed("o4")),
+        ]
+    );
+    let compensations: Vec<(String, String)> = log
+        .iter()
+        .filter(|(_, _, v)| v["type"] == "payment_refunded" || v["type"] == "stock_released")
+        .map(|(_, k, v)| (k.clone(), v["type"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        compensations,
+        [("o2".to_owned(), "payment_refunded".to_owned())]
+    );
+    // Stock: seed minus the completed orders' items.
+    let stock = |p: &str| {
+        (0..2)
+            .filter_map(|part| {
+                services[1]
+                    .driver
+                    .key_value_store("stock-levels", part, StringSerde, I64Serde)?
+                    .get(&p.to_owned())
+                    .unwrap()
+            })
+            .sum::<i64>()
+    };
+    assert_eq!((stock("p1"), stock("p2")), (10 - 2 - 3, 0));
+}
