@@ -1,0 +1,166 @@
+//! Broken topology files, each refused with the file, the field and the
+//! reason it must give.
+
+use std::path::Path;
+
+use eddy::config::{Pipeline, Registry};
+
+/// A valid head every case builds on: an application and two topics.
+const HEAD: &str = r#"
+[application]
+id = "app"
+
+[topics.in]
+
+[topics.out]
+"#;
+
+fn refuse(body: &str) -> String {
+    let text = format!("{HEAD}{body}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/broken.toml");
+    match Pipeline::parse(&text, &path, &Registry::builtin()) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => {
+            assert_eq!(e.file, path);
+            format!("{}: {}", e.field, e.reason)
+        }
+    }
+}
+
+const SOURCE: &str = "[nodes.src]\nop = \"source\"\ntopic = \"in\"\n";
+
+#[test]
+fn broken_files_are_refused_with_field_and_reason() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{SOURCE}[nodes.x]\nop = \"teleport\"\ninput = \"src\"\n"),
+            "nodes.x.op: unknown variant `teleport`, expected one of `source`, `table`, `filter`, `map`, `rekey`, `flat_map`, `merge`, `repartition`, `join`, `aggregate`, `saga`, `processor`, `sink` (line 12, column 6)",
+        ),
+        (
+            "[nodes.src]\nop = \"source\"\ntopic = \"nowhere\"\n".into(),
+            "nodes.src.topic: topic \"nowhere\" is not declared under [topics]",
+        ),
+        (
+            format!("{SOURCE}[nodes.f]\nop = \"filter\"\ninput = \"src\"\nexpr = \"value.type ==\"\n"),
+            "nodes.f.expr: bad expression \"value.type ==\": 1:14: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}",
+        ),
+        (
+            format!("{SOURCE}[nodes.f]\nop = \"filter\"\ninput = \"src\"\nexpr = \"vaule.type == 'x'\"\n"),
+            "nodes.f.expr: bad expression \"vaule.type == 'x'\": unknown variable \"vaule\" (it may use key, value, timestamp)",
+        ),
+        (
+            format!("{SOURCE}[nodes.other]\nop = \"source\"\ntopic = \"out\"\n[nodes.j]\nop = \"join\"\nleft = \"src\"\nright = \"other\"\nvalue = \"left\"\n"),
+            "nodes.j.window: a stream-stream join needs a window (for example window = \"30s\")",
+        ),
+        (
+            "[nodes.a]\nop = \"filter\"\ninput = \"b\"\nexpr = \"true\"\n[nodes.b]\nop = \"filter\"\ninput = \"a\"\nexpr = \"true\"\n".into(),
+            "nodes.a: cycle: a -> b -> a",
+        ),
+        (
+            format!("{SOURCE}[nodes.f]\nop = \"filter\"\ninput = \"scr\"\nexpr = \"true\"\n"),
+            "nodes.f.input: unknown node \"scr\"",
+        ),
+        (
+            format!("{SOURCE}[nodes.f]\nop = \"filter\"\ninput = \"src\"\nexpresion = \"true\"\n"),
+            "nodes.f: unknown field `expresion`, expected `input` or `expr` (line 11, column 1)",
+        ),
+        (
+            "[nodes.src]\nop = \"source\"\n".into(),
+            "nodes.src: missing field `topic` (line 8, column 1)",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\nfinal_states = [\"done\"]\n[[nodes.s.transitions]]\nfrom = \"new\"\non = \"go\"\nto = \"done\"\n[[nodes.s.timeouts]]\nstate = \"done\"\nafter = \"5s\"\nto = \"new\"\n"),
+            "nodes.s: final state \"done\" has a timeout",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\n[[nodes.s.timeouts]]\nstate = \"new\"\nafter = \"soon\"\nto = \"gone\"\n"),
+            "nodes.s.timeouts[0].after: bad duration \"soon\": expected number at 0",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\n[[nodes.s.transitions]]\nfrom = \"new\"\nto = \"done\"\n"),
+            "nodes.s.transitions[0]: a transition needs `from` and `on`",
+        ),
+        (
+            format!("{SOURCE}[nodes.p]\nop = \"processor\"\ninput = \"src\"\nprocessor = \"stock-keeper\"\n"),
+            "nodes.p.processor: unknown processor \"stock-keeper\" (registered: stock-reserver)",
+        ),
+        (
+            format!("{SOURCE}[nodes.p]\nop = \"processor\"\ninput = \"src\"\nprocessor = \"stock-reserver\"\nparams = {{ stock = \"s\" }}\n"),
+            "nodes.p.params: unknown parameter \"stock\" (stock-reserver takes stock_store, reservations_store)",
+        ),
+        (
+            format!("{SOURCE}[nodes.k]\nop = \"rekey\"\ninput = \"src\"\nfield = \"product_id\"\n[nodes.a]\nop = \"saga\"\ninput = \"k\"\ninitial = \"new\"\n"),
+            "nodes.a.input: records from \"k\" were re-keyed upstream (map key, rekey, flat_map key or processor); add a node with op = \"repartition\" before this stateful operator",
+        ),
+        (
+            format!("{SOURCE}[nodes.again]\nop = \"source\"\ntopic = \"in\"\n"),
+            "nodes.src.topic: topic \"in\" is already read by node \"again\"; read it once and use that node",
+        ),
+        (
+            format!("{SOURCE}[nodes.t]\nop = \"table\"\ntopic = \"out\"\n[nodes.j]\nop = \"join\"\nleft = \"src\"\nright = \"t\"\nwindow = \"10s\"\nvalue = \"left\"\n"),
+            "nodes.j.window: \"t\" is a table: a stream-table join takes no window",
+        ),
+        (
+            format!("{SOURCE}[nodes.o]\nop = \"sink\"\ninput = \"src\"\ntopic = \"out\"\n[nodes.f]\nop = \"filter\"\ninput = \"o\"\nexpr = \"true\"\n"),
+            "nodes.f.input: node \"o\" is a sink; it has no output to read",
+        ),
+        (
+            format!("{SOURCE}[nodes.agg]\nop = \"aggregate\"\ninput = \"src\"\ninitial = \"0\"\naggregator = \"agg + 1\"\n[nodes.agg.window]\nsize = \"1m\"\nadvance = \"2m\"\n"),
+            "nodes.agg.window.advance: must be more than 0 and at most the window size",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"map\"\ninput = \"src\"\n"),
+            "nodes.m.value: a map needs a value or a key expression",
+        ),
+    ];
+    assert!(cases.len() >= 15);
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(body, expected)| {
+            let got = refuse(body);
+            (got != *expected)
+                .then(|| format!("for:\n{body}\nexpected: {expected}\n     got: {got}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn bad_settings_and_toml_are_refused() {
+    let path = Path::new("x.toml");
+    let registry = Registry::builtin();
+    let err = |text: &str| {
+        Pipeline::parse(text, path, &registry)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        err("[application]\nid = \"a\"\nguarantee = \"exactly_once\"\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
+        "x.toml: application.guarantee: exactly_once is not available yet; use at_least_once"
+    );
+    assert_eq!(
+        err("[application]\nid = \"a\"\nthreads = \"two\"\n"),
+        "x.toml: application.threads: invalid type: string \"two\", expected usize (line 3, column 11)"
+    );
+    assert_eq!(
+        err("[application\nid = \"a\"\n"),
+        "x.toml: : unclosed table, expected `]` (line 1, column 13)"
+    );
+    assert_eq!(
+        err("[application]\nid = \"a\"\n[topics.t]\nschema = \"schemas/missing.json\"\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n")
+            .split(": cannot read")
+            .next()
+            .unwrap(),
+        "x.toml: topics.t.schema"
+    );
+}
+
+#[test]
+fn the_shipped_files_compile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
+        let p = Pipeline::load(&dir.join(file), &Registry::builtin()).unwrap();
+        assert!(!p.topology.source_topics().is_empty(), "{file}");
+    }
+}
