@@ -21,7 +21,7 @@ pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 pub struct TestCluster {
     /// Its bootstrap servers.
     pub bootstrap: String,
-    embedded: Option<EmbeddedKafka>,
+    embedded: Option<std::sync::Arc<EmbeddedKafka>>,
 }
 
 /// A name no earlier run used, so runs against one broker don't collide.
@@ -51,6 +51,8 @@ pub struct Consumed {
     pub value: Option<Vec<u8>>,
     /// Headers.
     pub headers: Headers,
+    /// Timestamp, epoch milliseconds (-1 if none).
+    pub timestamp: i64,
 }
 
 impl Consumed {
@@ -81,7 +83,7 @@ impl TestCluster {
                 let e = EmbeddedKafka::start().expect("embedded cluster starts");
                 TestCluster {
                     bootstrap: e.bootstrap_servers().to_owned(),
-                    embedded: Some(e),
+                    embedded: Some(std::sync::Arc::new(e)),
                 }
             }
         }
@@ -90,6 +92,12 @@ impl TestCluster {
     /// Whether this is an embedded cluster.
     pub fn is_embedded(&self) -> bool {
         self.embedded.is_some()
+    }
+
+    /// The embedded cluster, for workers of this process to share
+    /// ([`KafkaStreams::embedded_cluster`](crate::runtime::KafkaStreams::embedded_cluster)).
+    pub fn embedded(&self) -> Option<std::sync::Arc<EmbeddedKafka>> {
+        self.embedded.clone()
     }
 
     /// Creates a topic (broker-default replication on a real cluster).
@@ -223,6 +231,7 @@ impl Reader {
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
                     headers,
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
                 });
             }
         }
