@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eddy::config::{Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::kafka::send_blocking;
 use eddy::orders::order_created;
 use eddy::runtime::{dlq_headers, Lookup, RunningStreams};
@@ -28,18 +28,15 @@ fn pipeline(file: &str, u: &str, c: &TestCluster, state: &std::path::Path) -> Pi
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("config")
         .join(file);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    for t in TOPICS {
-        text = text.replace(
-            &format!("[topics.{t}]\n"),
-            &format!("[topics.{t}]\nname = \"{t}-{u}\"\n"),
-        );
-    }
-    for app in ["payment-service", "inventory-service", "order-saga"] {
-        text = text.replace(&format!("id = \"{app}\""), &format!("id = \"{app}-{u}\""));
-    }
-    text = text.replace("manual_users = []", "manual_users = [\"manual\"]");
-    let mut p = Pipeline::parse(&text, &path, &Registry::builtin()).unwrap();
+    let mut overrides = Overrides {
+        suffix: Some(u.to_owned()),
+        ..Overrides::default()
+    };
+    overrides.vars.insert(
+        "manual_users".into(),
+        toml::Value::Array(vec!["manual".into()]),
+    );
+    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
     if !c.is_embedded() {
         p.config.bootstrap_servers = Some(c.bootstrap.clone());
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use eddy::config::{Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
 use eddy::serde::{I64Serde, JsonSerde, StringSerde};
@@ -25,7 +25,11 @@ struct Service {
 }
 
 fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
-    let p = Pipeline::load_with_vars(&config(file), &Registry::builtin(), &vars).unwrap();
+    let overrides = Overrides {
+        vars,
+        ..Overrides::default()
+    };
+    let p = Pipeline::load_with(&config(file), &Registry::builtin(), &overrides).unwrap();
     let reads = p
         .topology
         .source_topics()

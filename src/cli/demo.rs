@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use eddy::config::{Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::kafka::admin::ensure_topic;
 use eddy::kafka::{send_blocking, EmbeddedKafka};
 use eddy::observability::Metrics;
@@ -32,11 +32,7 @@ use rdkafka::{ClientConfig, Message};
 use serde_json::{json, Value};
 
 const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
-const DEAD_LETTERS: [&str; 3] = [
-    "payment-service-dlq",
-    "inventory-service-dlq",
-    "order-saga-dlq",
-];
+const APPS: [&str; 3] = ["payment-service", "inventory-service", "order-saga"];
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -77,6 +73,10 @@ pub struct DemoArgs {
     /// Folder of the topology files.
     #[arg(long, default_value = "config")]
     config_dir: PathBuf,
+    /// Suffix of the topics and application ids (`orders-<suffix>`, ...),
+    /// to run beside earlier runs on a real cluster.
+    #[arg(long)]
+    suffix: Option<String>,
     /// Seed of the order generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -128,6 +128,10 @@ fn units(order: &Value) -> Vec<(String, i64)> {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let registry = Registry::builtin();
+    let name = |t: &str| match &args.suffix {
+        Some(s) => format!("{t}-{s}"),
+        None => t.to_owned(),
+    };
     let (cluster, servers) = match &args.brokers {
         None => {
             let c = Arc::new(EmbeddedKafka::start()?);
@@ -139,14 +143,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     match &cluster {
         Some(c) => {
             for t in TOPICS {
-                c.create_topic(t, args.partitions)?;
+                c.create_topic(&name(t), args.partitions)?;
             }
         }
         None => {
             let mut admin = ClientConfig::new();
             admin.set("bootstrap.servers", &servers);
             for t in TOPICS {
-                ensure_topic(&admin, t, args.partitions, &[], Duration::from_secs(30))?;
+                ensure_topic(
+                    &admin,
+                    &name(t),
+                    args.partitions,
+                    &[],
+                    Duration::from_secs(30),
+                )?;
             }
         }
     }
@@ -160,7 +170,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let value = json!({"product_id": id, "qty": args.stock}).to_string();
         send_blocking(
             &producer,
-            BaseRecord::to("stock")
+            BaseRecord::to(&name("stock"))
                 .key(&id)
                 .payload(&value)
                 .timestamp(0),
@@ -171,17 +181,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let metrics = Arc::new(Metrics::new());
     let state = std::env::temp_dir().join(format!("eddy-demo-{}", std::process::id()));
-    let mut vars = toml::Table::new();
+    let mut overrides = Overrides {
+        suffix: args.suffix.clone(),
+        ..Overrides::default()
+    };
+    let vars = &mut overrides.vars;
     vars.insert("failure_rate".into(), args.payment_failure_rate.into());
     vars.insert("amount_limit".into(), args.amount_limit.into());
     let mut workers: Vec<RunningStreams> = Vec::new();
     for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
         let path = args.config_dir.join(file);
-        let mut p = Pipeline::load_with_vars(&path, &registry, &vars)?;
+        let mut p = Pipeline::load_with(&path, &registry, &overrides)?;
         p.config.bootstrap_servers = args.brokers.clone();
         p.config.state_dir = state.clone();
         p.config.embedded_partitions = args.partitions;
-        let saga = p.config.application_id == "order-saga";
+        let saga = p.config.application_id == name("order-saga");
         if saga {
             p.config.http_addr = Some(args.http);
         }
@@ -190,7 +204,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             streams = streams.embedded_cluster(c.clone());
         }
         if saga {
-            streams = streams.with_routes(order_route(&servers, &args.config_dir, &tally)?);
+            streams = streams.with_routes(order_route(
+                &servers,
+                &name("orders"),
+                &args.config_dir,
+                &tally,
+            )?);
         }
         workers.push(
             streams
@@ -211,12 +230,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let observer = {
         let (servers, tally, stop) = (servers.clone(), tally.clone(), stop.clone());
-        std::thread::spawn(move || observe(&servers, &tally, &stop))
+        let mut topics: Vec<String> = ["order-outcomes", "payments", "inventory"]
+            .into_iter()
+            .map(name)
+            .collect();
+        topics.extend(APPS.iter().map(|a| format!("{}-dlq", name(a))));
+        std::thread::spawn(move || observe(&servers, &topics, &tally, &stop))
     };
     let generated = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let generator = {
         let (servers, tally, generated) = (servers.clone(), tally.clone(), generated.clone());
+        let orders = name("orders");
         let (rate, count, duration) = (args.rate.max(1), args.count, args.duration);
         let (seed, products, malformed_every) = (args.seed, args.products, args.malformed_every);
         std::thread::spawn(move || -> anyhow::Result<()> {
@@ -253,7 +278,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 };
                 send_blocking(
                     &producer,
-                    BaseRecord::to("orders").key(&id).payload(&payload),
+                    BaseRecord::to(&orders).key(&id).payload(&payload),
                 )?;
                 generated.fetch_add(1, Ordering::Relaxed);
             }
@@ -364,7 +389,12 @@ fn status_line(t: &Tally, generated: u64, rate: f64) -> String {
 }
 
 /// Follows the outcome, payment, inventory and dead-letter topics.
-fn observe(servers: &str, tally: &Mutex<Tally>, stop: &AtomicBool) -> anyhow::Result<()> {
+fn observe(
+    servers: &str,
+    topics: &[String],
+    tally: &Mutex<Tally>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set(
@@ -375,8 +405,7 @@ fn observe(servers: &str, tally: &Mutex<Tally>, stop: &AtomicBool) -> anyhow::Re
         .set("enable.auto.commit", "false")
         .set("topic.metadata.refresh.interval.ms", "1000")
         .create()?;
-    let mut topics = vec!["order-outcomes", "payments", "inventory"];
-    topics.extend(DEAD_LETTERS);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     while !stop.load(Ordering::Relaxed) {
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
@@ -536,6 +565,7 @@ fn print_summary(
 /// `order_created`; answers 202 with the order id.
 fn order_route(
     servers: &str,
+    topic: &str,
     config_dir: &std::path::Path,
     tally: &Arc<Mutex<Tally>>,
 ) -> anyhow::Result<Router> {
@@ -557,9 +587,10 @@ fn order_route(
         Arc<jsonschema::Validator>,
         Arc<Mutex<Tally>>,
         Arc<AtomicU64>,
+        Arc<str>,
     );
     async fn create(
-        State((producer, validator, tally, n)): State<S>,
+        State((producer, validator, tally, n, topic)): State<S>,
         Json(mut body): Json<Value>,
     ) -> (StatusCode, Json<Value>) {
         let id = format!("web-{}-{}", now_ms(), n.fetch_add(1, Ordering::Relaxed));
@@ -582,7 +613,7 @@ fn order_route(
             .sent
             .insert(id.clone(), (Instant::now(), units(&body)));
         let payload = body.to_string();
-        let record = FutureRecord::to("orders").key(&id).payload(&payload);
+        let record = FutureRecord::to(&topic).key(&id).payload(&payload);
         match producer.send(record, Duration::from_secs(10)).await {
             Ok(_) => (StatusCode::ACCEPTED, Json(json!({"order_id": id}))),
             Err((e, _)) => (
@@ -596,5 +627,6 @@ fn order_route(
         validator,
         tally.clone(),
         Arc::new(AtomicU64::new(0)),
+        Arc::from(topic),
     )))
 }

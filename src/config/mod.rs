@@ -79,35 +79,35 @@ pub struct Pipeline {
 impl Pipeline {
     /// Reads and compiles `path`, with processors from `registry`.
     pub fn load(path: &Path, registry: &Registry) -> Result<Pipeline, ConfigError> {
-        Self::load_with_vars(path, registry, &toml::Table::new())
+        Self::load_with(path, registry, &Overrides::default())
     }
 
-    /// Like [`load`](Self::load), with `vars` replacing entries of the
-    /// file's `[vars]` (for example a failure rate set on the command line).
-    pub fn load_with_vars(
+    /// Like [`load`](Self::load), with `overrides` applied to the file.
+    pub fn load_with(
         path: &Path,
         registry: &Registry,
-        vars: &toml::Table,
+        overrides: &Overrides,
     ) -> Result<Pipeline, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             field: String::new(),
             reason: format!("cannot read the file: {e}"),
         })?;
-        Self::parse_with_vars(&text, path, registry, vars)
+        Self::parse_with(&text, path, registry, overrides)
     }
 
     /// Compiles `text` as if read from `path` (schemas are found relative to
     /// its folder).
     pub fn parse(text: &str, path: &Path, registry: &Registry) -> Result<Pipeline, ConfigError> {
-        Self::parse_with_vars(text, path, registry, &toml::Table::new())
+        Self::parse_with(text, path, registry, &Overrides::default())
     }
 
-    fn parse_with_vars(
+    /// Like [`parse`](Self::parse), with `overrides` applied.
+    pub fn parse_with(
         text: &str,
         path: &Path,
         registry: &Registry,
-        vars: &toml::Table,
+        overrides: &Overrides,
     ) -> Result<Pipeline, ConfigError> {
         let error = |field: String, reason: String| ConfigError {
             file: path.to_owned(),
@@ -121,8 +121,7 @@ impl Pipeline {
             let field = if field == "." { String::new() } else { field };
             error(field, syntax(e.inner(), text))
         })?;
-        file.vars
-            .extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        overrides.apply(&mut file);
         let base = path.parent().unwrap_or(Path::new("."));
         compile::compile(&file, base, registry)
             .map_err(|(field, reason)| error(field, reason))
@@ -145,6 +144,32 @@ impl Pipeline {
             }
         }
         streams
+    }
+}
+
+/// Changes applied to a file as it is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replace entries of `[vars]` (for example a rate set on the command
+    /// line).
+    pub vars: toml::Table,
+    /// Appended (after a `-`) to the application id and to the Kafka name of
+    /// every declared topic, so that several isolated copies of a pipeline
+    /// share one cluster (tests, benchmarks, repeated demo runs).
+    pub suffix: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, file: &mut File) {
+        file.vars
+            .extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(suffix) = &self.suffix {
+            file.application.id = format!("{}-{suffix}", file.application.id);
+            for (name, topic) in &mut file.topics {
+                let kafka = topic.name.take().unwrap_or_else(|| name.clone());
+                topic.name = Some(format!("{kafka}-{suffix}"));
+            }
+        }
     }
 }
 

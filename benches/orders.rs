@@ -1,0 +1,200 @@
+//! The order pipeline end to end: the three topology files of `config/`
+//! (payment, inventory, order saga) as three workers of one process, one
+//! stream thread each, over 4-partition topics.
+//!
+//! - Throughput: with the workers running, `EDDY_BENCH_ORDERS` orders
+//!   (default 20 000) are produced as fast as possible; orders/s is that
+//!   count over the time from the first order sent to the last outcome read.
+//! - Latency: then orders are paced at `EDDY_BENCH_RATE` per second (default
+//!   300) for 10 s; latency is outcome read time minus order creation time.
+//! - Yardstick, same run: a raw librdkafka consume of the same number of
+//!   order records.
+//!
+//! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::kafka::send_blocking;
+use eddy::orders::order_created;
+use eddy::runtime::RunningStreams;
+use eddy::testing::{unique, TestCluster};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message};
+
+const PRODUCTS: u64 = 100;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Reads outcomes until `n` arrived; returns the latency of each (read
+/// time minus the outcome's event time, which is its order's creation time
+/// for completions and payment failures) and when the last one was read.
+fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
+    let mut latencies = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while latencies.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} outcomes",
+            latencies.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            latencies.push(now_ms() - m.timestamp().to_millis().unwrap());
+        }
+    }
+    (latencies, Instant::now())
+}
+
+fn main() {
+    let n = common::env_usize("EDDY_BENCH_ORDERS", 20_000);
+    let rate = common::env_usize("EDDY_BENCH_RATE", 300);
+    let partitions = 4;
+    let c = TestCluster::from_env();
+    let u = unique("ob");
+    let topic = |t: &str| format!("{t}-{u}");
+    for t in ["orders", "payments", "inventory", "stock", "order-outcomes"] {
+        c.create_topic(&topic(t), partitions);
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let send = |t: &str, key: &str, value: &str, ts: i64| {
+        let record = BaseRecord::to(t).key(key).payload(value).timestamp(ts);
+        send_blocking(&producer, record).unwrap();
+    };
+    for p in 0..PRODUCTS {
+        let id = format!("product-{p}");
+        let value = serde_json::json!({"product_id": id, "qty": 1_000_000}).to_string();
+        send(&topic("stock"), &id, &value, 0);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let state = common::state_dir("orders");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let overrides = Overrides {
+        suffix: Some(u.clone()),
+        ..Overrides::default()
+    };
+    let workers: Vec<RunningStreams> = ["payment.toml", "inventory.toml", "order-saga.toml"]
+        .into_iter()
+        .map(|f| {
+            let mut p =
+                Pipeline::load_with(&dir.join(f), &Registry::builtin(), &overrides).unwrap();
+            if !c.is_embedded() {
+                p.config.bootstrap_servers = Some(c.bootstrap.clone());
+            }
+            p.config.state_dir = state.clone();
+            p.config.embedded_partitions = partitions;
+            let mut s = p.into_streams();
+            if let Some(e) = c.embedded() {
+                s = s.embedded_cluster(e);
+            }
+            s.start().unwrap()
+        })
+        .collect();
+    // Start timing once every worker holds its partitions.
+    for w in &workers {
+        while w.metrics().total("eddy_assigned_partitions") == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("group.id", unique("ob-outcomes"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic("order-outcomes")]).unwrap();
+
+    // Throughput: a burst of n orders.
+    let orders = topic("orders");
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        let o = order_created(1, i, PRODUCTS, now_ms());
+        send(
+            &orders,
+            o["order_id"].as_str().unwrap(),
+            &o.to_string(),
+            now_ms(),
+        );
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let sent = start.elapsed();
+    let (_, last) = outcomes(&consumer, n);
+    let burst = last - start;
+
+    // Latency: paced orders.
+    let paced = rate * 10;
+    let t0 = Instant::now();
+    for i in 0..paced as u64 {
+        let due = Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(wait);
+        }
+        let o = order_created(2, i, PRODUCTS, now_ms());
+        send(
+            &orders,
+            o["order_id"].as_str().unwrap(),
+            &o.to_string(),
+            now_ms(),
+        );
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let (mut latencies, _) = outcomes(&consumer, paced);
+    latencies.sort_unstable();
+    for w in workers {
+        w.close().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&state);
+
+    let raw = common::raw_consume(&c.bootstrap, &[&orders], n);
+
+    let per_s = |k: usize, d: Duration| k as f64 / d.as_secs_f64();
+    let cluster = if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    };
+    println!("order pipeline benchmark: payment + inventory + saga workers, one thread each, {partitions} partitions, {cluster}");
+    println!(
+        "  burst of {n} orders        {:>9.0} orders/s ({:.2} s to the last outcome; produced in {:.2} s)",
+        per_s(n, burst),
+        burst.as_secs_f64(),
+        sent.as_secs_f64()
+    );
+    println!(
+        "  raw consume of {n} orders  {:>9.0} records/s ({:.2} s)",
+        per_s(n, raw),
+        raw.as_secs_f64()
+    );
+    println!(
+        "  ratio                      {:>9.3} (pipeline orders/s / raw consume records/s)",
+        per_s(n, burst) / per_s(n, raw)
+    );
+    println!(
+        "  latency at {rate} orders/s for 10 s, order_created -> outcome: p50 {} ms, p99 {} ms, max {} ms ({} orders)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap(),
+        latencies.len()
+    );
+}
