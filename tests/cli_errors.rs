@@ -109,3 +109,32 @@ fn gen_orders_produces_well_formed_order_created_events_keyed_by_order_id() {
         );
     }
 }
+
+#[test]
+fn a_bad_topology_file_is_refused_by_validate_and_run() {
+    let dir = std::env::temp_dir().join(common::unique("bad-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[application]\nid = \"a\"\n[topics.in]\n[nodes.src]\nop = \"source\"\ntopic = \"in\"\n[nodes.j]\nop = \"join\"\nleft = \"src\"\nright = \"src\"\nvalue = \"left\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let expected = format!(
+        "{path}: nodes.j.window: a stream-stream join needs a window (for example window = \"30s\")"
+    );
+    let (ok, stderr, _) = eddy(&["validate", path]);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        format!("{expected}\neddy: error: 1 of 1 files refused\n")
+    );
+    let (ok, stderr, _) = eddy(&["run", "--config", path]);
+    assert!(!ok);
+    assert_eq!(stderr, format!("eddy: error: {expected}\n"));
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/order-saga.toml");
+    let (ok, stderr, _) = eddy(&["validate", shipped]);
+    assert!(ok, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
