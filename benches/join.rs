@@ -84,11 +84,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(state);
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() {
-        "embedded (mock) cluster".to_owned()
-    } else {
-        c.bootstrap.clone()
-    };
+    let cluster = common::cluster_name(&c);
     println!("join benchmark: 2 x {n} records, 10 000 keys, inner join within 1 s, {partitions} partitions, one thread, {cluster}");
     println!(
         "  raw consume of both   {:>10.0} records/s ({:.2} s)",

@@ -169,11 +169,7 @@ fn main() {
     let raw = common::raw_consume(&c.bootstrap, &[&orders], n);
 
     let per_s = |k: usize, d: Duration| k as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() {
-        "embedded (mock) cluster".to_owned()
-    } else {
-        c.bootstrap.clone()
-    };
+    let cluster = common::cluster_name(&c);
     println!("order pipeline benchmark: payment + inventory + saga workers, one thread each, {partitions} partitions, {cluster}");
     println!(
         "  burst of {n} orders        {:>9.0} orders/s ({:.2} s to the last outcome; produced in {:.2} s)",

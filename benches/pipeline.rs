@@ -115,11 +115,7 @@ fn main() {
     c.produce(&input, &records);
     drop(records);
 
-    let cluster = if c.is_embedded() {
-        "embedded (mock) cluster".to_owned()
-    } else {
-        c.bootstrap.clone()
-    };
+    let cluster = common::cluster_name(&c);
     println!("pipeline benchmark: {n} records of 100 bytes, {partitions} partitions, one thread, {cluster}");
     let (mut raw, mut ours) = (Vec::new(), Vec::new());
     for round in 1..=rounds {

@@ -96,11 +96,7 @@ fn main() {
     let raw = raw_consume(&c, &changelog, n);
     let ours = eddy_restore(&c, &app, &input, n);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() {
-        "embedded (mock) cluster".to_owned()
-    } else {
-        c.bootstrap.clone()
-    };
+    let cluster = common::cluster_name(&c);
     println!("restore benchmark: {n} changelog records (16-byte keys, 8-byte values), one partition, {cluster}");
     println!(
         "  raw consume     {:>10.0} records/s ({:.2} s)",

@@ -72,11 +72,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(state);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    let cluster = if c.is_embedded() {
-        "embedded (mock) cluster".to_owned()
-    } else {
-        c.bootstrap.clone()
-    };
+    let cluster = common::cluster_name(&c);
     println!("windowed count benchmark: {n} records, 10 000 keys, 10 s tumbling windows, {partitions} partitions, one thread, {cluster}");
     println!(
         "  raw consume           {:>10.0} records/s ({:.2} s)",

@@ -55,3 +55,12 @@ pub fn raw_consume(bootstrap: &str, topics: &[&str], n: usize) -> Duration {
     }
     start.expect("n > 0").elapsed()
 }
+
+/// How the reports name the cluster: its address, or the embedded mock.
+pub fn cluster_name(c: &eddy::testing::TestCluster) -> String {
+    if c.is_embedded() {
+        "embedded (mock) cluster".to_owned()
+    } else {
+        c.bootstrap.clone()
+    }
+}

@@ -58,13 +58,23 @@ where
     })
 }
 
-/// Aggregating: `aggregator(key, value, aggregate)` from `init()`.
+/// Aggregating: `aggregator(key, value, aggregate)` from `init()`; an
+/// error dead-letters the record.
+fn try_aggregate_fold<K, V, A, I, F>(init: I, aggregator: F) -> Fold<K, V, A>
+where
+    I: Fn() -> A + Send + Sync + 'static,
+    F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+{
+    Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)))
+}
+
+/// Aggregating with an infallible `aggregator`.
 fn aggregate_fold<K, V, A, I, F>(init: I, aggregator: F) -> Fold<K, V, A>
 where
     I: Fn() -> A + Send + Sync + 'static,
     F: Fn(&K, V, A) -> A + Send + Sync + 'static,
 {
-    Arc::new(move |k, v, old| Ok(aggregator(k, v, old.unwrap_or_else(&init))))
+    try_aggregate_fold(init, move |k, v, a| Ok(aggregator(k, v, a)))
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
@@ -252,9 +262,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         I: Fn() -> A + Send + Sync + 'static,
         F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
     {
-        let fold: Fold<K, V, A> =
-            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)));
-        self.aggregate_with(store, Arc::new(aggregate_serde), fold)
+        self.aggregate_with(
+            store,
+            Arc::new(aggregate_serde),
+            try_aggregate_fold(init, aggregator),
+        )
     }
 
     /// Aggregates per time window.
@@ -377,9 +389,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         I: Fn() -> A + Send + Sync + 'static,
         F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
     {
-        let fold: Fold<K, V, A> =
-            Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)));
-        self.aggregate_with(store, Arc::new(aggregate_serde), fold)
+        self.aggregate_with(
+            store,
+            Arc::new(aggregate_serde),
+            try_aggregate_fold(init, aggregator),
+        )
     }
 }
 
