@@ -141,8 +141,16 @@ fn main() {
     let (_, last) = outcomes(&consumer, n);
     let burst = last - start;
 
-    // Latency: paced orders.
+    let processed = |ws: &[RunningStreams]| -> u64 {
+        ws.iter()
+            .map(|w| w.metrics().total("eddy_records_processed_total"))
+            .sum()
+    };
+    let records = processed(&workers);
+
+    // Latency: paced orders, outcomes read as they come.
     let paced = rate * 10;
+    let reader = std::thread::spawn(move || outcomes(&consumer, paced).0);
     let t0 = Instant::now();
     for i in 0..paced as u64 {
         let due = Duration::from_secs_f64(i as f64 / rate as f64);
@@ -159,7 +167,7 @@ fn main() {
         );
     }
     producer.flush(Duration::from_secs(60)).unwrap();
-    let (mut latencies, _) = outcomes(&consumer, paced);
+    let mut latencies = reader.join().unwrap();
     latencies.sort_unstable();
     for w in workers {
         w.close().unwrap();
@@ -176,6 +184,10 @@ fn main() {
         per_s(n, burst),
         burst.as_secs_f64(),
         sent.as_secs_f64()
+    );
+    println!(
+        "  records the three workers processed: {records} in the burst, {:.0} records/s",
+        records as f64 / burst.as_secs_f64()
     );
     println!(
         "  raw consume of {n} orders  {:>9.0} records/s ({:.2} s)",

@@ -46,6 +46,10 @@ pub struct StoreSpec {
     /// For window and session stores: how long windows are kept, in
     /// milliseconds (Kafka Streams' default is one day).
     pub retention: i64,
+    /// For window stores: lay keys out key first (`key ‖ start`) rather
+    /// than time first, so that fetching one key's windows reads only
+    /// them (joins); scanning all keys by time then reads everything.
+    pub key_first: bool,
 }
 
 impl StoreSpec {
@@ -57,7 +61,15 @@ impl StoreSpec {
             logged: true,
             in_memory: false,
             retention: 0,
+            key_first: false,
         }
+    }
+
+    /// Lays a window store's keys out key first (see
+    /// [`key_first`](Self::key_first)).
+    pub fn with_key_first_layout(mut self) -> Self {
+        self.key_first = true;
+        self
     }
 
     /// A persistent, changelogged window store keeping `retention` ms.

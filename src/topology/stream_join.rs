@@ -323,10 +323,12 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
         );
         {
             let mut g = self.graph.borrow_mut();
-            g.stores
-                .push(Arc::new(StoreSpec::window(&left_store, retention)));
-            g.stores
-                .push(Arc::new(StoreSpec::window(&right_store, retention)));
+            // Joins fetch one key's records at a time: key-first layout.
+            for store in [&left_store, &right_store] {
+                g.stores.push(Arc::new(
+                    StoreSpec::window(store, retention).with_key_first_layout(),
+                ));
+            }
             g.stores.push(Arc::new(StoreSpec::key_value(&unmatched)));
         }
         let key: Arc<dyn Serde<K>> = Arc::new(key_serde);
