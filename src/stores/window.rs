@@ -81,7 +81,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// An encoded store key's (key bytes, window start).
-    fn split<'a>(k: &'a [u8], key_first: bool) -> (&'a [u8], i64) {
+    fn split(k: &[u8], key_first: bool) -> (&[u8], i64) {
         if key_first {
             let len = u32::from_be_bytes(k[..4].try_into().expect("4 bytes")) as usize;
             (&k[4..4 + len], unsortable(&k[4 + len..]))
