@@ -46,9 +46,9 @@ pub struct StoreSpec {
     /// For window and session stores: how long windows are kept, in
     /// milliseconds (Kafka Streams' default is one day).
     pub retention: i64,
-    /// For window stores: lay keys out key first (`key ‖ start`) rather
-    /// than time first, so that fetching one key's windows reads only
-    /// them (joins); scanning all keys by time then reads everything.
+    /// For window stores: lay keys out key first within time segments of
+    /// half the retention, rather than time first, so that fetching one
+    /// key's windows reads only them (joins); expiry is then per segment.
     pub key_first: bool,
 }
 

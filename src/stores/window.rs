@@ -3,8 +3,11 @@
 //! Keys are laid out time first (`window start ‖ key`) by default, so
 //! expiring old windows is one range delete and scanning the windows that
 //! closed is one ordered scan. Stores declared with the key-first layout
-//! (`key length ‖ key ‖ window start`, for joins) read one key's windows
-//! without touching the others.
+//! (for joins) split time into segments of half the retention (at least
+//! 60 s) and lay keys
+//! out `segment ‖ key length ‖ key ‖ window start`, as Kafka Streams'
+//! segmented stores do: reading one key's windows is one seek per segment,
+//! and expiry drops whole segments.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,6 +23,10 @@ pub struct WindowStore<K, V> {
     pub(crate) key: Arc<dyn Serde<K>>,
     pub(crate) value: Arc<dyn Serde<V>>,
 }
+
+/// The shortest segment of the key-first layout (Kafka Streams uses the
+/// same floor for its segmented stores): half the retention, at least 60 s.
+const SEGMENT_MIN: i64 = 60_000;
 
 impl<K, V> Clone for WindowStore<K, V> {
     fn clone(&self) -> Self {
@@ -50,26 +57,31 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         }
     }
 
-    fn key_first(&self) -> bool {
-        self.state.borrow().spec.key_first
+    /// The segment length of the key-first layout, or `None` for the
+    /// time-first one.
+    fn segments(&self) -> Option<i64> {
+        let state = self.state.borrow();
+        state
+            .spec
+            .key_first
+            .then(|| (state.spec.retention / 2).max(SEGMENT_MIN))
     }
 
-    /// The encoded key: with the key-first layout, length-prefixed.
-    fn key_bytes(&self, key: &K, key_first: bool) -> Result<Vec<u8>, StateError> {
-        let mut buf = if key_first { vec![0; 4] } else { Vec::new() };
+    /// `key length ‖ key` as the key-first layout writes it.
+    fn key_prefix(&self, key: &K) -> Result<Vec<u8>, StateError> {
+        let mut buf = vec![0; 4];
         self.key
             .serialize(key, &mut buf)
             .map_err(|e| self.serde_err(e))?;
-        if key_first {
-            let len = (buf.len() - 4) as u32;
-            buf[..4].copy_from_slice(&len.to_be_bytes());
-        }
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
         Ok(buf)
     }
 
     fn encode(&self, key: &K, start: i64) -> Result<Vec<u8>, StateError> {
-        if self.key_first() {
-            let mut buf = self.key_bytes(key, true)?;
+        if let Some(segment) = self.segments() {
+            let mut buf = sortable(start.div_euclid(segment) * segment).to_vec();
+            buf.extend_from_slice(&self.key_prefix(key)?);
             buf.extend_from_slice(&sortable(start));
             return Ok(buf);
         }
@@ -83,8 +95,8 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// An encoded store key's (key bytes, window start).
     fn split(k: &[u8], key_first: bool) -> (&[u8], i64) {
         if key_first {
-            let len = u32::from_be_bytes(k[..4].try_into().expect("4 bytes")) as usize;
-            (&k[4..4 + len], unsortable(&k[4 + len..]))
+            let len = u32::from_be_bytes(k[8..12].try_into().expect("4 bytes")) as usize;
+            (&k[12..12 + len], unsortable(&k[12 + len..]))
         } else {
             (&k[8..], unsortable(k))
         }
@@ -98,7 +110,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         to: Option<&[u8]>,
         keep: &dyn Fn(&[u8], i64) -> bool,
     ) -> Result<Vec<(K, i64, V)>, StateError> {
-        let key_first = self.key_first();
+        let key_first = self.segments().is_some();
         let mut out = Vec::new();
         let mut failed = None;
         self.state
@@ -152,59 +164,69 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// Every (key, window start, value) with `from <= start < to`: by start
-    /// then key (time-first layout), or by key then start (key-first).
+    /// then key (time-first layout), or by segment, key, start (key-first).
     pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>, StateError> {
-        if self.key_first() {
-            return self.scan(None, None, &|_, start| from <= start && start < to);
-        }
-        let (lo, hi) = (sortable(from), sortable(to));
-        self.scan(Some(&lo), Some(&hi), &|_, _| true)
+        let (lo, hi) = match self.segments() {
+            Some(segment) => (
+                sortable(from.div_euclid(segment) * segment),
+                sortable(
+                    to.div_euclid(segment)
+                        .saturating_add(1)
+                        .saturating_mul(segment),
+                ),
+            ),
+            None => (sortable(from), sortable(to)),
+        };
+        self.scan(Some(&lo), Some(&hi), &|_, start| {
+            from <= start && start < to
+        })
     }
 
     /// The windows of `key` with `from <= start < to`, as (start, value).
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StateError> {
-        let key_first = self.key_first();
-        let k = self.key_bytes(key, key_first)?;
-        let found = if key_first {
-            let (mut lo, mut hi) = (k.clone(), k);
-            lo.extend_from_slice(&sortable(from));
-            hi.extend_from_slice(&sortable(to));
-            self.scan(Some(&lo), Some(&hi), &|_, _| true)?
-        } else {
+        let Some(segment) = self.segments() else {
+            let mut k = Vec::new();
+            self.key
+                .serialize(key, &mut k)
+                .map_err(|e| self.serde_err(e))?;
             let (lo, hi) = (sortable(from), sortable(to));
-            self.scan(Some(&lo), Some(&hi), &|kb, _| kb == k.as_slice())?
+            let found = self.scan(Some(&lo), Some(&hi), &|kb, _| kb == k.as_slice())?;
+            return Ok(found.into_iter().map(|(_, s, v)| (s, v)).collect());
         };
-        Ok(found.into_iter().map(|(_, s, v)| (s, v)).collect())
+        // One seek per segment the range overlaps.
+        let prefix = self.key_prefix(key)?;
+        let mut out = Vec::new();
+        let mut seg = from.div_euclid(segment) * segment;
+        while seg < to {
+            let bound = |t: i64| {
+                let mut b = sortable(seg).to_vec();
+                b.extend_from_slice(&prefix);
+                b.extend_from_slice(&sortable(t));
+                b
+            };
+            let (lo, hi) = (
+                bound(from.max(seg)),
+                bound(to.min(seg.saturating_add(segment))),
+            );
+            let found = self.scan(Some(&lo), Some(&hi), &|_, _| true)?;
+            out.extend(found.into_iter().map(|(_, s, v)| (s, v)));
+            seg = seg.saturating_add(segment);
+        }
+        Ok(out)
     }
 
     /// Drops every window starting before `start` (retention; not logged:
     /// the changelog's own retention drops them there).
     pub fn expire_before(&self, start: i64) -> Result<(), StateError> {
-        if !self.key_first() {
-            return self
-                .state
-                .borrow_mut()
-                .expire(&sortable(i64::MIN), &sortable(start))
-                .map_err(|e| self.store_err(e));
-        }
-        // Key first: find the old windows of every key, then drop each.
-        let mut old: Vec<Vec<u8>> = Vec::new();
+        // Key first: whole segments only, those that end by `start`.
+        let bound = match self.segments() {
+            Some(segment) => start.div_euclid(segment) * segment,
+            None => start,
+        };
         self.state
-            .borrow()
-            .range(None, None, false, &mut |k, _| {
-                if Self::split(k, true).1 < start {
-                    old.push(k.to_vec());
-                }
-                true
-            })
-            .map_err(|e| self.store_err(e))?;
-        let mut state = self.state.borrow_mut();
-        for k in old {
-            let mut end = k.clone();
-            end.push(0);
-            state.expire(&k, &end).map_err(|e| self.store_err(e))?;
-        }
-        Ok(())
+            .borrow_mut()
+            .expire(&sortable(i64::MIN), &sortable(bound))
+            .map_err(|e| self.store_err(e))
     }
 }
 
@@ -243,11 +265,22 @@ mod tests {
             let key_first = spec.key_first;
             let s = store(spec);
             // "o1" is a prefix of "o10": the layouts must keep them apart.
-            for (k, start, v) in [("o1", 10, 1), ("o10", 10, 2), ("o1", 20, 3), ("o2", 5, 4)] {
+            let puts = [
+                ("o1", 10, 1),
+                ("o10", 10, 2),
+                ("o1", 20, 3),
+                ("o2", 5, 4),
+                ("o1", 70_000, 5),
+            ];
+            for (k, start, v) in puts {
                 s.put(&k.to_owned(), start, Some(&v)).unwrap();
             }
-            assert_eq!(s.fetch(&"o1".into(), 0, 100).unwrap(), [(10, 1), (20, 3)]);
-            assert_eq!(s.fetch(&"o1".into(), 11, 100).unwrap(), [(20, 3)]);
+            // Across segments (of 60 s in the key-first layout).
+            assert_eq!(
+                s.fetch(&"o1".into(), 0, 100_000).unwrap(),
+                [(10, 1), (20, 3), (70_000, 5)]
+            );
+            assert_eq!(s.fetch(&"o1".into(), 11, 70_000).unwrap(), [(20, 3)]);
             assert_eq!(s.fetch(&"o10".into(), 0, 100).unwrap(), [(10, 2)]);
             assert_eq!(s.get(&"o2".into(), 5).unwrap(), Some(4));
             let mut all = s.fetch_all(6, 20).unwrap();
@@ -257,10 +290,12 @@ mod tests {
                 [("o1".into(), 10, 1), ("o10".into(), 10, 2)],
                 "{key_first}"
             );
-            s.expire_before(15).unwrap();
-            let mut left = s.fetch_all(0, 100).unwrap();
-            left.sort();
-            assert_eq!(left, [("o1".into(), 20, 3)], "{key_first}");
+            s.expire_before(65_000).unwrap();
+            assert_eq!(
+                s.fetch_all(0, 100_000).unwrap(),
+                [("o1".into(), 70_000, 5)],
+                "{key_first}"
+            );
         }
     }
 }
