@@ -352,16 +352,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     print_summary(&t, &args, elapsed, stock_left, sample.zip(summary_of));
     drop(t);
     if args.serve {
+        // The pipeline keeps running for orders posted to /orders.
         eprintln!("serving until Ctrl-C");
-        let running = workers.pop().expect("three workers");
-        for w in workers {
-            w.close()?;
-        }
-        running.run_until_signal()?;
-    } else {
-        for w in workers {
-            w.close()?;
-        }
+        let saga = workers.pop().expect("three workers");
+        saga.run_until_signal()?;
+    }
+    for w in workers {
+        w.close()?;
     }
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
