@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::expr::{cel_str, to_cel, Expr};
+use super::expr::{Bind, Expr};
 use super::model::{self, File, Guarantee, Node, OnError};
 use super::ops::{Op, OpProcessor, Unwindow};
 use super::registry::Registry;
@@ -459,9 +459,9 @@ impl<'a> Compiler<'a> {
                     agg.eval(
                         &vars,
                         &[
-                            ("key", cel_str(k)),
-                            ("value", to_cel(&v)),
-                            ("agg", to_cel(&a)),
+                            ("key", Bind::Str(k)),
+                            ("value", Bind::Json(&v)),
+                            ("agg", Bind::Json(&a)),
                         ],
                     )
                 };
@@ -736,16 +736,15 @@ impl<'a> Compiler<'a> {
 }
 
 /// A saga scope as CEL bindings.
-fn scope(s: &SagaScope<'_>) -> [(&'static str, cel::Value); 8] {
-    let obj = |m: &serde_json::Map<String, Value>| to_cel(&Value::Object(m.clone()));
+fn scope<'a>(s: &'a SagaScope<'_>) -> [(&'static str, Bind<'a>); 8] {
     [
-        ("key", cel_str(s.key)),
-        ("event", s.event.map_or(cel::Value::Null, to_cel)),
-        ("events", obj(s.events)),
-        ("state", cel_str(s.state)),
-        ("from", cel_str(s.from)),
-        ("reason", s.reason.map_or(cel::Value::Null, cel_str)),
-        ("history", obj(s.history)),
-        ("timestamp", cel::Value::Int(s.timestamp)),
+        ("key", Bind::Str(s.key)),
+        ("event", s.event.map_or(Bind::Null, Bind::Json)),
+        ("events", Bind::Object(s.events)),
+        ("state", Bind::Str(s.state)),
+        ("from", Bind::Str(s.from)),
+        ("reason", s.reason.map_or(Bind::Null, Bind::Str)),
+        ("history", Bind::Object(s.history)),
+        ("timestamp", Bind::Int(s.timestamp)),
     ]
 }

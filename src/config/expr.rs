@@ -6,8 +6,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap as ValMap, CelMapKey, CelNull, CelString,
+};
+use cel::common::value::Val;
 use cel::extractors::Arguments;
-use cel::objects::{Key, Map as CelMap};
+use cel::objects::Key;
 use cel::{Context, ExecutionError, Program, Value as Cel};
 use serde_json::{Map, Number, Value};
 
@@ -66,13 +70,20 @@ impl Expr {
     }
 
     /// Evaluates with `bindings` (and `vars`) to JSON.
-    pub fn eval(&self, vars: &Value, bindings: &[(&str, Cel)]) -> Result<Value, String> {
+    pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
         ROOT.with(|root| {
             let root = root.borrow();
             let mut scope = root.new_inner_scope();
-            scope.add_variable_from_value("vars", to_cel(vars));
+            scope.add_variable_as_val("vars", to_val(vars));
             for (name, value) in bindings {
-                scope.add_variable_from_value(*name, value.clone());
+                let val = match value {
+                    Bind::Json(v) => to_val(v),
+                    Bind::Object(m) => object_val(m),
+                    Bind::Str(s) => Box::new(CelString::from(s.to_string())),
+                    Bind::Int(i) => Box::new(CelInt::from(*i)),
+                    Bind::Null => Box::new(CelNull),
+                };
+                scope.add_variable_as_val(*name, val);
             }
             let result = self
                 .program
@@ -83,7 +94,7 @@ impl Expr {
     }
 
     /// Evaluates to a boolean; anything else is an error.
-    pub fn test(&self, vars: &Value, bindings: &[(&str, Cel)]) -> Result<bool, String> {
+    pub fn test(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<bool, String> {
         match self.eval(vars, bindings)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!("{:?} gave {other}, not a boolean", &*self.source)),
@@ -161,26 +172,45 @@ fn hash_unit(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
     Ok(Cel::Float(f64::from(h) / f64::from(0x8000_0000u32)))
 }
 
-/// JSON to CEL: integers become `int` (so arithmetic with literals works),
-/// other numbers `double`.
-pub fn to_cel(v: &Value) -> Cel {
+/// A value an expression reads, converted to CEL once, when bound.
+#[derive(Debug, Clone, Copy)]
+pub enum Bind<'a> {
+    /// A JSON value.
+    Json(&'a Value),
+    /// A JSON object.
+    Object(&'a Map<String, Value>),
+    /// A string.
+    Str(&'a str),
+    /// An integer.
+    Int(i64),
+    /// `null`.
+    Null,
+}
+
+/// JSON to a CEL value: integers become `int` (so arithmetic with literals
+/// works), other numbers `double`.
+fn to_val(v: &Value) -> Box<dyn Val> {
     match v {
-        Value::Null => Cel::Null,
-        Value::Bool(b) => Cel::Bool(*b),
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => match n.as_i64() {
-            Some(i) => Cel::Int(i),
-            None => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => Box::new(CelInt::from(i)),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        Value::String(s) => Cel::String(Arc::new(s.clone())),
-        Value::Array(items) => Cel::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(m) => {
-            let map: HashMap<Key, Cel> = m
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
-                .collect();
-            Cel::Map(CelMap { map: Arc::new(map) })
-        }
+        Value::String(s) => Box::new(CelString::from(s.clone())),
+        Value::Array(items) => Box::new(CelList::from(
+            items.iter().map(to_val).collect::<Vec<Box<dyn Val>>>(),
+        )),
+        Value::Object(m) => object_val(m),
     }
+}
+
+fn object_val(m: &Map<String, Value>) -> Box<dyn Val> {
+    let map: HashMap<CelMapKey, Box<dyn Val>> = m
+        .iter()
+        .map(|(k, v)| (CelMapKey::from(k.clone()), to_val(v)))
+        .collect();
+    Box::new(ValMap::from(map))
 }
 
 /// CEL to JSON; map keys become strings.
@@ -212,11 +242,6 @@ pub fn from_cel(v: &Cel) -> Result<Value, String> {
     })
 }
 
-/// A string as a CEL value.
-pub fn cel_str(s: &str) -> Cel {
-    Cel::String(Arc::new(s.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,10 +256,10 @@ mod tests {
         .unwrap();
         let value = json!({"items": [{"qty": 2, "unit_price": 300}, {"qty": 1, "unit_price": 50}]});
         assert!(e
-            .test(&json!({"limit": 600}), &[("value", to_cel(&value))])
+            .test(&json!({"limit": 600}), &[("value", Bind::Json(&value))])
             .unwrap());
         assert!(!e
-            .test(&json!({"limit": 650}), &[("value", to_cel(&value))])
+            .test(&json!({"limit": 650}), &[("value", Bind::Json(&value))])
             .unwrap());
     }
 
@@ -249,8 +274,8 @@ mod tests {
             .eval(
                 &Value::Null,
                 &[
-                    ("key", cel_str("o1")),
-                    ("value", to_cel(&json!({"items": [1, 2]}))),
+                    ("key", Bind::Str("o1")),
+                    ("value", Bind::Json(&json!({"items": [1, 2]}))),
                 ],
             )
             .unwrap();
@@ -273,10 +298,10 @@ mod tests {
     fn hash_unit_is_deterministic_and_in_range() {
         let e = Expr::compile("hash_unit(key)", &["key"]).unwrap();
         let a = e
-            .eval(&Value::Null, &[("key", cel_str("order-1"))])
+            .eval(&Value::Null, &[("key", Bind::Str("order-1"))])
             .unwrap();
         let b = e
-            .eval(&Value::Null, &[("key", cel_str("order-1"))])
+            .eval(&Value::Null, &[("key", Bind::Str("order-1"))])
             .unwrap();
         assert_eq!(a, b);
         let x = a.as_f64().unwrap();

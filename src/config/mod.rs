@@ -44,7 +44,7 @@ use crate::runtime::KafkaStreams;
 use crate::serde::JsonSerde;
 use crate::topology::Topology;
 
-pub use expr::Expr;
+pub use expr::{Bind, Expr};
 pub use model::File;
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};
 

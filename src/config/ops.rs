@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expr::{cel_str, to_cel, Expr};
+use super::expr::{Bind, Expr};
 use crate::processor::{Processor, ProcessorContext, Record};
 use crate::topology::Windowed;
 
@@ -54,13 +54,13 @@ impl OpProcessor {
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
         let vars = &*self.vars;
-        let base = |r: &Record<String, Value>| {
+        fn base(r: &Record<String, Value>) -> [(&'static str, Bind<'_>); 3] {
             [
-                ("key", cel_str(&r.key)),
-                ("value", to_cel(&r.value)),
-                ("timestamp", cel::Value::Int(r.timestamp)),
+                ("key", Bind::Str(&r.key)),
+                ("value", Bind::Json(&r.value)),
+                ("timestamp", Bind::Int(r.timestamp)),
             ]
-        };
+        }
         match &*self.op {
             Op::Filter(e) => {
                 if e.test(vars, &base(&r))? {
@@ -100,8 +100,8 @@ impl OpProcessor {
                 let mut out = Vec::with_capacity(list.len());
                 for (i, item) in list.into_iter().enumerate() {
                     let mut b = b.to_vec();
-                    b.push(("item", to_cel(&item)));
-                    b.push(("index", cel::Value::Int(i as i64)));
+                    b.push(("item", Bind::Json(&item)));
+                    b.push(("index", Bind::Int(i as i64)));
                     let k = match key {
                         Some(e) => key_of(e.eval(vars, &b)?)?,
                         None => r.key.clone(),
@@ -128,10 +128,10 @@ impl OpProcessor {
                 let v = e.eval(
                     vars,
                     &[
-                        ("key", cel_str(&r.key)),
-                        ("left", to_cel(left)),
-                        ("right", to_cel(right)),
-                        ("timestamp", cel::Value::Int(r.timestamp)),
+                        ("key", Bind::Str(&r.key)),
+                        ("left", Bind::Json(left)),
+                        ("right", Bind::Json(right)),
+                        ("timestamp", Bind::Int(r.timestamp)),
                     ],
                 )?;
                 ctx.forward(Record { value: v, ..r });
