@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use eddy::config::{Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline, Registry};
 
 use super::Format;
 
@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// State directory, overriding the file's `application.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Appended to the application id and every topic name (`orders-<S>`),
+    /// to run an isolated copy beside others on one cluster.
+    #[arg(long)]
+    suffix: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -69,7 +73,11 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut pipeline = Pipeline::load(&args.config, &Registry::builtin())?;
+    let overrides = Overrides {
+        suffix: args.suffix,
+        ..Overrides::default()
+    };
+    let mut pipeline = Pipeline::load_with(&args.config, &Registry::builtin(), &overrides)?;
     if let Some(b) = args.brokers {
         pipeline.config.bootstrap_servers = Some(b);
     }
