@@ -163,4 +163,28 @@ fn the_shipped_files_compile() {
         let p = Pipeline::load(&dir.join(file), &Registry::builtin()).unwrap();
         assert!(!p.topology.source_topics().is_empty(), "{file}");
     }
+    // The inventory: three sub-topologies joined by two repartition topics,
+    // with the join buffers, stock and aggregation stores.
+    let p = Pipeline::load(&dir.join("inventory.toml"), &Registry::builtin()).unwrap();
+    let t = &p.topology;
+    assert_eq!(t.subtopologies().len(), 3);
+    let text = t.describe();
+    assert!(
+        text.contains("Processor: reserve (op: processor, stores: [stock-levels, reservations])"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sink: KSTREAM-SINK-0000000015 (topic: by-product-repartition)"),
+        "{text}"
+    );
+    let dot = t.to_dot();
+    for part in [
+        "subgraph cluster_2 {",
+        "[label=\"stock-levels\", shape=cylinder];",
+        "[label=\"by-order-repartition\", shape=box, style=rounded];",
+    ] {
+        assert!(dot.contains(part), "{part} not in {dot}");
+    }
+    let mermaid = t.to_mermaid();
+    assert!(mermaid.contains("[(\"gathered\")]"), "{mermaid}");
 }
