@@ -28,7 +28,7 @@ use eddy::runtime::RunningStreams;
 use eddy::serde::{I64Serde, StringSerde};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
@@ -189,6 +189,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     vars.insert("failure_rate".into(), args.payment_failure_rate.into());
     vars.insert("amount_limit".into(), args.amount_limit.into());
     let mut workers: Vec<RunningStreams> = Vec::new();
+    let mut expected_partitions = 0;
     for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
         let path = args.config_dir.join(file);
         let mut p = Pipeline::load_with(&path, &registry, &overrides)?;
@@ -199,6 +200,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         if saga {
             p.config.http_addr = Some(args.http);
         }
+        expected_partitions += p.topology.source_topics().len() as u64 * args.partitions as u64;
         let mut streams = p.into_streams().with_metrics(metrics.clone());
         if let Some(c) = &cluster {
             streams = streams.embedded_cluster(c.clone());
@@ -227,6 +229,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.http
     );
 
+    // Orders flow once every worker holds its partitions.
+    let joined = Instant::now();
+    while metrics.total("eddy_assigned_partitions") < expected_partitions {
+        if joined.elapsed() > Duration::from_secs(60) {
+            bail!("the workers did not get their partitions within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let observer = {
         let (servers, tally, stop) = (servers.clone(), tally.clone(), stop.clone());
@@ -400,10 +410,18 @@ fn observe(
         )
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("topic.metadata.refresh.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "10")
         .create()?;
-    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
+    // Assigned rather than subscribed: no group join to wait for, so the
+    // first outcomes are read as soon as they are written.
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            partitions.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&partitions)?;
     while !stop.load(Ordering::Relaxed) {
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
             continue;
