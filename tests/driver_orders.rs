@@ -561,3 +561,49 @@ fn the_three_services_together() {
     };
     assert_eq!((stock("p1"), stock("p2")), (10 - 2 - 3, 0));
 }
+
+#[test]
+fn an_output_that_breaks_its_topic_contract_is_dead_lettered() {
+    let text = r#"
+[application]
+id = "contract"
+
+[topics.in]
+
+[topics.order-outcomes]
+schema = "schemas/outcome.json"
+
+[nodes.src]
+op = "source"
+topic = "in"
+
+[nodes.outcome]
+op = "map"
+input = "src"
+value = "value.ok ? {'type': 'order_completed', 'order_id': key} : {'type': 'order_completed'}"
+
+[nodes.out]
+op = "sink"
+input = "outcome"
+topic = "order-outcomes"
+"#;
+    let p = Pipeline::parse(text, &config("contract.toml"), &Registry::builtin()).unwrap();
+    let cfg = DriverConfig {
+        application_id: "contract".into(),
+        ..DriverConfig::default()
+    };
+    let mut s = Service {
+        driver: TopologyTestDriver::with_config(p.topology, cfg),
+        reads: Vec::new(),
+    };
+    s.pipe("in", "o1", &json!({"ok": true}), T0);
+    s.pipe("in", "o2", &json!({"ok": false}), T0);
+    assert_eq!(s.read("order-outcomes"), [kv("o1", completed("o1"), T0)]);
+    let dead = s.driver.read_raw("contract-dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key.as_deref(), Some(&b"o2"[..]));
+    assert_eq!(
+        dead[0].headers.last(dlq_headers::MESSAGE),
+        Some(&b"schema schemas/outcome.json: at /: \"order_id\" is a required property"[..])
+    );
+}

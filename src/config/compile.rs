@@ -567,10 +567,20 @@ impl<'a> Compiler<'a> {
                 )
             }
             Node::Sink { input, topic } => {
-                let kafka = self.topic(name, topic, false)?.name.clone();
-                match self.input(name, "input", input)? {
-                    Out::Stream(s) => s.to(&kafka, StringSerde, json()),
-                    Out::Table(t) => t.to_stream().to(&kafka, StringSerde, Nullable(json())),
+                let t = self.topic(name, topic, false)?;
+                let (kafka, schema) = (t.name.clone(), t.schema.clone());
+                match (self.input(name, "input", input)?, schema) {
+                    // Outputs must meet the topic's contract too: a record
+                    // that produced an invalid one is dead-lettered.
+                    (out, Some((v, file))) => {
+                        let checked =
+                            self.op(name, "validate", &out.stream(), Op::Validate(v, file));
+                        checked.to(&kafka, StringSerde, json());
+                    }
+                    (Out::Stream(s), None) => s.to(&kafka, StringSerde, json()),
+                    (Out::Table(t), None) => {
+                        t.to_stream().to(&kafka, StringSerde, Nullable(json()))
+                    }
                 }
                 return Ok(None);
             }
