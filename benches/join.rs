@@ -15,8 +15,7 @@ use eddy::runtime::KafkaStreams;
 use eddy::serde::StringSerde;
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, Producer};
 
 fn main() {
     let n = common::env_usize("EDDY_BENCH_RECORDS", 500_000);
@@ -33,12 +32,7 @@ fn main() {
             c.create_topic(&format!("{app}-{s}-changelog"), partitions);
         }
     }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
+    let producer = c.producer();
     let t0 = 1_700_000_000_000i64;
     for i in 0..n {
         let key = format!("key-{}", i % 10_000);

@@ -23,7 +23,7 @@ use eddy::orders::order_created;
 use eddy::runtime::RunningStreams;
 use eddy::testing::{unique, TestCluster};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 
 const PRODUCTS: u64 = 100;
@@ -70,12 +70,7 @@ fn main() {
     for t in ["orders", "payments", "inventory", "stock", "order-outcomes"] {
         c.create_topic(&topic(t), partitions);
     }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
+    let producer = c.producer();
     let send = |t: &str, key: &str, value: &str, ts: i64| {
         let record = BaseRecord::to(t).key(key).payload(value).timestamp(ts);
         send_blocking(&producer, record).unwrap();
@@ -126,15 +121,14 @@ fn main() {
 
     // Throughput: a burst of n orders.
     let orders = topic("orders");
+    let send_order = |seed: u64, i: u64| {
+        let o = order_created(seed, i, PRODUCTS, now_ms());
+        let id = o["order_id"].as_str().unwrap();
+        send(&orders, id, &o.to_string(), now_ms());
+    };
     let start = Instant::now();
     for i in 0..n as u64 {
-        let o = order_created(1, i, PRODUCTS, now_ms());
-        send(
-            &orders,
-            o["order_id"].as_str().unwrap(),
-            &o.to_string(),
-            now_ms(),
-        );
+        send_order(1, i);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
     let sent = start.elapsed();
@@ -158,13 +152,7 @@ fn main() {
             producer.poll(Duration::ZERO);
             std::thread::sleep(wait);
         }
-        let o = order_created(2, i, PRODUCTS, now_ms());
-        send(
-            &orders,
-            o["order_id"].as_str().unwrap(),
-            &o.to_string(),
-            now_ms(),
-        );
+        send_order(2, i);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
     let mut latencies = reader.join().unwrap();

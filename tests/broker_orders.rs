@@ -13,8 +13,7 @@ use eddy::orders::order_created;
 use eddy::runtime::{dlq_headers, Lookup, RunningStreams};
 use eddy::serde::{I64Serde, StringSerde};
 use eddy::testing::{unique, Consumed, TestCluster};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{json, Value};
 
 const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
@@ -72,11 +71,7 @@ fn every_order_gets_one_outcome_with_exact_compensations_and_stock() {
         c.create_topic(&format!("{t}-{u}"), 3);
     }
     let topic = |t: &str| format!("{t}-{u}");
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
+    let producer = c.producer();
     let send = |t: &str, key: &str, value: &str, ts: i64| {
         let t = topic(t);
         send_blocking(

@@ -8,8 +8,7 @@ use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::kafka::send_blocking;
 use eddy::runtime::RunningStreams;
 use eddy::testing::{unique, TestCluster};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{json, Value};
 
 const T0: i64 = 1_700_000_000_000;
@@ -42,11 +41,7 @@ fn saga_state_and_deadlines_are_restored_after_a_restart() {
     for t in ["orders", "payments", "inventory", "order-outcomes"] {
         c.create_topic(&format!("{t}-{u}"), 2);
     }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &c.bootstrap)
-        .set("partitioner", "murmur2_random")
-        .create()
-        .unwrap();
+    let producer = c.producer();
     let send = |t: &str, v: Value, ts: i64| {
         let topic = format!("{t}-{u}");
         let key = v["order_id"].as_str().unwrap().to_owned();

@@ -112,14 +112,20 @@ impl TestCluster {
         }
     }
 
-    /// Produces records (murmur2-partitioned by key) and waits for acks.
-    pub fn produce(&self, topic: &str, records: &[KeyValue]) {
-        let producer: BaseProducer = ClientConfig::new()
+    /// A producer for this cluster that partitions by murmur2, as eddy and
+    /// the Java client do.
+    pub fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .create()
-            .unwrap();
+            .expect("producer")
+    }
+
+    /// Produces records (murmur2-partitioned by key) and waits for acks.
+    pub fn produce(&self, topic: &str, records: &[KeyValue]) {
+        let producer = self.producer();
         for (k, v) in records {
             let mut r = BaseRecord::<[u8], [u8]>::to(topic);
             if let Some(k) = k {
