@@ -607,3 +607,46 @@ topic = "order-outcomes"
         Some(&b"schema schemas/outcome.json: at /: \"order_id\" is a required property"[..])
     );
 }
+
+#[test]
+fn a_timeout_that_cannot_be_applied_does_not_hold_back_the_others() {
+    use eddy::topology::{Saga, Step, StreamsBuilder};
+    use std::time::Duration;
+    let saga = Saga::new("new")
+        .on("new", "order_created", Step::to("waiting"))
+        .timeout(
+            "waiting",
+            Duration::from_secs(30),
+            Step::to("cancelled").emit(|s| match s.key {
+                "bad" => Err("cannot build the event".into()),
+                key => Ok(cancelled(key, "payment_timeout")),
+            }),
+        )
+        .final_states(["cancelled"]);
+    let b = StreamsBuilder::new();
+    b.stream("events", StringSerde, JsonSerde::<Value>::new())
+        .saga("s", saga)
+        .unwrap()
+        .to("out", StringSerde, JsonSerde::<Value>::new());
+    let mut s = Service {
+        driver: TopologyTestDriver::new(b.build().unwrap()),
+        reads: Vec::new(),
+    };
+    // "bad" sorts before "good" and its deadline comes first.
+    s.pipe("events", "bad", &json!({"type": "order_created"}), T0);
+    s.pipe("events", "good", &json!({"type": "order_created"}), T0 + 1);
+    s.pipe(
+        "events",
+        "later",
+        &json!({"type": "order_created"}),
+        T0 + 40_000,
+    );
+    assert_eq!(
+        s.read("out"),
+        [kv(
+            "good",
+            cancelled("good", "payment_timeout"),
+            T0 + 30_001
+        )]
+    );
+}

@@ -524,15 +524,45 @@ impl SagaProcessor {
             let Some((deadline, key)) = decode_deadline_key(&index_key) else {
                 continue;
             };
-            let mut inst = self.load(&key)?;
-            if inst.deadline != Some(deadline) {
-                continue;
+            // One timeout that cannot be applied (an emitter failing) must
+            // not hold back the others: it is logged and dropped.
+            if let Err(e) = self.expire_one(&key, deadline, ctx) {
+                self.outputs.clear();
+                tracing::error!(%key, deadline, "saga timeout dropped: {e}");
+                let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+                stores
+                    .deadlines
+                    .delete(&index_key)
+                    .map_err(|e| e.to_string())?;
             }
-            self.fire_timeout(&mut inst, &key, deadline)?;
-            self.retry_deferred(&mut inst, &key)?;
-            self.commit(key, &inst, Some(deadline), &Headers::default(), ctx)?;
         }
         Ok(())
+    }
+
+    fn expire_one(
+        &mut self,
+        key: &str,
+        deadline: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let mut inst = self.load(key)?;
+        if inst.deadline != Some(deadline) {
+            // A leftover index entry: nothing is due.
+            let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+            return stores
+                .deadlines
+                .delete(&deadline_key(deadline, key))
+                .map_err(|e| e.to_string());
+        }
+        self.fire_timeout(&mut inst, key, deadline)?;
+        self.retry_deferred(&mut inst, key)?;
+        self.commit(
+            key.to_owned(),
+            &inst,
+            Some(deadline),
+            &Headers::default(),
+            ctx,
+        )
     }
 }
 
