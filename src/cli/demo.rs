@@ -298,7 +298,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     let tty = std::io::stderr().is_terminal();
-    let mut last = (Instant::now(), 0usize);
+    let mut last = (Instant::now(), 0u64);
     let mut generation_done: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(if tty { 250 } else { 2000 }));
@@ -312,8 +312,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .keys()
                 .filter(|id| t.sent.contains_key(*id))
                 .count();
-            let rate = (done - last.1.min(done)) as f64 / last.0.elapsed().as_secs_f64();
-            last = (Instant::now(), done);
+            // Records processed by the three workers, per second.
+            let records = metrics.total("eddy_records_processed_total");
+            let rate = (records - last.1.min(records)) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), records);
             (
                 status_line(&t, generated.load(Ordering::Relaxed), rate),
                 done,
@@ -386,7 +388,7 @@ fn status_line(t: &Tally, generated: u64, rate: f64) -> String {
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
     format!(
-        "created {generated} | completed {completed} | cancelled {} ({}) | refunds {} releases {} | dead letters {} | {rate:.0} outcomes/s",
+        "created {generated} | completed {completed} | cancelled {} ({}) | refunds {} releases {} | dead letters {} | {rate:.0} records/s",
         t.cancelled.values().sum::<u64>(),
         if cancelled.is_empty() { "-".to_owned() } else { cancelled.join(", ") },
         t.refunds,
