@@ -112,6 +112,14 @@ fn broken_files_are_refused_with_field_and_reason() {
             format!("{SOURCE}[nodes.m]\nop = \"map\"\ninput = \"src\"\n"),
             "nodes.m.value: a map needs a value or a key expression",
         ),
+        (
+            format!("{SOURCE}[nodes.agg]\nop = \"aggregate\"\ninput = \"src\"\ninitial = \"0\"\naggregator = \"agg + 1\"\nwindow = {{ size = \"0s\" }}\n"),
+            "nodes.agg.window.size: must be more than 0",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\ncheck_every = \"0ms\"\n"),
+            "nodes.s.check_every: must be more than 0",
+        ),
     ];
     assert!(cases.len() >= 15);
     let wrong: Vec<String> = cases

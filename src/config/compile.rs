@@ -471,6 +471,9 @@ impl<'a> Compiler<'a> {
                     }
                     Some(w) => {
                         let size = duration(&f("window.size"), &w.size)?;
+                        if size.is_zero() {
+                            return fail(f("window.size"), "must be more than 0");
+                        }
                         let grace = match &w.grace {
                             Some(g) => duration(&f("window.grace"), g)?,
                             None => Duration::ZERO,
@@ -488,9 +491,6 @@ impl<'a> Compiler<'a> {
                             }
                             None => TimeWindows::tumbling(size, grace),
                         };
-                        if size.is_zero() {
-                            return fail(f("window.size"), "must be more than 0");
-                        }
                         let mut windowed = grouped.windowed_by(windows);
                         if w.emit_final {
                             windowed = windowed.emit_final();
@@ -738,7 +738,12 @@ impl<'a> Compiler<'a> {
             self.queryable.push((s.store.clone(), s.route.clone()));
         }
         if let Some(c) = check_every {
-            saga = saga.check_every(duration(&format!("nodes.{name}.check_every"), c)?);
+            let field = format!("nodes.{name}.check_every");
+            let every = duration(&field, c)?;
+            if every.is_zero() {
+                return fail(field, "must be more than 0");
+            }
+            saga = saga.check_every(every);
         }
         saga.validate().map_err(|e| (format!("nodes.{name}"), e))?;
         Ok(saga)

@@ -308,3 +308,38 @@ mod tests {
         assert!((0.0..1.0).contains(&x));
     }
 }
+
+#[cfg(test)]
+mod odd_inputs {
+    use super::Expr;
+
+    #[test]
+    fn odd_expressions_are_errors_not_panics() {
+        for src in [
+            "",
+            "(((",
+            "value.",
+            "'unterminated",
+            "1 +",
+            "{",
+            "value[",
+            "\u{0}",
+            "🙂",
+            "value.map(",
+            "a ? b",
+            "value.items.map(i, )",
+            "has(",
+            "0x",
+            "1.2.3",
+            "b'\\xff",
+            "r\"",
+            "in",
+            "@",
+            "value...x",
+        ] {
+            let got =
+                std::panic::catch_unwind(|| Expr::compile(src, &["value", "a", "b"]).map(|_| ()));
+            assert!(got.is_ok(), "panicked on {src:?}");
+        }
+    }
+}
