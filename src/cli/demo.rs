@@ -67,9 +67,10 @@ pub struct DemoArgs {
     /// Kafka bootstrap servers; without it an embedded cluster is started.
     #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
     brokers: Option<String>,
-    /// Address of /metrics, POST /orders and GET /orders/{id}.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
+    /// Address of /metrics, POST /orders and GET /orders/{id} (default
+    /// 127.0.0.1:8080, or a free port if that one is taken).
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Folder of the topology files.
     #[arg(long, default_value = "config")]
     config_dir: PathBuf,
@@ -178,6 +179,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
 
+    let mut http = args.http.unwrap_or_else(|| {
+        let preferred = SocketAddr::from(([127, 0, 0, 1], 8080));
+        match std::net::TcpListener::bind(preferred) {
+            Ok(_) => preferred,
+            Err(_) => SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    });
     let tally = Arc::new(Mutex::new(Tally::default()));
     let metrics = Arc::new(Metrics::new());
     let state = std::env::temp_dir().join(format!("eddy-demo-{}", std::process::id()));
@@ -198,7 +206,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         p.config.embedded_partitions = args.partitions;
         let saga = p.config.application_id == name("order-saga");
         if saga {
-            p.config.http_addr = Some(args.http);
+            p.config.http_addr = Some(http);
         }
         expected_partitions += p.topology.source_topics().len() as u64 * args.partitions as u64;
         let mut streams = p.into_streams().with_metrics(metrics.clone());
@@ -213,11 +221,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 &tally,
             )?);
         }
-        workers.push(
-            streams
-                .start()
-                .with_context(|| format!("starting {}", path.display()))?,
-        );
+        let running = streams
+            .start()
+            .with_context(|| format!("starting {}", path.display()))?;
+        if let (true, Some(addr)) = (saga, running.http_addr()) {
+            http = addr;
+        }
+        workers.push(running);
     }
     eprintln!(
         "eddy demo: order pipeline on {} — http://{}/metrics, POST /orders, GET /orders/{{id}}",
@@ -226,7 +236,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         } else {
             servers.as_str()
         },
-        args.http
+        http
     );
 
     // Orders flow once every worker holds its partitions.
@@ -354,10 +364,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .find(|id| t.sent.contains_key(*id))
             .cloned()
     };
-    let summary_of = sample
-        .as_ref()
-        .map(|id| read_model(args.http, id))
-        .transpose()?;
+    let summary_of = sample.as_ref().map(|id| read_model(http, id)).transpose()?;
     stop.store(true, Ordering::Relaxed);
     let _ = observer.join();
     let t = tally.lock().unwrap_or_else(|e| e.into_inner());
