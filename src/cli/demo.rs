@@ -529,10 +529,10 @@ fn print_summary(
         .collect();
     let secs = elapsed.as_secs_f64();
     println!(
-        "\neddy demo: {} valid orders, {} outcomes in {secs:.1} s ({:.0} orders/s)",
+        "\neddy demo: {} valid orders, {} outcomes in {secs:.1} s (orders generated at {}/s)",
         t.sent.len(),
         ours().count(),
-        ours().count() as f64 / secs
+        args.rate
     );
     let reasons: Vec<String> = t
         .cancelled
