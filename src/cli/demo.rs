@@ -425,9 +425,23 @@ fn observe(
     // first outcomes are read as soon as they are written.
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            partitions.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        // A topic created a moment ago may not show its partitions yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ids: Vec<i32> = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let ids: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .flat_map(|t| t.partitions())
+                .map(|p| p.id())
+                .collect();
+            if !ids.is_empty() || Instant::now() > deadline {
+                break ids;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for id in ids {
+            partitions.add_partition_offset(topic, id, Offset::Beginning)?;
         }
     }
     consumer.assign(&partitions)?;
