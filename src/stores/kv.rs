@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::state::StoreState;
-use super::StateError;
+use super::{serde_error, store_error, StateError};
 use crate::serde::Serde;
 
 /// A key-value store as a processor sees it: typed by the serdes given
@@ -31,36 +31,26 @@ impl<K, V> Clone for KeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> KeyValueStore<K, V> {
-    fn err_store(&self, source: super::StoreError) -> StateError {
-        StateError::Store {
-            store: self.state.borrow().name().to_owned(),
-            source,
-        }
-    }
-
-    fn err_serde(&self, source: crate::serde::SerdeError) -> StateError {
-        StateError::Serde {
-            store: self.state.borrow().name().to_owned(),
-            source,
-        }
-    }
-
     fn encode_key(&self, key: &K) -> Result<Vec<u8>, StateError> {
         let mut buf = Vec::new();
         self.key
             .serialize(key, &mut buf)
-            .map_err(|e| self.err_serde(e))?;
+            .map_err(|e| serde_error(&self.state, e))?;
         Ok(buf)
     }
 
     /// The value under `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>, StateError> {
         let k = self.encode_key(key)?;
-        let raw = self.state.borrow().get(&k).map_err(|e| self.err_store(e))?;
+        let raw = self
+            .state
+            .borrow()
+            .get(&k)
+            .map_err(|e| store_error(&self.state, e))?;
         raw.map(|v| {
             self.value
                 .deserialize(Some(&v))
-                .map_err(|e| self.err_serde(e))
+                .map_err(|e| serde_error(&self.state, e))
         })
         .transpose()
     }
@@ -71,7 +61,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         let mut v = Vec::new();
         self.value
             .serialize(value, &mut v)
-            .map_err(|e| self.err_serde(e))?;
+            .map_err(|e| serde_error(&self.state, e))?;
         self.state.borrow_mut().put(&k, Some(&v));
         Ok(())
     }
@@ -116,9 +106,9 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
                 }
                 failed.is_none()
             })
-            .map_err(|e| self.err_store(e))?;
+            .map_err(|e| store_error(&self.state, e))?;
         match failed {
-            Some(e) => Err(self.err_serde(e)),
+            Some(e) => Err(serde_error(&self.state, e)),
             None => Ok(out),
         }
     }

@@ -152,6 +152,43 @@ pub enum StateError {
 }
 
 /// Flips the sign bit so signed big-endian integers sort as bytes.
+/// `state`'s engine error as a typed-store error naming the store.
+pub(crate) fn store_error(
+    state: &std::cell::RefCell<StoreState>,
+    source: StoreError,
+) -> StateError {
+    StateError::Store {
+        store: state.borrow().name().to_owned(),
+        source,
+    }
+}
+
+/// A serde error as a typed-store error naming `state`'s store.
+pub(crate) fn serde_error(
+    state: &std::cell::RefCell<StoreState>,
+    source: crate::serde::SerdeError,
+) -> StateError {
+    StateError::Serde {
+        store: state.borrow().name().to_owned(),
+        source,
+    }
+}
+
+/// Appends `key length (u32, big-endian) ‖ key` to `out`: no key's prefix
+/// is a prefix of another's, so one key's entries form one range.
+pub(crate) fn length_prefixed<K: 'static>(
+    serde: &dyn crate::serde::Serde<K>,
+    key: &K,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::serde::SerdeError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    serde.serialize(key, out)?;
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
 pub(crate) fn sortable(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::kv::prefix_end;
 use super::state::StoreState;
-use super::{sortable, unsortable, StateError};
-use crate::serde::{Serde, SerdeError};
+use super::{length_prefixed, serde_error, sortable, store_error, unsortable, StateError};
+use crate::serde::Serde;
 use crate::topology::Window;
 
 /// A session store: values per (key, session window).
@@ -31,24 +31,9 @@ impl<K, V> Clone for SessionStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> SessionStore<K, V> {
-    fn store_name(&self) -> String {
-        self.state.borrow().name().to_owned()
-    }
-
-    fn serde_err(&self, source: SerdeError) -> StateError {
-        StateError::Serde {
-            store: self.store_name(),
-            source,
-        }
-    }
-
     fn key_prefix(&self, key: &K) -> Result<Vec<u8>, StateError> {
-        let mut k = Vec::new();
-        self.key
-            .serialize(key, &mut k)
-            .map_err(|e| self.serde_err(e))?;
-        let mut buf = (k.len() as u32).to_be_bytes().to_vec();
-        buf.extend_from_slice(&k);
+        let mut buf = Vec::new();
+        length_prefixed(&*self.key, key, &mut buf).map_err(|e| serde_error(&self.state, e))?;
         Ok(buf)
     }
 
@@ -63,7 +48,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
                 self.value.serialize(v, &mut buf).map(|()| buf)
             })
             .transpose()
-            .map_err(|e| self.serde_err(e))?;
+            .map_err(|e| serde_error(&self.state, e))?;
         self.state.borrow_mut().put(&k, v.as_deref());
         Ok(())
     }
@@ -98,12 +83,9 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
                 }
                 failed.is_none()
             })
-            .map_err(|e| StateError::Store {
-                store: self.store_name(),
-                source: e,
-            })?;
+            .map_err(|e| store_error(&self.state, e))?;
         match failed {
-            Some(e) => Err(self.serde_err(e)),
+            Some(e) => Err(serde_error(&self.state, e)),
             None => Ok(out),
         }
     }

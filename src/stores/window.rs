@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::state::StoreState;
-use super::{sortable, unsortable, StateError};
-use crate::serde::{Serde, SerdeError};
+use super::{length_prefixed, serde_error, sortable, store_error, unsortable, StateError};
+use crate::serde::Serde;
 
 /// A window store: values per (key, window start).
 pub struct WindowStore<K, V> {
@@ -39,24 +39,6 @@ impl<K, V> Clone for WindowStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> WindowStore<K, V> {
-    fn store_name(&self) -> String {
-        self.state.borrow().name().to_owned()
-    }
-
-    fn serde_err(&self, source: SerdeError) -> StateError {
-        StateError::Serde {
-            store: self.store_name(),
-            source,
-        }
-    }
-
-    fn store_err(&self, source: super::StoreError) -> StateError {
-        StateError::Store {
-            store: self.store_name(),
-            source,
-        }
-    }
-
     /// The segment length of the key-first layout, or `None` for the
     /// time-first one.
     fn segments(&self) -> Option<i64> {
@@ -67,28 +49,17 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             .then(|| (state.spec.retention / 2).max(SEGMENT_MIN))
     }
 
-    /// `key length ‖ key` as the key-first layout writes it.
-    fn key_prefix(&self, key: &K) -> Result<Vec<u8>, StateError> {
-        let mut buf = vec![0; 4];
-        self.key
-            .serialize(key, &mut buf)
-            .map_err(|e| self.serde_err(e))?;
-        let len = (buf.len() - 4) as u32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        Ok(buf)
-    }
-
     fn encode(&self, key: &K, start: i64) -> Result<Vec<u8>, StateError> {
         if let Some(segment) = self.segments() {
             let mut buf = sortable(start.div_euclid(segment) * segment).to_vec();
-            buf.extend_from_slice(&self.key_prefix(key)?);
+            length_prefixed(&*self.key, key, &mut buf).map_err(|e| serde_error(&self.state, e))?;
             buf.extend_from_slice(&sortable(start));
             return Ok(buf);
         }
         let mut buf = sortable(start).to_vec();
         self.key
             .serialize(key, &mut buf)
-            .map_err(|e| self.serde_err(e))?;
+            .map_err(|e| serde_error(&self.state, e))?;
         Ok(buf)
     }
 
@@ -129,9 +100,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 }
                 failed.is_none()
             })
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| store_error(&self.state, e))?;
         match failed {
-            Some(e) => Err(self.serde_err(e)),
+            Some(e) => Err(serde_error(&self.state, e)),
             None => Ok(out),
         }
     }
@@ -139,11 +110,15 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// The value of `key` in the window starting at `start`.
     pub fn get(&self, key: &K, start: i64) -> Result<Option<V>, StateError> {
         let k = self.encode(key, start)?;
-        let raw = self.state.borrow().get(&k).map_err(|e| self.store_err(e))?;
+        let raw = self
+            .state
+            .borrow()
+            .get(&k)
+            .map_err(|e| store_error(&self.state, e))?;
         raw.map(|v| {
             self.value
                 .deserialize(Some(&v))
-                .map_err(|e| self.serde_err(e))
+                .map_err(|e| serde_error(&self.state, e))
         })
         .transpose()
     }
@@ -158,7 +133,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 self.value.serialize(v, &mut buf).map(|()| buf)
             })
             .transpose()
-            .map_err(|e| self.serde_err(e))?;
+            .map_err(|e| serde_error(&self.state, e))?;
         self.state.borrow_mut().put(&k, v.as_deref());
         Ok(())
     }
@@ -188,13 +163,14 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             let mut k = Vec::new();
             self.key
                 .serialize(key, &mut k)
-                .map_err(|e| self.serde_err(e))?;
+                .map_err(|e| serde_error(&self.state, e))?;
             let (lo, hi) = (sortable(from), sortable(to));
             let found = self.scan(Some(&lo), Some(&hi), &|kb, _| kb == k.as_slice())?;
             return Ok(found.into_iter().map(|(_, s, v)| (s, v)).collect());
         };
         // One seek per segment the range overlaps.
-        let prefix = self.key_prefix(key)?;
+        let mut prefix = Vec::new();
+        length_prefixed(&*self.key, key, &mut prefix).map_err(|e| serde_error(&self.state, e))?;
         let mut out = Vec::new();
         let mut seg = from.div_euclid(segment) * segment;
         while seg < to {
@@ -226,7 +202,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.state
             .borrow_mut()
             .expire(&sortable(i64::MIN), &sortable(bound))
-            .map_err(|e| self.store_err(e))
+            .map_err(|e| store_error(&self.state, e))
     }
 }
 
