@@ -10,8 +10,6 @@ mod common;
 
 use std::time::Duration;
 
-use eddy::kafka::StreamsConfig;
-use eddy::runtime::KafkaStreams;
 use eddy::serde::StringSerde;
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
@@ -65,17 +63,7 @@ fn main() {
         StringSerde,
     )
     .to(&output, StringSerde, StringSerde);
-    let state = common::state_dir("join");
-    let config = StreamsConfig::new(&app)
-        .bootstrap_servers(&c.bootstrap)
-        .state_dir(&state);
-    let running = KafkaStreams::new(b.build().unwrap(), config)
-        .start()
-        .unwrap();
-    let start = common::wait_for_metric(&running, "eddy_records_processed_total", total);
-    running.close().unwrap();
-    let ours = start.elapsed();
-    let _ = std::fs::remove_dir_all(state);
+    let ours = common::time_worker(&c.bootstrap, &app, b.build().unwrap(), "join", total);
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let cluster = common::cluster_name(&c);

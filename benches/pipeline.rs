@@ -16,7 +16,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use eddy::kafka::{send_blocking, StreamsConfig};
-use eddy::runtime::KafkaStreams;
 use eddy::serde::{BytesSerde, Nullable};
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::StreamsBuilder;
@@ -87,15 +86,7 @@ fn eddy(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
     if c.is_embedded() {
         c.create_topic(&format!("{app}-dlq"), 1);
     }
-    let running = KafkaStreams::new(
-        b.build().unwrap(),
-        StreamsConfig::new(&app).bootstrap_servers(&c.bootstrap),
-    )
-    .start()
-    .unwrap();
-    let start = common::wait_for_metric(&running, "eddy_records_processed_total", n);
-    running.close().unwrap();
-    start.elapsed()
+    common::time_worker(&c.bootstrap, &app, b.build().unwrap(), "pipeline", n)
 }
 
 fn main() {

@@ -9,8 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use eddy::kafka::StreamsConfig;
-use eddy::runtime::KafkaStreams;
 use eddy::serde::{I64Serde, Nullable, StringSerde};
 use eddy::testing::{unique, TestCluster};
 use eddy::topology::{StreamsBuilder, TimeWindows, WindowedSerde};
@@ -53,17 +51,7 @@ fn main() {
         .count("window-counts")
         .to_stream()
         .to(&output, WindowedSerde(StringSerde), Nullable(I64Serde));
-    let state = common::state_dir("windowed");
-    let config = StreamsConfig::new(&app)
-        .bootstrap_servers(&c.bootstrap)
-        .state_dir(&state);
-    let running = KafkaStreams::new(b.build().unwrap(), config)
-        .start()
-        .unwrap();
-    let start = common::wait_for_metric(&running, "eddy_records_processed_total", n);
-    running.close().unwrap();
-    let ours = start.elapsed();
-    let _ = std::fs::remove_dir_all(state);
+    let ours = common::time_worker(&c.bootstrap, &app, b.build().unwrap(), "windowed", n);
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let cluster = common::cluster_name(&c);

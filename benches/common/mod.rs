@@ -29,6 +29,31 @@ pub fn wait_for_metric(running: &RunningStreams, metric: &str, n: usize) -> Inst
     start
 }
 
+/// Runs `topology` as one worker of application `app` on `bootstrap`, with
+/// a fresh state directory (`name`), until `n` records were processed;
+/// returns the time from its first processed record to the end of its
+/// final commit.
+pub fn time_worker(
+    bootstrap: &str,
+    app: &str,
+    topology: eddy::topology::Topology,
+    name: &str,
+    n: usize,
+) -> Duration {
+    let state = state_dir(name);
+    let config = eddy::kafka::StreamsConfig::new(app)
+        .bootstrap_servers(bootstrap)
+        .state_dir(&state);
+    let running = eddy::runtime::KafkaStreams::new(topology, config)
+        .start()
+        .expect("worker starts");
+    let start = wait_for_metric(&running, "eddy_records_processed_total", n);
+    running.close().expect("worker closes");
+    let took = start.elapsed();
+    let _ = std::fs::remove_dir_all(state);
+    took
+}
+
 /// A fresh state directory under `~/.cache/eddy/bench-state`.
 pub fn state_dir(name: &str) -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
