@@ -22,6 +22,9 @@ use crate::kafka::partitioner::murmur2;
 pub struct Expr {
     source: Arc<str>,
     program: Arc<Program>,
+    /// The variables it reads (of those it may): only these are converted
+    /// to CEL and bound when it is evaluated.
+    reads: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -58,9 +61,16 @@ impl Expr {
                 allowed.join(", ")
             ));
         }
+        let reads = references
+            .variables()
+            .into_iter()
+            .filter(|v| *v == "vars" || allowed.contains(v))
+            .map(str::to_owned)
+            .collect();
         Ok(Expr {
             source: source.into(),
             program: Arc::new(program),
+            reads,
         })
     }
 
@@ -69,13 +79,17 @@ impl Expr {
         &self.source
     }
 
-    /// Evaluates with `bindings` (and `vars`) to JSON.
+    /// Evaluates with `bindings` (and `vars`) to JSON. Bindings the
+    /// expression does not read are not converted.
     pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
+        let reads = |name: &str| self.reads.iter().any(|r| r == name);
         ROOT.with(|root| {
             let root = root.borrow();
             let mut scope = root.new_inner_scope();
-            scope.add_variable_as_val("vars", to_val(vars));
-            for (name, value) in bindings {
+            if reads("vars") {
+                scope.add_variable_as_val("vars", to_val(vars));
+            }
+            for (name, value) in bindings.iter().filter(|(name, _)| reads(name)) {
                 let val = match value {
                     Bind::Json(v) => to_val(v),
                     Bind::Object(m) => object_val(m),

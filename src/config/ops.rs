@@ -99,9 +99,14 @@ impl OpProcessor {
                 };
                 let mut out = Vec::with_capacity(list.len());
                 for (i, item) in list.into_iter().enumerate() {
-                    let mut b = b.to_vec();
-                    b.push(("item", Bind::Json(&item)));
-                    b.push(("index", Bind::Int(i as i64)));
+                    let [k, v, t] = b;
+                    let b = [
+                        k,
+                        v,
+                        t,
+                        ("item", Bind::Json(&item)),
+                        ("index", Bind::Int(i as i64)),
+                    ];
                     let k = match key {
                         Some(e) => key_of(e.eval(vars, &b)?)?,
                         None => r.key.clone(),

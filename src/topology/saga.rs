@@ -118,7 +118,8 @@ impl Step {
 pub struct Saga {
     initial: String,
     finals: BTreeSet<String>,
-    transitions: HashMap<(String, String), Step>,
+    /// Transitions by state left, then by event type.
+    transitions: HashMap<String, HashMap<String, Step>>,
     timeouts: HashMap<String, (i64, Step)>,
     summary: Option<(String, Emitter)>,
     check_every: Duration,
@@ -140,8 +141,28 @@ impl Saga {
     /// In state `from`, an event whose `type` field is `event` takes `step`.
     pub fn on(mut self, from: &str, event: &str, step: Step) -> Self {
         self.transitions
-            .insert((from.to_owned(), event.to_owned()), step);
+            .entry(from.to_owned())
+            .or_default()
+            .insert(event.to_owned(), step);
         self
+    }
+
+    /// The transition from `state` on an event of type `kind`.
+    fn transition(&self, state: &str, kind: &str) -> Option<&Step> {
+        self.transitions.get(state)?.get(kind)
+    }
+
+    /// Every (state left, step) of transitions and timeouts.
+    fn edges(&self) -> impl Iterator<Item = (&str, &Step)> {
+        let transitions = self
+            .transitions
+            .iter()
+            .flat_map(|(from, by_kind)| by_kind.values().map(move |step| (from.as_str(), step)));
+        let timeouts = self
+            .timeouts
+            .iter()
+            .map(|(state, (_, step))| (state.as_str(), step));
+        transitions.chain(timeouts)
     }
 
     /// An instance still in `state` `after` it entered it takes `step`.
@@ -177,12 +198,8 @@ impl Saga {
     pub fn states(&self) -> BTreeSet<&str> {
         let mut states: BTreeSet<&str> = self.finals.iter().map(String::as_str).collect();
         states.insert(&self.initial);
-        for ((from, _), step) in &self.transitions {
+        for (from, step) in self.edges() {
             states.insert(from);
-            states.insert(&step.to);
-        }
-        for (state, (_, step)) in &self.timeouts {
-            states.insert(state);
             states.insert(&step.to);
         }
         states
@@ -206,13 +223,8 @@ impl Saga {
         let mut reached = BTreeSet::from([self.initial.as_str()]);
         loop {
             let before = reached.len();
-            for ((from, _), step) in &self.transitions {
-                if reached.contains(from.as_str()) {
-                    reached.insert(&step.to);
-                }
-            }
-            for (state, (_, step)) in &self.timeouts {
-                if reached.contains(state.as_str()) {
+            for (from, step) in self.edges() {
+                if reached.contains(from) {
                     reached.insert(&step.to);
                 }
             }
@@ -327,7 +339,8 @@ impl SagaProcessor {
         })
     }
 
-    /// Applies one event (and the deferred events it unblocks).
+    /// Applies one event (and the deferred events it unblocks); returns
+    /// whether the instance changed.
     fn apply(
         &mut self,
         inst: &mut Instance,
@@ -335,26 +348,28 @@ impl SagaProcessor {
         kind: &str,
         event: Value,
         ts: i64,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let duplicate =
             inst.events.contains_key(kind) || inst.deferred.iter().any(|(k, _, _)| k == kind);
         if duplicate {
-            return Ok(());
+            return Ok(false);
         }
+        let mut changed = false;
         if let Some(deadline) = inst.deadline.filter(|d| ts >= *d) {
-            self.fire_timeout(inst, key, deadline)?;
+            changed = self.fire_timeout(inst, key, deadline)?;
         }
         let saga = self.saga.clone();
-        match saga.transitions.get(&(inst.state.clone(), kind.to_owned())) {
+        match saga.transition(&inst.state, kind) {
             Some(step) => {
-                inst.events.insert(kind.to_owned(), event.clone());
-                self.take(inst, key, step, Some(&event), ts)?;
-                self.retry_deferred(inst, key)
+                inst.events.insert(kind.to_owned(), event);
+                self.take(inst, key, step, Some(kind), ts)?;
+                self.retry_deferred(inst, key)?;
+                Ok(true)
             }
-            None if saga.finals.contains(&inst.state) => Ok(()),
+            None if saga.finals.contains(&inst.state) => Ok(changed),
             None => {
                 inst.deferred.push((kind.to_owned(), event, ts));
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -362,10 +377,11 @@ impl SagaProcessor {
     /// Retries deferred events, oldest first, until none moves the instance.
     fn retry_deferred(&mut self, inst: &mut Instance, key: &str) -> Result<(), String> {
         let saga = self.saga.clone();
-        while let Some(i) = inst.deferred.iter().position(|(k, _, _)| {
-            saga.transitions
-                .contains_key(&(inst.state.clone(), k.clone()))
-        }) {
+        while let Some(i) = inst
+            .deferred
+            .iter()
+            .position(|(k, _, _)| saga.transition(&inst.state, k).is_some())
+        {
             let (kind, event, ts) = inst.deferred.remove(i);
             self.apply(inst, key, &kind, event, ts)?;
         }
@@ -375,26 +391,30 @@ impl SagaProcessor {
         Ok(())
     }
 
+    /// Takes the timeout of the current state, if it has one; returns
+    /// whether it did.
     fn fire_timeout(
         &mut self,
         inst: &mut Instance,
         key: &str,
         deadline: i64,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let saga = self.saga.clone();
-        if let Some((_, step)) = saga.timeouts.get(&inst.state) {
-            self.take(inst, key, step, None, deadline)?;
-        }
-        Ok(())
+        let Some((_, step)) = saga.timeouts.get(&inst.state) else {
+            return Ok(false);
+        };
+        self.take(inst, key, step, None, deadline)?;
+        Ok(true)
     }
 
-    /// Moves `inst` along `step` at `ts` and collects what it emits.
+    /// Moves `inst` along `step` at `ts` (caused by its applied event of
+    /// type `kind`, or by a timeout) and collects what it emits.
     fn take(
         &mut self,
         inst: &mut Instance,
         key: &str,
         step: &Step,
-        event: Option<&Value>,
+        kind: Option<&str>,
         ts: i64,
     ) -> Result<(), String> {
         let from = std::mem::replace(&mut inst.state, step.to.clone());
@@ -411,7 +431,7 @@ impl SagaProcessor {
             .map(|(after, _)| ts.saturating_add(*after));
         let scope = SagaScope {
             key,
-            event,
+            event: kind.and_then(|k| inst.events.get(k)),
             events: &inst.events,
             from: &from,
             state: &inst.state,
@@ -502,12 +522,11 @@ impl SagaProcessor {
             _ => return Err("saga event has no string field \"type\"".into()),
         };
         let mut inst = self.load(&r.key)?;
-        let old = inst.clone();
-        self.apply(&mut inst, &r.key, &kind, r.value, r.timestamp)?;
-        if old.state == inst.state && old.events == inst.events && old.deferred == inst.deferred {
+        let old_deadline = inst.deadline;
+        if !self.apply(&mut inst, &r.key, &kind, r.value, r.timestamp)? {
             return Ok(());
         }
-        self.commit(r.key, &inst, old.deadline, &r.headers, ctx)
+        self.commit(r.key, &inst, old_deadline, &r.headers, ctx)
     }
 
     fn expire(
