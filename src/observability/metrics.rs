@@ -19,6 +19,7 @@ pub struct Metrics {
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
     dropped_late: IntCounterVec,
+    expired_state: IntCounterVec,
     skipped_timestamp: IntCounterVec,
     restored: IntCounterVec,
     restore_remaining: IntGaugeVec,
@@ -41,6 +42,7 @@ pub(crate) struct ThreadMetrics {
     pub(crate) assigned: IntGauge,
     pub(crate) lag: IntGaugeVec,
     pub(crate) dropped_late: IntCounterVec,
+    pub(crate) expired_state: IntCounterVec,
     pub(crate) skipped_timestamp: IntCounter,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
@@ -49,7 +51,11 @@ pub(crate) struct ThreadMetrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &["thread"]).expect("valid metric");
+    counter_by(registry, name, help, &["thread"])
+}
+
+fn counter_by(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(c.clone()))
         .expect("unique metric");
@@ -141,20 +147,18 @@ impl Metrics {
             ),
             assigned,
             lag,
-            dropped_late: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "eddy_dropped_late_records_total",
-                        "Records dropped for arriving after their window closed (end + grace), per operator.",
-                    ),
-                    &["thread", "operator"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("unique metric");
-                c
-            },
+            dropped_late: counter_by(
+                &registry,
+                "eddy_dropped_late_records_total",
+                "Records dropped for arriving after their window closed (end + grace), per operator.",
+                &["thread", "operator"],
+            ),
+            expired_state: counter_by(
+                &registry,
+                "eddy_expired_state_total",
+                "State entries an operator expired once their retention passed in stream time (deferred saga events, reservations), per operator.",
+                &["thread", "operator"],
+            ),
             skipped_timestamp: counter(
                 &registry,
                 "eddy_skipped_invalid_timestamp_records_total",
@@ -228,6 +232,7 @@ impl Metrics {
             assigned: self.assigned.with_label_values(l),
             lag: self.lag.clone(),
             dropped_late: self.dropped_late.clone(),
+            expired_state: self.expired_state.clone(),
             skipped_timestamp: self.skipped_timestamp.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),

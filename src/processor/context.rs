@@ -138,6 +138,25 @@ impl<K, V> ProcessorContext<'_, K, V> {
         }
     }
 
+    /// Counts `n` state entries this operator expired because their
+    /// retention passed in stream time (deferred events, reservations).
+    pub fn record_expired(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let node = self.node;
+        match self
+            .task
+            .dropped
+            .expired
+            .iter_mut()
+            .find(|(k, _)| *k == node)
+        {
+            Some((_, count)) => *count += n,
+            None => self.task.dropped.expired.push((node, n)),
+        }
+    }
+
     fn store_state(
         &self,
         name: &str,

@@ -82,6 +82,9 @@ pub(crate) struct DroppedRecords {
     pub(crate) late: Vec<(usize, u64)>,
     /// Skipped for an invalid timestamp (policy `Skip`).
     pub(crate) invalid_timestamp: u64,
+    /// State entries an operator expired (retention passed in stream time),
+    /// per operator (node index).
+    pub(crate) expired: Vec<(usize, u64)>,
 }
 
 impl TaskContext {

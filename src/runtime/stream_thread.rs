@@ -378,6 +378,13 @@ impl ThreadState {
                     .with_label_values(&[self.name.as_str(), operator])
                     .inc_by(count);
             }
+            for (node, count) in dropped.expired {
+                let operator: &str = &self.topology.nodes[node].name;
+                self.metrics
+                    .expired_state
+                    .with_label_values(&[self.name.as_str(), operator])
+                    .inc_by(count);
+            }
             self.metrics
                 .skipped_timestamp
                 .inc_by(dropped.invalid_timestamp);

@@ -568,6 +568,15 @@ impl TopologyTestDriver {
             .sum()
     }
 
+    /// State entries operators expired (retention passed in stream time)
+    /// since the driver started.
+    pub fn expired_state(&self) -> u64 {
+        self.tasks
+            .values()
+            .flat_map(|t| t.ctx.dropped.expired.iter().map(|(_, n)| n))
+            .sum()
+    }
+
     /// The current wall-clock time of the driver.
     pub fn wall_clock(&self) -> i64 {
         self.config.wall_clock
