@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use eddy::kafka::StreamsConfig;
+use eddy::runtime::TaskIdle;
 
 /// eddy: Kafka Streams-style stream processing.
 #[derive(Parser)]
@@ -39,6 +40,16 @@ struct WorkerArgs {
     /// Commit interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     commit_interval_ms: u64,
+    /// How long a task waits for an input partition with no buffered
+    /// records before processing its others (Kafka Streams'
+    /// `max.task.idle.ms`): 0 waits only while the broker holds more of
+    /// it, -1 never waits.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    max_task_idle_ms: i64,
+    /// Records with a timestamp further ahead of the wall clock are
+    /// dead-lettered; -1 accepts any.
+    #[arg(long, default_value_t = 60_000, allow_negative_numbers = true)]
+    max_future_timestamp_ms: i64,
     /// Extra librdkafka properties, `key=value` (prefix `consumer.` or
     /// `producer.` for one client).
     #[arg(long = "set", value_parser = parse_property)]
@@ -52,6 +63,13 @@ impl WorkerArgs {
             .commit_interval(Duration::from_millis(self.commit_interval_ms));
         c.bootstrap_servers = self.brokers.clone();
         c.http_addr = self.http;
+        c.max_task_idle = match u64::try_from(self.max_task_idle_ms) {
+            Ok(ms) => TaskIdle::Wait(Duration::from_millis(ms)),
+            Err(_) => TaskIdle::Never,
+        };
+        c.max_future_timestamp = u64::try_from(self.max_future_timestamp_ms)
+            .ok()
+            .map(Duration::from_millis);
         for (k, v) in &self.properties {
             c = c.set(k, v);
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::runtime::ErrorPolicy;
+use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::stores::RocksConfig;
 
 /// How a worker runs: identity, cluster, threads, commits, error handling
@@ -36,8 +36,21 @@ pub struct StreamsConfig {
     pub commit_interval: Duration,
     /// Longest wait of one poll when no record is ready (default 100 ms).
     pub poll_timeout: Duration,
-    /// Most records processed per poll batch (default 1000).
+    /// Most records taken from the consumer per poll batch (default 1000).
     pub max_poll_records: usize,
+    /// How long a task whose input partition has no buffered records waits
+    /// for it before processing its other partitions (Kafka Streams'
+    /// `max.task.idle.ms`; default: wait only while the broker is known to
+    /// hold more of it).
+    pub max_task_idle: TaskIdle,
+    /// Records buffered per input partition; a partition with this many
+    /// waiting is paused until half have been processed (default 1000).
+    pub buffered_records_per_partition: usize,
+    /// How far ahead of the wall clock a record's timestamp may be; records
+    /// beyond it are dead-lettered before they can move stream time, so one
+    /// bad clock cannot close every window of its partition (default 60 s;
+    /// `None` accepts any).
+    pub max_future_timestamp: Option<Duration>,
     /// Dead-letter topic; default `<application_id>-dlq`.
     pub dead_letter_topic: Option<String>,
     /// What to do with a record that fails to decode or process.
@@ -72,6 +85,9 @@ impl StreamsConfig {
             commit_interval: Duration::from_secs(30),
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
+            max_task_idle: TaskIdle::default(),
+            buffered_records_per_partition: 1000,
+            max_future_timestamp: Some(Duration::from_secs(60)),
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
@@ -99,6 +115,20 @@ impl StreamsConfig {
     /// Sets the commit interval.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
+        self
+    }
+
+    /// Sets how long a task waits for an empty input partition
+    /// (`max.task.idle.ms`).
+    pub fn max_task_idle(mut self, idle: TaskIdle) -> Self {
+        self.max_task_idle = idle;
+        self
+    }
+
+    /// Sets how far ahead of the wall clock a record timestamp may be
+    /// (`None`: any).
+    pub fn max_future_timestamp(mut self, bound: Option<Duration>) -> Self {
+        self.max_future_timestamp = bound;
         self
     }
 

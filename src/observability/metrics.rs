@@ -21,6 +21,9 @@ pub struct Metrics {
     dropped_late: IntCounterVec,
     expired_state: IntCounterVec,
     skipped_timestamp: IntCounterVec,
+    future_timestamp: IntCounterVec,
+    enforced_processing: IntCounterVec,
+    paused: IntGaugeVec,
     restored: IntCounterVec,
     restore_remaining: IntGaugeVec,
     rocksdb_cache: IntGauge,
@@ -44,6 +47,9 @@ pub(crate) struct ThreadMetrics {
     pub(crate) dropped_late: IntCounterVec,
     pub(crate) expired_state: IntCounterVec,
     pub(crate) skipped_timestamp: IntCounter,
+    pub(crate) future_timestamp: IntCounter,
+    pub(crate) enforced_processing: IntCounter,
+    pub(crate) paused: IntGauge,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
     pub(crate) rocksdb_cache: IntGauge,
@@ -52,6 +58,14 @@ pub(crate) struct ThreadMetrics {
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
     counter_by(registry, name, help, &["thread"])
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &["thread"]).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
 }
 
 fn counter_by(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -83,17 +97,11 @@ impl Metrics {
         let registry = Registry::new();
         let micro = prometheus::exponential_buckets(1e-7, 4.0, 12).expect("valid buckets");
         let milli = prometheus::exponential_buckets(1e-4, 3.0, 12).expect("valid buckets");
-        let assigned = IntGaugeVec::new(
-            Opts::new(
-                "eddy_assigned_partitions",
-                "Input partitions a stream thread owns.",
-            ),
-            &["thread"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(assigned.clone()))
-            .expect("unique metric");
+        let assigned = gauge(
+            &registry,
+            "eddy_assigned_partitions",
+            "Input partitions a stream thread owns.",
+        );
         let lag = IntGaugeVec::new(
             Opts::new(
                 "eddy_consumer_lag",
@@ -163,6 +171,21 @@ impl Metrics {
                 &registry,
                 "eddy_skipped_invalid_timestamp_records_total",
                 "Records skipped for an invalid timestamp under the Skip policy.",
+            ),
+            future_timestamp: counter(
+                &registry,
+                "eddy_future_timestamp_records_total",
+                "Records dead-lettered for a timestamp further ahead of the wall clock than max_future_timestamp.",
+            ),
+            enforced_processing: counter(
+                &registry,
+                "eddy_enforced_processing_total",
+                "Records processed while an input partition of their task was empty and caught up (its idle time ran out), as Kafka Streams' enforced processing.",
+            ),
+            paused: gauge(
+                &registry,
+                "eddy_paused_partitions",
+                "Input partitions paused because their buffer is full while their task waits for another input.",
             ),
             restored: {
                 let c = IntCounterVec::new(
@@ -234,6 +257,9 @@ impl Metrics {
             dropped_late: self.dropped_late.clone(),
             expired_state: self.expired_state.clone(),
             skipped_timestamp: self.skipped_timestamp.with_label_values(l),
+            future_timestamp: self.future_timestamp.with_label_values(l),
+            enforced_processing: self.enforced_processing.with_label_values(l),
+            paused: self.paused.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),
             rocksdb_cache: self.rocksdb_cache.clone(),

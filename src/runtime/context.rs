@@ -82,6 +82,8 @@ pub(crate) struct DroppedRecords {
     pub(crate) late: Vec<(usize, u64)>,
     /// Skipped for an invalid timestamp (policy `Skip`).
     pub(crate) invalid_timestamp: u64,
+    /// Dead-lettered for a timestamp too far ahead of the wall clock.
+    pub(crate) future_timestamp: u64,
     /// State entries an operator expired (retention passed in stream time),
     /// per operator (node index).
     pub(crate) expired: Vec<(usize, u64)>,

@@ -11,9 +11,10 @@ mod collector;
 mod consumer;
 mod context;
 mod global_thread;
+mod lag;
 mod node;
-mod ordering;
 mod output;
+mod partition_group;
 mod punctuation;
 mod query;
 mod state_dir;
@@ -25,8 +26,9 @@ pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
 pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
-pub(crate) use ordering::processing_order;
 pub(crate) use output::{OutMeta, OutputBuffer};
+pub use partition_group::TaskIdle;
+pub(crate) use partition_group::{PartitionGroup, Ready};
 pub use query::{Lookup, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
 pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};

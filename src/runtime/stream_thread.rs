@@ -1,7 +1,7 @@
 //! A stream thread: poll a batch, process it task by task, send outputs,
 //! punctuate, commit, and apply rebalances between batches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -14,13 +14,15 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::collector::Collector;
 use super::consumer::{RebalanceEvent, StreamConsumerContext};
 use super::context::{RawHeaders, RawRecord};
-use super::ordering::processing_order;
+use super::lag::{assigned_bounds, Bounds, LagView};
+use super::partition_group::{PartitionGroup, Ready, TaskIdle};
 use super::query::{Answer, Query, QueryOp};
 use super::state_dir::StoreProvider;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
 use crate::observability::ThreadMetrics;
+use crate::processor::Extracted;
 use crate::stores::{CacheBudget, Checkpoint};
 use crate::topology::{TopicRef, Topology};
 
@@ -93,6 +95,11 @@ struct ThreadState {
     last_commit: Instant,
     poll_timeout: Duration,
     max_poll_records: usize,
+    idle: TaskIdle,
+    /// Records buffered per partition before it is paused.
+    max_buffered: usize,
+    /// Where a partition without a committed offset starts.
+    reset_to_latest: bool,
     /// Write-cache budget of this thread's stores.
     cache: Rc<CacheBudget>,
     restore_config: ClientConfig,
@@ -114,9 +121,13 @@ impl StreamThread {
             queries,
         } = spec;
         let servers = servers.as_str();
-        let consumer: BaseConsumer<StreamConsumerContext> = config
-            .consumer_client_config(servers, &name)
-            .create_with_context(StreamConsumerContext::new(metrics.clone()))?;
+        let consumer_config = config.consumer_client_config(servers, &name);
+        let reset_to_latest = matches!(
+            consumer_config.get("auto.offset.reset"),
+            Some("latest" | "largest" | "end")
+        );
+        let consumer: BaseConsumer<StreamConsumerContext> =
+            consumer_config.create_with_context(StreamConsumerContext::new(metrics.clone()))?;
         let changelogs = settings
             .changelogs
             .values()
@@ -153,6 +164,9 @@ impl StreamThread {
                 last_commit: Instant::now(),
                 poll_timeout: config.poll_timeout,
                 max_poll_records: config.max_poll_records.max(1),
+                idle: config.max_task_idle,
+                max_buffered: config.buffered_records_per_partition.max(1),
+                reset_to_latest,
                 cache: CacheBudget::new(config.cache_max_bytes),
                 restore_config: restore,
                 restore_consumer: None,
@@ -196,34 +210,53 @@ impl StreamThread {
     }
 
     fn run_loop(&mut self) -> Result<(), Error> {
-        while !self.shutdown.load(Ordering::Acquire) {
+        let consumer = &self.consumer;
+        let state = &mut self.state;
+        let shutdown = &*self.shutdown;
+        let mut inputs = Inputs::default();
+        while !shutdown.load(Ordering::Acquire) {
             let poll_start = Instant::now();
-            let mut batch: Vec<BorrowedMessage<'_>> = Vec::new();
-            let mut timeout = self.state.poll_timeout;
-            while batch.len() < self.state.max_poll_records {
-                match self.consumer.poll(timeout) {
-                    Some(Ok(m)) => batch.push(m),
+            let mut timeout = state.poll_timeout;
+            let mut polled = 0;
+            while polled < state.max_poll_records {
+                match consumer.poll(timeout) {
+                    Some(Ok(m)) => state.enqueue(&mut inputs, m),
                     Some(Err(e)) => {
-                        tracing::warn!(thread = %self.state.name, "poll: {e}");
+                        tracing::warn!(thread = %state.name, "poll: {e}");
                         break;
                     }
                     None => break,
                 }
+                polled += 1;
                 timeout = Duration::ZERO;
             }
-            self.state
+            state
                 .metrics
                 .poll_latency
                 .observe(poll_start.elapsed().as_secs_f64());
-            self.state.process(&batch)?;
-            drop(batch);
-            self.state.rebalance(&self.consumer)?;
-            self.state.punctuate(now_millis())?;
-            self.state.answer_queries();
-            self.state.maybe_commit(&self.consumer)?;
+            state.process(&mut inputs, consumer, shutdown)?;
+            state.pause_or_resume(&mut inputs, consumer)?;
+            state.rebalance(consumer, &mut inputs)?;
+            state.punctuate(now_millis())?;
+            state.answer_queries();
+            state.maybe_commit(consumer)?;
         }
         Ok(())
     }
+}
+
+/// A polled record waiting in its task's queue, with its event time.
+type Buffered<'c> = (BorrowedMessage<'c>, Extracted);
+
+/// Records polled but not yet processed, per task. They borrow the
+/// consumer's messages, so buffering copies nothing.
+#[derive(Default)]
+struct Inputs<'c> {
+    groups: BTreeMap<TaskId, PartitionGroup<Buffered<'c>>>,
+    /// Offsets known of each owned partition at assignment.
+    bounds: HashMap<(TopicRef, i32), Bounds>,
+    /// Partitions paused because their queue is full.
+    paused: usize,
 }
 
 impl ThreadState {
@@ -242,76 +275,132 @@ impl ThreadState {
         row[partition as usize] = task;
     }
 
-    fn process(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), Error> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+    /// Puts a polled record in its task's queue, stamped with its event
+    /// time.
+    fn enqueue<'c>(&mut self, inputs: &mut Inputs<'c>, m: BorrowedMessage<'c>) {
+        let name = m.topic();
+        let Some((topic, id)) = self
+            .settings
+            .topics
+            .get(name)
+            .and_then(|t| Some((t, self.route(t, m.partition())?)))
+        else {
+            tracing::warn!("record for unowned partition {name}-{}", m.partition());
+            return;
+        };
+        let (Some(group), Some(task)) = (inputs.groups.get_mut(&id), self.tasks.get_mut(&id))
+        else {
+            return;
+        };
+        let Some(queue) = group.index(topic, m.partition()) else {
+            return;
+        };
+        let stamp = task.stamp(&raw_record(topic, &m));
+        let order = match stamp {
+            Extracted::At(t) => t,
+            // Records that will be skipped or dead-lettered do not move
+            // stream time: they go as soon as they reach the head.
+            _ => i64::MIN,
+        };
+        group.push(queue, order, (m, stamp));
+    }
+
+    /// Processes buffered records, each task in event-time order across its
+    /// partitions, for as long as the task is ready (see
+    /// [`PartitionGroup::ready`]).
+    fn process(
+        &mut self,
+        inputs: &mut Inputs<'_>,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        shutdown: &AtomicBool,
+    ) -> Result<(), Error> {
         let start = Instant::now();
-        let mut dead_lettered = 0;
-        // Route every record first (topic lookups are by name; consecutive
-        // records mostly share one), then process task by task in
-        // event-time order across each task's partitions.
-        let mut last: Option<(&str, TopicRef)> = None;
-        let mut routed: Vec<(usize, TopicRef, TaskId)> = Vec::with_capacity(batch.len());
-        let mut items: Vec<(u32, u32, i64)> = Vec::with_capacity(batch.len());
-        let mut task_ids: Vec<TaskId> = Vec::new();
-        for (i, m) in batch.iter().enumerate() {
-            let name = m.topic();
-            let topic = match last {
-                Some((n, t)) if n == name => Some(t),
-                _ => self
-                    .settings
-                    .topics
-                    .get(name)
-                    .inspect(|&t| last = Some((name, t))),
-            };
-            let Some((topic, id)) = topic.and_then(|t| Some((t, self.route(t, m.partition())?)))
-            else {
-                tracing::warn!("record for unowned partition {name}-{}", m.partition());
+        let now = now_millis();
+        let (mut processed, mut dead_lettered, mut enforced) = (0u64, 0u64, 0u64);
+        let mut lags = LagView::new(consumer);
+        let Inputs { groups, bounds, .. } = inputs;
+        let topics = &self.settings.topics;
+        'tasks: for (id, group) in groups.iter_mut() {
+            if group.buffered() == 0 {
                 continue;
-            };
-            let task = match task_ids.iter().position(|t| *t == id) {
-                Some(t) => t,
-                None => {
-                    task_ids.push(id);
-                    task_ids.len() - 1
+            }
+            let task = self.tasks.get_mut(id).expect("every queue has its task");
+            loop {
+                let mut lag = |t: TopicRef, p: i32| {
+                    lags.lag(
+                        topics.name(t),
+                        p,
+                        bounds.get(&(t, p)).copied().unwrap_or_default(),
+                    )
+                };
+                let Ready::Yes { enforced: e } = group.ready(now, self.idle, &mut lag) else {
+                    break;
+                };
+                let Some((q, (m, stamp))) = group.pop() else {
+                    break;
+                };
+                let topic = group.queues()[q].topic;
+                if task.process(&raw_record(topic, &m), stamp)? == Outcome::DeadLettered {
+                    dead_lettered += 1;
                 }
-            };
-            let queue = (topic.0 << 16) ^ m.partition() as u32;
-            items.push((task as u32, queue, m.timestamp().to_millis().unwrap_or(-1)));
-            routed.push((i, topic, id));
-        }
-        for j in processing_order(&items) {
-            let (i, topic, id) = routed[j];
-            let m = &batch[i];
-            let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
-            let raw = RawRecord {
-                topic,
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                key: m.key(),
-                value: m.payload(),
-                headers: RawHeaders::Kafka(m.headers()),
-            };
-            if task.process(&raw)? == Outcome::DeadLettered {
-                dead_lettered += 1;
+                enforced += u64::from(e);
+                processed += 1;
+                // A stop request is honoured between records, whatever is
+                // still buffered.
+                if processed % 256 == 0 && shutdown.load(Ordering::Acquire) {
+                    break 'tasks;
+                }
             }
         }
-        let n = batch.len() as u64;
+        if processed == 0 {
+            return Ok(());
+        }
         if self.cache.is_full() {
             for task in self.tasks.values_mut() {
                 task.flush_stores().map_err(Error::Store)?;
             }
         }
         self.count_drops();
-        self.metrics.consumed.inc_by(n);
-        self.metrics.processed.inc_by(n);
+        self.metrics.consumed.inc_by(processed);
+        self.metrics.processed.inc_by(processed);
         self.metrics.dead_lettered.inc_by(dead_lettered);
+        self.metrics.enforced_processing.inc_by(enforced);
         self.metrics
             .process_latency
-            .observe(start.elapsed().as_secs_f64() / n as f64);
+            .observe(start.elapsed().as_secs_f64() / processed as f64);
         self.send_outputs()
+    }
+
+    /// Pauses partitions whose queue stayed full after processing (their
+    /// task waits for another input) and resumes paused ones once half
+    /// drained, so memory stays bounded while one input is behind.
+    fn pause_or_resume(
+        &mut self,
+        inputs: &mut Inputs<'_>,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+    ) -> Result<(), Error> {
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for group in inputs.groups.values_mut() {
+            for q in group.queues_mut() {
+                let name = self.settings.topics.name(q.topic);
+                if !q.paused && q.len() >= self.max_buffered {
+                    q.paused = true;
+                    pause.add_partition(name, q.partition);
+                } else if q.paused && q.len() <= self.max_buffered / 2 {
+                    q.paused = false;
+                    resume.add_partition(name, q.partition);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            consumer.pause(&pause)?;
+        }
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
+        }
+        inputs.paused = inputs.paused + pause.count() - resume.count();
+        self.metrics.paused.set(inputs.paused as i64);
+        Ok(())
     }
 
     fn send_outputs(&mut self) -> Result<(), Error> {
@@ -388,6 +477,9 @@ impl ThreadState {
             self.metrics
                 .skipped_timestamp
                 .inc_by(dropped.invalid_timestamp);
+            self.metrics
+                .future_timestamp
+                .inc_by(dropped.future_timestamp);
         }
     }
 
@@ -579,7 +671,11 @@ impl ThreadState {
     }
 
     /// Applies the rebalance events queued during `poll`.
-    fn rebalance(&mut self, consumer: &BaseConsumer<StreamConsumerContext>) -> Result<(), Error> {
+    fn rebalance(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+    ) -> Result<(), Error> {
         for event in consumer.context().take_events() {
             match event {
                 RebalanceEvent::Revoke(tpl) => {
@@ -588,6 +684,7 @@ impl ThreadState {
                     } else {
                         self.commit(consumer)?;
                     }
+                    let mut paused = TopicPartitionList::new();
                     for e in tpl.elements() {
                         let Some(topic) = self.settings.topics.get(e.topic()) else {
                             continue;
@@ -596,17 +693,40 @@ impl ThreadState {
                             continue;
                         };
                         self.set_route(topic, e.partition(), None);
+                        inputs.bounds.remove(&(topic, e.partition()));
+                        if let Some(group) = inputs.groups.get_mut(&id) {
+                            // Unprocessed records are dropped: the next owner
+                            // reads them from the committed offset.
+                            if group.remove(topic, e.partition()).is_some_and(|q| q.paused) {
+                                paused.add_partition(e.topic(), e.partition());
+                            }
+                            if group.is_empty() {
+                                inputs.groups.remove(&id);
+                            }
+                        }
                         let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
                         if task.remove_partition(topic, e.partition()) {
                             task.close();
                             self.tasks.remove(&id);
                         }
                     }
+                    // librdkafka keeps an application pause across
+                    // assignments.
+                    if paused.count() > 0 {
+                        consumer.resume(&paused)?;
+                        inputs.paused -= paused.count();
+                    }
                     consumer.unassign()?;
                     tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");
                 }
                 RebalanceEvent::Assign(tpl) => {
                     let now = now_millis();
+                    let bounds = assigned_bounds(
+                        consumer,
+                        &tpl,
+                        self.reset_to_latest,
+                        Duration::from_secs(30),
+                    );
                     for e in tpl.elements() {
                         let Some(topic) = self.settings.topics.get(e.topic()) else {
                             continue;
@@ -627,6 +747,16 @@ impl ThreadState {
                         }
                         let task = self.tasks.get_mut(&id).expect("just inserted");
                         task.add_partition(topic, e.partition());
+                        inputs
+                            .groups
+                            .entry(id)
+                            .or_default()
+                            .add(topic, e.partition());
+                        let known = bounds
+                            .get(&(e.topic().to_owned(), e.partition()))
+                            .copied()
+                            .unwrap_or_default();
+                        inputs.bounds.insert((topic, e.partition()), known);
                         self.set_route(topic, e.partition(), Some(id));
                     }
                     consumer.assign(&tpl)?;
@@ -642,5 +772,18 @@ impl ThreadState {
         let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
         self.metrics.assigned.set(owned as i64);
         Ok(())
+    }
+}
+
+/// A polled message as the task reads it.
+fn raw_record<'m>(topic: TopicRef, m: &'m BorrowedMessage<'_>) -> RawRecord<'m> {
+    RawRecord {
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key(),
+        value: m.payload(),
+        headers: RawHeaders::Kafka(m.headers()),
     }
 }

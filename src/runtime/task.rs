@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::context::{RawRecord, TaskContext};
 use super::node::{Instance, Lifecycle, RawSource};
@@ -29,6 +30,10 @@ impl fmt::Display for TaskId {
         write!(f, "{}_{}", self.subtopology, self.partition)
     }
 }
+
+/// How far ahead of its clock Kafka 4 accepts a record timestamp by default
+/// (`log.message.timestamp.after.max.ms`).
+const BROKER_MAX_FUTURE_MS: i64 = 3_600_000;
 
 /// What to do with a record that cannot be decoded or processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +105,9 @@ pub(crate) struct TaskSettings {
     pub(crate) stores: StoreProvider,
     /// Changelog topic of each logged store.
     pub(crate) changelogs: HashMap<String, TopicRef>,
+    /// Records whose timestamp is further ahead of the wall clock are
+    /// dead-lettered before they can move stream time.
+    pub(crate) max_future_timestamp: Option<Duration>,
 }
 
 impl TaskSettings {
@@ -130,6 +138,7 @@ impl TaskSettings {
             on_error,
             stores,
             changelogs,
+            max_future_timestamp: None,
         }
     }
 }
@@ -143,6 +152,8 @@ pub(crate) struct Task {
     positions: Vec<Position>,
     dead_letter_topic: TopicRef,
     on_error: ErrorPolicy,
+    /// Largest lead over the wall clock a record timestamp may have (ms).
+    max_future: Option<i64>,
 }
 
 impl Task {
@@ -224,6 +235,9 @@ impl Task {
             positions: Vec::new(),
             dead_letter_topic: settings.dead_letter_topic,
             on_error: settings.on_error,
+            max_future: settings
+                .max_future_timestamp
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
         };
         for (_, p) in &task.processors {
             p.borrow_mut().init(&mut task.ctx);
@@ -300,32 +314,59 @@ impl Task {
         self.positions.is_empty()
     }
 
-    /// Runs one record through the task.
-    pub(crate) fn process(&mut self, raw: &RawRecord<'_>) -> Result<Outcome, RecordError> {
-        self.ctx.source = Some((raw.topic, raw.partition, raw.offset));
-        let source = self.sources[raw.topic.0 as usize]
-            .as_mut()
-            .expect("records are routed to the task that reads their topic");
+    /// The event time of a record of one of the task's partitions, taken
+    /// when the record is buffered (its place in the task's event-time
+    /// order): the source's extractor, then the bound on how far ahead of
+    /// the wall clock a timestamp may be. Updates the partition's time.
+    pub(crate) fn stamp(&mut self, raw: &RawRecord<'_>) -> Extracted {
+        let Some(source) = self.sources[raw.topic.0 as usize].as_ref() else {
+            return Extracted::Invalid("no source reads this topic".into());
+        };
         let position = self
             .positions
-            .iter()
-            .position(|p| p.topic == raw.topic && p.partition == raw.partition);
-        let partition_time = position
-            .map(|i| self.positions[i].time)
-            .filter(|t| *t != i64::MIN);
+            .iter_mut()
+            .find(|p| p.topic == raw.topic && p.partition == raw.partition);
+        let partition_time = position.as_ref().map(|p| p.time).filter(|t| *t != i64::MIN);
         let extracted = source.extractor().extract(
             raw.timestamp,
             raw.value,
             self.ctx.wall_clock,
             partition_time,
         );
-        let failure = match extracted {
+        match extracted {
+            Extracted::At(t) => {
+                if let Some(max) = self.max_future {
+                    let ahead = t.saturating_sub(self.ctx.wall_clock);
+                    if ahead > max {
+                        self.ctx.dropped.future_timestamp += 1;
+                        return Extracted::Invalid(format!(
+                            "timestamp {t} is {ahead} ms ahead of the wall clock, beyond the bound of {max} ms (max_future_timestamp)"
+                        ));
+                    }
+                }
+                if let Some(p) = position {
+                    p.time = p.time.max(t);
+                }
+                Extracted::At(t)
+            }
+            other => other,
+        }
+    }
+
+    /// Runs one record through the task, with the event time [`Task::stamp`]
+    /// gave it.
+    pub(crate) fn process(
+        &mut self,
+        raw: &RawRecord<'_>,
+        stamp: Extracted,
+    ) -> Result<Outcome, RecordError> {
+        self.ctx.source = Some((raw.topic, raw.partition, raw.offset));
+        let source = self.sources[raw.topic.0 as usize]
+            .as_mut()
+            .expect("records are routed to the task that reads their topic");
+        let failure = match stamp {
             Extracted::At(timestamp) => {
                 let raw = RawRecord { timestamp, ..*raw };
-                if let Some(i) = position {
-                    let p = &mut self.positions[i];
-                    p.time = p.time.max(timestamp);
-                }
                 match source.process(&raw, &mut self.ctx) {
                     Err(e) => Some(("deserialization", e.to_string())),
                     Ok(()) => self.ctx.failure.take().map(|m| ("processing", m)),
@@ -388,10 +429,20 @@ impl Task {
             offset = raw.offset,
             "{kind} error, record sent to the dead-letter topic: {message}"
         );
+        // A timestamp the broker would refuse (Kafka 4 refuses more than an
+        // hour ahead by default) must not keep the dead letter from being
+        // written: such records keep their place in time by the wall clock.
+        let limit = self.max_future.unwrap_or(BROKER_MAX_FUTURE_MS);
+        let timestamp =
+            if raw.timestamp < 0 || raw.timestamp.saturating_sub(self.ctx.wall_clock) > limit {
+                self.ctx.wall_clock
+            } else {
+                raw.timestamp
+            };
         let meta = OutMeta {
             topic: self.dead_letter_topic,
             partition: None,
-            timestamp: raw.timestamp,
+            timestamp,
             headers,
         };
         self.ctx.output.push_raw(meta, raw.key, raw.value);

@@ -137,13 +137,14 @@ impl KafkaStreams {
         } else {
             StoreProvider::Memory
         };
-        let settings = TaskSettings::new(
+        let mut settings = TaskSettings::new(
             &self.topology,
             &config.application_id,
             &dlq,
             config.on_error,
             provider,
         );
+        settings.max_future_timestamp = config.max_future_timestamp;
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
                 let existing = prepare_topics(&self.topology, &settings, config, s)?;

@@ -139,6 +139,20 @@ impl TestCluster {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Produces `(key, value, timestamp)` records (murmur2-partitioned by
+    /// key) and waits for acks.
+    pub fn produce_at(&self, topic: &str, records: &[(String, String, i64)]) {
+        let producer = self.producer();
+        for (k, v, ts) in records {
+            let r = BaseRecord::<[u8], [u8]>::to(topic)
+                .key(k.as_bytes())
+                .payload(v.as_bytes())
+                .timestamp(*ts);
+            send_blocking(&producer, r).expect("produce");
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
     /// Produces `key-{i}` / `value-{i}` for i in `range`.
     pub fn produce_numbered(&self, topic: &str, range: std::ops::Range<u32>) {
         let records: Vec<_> = range

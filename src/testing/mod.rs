@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use crate::kafka::partitioner::partition_for_key;
 use crate::processor::{millis, Headers, Record};
-use crate::runtime::processing_order;
 use crate::runtime::{
     ErrorPolicy, RawHeaders, RawRecord, RecordError, StoreProvider, Task, TaskId, TaskSettings,
 };
+use crate::runtime::{PartitionGroup, Ready, TaskIdle};
 use crate::serde::{Serde, SerdeError};
 use crate::stores::{CacheBudget, KeyValueStore, SessionStore, StoreState, WindowStore};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -40,6 +40,10 @@ pub struct DriverConfig {
     pub on_error: ErrorPolicy,
     /// Initial wall-clock time, epoch milliseconds. Default 0.
     pub wall_clock: i64,
+    /// How far ahead of the driver's wall clock a record timestamp may be
+    /// before it is dead-lettered. Default `None` (any): the driver's clock
+    /// is moved by hand, so tests opt in, setting `wall_clock` too.
+    pub max_future_timestamp: Option<Duration>,
 }
 
 impl Default for DriverConfig {
@@ -50,6 +54,7 @@ impl Default for DriverConfig {
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             wall_clock: 0,
+            max_future_timestamp: None,
         }
     }
 }
@@ -175,13 +180,14 @@ impl TopologyTestDriver {
             .dead_letter_topic
             .clone()
             .unwrap_or_else(|| format!("{}-dlq", config.application_id));
-        let settings = TaskSettings::new(
+        let mut settings = TaskSettings::new(
             &topology,
             &config.application_id,
             &dlq_name,
             config.on_error,
             StoreProvider::Memory,
         );
+        settings.max_future_timestamp = config.max_future_timestamp;
         let topics = settings.topics.clone();
         let mut driver = TopologyTestDriver {
             topology: Arc::new(topology),
@@ -401,32 +407,40 @@ impl TopologyTestDriver {
                 )
             })
             .collect();
-        let items: Vec<(u32, u32, i64)> = placed
-            .iter()
-            .zip(records)
-            .map(|(&(t, p), r)| {
-                let task = self
-                    .topology
-                    .sources
-                    .get(&t)
-                    .map_or(u32::MAX, |&(sub, _)| sub);
-                ((task << 16) ^ p as u32, (t.0 << 16) ^ p as u32, r.timestamp)
-            })
-            .collect();
-        for i in processing_order(&items) {
-            let (topic, partition) = placed[i];
-            let r = &records[i];
-            let mut queue = VecDeque::new();
-            self.process(
-                topic,
-                partition,
-                r.key.as_deref(),
-                r.value.as_deref(),
-                r.timestamp,
-                &Headers::new(),
-                &mut queue,
-            )?;
-            self.deliver(queue)?;
+        // Every record of the batch is known, so a task whose queue of one
+        // partition is empty is caught up on it: the stream thread's rule
+        // then processes its other partitions at once.
+        let mut groups: BTreeMap<u32, PartitionGroup<usize>> = BTreeMap::new();
+        for (i, (&(t, p), r)) in placed.iter().zip(records).enumerate() {
+            let task = self
+                .topology
+                .sources
+                .get(&t)
+                .map_or(u32::MAX, |&(sub, _)| sub);
+            let group = groups.entry((task << 16) ^ p as u32).or_default();
+            let q = group.add(t, p);
+            group.push(q, r.timestamp, i);
+        }
+        for group in groups.values_mut() {
+            while group.ready(self.config.wall_clock, TaskIdle::default(), &mut |_, _| {
+                Some(0)
+            }) != Ready::No
+            {
+                let (_, i) = group.pop().expect("ready means a record is buffered");
+                let (topic, partition) = placed[i];
+                let r = &records[i];
+                let mut queue = VecDeque::new();
+                self.process(
+                    topic,
+                    partition,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    r.timestamp,
+                    &Headers::new(),
+                    &mut queue,
+                )?;
+                self.deliver(queue)?;
+            }
         }
         Ok(())
     }
@@ -491,7 +505,7 @@ impl TopologyTestDriver {
             .tasks
             .get_mut(&id)
             .expect("a task per source partition");
-        let result = task.process(&RawRecord {
+        let raw = RawRecord {
             topic,
             partition,
             offset: this_offset,
@@ -499,7 +513,9 @@ impl TopologyTestDriver {
             key,
             value,
             headers: RawHeaders::Owned(headers),
-        });
+        };
+        let stamp = task.stamp(&raw);
+        let result = task.process(&raw, stamp);
         if let Err(e) = result {
             // As in the runtime, nothing a failed record produced is written.
             task.ctx.output.clear();
