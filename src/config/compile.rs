@@ -16,7 +16,7 @@ use super::ops::{Op, OpProcessor, Unwindow};
 use super::registry::Registry;
 use crate::kafka::StreamsConfig;
 use crate::processor::{InvalidTimestamp, TimestampExtractor};
-use crate::runtime::ErrorPolicy;
+use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::{JsonSerde, Nullable, StringSerde};
 use crate::topology::{
     JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
@@ -154,6 +154,18 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
     }
     if let Some(i) = &app.commit_interval {
         config = config.commit_interval(duration("application.commit_interval", i)?);
+    }
+    if let Some(idle) = &app.max_task_idle {
+        config.max_task_idle = match idle.as_str() {
+            "never" => TaskIdle::Never,
+            d => TaskIdle::Wait(duration("application.max_task_idle", d)?),
+        };
+    }
+    if let Some(bound) = &app.max_future_timestamp {
+        config.max_future_timestamp = match bound.as_str() {
+            "none" => None,
+            d => Some(duration("application.max_future_timestamp", d)?),
+        };
     }
     if let Some(p) = app.partitions {
         if p < 1 {

@@ -69,6 +69,13 @@ pub struct Application {
     pub commit_interval: Option<String>,
     /// Partitions of each topic on the embedded cluster.
     pub partitions: Option<i32>,
+    /// How long a task waits for an empty input partition before it
+    /// processes its others (`max.task.idle.ms`): a duration (`"0s"`, the
+    /// default, waits only while the broker holds more of it) or `"never"`.
+    pub max_task_idle: Option<String>,
+    /// How far ahead of the wall clock a record timestamp may be before the
+    /// record is dead-lettered: a duration (default `"60s"`) or `"none"`.
+    pub max_future_timestamp: Option<String>,
 }
 
 /// `[topics.<name>]`: a Kafka topic with string keys and JSON values.

@@ -29,7 +29,56 @@ pub(crate) struct DeliveryTracker {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
     changelogs: HashSet<String>,
+    dead_letter_topic: String,
     acked: Mutex<HashMap<(String, i32), i64>>,
+    refused: Mutex<Vec<Refused>>,
+}
+
+/// An output the broker refused for its own content (its timestamp, its
+/// size): it goes to the dead-letter topic, so that one record cannot stop
+/// the worker and, once restarted, stop it again.
+struct Refused {
+    topic: String,
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    reason: String,
+}
+
+/// Errors about one record's content, not about the cluster.
+fn refuses_content(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            C::InvalidTimestamp
+                | C::InvalidRecord
+                | C::MessageSizeTooLarge
+                | C::MessageBatchTooLarge
+                | C::InvalidMessageSize
+        )
+    )
+}
+
+/// Refusals of a record's size: its dead letter goes without the value.
+fn too_large(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            C::MessageSizeTooLarge | C::MessageBatchTooLarge | C::InvalidMessageSize
+        )
+    )
+}
+
+impl DeliveryTracker {
+    /// Whether a refusal of a record of `topic` is dead-lettered: data
+    /// outputs only. A changelog must match its store, and a refused dead
+    /// letter has nowhere else to go.
+    fn dead_letters(&self, e: &KafkaError, topic: &str) -> bool {
+        refuses_content(e) && topic != self.dead_letter_topic && !self.changelogs.contains(topic)
+    }
 }
 
 impl ClientContext for DeliveryTracker {}
@@ -48,6 +97,29 @@ impl ProducerContext for DeliveryTracker {
                         .or_insert(-1);
                     *offset = (*offset).max(msg.offset());
                 }
+            }
+            Err((e, msg)) if self.dead_letters(e, msg.topic()) => {
+                use rdkafka::message::Headers as _;
+                let headers = msg
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let refused = Refused {
+                    topic: msg.topic().to_owned(),
+                    partition: msg.partition(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    value: msg.payload().filter(|_| !too_large(e)).map(<[u8]>::to_vec),
+                    headers,
+                    reason: e.to_string(),
+                };
+                self.refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(refused);
             }
             Err((e, msg)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -71,9 +143,11 @@ impl Collector {
         config: &ClientConfig,
         topics: Arc<TopicTable>,
         changelogs: HashSet<String>,
+        dead_letter_topic: String,
     ) -> Result<Self, KafkaError> {
         let tracker = DeliveryTracker {
             changelogs,
+            dead_letter_topic,
             ..DeliveryTracker::default()
         };
         Ok(Collector {
@@ -112,8 +186,32 @@ impl Collector {
             if let Some(h) = headers {
                 record = record.headers(h);
             }
-            send_blocking(&self.producer, record)
-                .map_err(|e| Error::Delivery(format!("{e} (topic {topic})")))?;
+            match send_blocking(&self.producer, record) {
+                Ok(()) => {}
+                // librdkafka refuses an oversized record before sending it.
+                Err(e) if self.producer.context().dead_letters(&e, topic) => {
+                    let refused = Refused {
+                        topic: topic.to_owned(),
+                        partition: r.meta.partition.unwrap_or(-1),
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.filter(|_| !too_large(&e)).map(<[u8]>::to_vec),
+                        headers: r
+                            .meta
+                            .headers
+                            .iter()
+                            .map(|h| (h.key.clone(), h.value.clone()))
+                            .collect(),
+                        reason: e.to_string(),
+                    };
+                    self.producer
+                        .context()
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(refused);
+                }
+                Err(e) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
+            }
         }
         self.producer.poll(Duration::ZERO);
         Ok(output.len())
@@ -131,6 +229,16 @@ impl Collector {
             .flush(self.flush_timeout)
             .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         let tracker = self.producer.context();
+        let refused =
+            std::mem::take(&mut *tracker.refused.lock().unwrap_or_else(|p| p.into_inner()));
+        if !refused.is_empty() {
+            for r in &refused {
+                self.dead_letter_refused(r)?;
+            }
+            self.producer
+                .flush(self.flush_timeout)
+                .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
+        }
         if tracker.failed.load(Ordering::Relaxed) > 0 {
             let first = tracker
                 .first_error
@@ -140,6 +248,49 @@ impl Collector {
             return Err(Error::Delivery(first.unwrap_or_default()));
         }
         Ok(())
+    }
+
+    /// Writes an output the broker refused to the dead-letter topic: its
+    /// key, headers saying why and where it was going, and its value unless
+    /// the value was what was too large.
+    fn dead_letter_refused(&self, r: &Refused) -> Result<(), Error> {
+        use super::dlq_headers as h;
+        tracing::warn!(topic = %r.topic, "output refused by the broker, sent to the dead-letter topic: {}", r.reason);
+        let partition = r.partition.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 4);
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        for (k, v) in [
+            (h::EXCEPTION, "production"),
+            (h::MESSAGE, r.reason.as_str()),
+            (h::TOPIC, r.topic.as_str()),
+            (h::PARTITION, partition.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let topic = &self.producer.context().dead_letter_topic;
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(k) = &r.key {
+            record = record.key(k);
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v);
+        }
+        // No timestamp: its own may be what was refused, so the producer
+        // stamps it now.
+        send_blocking(&self.producer, record).map_err(|e| {
+            Error::Delivery(format!(
+                "{e} (dead letter of an output refused by {}: {})",
+                r.topic, r.reason
+            ))
+        })
     }
 
     /// The last acknowledged offset of each changelog partition written.

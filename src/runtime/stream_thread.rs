@@ -137,6 +137,7 @@ impl StreamThread {
             &config.producer_client_config(servers, &name),
             settings.topics.clone(),
             changelogs,
+            settings.topics.name(settings.dead_letter_topic).to_owned(),
         )?;
         let mut restore = config.admin_client_config(servers);
         restore
