@@ -110,6 +110,23 @@ impl OutputBuffer {
     }
 
     /// Empties the buffer, keeping its capacity.
+    /// Removes the records from index `from` on that `refused` picks,
+    /// returning how many it removed. Their bytes stay in the arena until
+    /// the next `clear`.
+    pub(crate) fn remove_from(
+        &mut self,
+        from: usize,
+        mut refused: impl FnMut(&OutMeta) -> bool,
+    ) -> usize {
+        let before = self.slots.len();
+        let mut i = 0;
+        self.slots.retain(|slot| {
+            i += 1;
+            i <= from || !refused(&slot.meta)
+        });
+        before - self.slots.len()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.slots.clear();

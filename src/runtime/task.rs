@@ -108,6 +108,9 @@ pub(crate) struct TaskSettings {
     /// Records whose timestamp is further ahead of the wall clock are
     /// dead-lettered before they can move stream time.
     pub(crate) max_future_timestamp: Option<Duration>,
+    /// Whether outputs the broker would refuse for their timestamp are
+    /// kept from it (the test driver's hand-driven clock has no broker).
+    pub(crate) refuse_future_outputs: bool,
 }
 
 impl TaskSettings {
@@ -139,6 +142,7 @@ impl TaskSettings {
             stores,
             changelogs,
             max_future_timestamp: None,
+            refuse_future_outputs: true,
         }
     }
 }
@@ -154,6 +158,7 @@ pub(crate) struct Task {
     on_error: ErrorPolicy,
     /// Largest lead over the wall clock a record timestamp may have (ms).
     max_future: Option<i64>,
+    refuse_future_outputs: bool,
 }
 
 impl Task {
@@ -238,6 +243,7 @@ impl Task {
             max_future: settings
                 .max_future_timestamp
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
+            refuse_future_outputs: settings.refuse_future_outputs,
         };
         for (_, p) in &task.processors {
             p.borrow_mut().init(&mut task.ctx);
@@ -364,12 +370,22 @@ impl Task {
         let source = self.sources[raw.topic.0 as usize]
             .as_mut()
             .expect("records are routed to the task that reads their topic");
+        let mark = self.ctx.output.len();
         let failure = match stamp {
             Extracted::At(timestamp) => {
                 let raw = RawRecord { timestamp, ..*raw };
                 match source.process(&raw, &mut self.ctx) {
                     Err(e) => Some(("deserialization", e.to_string())),
-                    Ok(()) => self.ctx.failure.take().map(|m| ("processing", m)),
+                    Ok(()) => self
+                        .ctx
+                        .failure
+                        .take()
+                        .map(|m| ("processing", m))
+                        .or_else(|| {
+                            self.refuse_future_outputs
+                                .then(|| self.drop_future_outputs(mark))
+                                .flatten()
+                        }),
                 }
             }
             Extracted::Skip => {
@@ -412,6 +428,31 @@ impl Task {
             self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time);
         }
         Ok(outcome)
+    }
+
+    /// Drops outputs of the current record (from index `mark`) whose
+    /// timestamp the broker would refuse — more than an hour ahead of the
+    /// wall clock, Kafka 4's `log.message.timestamp.after.max.ms` default —
+    /// so that they neither stop the worker nor take the other records of
+    /// their produce batch down with them; the record is dead-lettered.
+    fn drop_future_outputs(&mut self, mark: usize) -> Option<(&'static str, String)> {
+        let limit = self.ctx.wall_clock.saturating_add(BROKER_MAX_FUTURE_MS);
+        let mut first = None;
+        let removed = self.ctx.output.remove_from(mark, |meta| {
+            let refused = meta.timestamp > limit;
+            if refused && first.is_none() {
+                first = Some((meta.topic, meta.timestamp));
+            }
+            refused
+        });
+        let (topic, timestamp) = first?;
+        Some((
+            "production",
+            format!(
+                "{removed} output(s) to {} would carry timestamp {timestamp}, more than {BROKER_MAX_FUTURE_MS} ms ahead of the wall clock, which Kafka refuses (log.message.timestamp.after.max.ms)",
+                self.ctx.topics.name(topic)
+            ),
+        ))
     }
 
     fn dead_letter(&mut self, raw: &RawRecord<'_>, kind: &str, message: &str) {

@@ -188,6 +188,7 @@ impl TopologyTestDriver {
             StoreProvider::Memory,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
+        settings.refuse_future_outputs = false;
         let topics = settings.topics.clone();
         let mut driver = TopologyTestDriver {
             topology: Arc::new(topology),
