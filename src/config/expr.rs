@@ -117,8 +117,8 @@ impl Expr {
                 ));
             }
             let result =
-                result.map_err(|e| format!("{:?} failed: {}", &*self.source, describe(&e)))?;
-            from_cel(&result).map_err(|e| format!("{:?} gave {e}", &*self.source))
+                result.map_err(|e| cap(format!("{:?} failed: {}", &*self.source, describe(&e))))?;
+            from_cel(&result).map_err(|e| cap(format!("{:?} gave {e}", &*self.source)))
         })
     }
 
@@ -126,9 +126,30 @@ impl Expr {
     pub fn test(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<bool, String> {
         match self.eval(vars, bindings)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("{:?} gave {other}, not a boolean", &*self.source)),
+            other => Err(cap(format!(
+                "{:?} gave {other}, not a boolean",
+                &*self.source
+            ))),
         }
     }
+}
+
+/// The longest error eddy reports for an evaluation, in bytes: errors quote
+/// values, and a record's reason travels in a dead letter's header.
+const MAX_REASON: usize = 1024;
+
+/// `reason`, cut to [`MAX_REASON`] bytes with a note saying so.
+fn cap(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let total = reason.len();
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str(&format!("... ({total} bytes, cut)"));
+    }
+    reason
 }
 
 /// `2` -> "2nd", for the nesting in an error.
@@ -195,7 +216,7 @@ fn describe(e: &ExecutionError) -> String {
                         .all(|v| matches!(v, Cel::Int(_) | Cel::Float(_))) =>
                 {
                     format!(
-                        "integer overflow: {} {} {}: {} is beyond the 64-bit integer range",
+                        "integer overflow in {} {} {}: {} is beyond the 64-bit integer range",
                         number(a),
                         symbol(op),
                         number(b),
