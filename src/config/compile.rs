@@ -204,12 +204,15 @@ fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
                     format!("{} is not JSON: {e}", full.display()),
                 )
             })?;
-            let validator = jsonschema::validator_for(&value).map_err(|e| {
-                (
-                    field.clone(),
-                    format!("{} is not a valid JSON Schema: {e}", full.display()),
-                )
-            })?;
+            let validator = jsonschema::options()
+                .with_retriever(Unfetched)
+                .build(&value)
+                .map_err(|e| {
+                    (
+                        field.clone(),
+                        format!("{} is not a valid JSON Schema: {e}", full.display()),
+                    )
+                })?;
             Some((Arc::new(validator), path.display().to_string()))
         }
     };
@@ -218,6 +221,19 @@ fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
         schema,
         timestamp_field: t.timestamp_field.clone(),
     })
+}
+
+/// Refuses every schema a `$ref` names outside the file: eddy reads no
+/// other file and no URL for a schema.
+struct Unfetched;
+
+impl jsonschema::Retrieve for Unfetched {
+    fn retrieve(
+        &self,
+        _: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        Err("eddy does not fetch schemas: a $ref must point into the same file (for example \"#/$defs/item\")".into())
+    }
 }
 
 /// Nodes in an order where inputs come first; unknown inputs and cycles
