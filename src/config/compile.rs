@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::cost::Budget;
 use super::expr::{Bind, Expr};
 use super::model::{self, File, Guarantee, Node, OnError};
 use super::ops::{Op, OpProcessor, Unwindow};
+use super::read::{read_text, MAX_FILE_BYTES};
 use super::registry::Registry;
 use crate::kafka::StreamsConfig;
 use crate::processor::{InvalidTimestamp, TimestampExtractor};
@@ -43,8 +45,26 @@ fn duration(field: &str, text: &str) -> Result<Duration, Fail> {
         .map_err(|e| (field.to_owned(), format!("bad duration {text:?}: {e}")))
 }
 
-fn expr(field: &str, source: &str, allowed: &[&str]) -> Result<Expr, Fail> {
-    Expr::compile(source, allowed).map_err(|e| (field.to_owned(), e))
+/// The `[expressions]` budget.
+fn budget(e: &model::Expressions) -> Result<Budget, Fail> {
+    let mut budget = Budget::default();
+    if let Some(n) = e.max_nesting {
+        budget.max_nesting = n;
+    }
+    if let Some(n) = e.max_steps {
+        if n == 0 {
+            return fail("expressions.max_steps", "must be at least 1");
+        }
+        budget.max_steps = n;
+    }
+    if let Some(t) = &e.timeout {
+        let t = duration("expressions.timeout", t)?;
+        if t.is_zero() {
+            return fail("expressions.timeout", "must be more than 0");
+        }
+        budget.timeout = t;
+    }
+    Ok(budget)
 }
 
 type JsonStream = KStream<String, Value>;
@@ -86,7 +106,9 @@ pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<C
         topics.insert(name.as_str(), topic(name, t, base)?);
     }
     let order = order(&file.nodes)?;
+    let budget = budget(&file.expressions)?;
     let mut c = Compiler {
+        budget,
         builder: StreamsBuilder::new(),
         outputs: HashMap::new(),
         topics,
@@ -182,7 +204,7 @@ fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
         None => None,
         Some(path) => {
             let full = base.join(path);
-            let text = std::fs::read_to_string(&full).map_err(|e| {
+            let text = read_text(&full, MAX_FILE_BYTES).map_err(|e| {
                 (
                     field.clone(),
                     format!("cannot read {}: {e}", full.display()),
@@ -194,12 +216,15 @@ fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
                     format!("{} is not JSON: {e}", full.display()),
                 )
             })?;
-            let validator = jsonschema::validator_for(&value).map_err(|e| {
-                (
-                    field.clone(),
-                    format!("{} is not a valid JSON Schema: {e}", full.display()),
-                )
-            })?;
+            let validator = jsonschema::options()
+                .with_retriever(Unfetched)
+                .build(&value)
+                .map_err(|e| {
+                    (
+                        field.clone(),
+                        format!("{} is not a valid JSON Schema: {e}", full.display()),
+                    )
+                })?;
             Some((Arc::new(validator), path.display().to_string()))
         }
     };
@@ -208,6 +233,19 @@ fn topic(name: &str, t: &model::Topic, base: &Path) -> Result<Topic, Fail> {
         schema,
         timestamp_field: t.timestamp_field.clone(),
     })
+}
+
+/// Refuses every schema a `$ref` names outside the file: eddy reads no
+/// other file and no URL for a schema.
+struct Unfetched;
+
+impl jsonschema::Retrieve for Unfetched {
+    fn retrieve(
+        &self,
+        _: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        Err("eddy does not fetch schemas: a $ref must point into the same file (for example \"#/$defs/item\")".into())
+    }
 }
 
 /// Nodes in an order where inputs come first; unknown inputs and cycles
@@ -278,6 +316,8 @@ fn order(nodes: &BTreeMap<String, Node>) -> Result<Vec<&str>, Fail> {
 }
 
 struct Compiler<'a> {
+    /// The budget every expression is compiled with.
+    budget: Budget,
     builder: StreamsBuilder,
     outputs: HashMap<&'a str, Out>,
     topics: BTreeMap<&'a str, Topic>,
@@ -289,6 +329,10 @@ struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
+    fn expr(&self, field: &str, source: &str, allowed: &[&str]) -> Result<Expr, Fail> {
+        Expr::compile_with(source, allowed, &self.budget).map_err(|e| (field.to_owned(), e))
+    }
+
     fn topic(&mut self, node: &'a str, topic: &'a str, read: bool) -> Result<&Topic, Fail> {
         let field = format!("nodes.{node}.topic");
         if !self.topics.contains_key(topic) {
@@ -378,7 +422,7 @@ impl<'a> Compiler<'a> {
                 Out::Table(self.builder.table(&kafka, StringSerde, json(), store))
             }
             Node::Filter { input, expr: e } => {
-                let e = expr(&f("expr"), e, RECORD)?;
+                let e = self.expr(&f("expr"), e, RECORD)?;
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(self.op(name, "filter", &s, Op::Filter(e)))
             }
@@ -388,12 +432,12 @@ impl<'a> Compiler<'a> {
                 }
                 let value = value
                     .as_deref()
-                    .map(|v| expr(&f("value"), v, RECORD))
+                    .map(|v| self.expr(&f("value"), v, RECORD))
                     .transpose()?;
                 let kind = if key.is_some() { "map" } else { "map-values" };
                 let key = key
                     .as_deref()
-                    .map(|k| expr(&f("key"), k, RECORD))
+                    .map(|k| self.expr(&f("key"), k, RECORD))
                     .transpose()?;
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(self.op(name, kind, &s, Op::Map { key, value }))
@@ -413,10 +457,10 @@ impl<'a> Compiler<'a> {
                 key,
             } => {
                 const ITEM: &[&str] = &["key", "value", "timestamp", "item", "index"];
-                let items = expr(&f("items"), items, RECORD)?;
+                let items = self.expr(&f("items"), items, RECORD)?;
                 let value = value
                     .as_deref()
-                    .map(|v| expr(&f("value"), v, ITEM))
+                    .map(|v| self.expr(&f("value"), v, ITEM))
                     .transpose()?;
                 let kind = if key.is_some() {
                     "flatmap"
@@ -425,7 +469,7 @@ impl<'a> Compiler<'a> {
                 };
                 let key = key
                     .as_deref()
-                    .map(|k| expr(&f("key"), k, ITEM))
+                    .map(|k| self.expr(&f("key"), k, ITEM))
                     .transpose()?;
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(self.op(name, kind, &s, Op::FlatMap { items, key, value }))
@@ -459,10 +503,11 @@ impl<'a> Compiler<'a> {
                 store,
                 window,
             } => {
-                let init = expr(&f("initial"), initial, &[])?
+                let init = self
+                    .expr(&f("initial"), initial, &[])?
                     .eval(&self.vars, &[])
                     .map_err(|e| (f("initial"), e))?;
-                let agg = expr(&f("aggregator"), aggregator, &["key", "value", "agg"])?;
+                let agg = self.expr(&f("aggregator"), aggregator, &["key", "value", "agg"])?;
                 let store = store.as_deref().unwrap_or(name);
                 let s = self.input(name, "input", input)?.stream();
                 let grouped = s.group_by_key(StringSerde, json());
@@ -611,7 +656,7 @@ impl<'a> Compiler<'a> {
         value: &str,
     ) -> Result<Out, Fail> {
         let f = |field: &str| format!("nodes.{name}.{field}");
-        let value = expr(&f("value"), value, &["key", "left", "right", "timestamp"])?;
+        let value = self.expr(&f("value"), value, &["key", "left", "right", "timestamp"])?;
         let l = match self.keyed(name, "left", left)? {
             Out::Stream(s) => s,
             Out::Table(_) => {
@@ -703,7 +748,7 @@ impl<'a> Compiler<'a> {
                 step = step.reason(r);
             }
             for (i, e) in t.emit.iter().enumerate() {
-                let e = expr(&format!("{field}.emit[{i}]"), e, SCOPE)?;
+                let e = self.expr(&format!("{field}.emit[{i}]"), e, SCOPE)?;
                 let vars = self.vars.clone();
                 step = step.emit(move |s: &SagaScope<'_>| e.eval(&vars, &scope(s)));
             }
@@ -734,7 +779,7 @@ impl<'a> Compiler<'a> {
             saga = saga.timeout(state, after, step(&field, t)?);
         }
         if let Some(s) = summary {
-            let e = expr(&format!("nodes.{name}.summary.value"), &s.value, SCOPE)?;
+            let e = self.expr(&format!("nodes.{name}.summary.value"), &s.value, SCOPE)?;
             let vars = self.vars.clone();
             saga = saga.summary(&s.store, move |sc: &SagaScope<'_>| {
                 e.eval(&vars, &scope(sc))

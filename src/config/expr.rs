@@ -15,9 +15,11 @@ use cel::objects::Key;
 use cel::{Context, ExecutionError, Program, Value as Cel};
 use serde_json::{Map, Number, Value};
 
+use super::cost::{self, Budget};
+use super::scan::scan;
 use crate::kafka::partitioner::murmur2;
 
-/// A compiled expression and the names it may read.
+/// A compiled expression, the names it reads and its cost budget.
 #[derive(Clone)]
 pub struct Expr {
     source: Arc<str>,
@@ -25,6 +27,7 @@ pub struct Expr {
     /// The variables it reads (of those it may): only these are converted
     /// to CEL and bound when it is evaluated.
     reads: Arc<[String]>,
+    budget: Budget,
 }
 
 impl std::fmt::Debug for Expr {
@@ -34,10 +37,16 @@ impl std::fmt::Debug for Expr {
 }
 
 impl Expr {
-    /// Compiles `source`; only the variables in `allowed` (and `vars`) may
-    /// appear in it.
+    /// Compiles `source` with the default [`Budget`]; only the variables in
+    /// `allowed` (and `vars`) may appear in it.
     pub fn compile(source: &str, allowed: &[&str]) -> Result<Expr, String> {
-        let program = Program::compile(source).map_err(|e| {
+        Self::compile_with(source, allowed, &Budget::default())
+    }
+
+    /// Compiles `source`, to be evaluated within `budget`: refused if its
+    /// comprehensions over record data nest deeper than the budget allows.
+    pub fn compile_with(source: &str, allowed: &[&str], budget: &Budget) -> Result<Expr, String> {
+        let program = cost::env().compile(source).map_err(|e| {
             let first = e.errors.first();
             match first {
                 Some(p) => format!(
@@ -47,30 +56,30 @@ impl Expr {
                 None => format!("bad expression {source:?}"),
             }
         })?;
-        let references = program.references();
-        let bound = macro_variables(source);
-        if let Some(unknown) = references.variables().into_iter().find(|v| {
-            *v != "vars"
-                && !allowed.contains(v)
-                && !bound.contains(v)
-                && !v.starts_with('@')
-                && !v.starts_with("__")
-        }) {
+        let scan = scan(program.expression(), &["vars"]);
+        if let Some(unknown) = scan
+            .free
+            .iter()
+            .find(|v| *v != "vars" && !allowed.contains(&v.as_str()))
+        {
             return Err(format!(
                 "bad expression {source:?}: unknown variable {unknown:?} (it may use {})",
                 allowed.join(", ")
             ));
         }
-        let reads = references
-            .variables()
-            .into_iter()
-            .filter(|v| *v == "vars" || allowed.contains(v))
-            .map(str::to_owned)
-            .collect();
+        if scan.nesting > budget.max_nesting {
+            return Err(format!(
+                "bad expression {source:?}: {} comprehensions over record data are nested in one another, more than {} (expressions.max_nesting): its cost would grow as the {} power of a list's length",
+                scan.nesting,
+                budget.max_nesting,
+                ordinal(scan.nesting)
+            ));
+        }
         Ok(Expr {
             source: source.into(),
             program: Arc::new(program),
-            reads,
+            reads: scan.free.into(),
+            budget: *budget,
         })
     }
 
@@ -80,7 +89,8 @@ impl Expr {
     }
 
     /// Evaluates with `bindings` (and `vars`) to JSON. Bindings the
-    /// expression does not read are not converted.
+    /// expression does not read are not converted. An evaluation that
+    /// exceeds the budget stops with an error that says so.
     pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
         let reads = |name: &str| self.reads.iter().any(|r| r == name);
         ROOT.with(|root| {
@@ -99,11 +109,16 @@ impl Expr {
                 };
                 scope.add_variable_as_val(*name, val);
             }
-            let result = self
-                .program
-                .execute(&scope)
-                .map_err(|e| format!("{:?} failed: {e}", &*self.source))?;
-            from_cel(&result).map_err(|e| format!("{:?} gave {e}", &*self.source))
+            let (result, exceeded) = cost::metered(&self.budget, || self.program.execute(&scope));
+            if let Some(exceeded) = exceeded {
+                return Err(format!(
+                    "expression budget exceeded: {:?} {exceeded}",
+                    &*self.source
+                ));
+            }
+            let result =
+                result.map_err(|e| cap(format!("{:?} failed: {}", &*self.source, describe(&e))))?;
+            from_cel(&result).map_err(|e| cap(format!("{:?} gave {e}", &*self.source)))
         })
     }
 
@@ -111,27 +126,108 @@ impl Expr {
     pub fn test(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<bool, String> {
         match self.eval(vars, bindings)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("{:?} gave {other}, not a boolean", &*self.source)),
+            other => Err(cap(format!(
+                "{:?} gave {other}, not a boolean",
+                &*self.source
+            ))),
         }
     }
 }
 
-/// Names bound by the comprehension macros (`list.map(x, ...)`, `filter`,
-/// `all`, `exists`, `exists_one`): the identifier before the first comma.
-fn macro_variables(source: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    for m in ["map(", "filter(", "all(", "exists(", "exists_one("] {
-        for (at, _) in source.match_indices(&format!(".{m}")) {
-            let rest = source[at + 1 + m.len()..].trim_start();
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            if rest[end..].trim_start().starts_with(',') && end > 0 {
-                names.push(&rest[..end]);
+/// The longest error eddy reports for an evaluation, in bytes: errors quote
+/// values, and a record's reason travels in a dead letter's header.
+const MAX_REASON: usize = 1024;
+
+/// `reason`, cut to [`MAX_REASON`] bytes with a note saying so.
+fn cap(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let total = reason.len();
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str(&format!("... ({total} bytes, cut)"));
+    }
+    reason
+}
+
+/// `2` -> "2nd", for the nesting in an error.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// The smallest double beyond the 64-bit integer range (2^63).
+const I64_END: f64 = 9_223_372_036_854_775_808.0;
+
+/// Whether `f` is a whole number that an `int` cannot hold.
+fn beyond_int(f: f64) -> bool {
+    f.fract() == 0.0 && !(-I64_END..I64_END).contains(&f)
+}
+
+/// A number of an error message, as written in JSON.
+fn number(v: &Cel) -> String {
+    match v {
+        Cel::Int(i) => i.to_string(),
+        Cel::UInt(u) => u.to_string(),
+        Cel::Float(f) if f.abs() >= 1e16 => format!("{f:e}"),
+        Cel::Float(f) => f.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// An evaluation error as one line; integer overflow said plainly, also
+/// where a whole number from the data was already beyond the 64-bit range
+/// (so it came in as a double, which CEL does not mix with an int).
+fn describe(e: &ExecutionError) -> String {
+    let symbol = |op: &str| {
+        match op {
+            "add" => "+",
+            "sub" => "-",
+            "mul" => "*",
+            "div" => "/",
+            "rem" => "%",
+            other => other,
+        }
+        .to_owned()
+    };
+    match e {
+        ExecutionError::Overflow(op, a, b) => format!(
+            "integer overflow: {} {} {} is beyond the 64-bit integer range",
+            number(a),
+            symbol(op),
+            number(b)
+        ),
+        ExecutionError::UnsupportedBinaryOperator(op, a, b) => {
+            let huge = [a, b]
+                .into_iter()
+                .find(|v| matches!(v, Cel::Float(f) if beyond_int(*f)));
+            match huge {
+                Some(h)
+                    if [a, b]
+                        .iter()
+                        .all(|v| matches!(v, Cel::Int(_) | Cel::Float(_))) =>
+                {
+                    format!(
+                        "integer overflow in {} {} {}: {} is beyond the 64-bit integer range",
+                        number(a),
+                        symbol(op),
+                        number(b),
+                        number(h)
+                    )
+                }
+                _ => e.to_string(),
             }
         }
+        other => other.to_string(),
     }
-    names
 }
 
 thread_local! {
@@ -139,24 +235,35 @@ thread_local! {
 }
 
 fn root_context() -> Context<'static, 'static> {
-    let mut ctx = Context::default();
+    let mut ctx = Context::with_env(cost::env());
     // The names are not in CEL's standard library, so these cannot clash.
     let _ = ctx.add_function("sum", sum);
     let _ = ctx.add_function("hash_unit", hash_unit);
     ctx
 }
 
-/// `sum(list)`: the sum of a list of ints (or of numbers, as a double).
+/// `sum(list)`: the sum of a list of ints (or of numbers, as a double); an
+/// int sum beyond the 64-bit range is an error, not a wrapped or clamped
+/// value.
 fn sum(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
     let Some(Cel::List(items)) = args.first() else {
         return Err(ExecutionError::function_error("sum", "expects a list"));
+    };
+    let overflow = || {
+        ExecutionError::function_error(
+            "sum",
+            "integer overflow: the sum is beyond the 64-bit integer range",
+        )
     };
     let mut int: i64 = 0;
     let mut float: Option<f64> = None;
     for item in items.iter() {
         match item {
-            Cel::Int(i) => int = int.saturating_add(*i),
-            Cel::UInt(u) => int = int.saturating_add(*u as i64),
+            Cel::Int(i) => int = int.checked_add(*i).ok_or_else(overflow)?,
+            Cel::UInt(u) => {
+                let u = i64::try_from(*u).map_err(|_| overflow())?;
+                int = int.checked_add(u).ok_or_else(overflow)?;
+            }
             Cel::Float(f) => *float.get_or_insert(0.0) += f,
             other => {
                 return Err(ExecutionError::function_error(
@@ -201,15 +308,24 @@ pub enum Bind<'a> {
     Null,
 }
 
-/// JSON to a CEL value: integers become `int` (so arithmetic with literals
-/// works), other numbers `double`.
+/// JSON to a CEL value. A number with an integral value within the 64-bit
+/// range becomes an `int`, however it is written (`2`, `2.0`, `2e3`), as
+/// JSON Schema's `integer` counts it, so arithmetic with ints and int
+/// literals works; other numbers become `double`.
 fn to_val(v: &Value) -> Box<dyn Val> {
     match v {
         Value::Null => Box::new(CelNull),
         Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => match n.as_i64() {
             Some(i) => Box::new(CelInt::from(i)),
-            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+            None => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.fract() == 0.0 && (-I64_END..I64_END).contains(&f) {
+                    Box::new(CelInt::from(f as i64))
+                } else {
+                    Box::new(CelDouble::from(f))
+                }
+            }
         },
         Value::String(s) => Box::new(CelString::from(s.clone())),
         Value::Array(items) => Box::new(CelList::from(

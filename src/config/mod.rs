@@ -32,10 +32,13 @@
 //! the helpers `sum(list)` and `hash_unit(string)`.
 
 mod compile;
+mod cost;
 mod expr;
 mod model;
 mod ops;
+mod read;
 mod registry;
+mod scan;
 
 use std::path::{Path, PathBuf};
 
@@ -44,8 +47,10 @@ use crate::runtime::KafkaStreams;
 use crate::serde::JsonSerde;
 use crate::topology::Topology;
 
+pub use cost::Budget;
 pub use expr::{Bind, Expr};
 pub use model::File;
+pub use read::{read_text, MAX_FILE_BYTES};
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};
 
 /// A topology file that cannot be used: which file, which field, and why.
@@ -88,7 +93,7 @@ impl Pipeline {
         registry: &Registry,
         overrides: &Overrides,
     ) -> Result<Pipeline, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = read::read_text(path, read::MAX_FILE_BYTES).map_err(|e| ConfigError {
             file: path.to_owned(),
             field: String::new(),
             reason: format!("cannot read the file: {e}"),

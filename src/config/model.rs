@@ -21,6 +21,22 @@ pub struct File {
     /// `[nodes.<name>]`.
     #[serde(default)]
     pub nodes: BTreeMap<String, Node>,
+    /// `[expressions]`: the cost budget of every expression of the file.
+    #[serde(default)]
+    pub expressions: Expressions,
+}
+
+/// `[expressions]`: limits on what evaluating one expression may cost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expressions {
+    /// Deepest nesting of comprehensions over record data accepted at load
+    /// (default 2).
+    pub max_nesting: Option<usize>,
+    /// Comprehension steps one evaluation may take (default 100 000).
+    pub max_steps: Option<u64>,
+    /// Time one evaluation may take, e.g. `"100ms"` (the default).
+    pub timeout: Option<String>,
 }
 
 /// Delivery guarantee.
