@@ -348,7 +348,7 @@ impl ThreadState {
                 processed += 1;
                 // A stop request is honoured between records, whatever is
                 // still buffered.
-                if processed % 256 == 0 && shutdown.load(Ordering::Acquire) {
+                if processed.is_multiple_of(256) && shutdown.load(Ordering::Acquire) {
                     break 'tasks;
                 }
             }
