@@ -79,7 +79,7 @@ fn topics(c: &TestCluster, app: &str) -> (String, String, String) {
     }
     if c.is_embedded() {
         c.create_topic(&format!("{app}-dlq"), 1);
-        for s in ["join-left", "join-right"] {
+        for s in ["join-left", "join-right", "join-unmatched"] {
             c.create_topic(&format!("{app}-{s}-changelog"), 4);
         }
     }
