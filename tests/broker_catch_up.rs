@@ -52,23 +52,13 @@ fn join_worker(
     out: &str,
     dir: &str,
 ) -> Worker {
-    Worker::spawn(
+    let dir = std::path::Path::new(dir);
+    Worker::join(
         &c.bootstrap,
-        &[
-            "join",
-            "--app-id",
-            app,
-            "--left",
-            left,
-            "--right",
-            right,
-            "--output",
-            out,
-            "--window-ms",
-            "1000",
-            "--state-dir",
-            dir,
-        ],
+        app,
+        (left, right, out),
+        dir,
+        &["--window-ms", "1000"],
     )
 }
 

@@ -40,22 +40,7 @@ fn reference(
 
 fn join_worker(c: &TestCluster, app: &str, left: &str, right: &str, output: &str) -> Worker {
     let dir = std::env::temp_dir().join(unique("join-state"));
-    Worker::spawn(
-        &c.bootstrap,
-        &[
-            "join",
-            "--app-id",
-            app,
-            "--left",
-            left,
-            "--right",
-            right,
-            "--output",
-            output,
-            "--state-dir",
-            dir.to_str().unwrap(),
-        ],
-    )
+    Worker::join(&c.bootstrap, app, (left, right, output), &dir, &[])
 }
 
 #[test]

@@ -13,15 +13,16 @@
 //! `max.task.idle.ms = 0` does the same). Measured: 220 of 300 orders
 //! cancelled by a timeout. Run with `--ignored` to see it.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::orders::order_created;
 use eddy::runtime::RunningStreams;
-use eddy::testing::{unique, TestCluster};
 use serde_json::{json, Value};
+
+use common::{order_pipeline, start_pipeline, unique, TestCluster};
 
 const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
 const ORDERS: u64 = 300;
@@ -29,36 +30,6 @@ const PRODUCTS: u64 = 12;
 /// Event time between consecutive orders: 300 orders span 90 s, three
 /// payment deadlines.
 const SPACING_MS: i64 = 300;
-
-fn pipeline(file: &str, u: &str, c: &TestCluster, state: &std::path::Path) -> Pipeline {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("config")
-        .join(file);
-    let mut overrides = Overrides {
-        suffix: Some(u.to_owned()),
-        ..Overrides::default()
-    };
-    // Every order's payment comes from the test, with its own event time.
-    overrides.vars.insert(
-        "manual_users".into(),
-        toml::Value::Array(vec!["manual".into()]),
-    );
-    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
-    if !c.is_embedded() {
-        p.config.bootstrap_servers = Some(c.bootstrap.clone());
-    }
-    p.config.state_dir = state.to_owned();
-    p.config.embedded_partitions = 3;
-    p
-}
-
-fn start(p: Pipeline, c: &TestCluster) -> RunningStreams {
-    let mut s = p.into_streams();
-    if let Some(e) = c.embedded() {
-        s = s.embedded_cluster(e);
-    }
-    s.start().unwrap()
-}
 
 /// What happens to order `i`: its payment's delay and decision.
 fn payment_of(i: u64) -> (i64, &'static str) {
@@ -126,7 +97,7 @@ fn a_backlog_of_orders_and_payments_gets_the_outcomes_of_a_live_run() {
     let state = std::env::temp_dir().join(&u);
     let workers: Vec<RunningStreams> = ["payment.toml", "inventory.toml", "order-saga.toml"]
         .into_iter()
-        .map(|f| start(pipeline(f, &u, &c, &state), &c))
+        .map(|f| start_pipeline(order_pipeline(f, &u, &c, &state), &c))
         .collect();
 
     let outcomes = c.consume_count(

@@ -3,16 +3,16 @@
 //! three workers over 3-partition topics, with generated orders, duplicates,
 //! an out-of-order payment, a delayed payment, and malformed records.
 
+mod common;
+
+use common::{order_pipeline, start_pipeline, unique, Consumed, TestCluster};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eddy::config::{Overrides, Pipeline, Registry};
 use eddy::kafka::send_blocking;
 use eddy::orders::order_created;
 use eddy::runtime::{dlq_headers, Lookup, RunningStreams};
 use eddy::serde::{I64Serde, StringSerde};
-use eddy::testing::{unique, Consumed, TestCluster};
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{json, Value};
 
@@ -20,37 +20,6 @@ const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-ou
 const ORDERS: u64 = 240;
 const PRODUCTS: u64 = 12;
 const STOCK: i64 = 90;
-
-/// Loads `file` with its topics and application id suffixed by `u`, manual
-/// payments for user `manual`, and this cluster's settings.
-fn pipeline(file: &str, u: &str, c: &TestCluster, state: &std::path::Path) -> Pipeline {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("config")
-        .join(file);
-    let mut overrides = Overrides {
-        suffix: Some(u.to_owned()),
-        ..Overrides::default()
-    };
-    overrides.vars.insert(
-        "manual_users".into(),
-        toml::Value::Array(vec!["manual".into()]),
-    );
-    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
-    if !c.is_embedded() {
-        p.config.bootstrap_servers = Some(c.bootstrap.clone());
-    }
-    p.config.state_dir = state.to_owned();
-    p.config.embedded_partitions = 3;
-    p
-}
-
-fn start(p: Pipeline, c: &TestCluster) -> RunningStreams {
-    let mut s = p.into_streams();
-    if let Some(e) = c.embedded() {
-        s = s.embedded_cluster(e);
-    }
-    s.start().unwrap()
-}
 
 fn json_of(r: &Consumed) -> Value {
     serde_json::from_slice(r.value.as_deref().unwrap_or_default()).unwrap_or(Value::Null)
@@ -94,7 +63,7 @@ fn every_order_gets_one_outcome_with_exact_compensations_and_stock() {
     let state = std::env::temp_dir().join(&u);
     let workers: Vec<RunningStreams> = ["payment.toml", "inventory.toml", "order-saga.toml"]
         .into_iter()
-        .map(|f| start(pipeline(f, &u, &c, &state), &c))
+        .map(|f| start_pipeline(order_pipeline(f, &u, &c, &state), &c))
         .collect();
 
     let base = now_ms();

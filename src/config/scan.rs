@@ -3,7 +3,7 @@
 //! how deeply its comprehensions over record data nest, which bounds its
 //! cost statically: `n` elements iterated inside `n` elements cost `n²`.
 
-use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr, IdedEntryExpr, IdedExpr};
 
 /// The result of [`scan`].
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -55,26 +55,22 @@ impl<'e> Scanner<'_, 'e> {
                 c.args.iter().map(|a| self.walk(a)).fold(target, usize::max)
             }
             Expr::List(l) => l.elements.iter().map(|x| self.walk(x)).max().unwrap_or(0),
-            Expr::Map(m) => m
-                .entries
-                .iter()
-                .map(|entry| match &entry.expr {
-                    EntryExpr::MapEntry(me) => self.walk(&me.key).max(self.walk(&me.value)),
-                    EntryExpr::StructField(f) => self.walk(&f.value),
-                })
-                .max()
-                .unwrap_or(0),
-            Expr::Struct(s) => s
-                .entries
-                .iter()
-                .map(|entry| match &entry.expr {
-                    EntryExpr::MapEntry(me) => self.walk(&me.key).max(self.walk(&me.value)),
-                    EntryExpr::StructField(f) => self.walk(&f.value),
-                })
-                .max()
-                .unwrap_or(0),
+            Expr::Map(m) => self.entries(&m.entries),
+            Expr::Struct(s) => self.entries(&s.entries),
             Expr::Comprehension(c) => self.comprehension(c),
         }
+    }
+
+    /// The deepest nesting in the entries of a map or struct literal.
+    fn entries(&mut self, entries: &'e [IdedEntryExpr]) -> usize {
+        entries
+            .iter()
+            .map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(me) => self.walk(&me.key).max(self.walk(&me.value)),
+                EntryExpr::StructField(f) => self.walk(&f.value),
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn comprehension(&mut self, c: &'e ComprehensionExpr) -> usize {

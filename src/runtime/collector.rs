@@ -79,6 +79,31 @@ impl DeliveryTracker {
     fn dead_letters(&self, e: &KafkaError, topic: &str) -> bool {
         refuses_content(e) && topic != self.dead_letter_topic && !self.changelogs.contains(topic)
     }
+
+    /// Keeps a refused output for the dead-letter topic (without its value
+    /// when the value was what was too large).
+    fn refuse(
+        &self,
+        e: &KafkaError,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+    ) {
+        let refused = Refused {
+            topic: topic.to_owned(),
+            partition,
+            key: key.map(<[u8]>::to_vec),
+            value: value.filter(|_| !too_large(e)).map(<[u8]>::to_vec),
+            headers,
+            reason: e.to_string(),
+        };
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(refused);
+    }
 }
 
 impl ClientContext for DeliveryTracker {}
@@ -108,18 +133,14 @@ impl ProducerContext for DeliveryTracker {
                             .collect()
                     })
                     .unwrap_or_default();
-                let refused = Refused {
-                    topic: msg.topic().to_owned(),
-                    partition: msg.partition(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    value: msg.payload().filter(|_| !too_large(e)).map(<[u8]>::to_vec),
+                self.refuse(
+                    e,
+                    msg.topic(),
+                    msg.partition(),
+                    msg.key(),
+                    msg.payload(),
                     headers,
-                    reason: e.to_string(),
-                };
-                self.refused
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(refused);
+                );
             }
             Err((e, msg)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -190,25 +211,11 @@ impl Collector {
                 Ok(()) => {}
                 // librdkafka refuses an oversized record before sending it.
                 Err(e) if self.producer.context().dead_letters(&e, topic) => {
-                    let refused = Refused {
-                        topic: topic.to_owned(),
-                        partition: r.meta.partition.unwrap_or(-1),
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.filter(|_| !too_large(&e)).map(<[u8]>::to_vec),
-                        headers: r
-                            .meta
-                            .headers
-                            .iter()
-                            .map(|h| (h.key.clone(), h.value.clone()))
-                            .collect(),
-                        reason: e.to_string(),
-                    };
-                    self.producer
-                        .context()
-                        .refused
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(refused);
+                    let headers = r.meta.headers.iter();
+                    let headers = headers.map(|h| (h.key.clone(), h.value.clone())).collect();
+                    let partition = r.meta.partition.unwrap_or(-1);
+                    let tracker = self.producer.context();
+                    tracker.refuse(&e, topic, partition, r.key, r.value, headers);
                 }
                 Err(e) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
             }

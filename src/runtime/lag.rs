@@ -20,6 +20,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::topology::{TopicRef, TopicTable};
+
 /// What was known of a partition when it was assigned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Bounds {
@@ -111,24 +113,40 @@ pub(crate) fn fetched_high_watermark<C: ConsumerContext>(
     (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
-/// Lag of partitions at one moment: positions are read once, on first use.
+/// Lag of partitions at one moment: positions are read once, on first use,
+/// and each partition's lag is looked up once. Nothing is polled while a
+/// view lives, so what it answered stays true for it; a task with an idle
+/// input asks for that input's lag before every record.
 pub(crate) struct LagView<'a, C: ConsumerContext + 'static> {
     consumer: &'a BaseConsumer<C>,
-    positions: Option<HashMap<(String, i32), i64>>,
+    topics: &'a TopicTable,
+    positions: Option<HashMap<(TopicRef, i32), i64>>,
+    known: Vec<((TopicRef, i32), Option<i64>)>,
 }
 
 impl<'a, C: ConsumerContext + 'static> LagView<'a, C> {
-    pub(crate) fn new(consumer: &'a BaseConsumer<C>) -> Self {
+    pub(crate) fn new(consumer: &'a BaseConsumer<C>, topics: &'a TopicTable) -> Self {
         LagView {
             consumer,
+            topics,
             positions: None,
+            known: Vec::new(),
         }
     }
 
     /// Records the broker holds beyond the consumer's position; `None`
     /// when neither is known yet.
-    pub(crate) fn lag(&mut self, topic: &str, partition: i32, bounds: Bounds) -> Option<i64> {
-        let consumer = self.consumer;
+    pub(crate) fn lag(&mut self, topic: TopicRef, partition: i32, bounds: Bounds) -> Option<i64> {
+        if let Some((_, lag)) = self.known.iter().find(|(k, _)| *k == (topic, partition)) {
+            return *lag;
+        }
+        let lag = self.look_up(topic, partition, bounds);
+        self.known.push(((topic, partition), lag));
+        lag
+    }
+
+    fn look_up(&mut self, topic: TopicRef, partition: i32, bounds: Bounds) -> Option<i64> {
+        let (consumer, topics) = (self.consumer, self.topics);
         let positions = self.positions.get_or_insert_with(|| {
             consumer
                 .position()
@@ -136,7 +154,7 @@ impl<'a, C: ConsumerContext + 'static> LagView<'a, C> {
                     tpl.elements()
                         .iter()
                         .filter_map(|e| match e.offset() {
-                            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                            Offset::Offset(o) => Some(((topics.get(e.topic())?, e.partition()), o)),
                             _ => None,
                         })
                         .collect()
@@ -144,10 +162,10 @@ impl<'a, C: ConsumerContext + 'static> LagView<'a, C> {
                 .unwrap_or_default()
         });
         let position = positions
-            .get(&(topic.to_owned(), partition))
+            .get(&(topic, partition))
             .copied()
             .or(bounds.start)?;
-        let fetched = fetched_high_watermark(consumer, topic, partition);
+        let fetched = fetched_high_watermark(consumer, topics.name(topic), partition);
         let end = match (bounds.end, fetched) {
             (Some(a), Some(b)) => a.max(b),
             (a, b) => a.or(b)?,

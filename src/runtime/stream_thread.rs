@@ -256,8 +256,8 @@ struct Inputs<'c> {
     groups: BTreeMap<TaskId, PartitionGroup<Buffered<'c>>>,
     /// Offsets known of each owned partition at assignment.
     bounds: HashMap<(TopicRef, i32), Bounds>,
-    /// Partitions paused because their queue is full.
-    paused: usize,
+    /// The last topic a record came from, to spare most name lookups.
+    last_topic: Option<(String, TopicRef)>,
 }
 
 impl ThreadState {
@@ -280,12 +280,18 @@ impl ThreadState {
     /// time.
     fn enqueue<'c>(&mut self, inputs: &mut Inputs<'c>, m: BorrowedMessage<'c>) {
         let name = m.topic();
-        let Some((topic, id)) = self
-            .settings
-            .topics
-            .get(name)
-            .and_then(|t| Some((t, self.route(t, m.partition())?)))
-        else {
+        let topic = match &mut inputs.last_topic {
+            Some((last, t)) if last == name => Some(*t),
+            cached => self.settings.topics.get(name).inspect(|&t| match cached {
+                Some((last, r)) => {
+                    last.clear();
+                    last.push_str(name);
+                    *r = t;
+                }
+                None => *cached = Some((name.to_owned(), t)),
+            }),
+        };
+        let Some((topic, id)) = topic.and_then(|t| Some((t, self.route(t, m.partition())?))) else {
             tracing::warn!("record for unowned partition {name}-{}", m.partition());
             return;
         };
@@ -318,9 +324,8 @@ impl ThreadState {
         let start = Instant::now();
         let now = now_millis();
         let (mut processed, mut dead_lettered, mut enforced) = (0u64, 0u64, 0u64);
-        let mut lags = LagView::new(consumer);
+        let mut lags = LagView::new(consumer, &self.settings.topics);
         let Inputs { groups, bounds, .. } = inputs;
-        let topics = &self.settings.topics;
         'tasks: for (id, group) in groups.iter_mut() {
             if group.buffered() == 0 {
                 continue;
@@ -328,11 +333,7 @@ impl ThreadState {
             let task = self.tasks.get_mut(id).expect("every queue has its task");
             loop {
                 let mut lag = |t: TopicRef, p: i32| {
-                    lags.lag(
-                        topics.name(t),
-                        p,
-                        bounds.get(&(t, p)).copied().unwrap_or_default(),
-                    )
+                    lags.lag(t, p, bounds.get(&(t, p)).copied().unwrap_or_default())
                 };
                 let Ready::Yes { enforced: e } = group.ready(now, self.idle, &mut lag) else {
                     break;
@@ -381,14 +382,18 @@ impl ThreadState {
         consumer: &BaseConsumer<StreamConsumerContext>,
     ) -> Result<(), Error> {
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        let mut paused = 0;
         for group in inputs.groups.values_mut() {
             for q in group.queues_mut() {
+                paused += usize::from(q.paused);
                 let name = self.settings.topics.name(q.topic);
                 if !q.paused && q.len() >= self.max_buffered {
                     q.paused = true;
+                    paused += 1;
                     pause.add_partition(name, q.partition);
                 } else if q.paused && q.len() <= self.max_buffered / 2 {
                     q.paused = false;
+                    paused -= 1;
                     resume.add_partition(name, q.partition);
                 }
             }
@@ -399,8 +404,7 @@ impl ThreadState {
         if resume.count() > 0 {
             consumer.resume(&resume)?;
         }
-        inputs.paused = inputs.paused + pause.count() - resume.count();
-        self.metrics.paused.set(inputs.paused as i64);
+        self.metrics.paused.set(paused as i64);
         Ok(())
     }
 
@@ -715,7 +719,6 @@ impl ThreadState {
                     // assignments.
                     if paused.count() > 0 {
                         consumer.resume(&paused)?;
-                        inputs.paused -= paused.count();
                     }
                     consumer.unassign()?;
                     tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub use eddy::testing::{unique, Consumed, TestCluster};
 
+use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::runtime::RunningStreams;
+
 /// The cluster under test.
 pub fn cluster() -> TestCluster {
     TestCluster::from_env()
@@ -90,6 +93,33 @@ impl Worker {
         )
     }
 
+    /// An `eddy join` worker of `left` and `right` into `output`, with its
+    /// join buffers in `state_dir`, and `extra` arguments.
+    pub fn join(
+        bootstrap: &str,
+        app_id: &str,
+        (left, right, output): (&str, &str, &str),
+        state_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Worker {
+        let dir = state_dir.to_str().unwrap();
+        let mut args = vec![
+            "join",
+            "--app-id",
+            app_id,
+            "--left",
+            left,
+            "--right",
+            right,
+            "--output",
+            output,
+            "--state-dir",
+            dir,
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(bootstrap, &args)
+    }
+
     pub fn metrics(&self) -> Option<String> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(1)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -143,6 +173,44 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Loads the order pipeline's `config/<file>` with its topics and
+/// application id suffixed by `suffix`, payments of user `manual` left to
+/// the test, and this cluster's settings.
+pub fn order_pipeline(
+    file: &str,
+    suffix: &str,
+    c: &TestCluster,
+    state: &std::path::Path,
+) -> Pipeline {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(file);
+    let mut overrides = Overrides {
+        suffix: Some(suffix.to_owned()),
+        ..Overrides::default()
+    };
+    overrides.vars.insert(
+        "manual_users".into(),
+        toml::Value::Array(vec!["manual".into()]),
+    );
+    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
+    if !c.is_embedded() {
+        p.config.bootstrap_servers = Some(c.bootstrap.clone());
+    }
+    p.config.state_dir = state.to_owned();
+    p.config.embedded_partitions = 3;
+    p
+}
+
+/// Starts a loaded pipeline on the cluster under test.
+pub fn start_pipeline(p: Pipeline, c: &TestCluster) -> RunningStreams {
+    let mut s = p.into_streams();
+    if let Some(e) = c.embedded() {
+        s = s.embedded_cluster(e);
+    }
+    s.start().unwrap()
 }
 
 /// Waits until `cond` holds, panicking with `what` after `timeout`.
