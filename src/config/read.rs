@@ -50,7 +50,7 @@ fn regular(meta: &Metadata, max: u64) -> Result<(), String> {
 }
 
 fn too_large(max: u64) -> String {
-    if max % (1 << 20) == 0 {
+    if max.is_multiple_of(1 << 20) {
         format!("it is larger than {} MiB, the most eddy reads", max >> 20)
     } else {
         format!("it is larger than {max} bytes, the most eddy reads")
