@@ -160,7 +160,9 @@ fn an_output_the_broker_refuses_for_its_timestamp_is_dead_lettered_and_the_worke
     );
     let m = d.header(dlq_headers::MESSAGE).unwrap();
     assert!(
-        m.contains(&output) && m.contains("log.message.timestamp.after.max.ms"),
+        m.contains(&output)
+            && m.contains("more than 3600000 ms ahead")
+            && m.contains("message.timestamp.after.max.ms"),
         "{m}"
     );
     // Still running and processing.
@@ -171,5 +173,45 @@ fn an_output_the_broker_refuses_for_its_timestamp_is_dead_lettered_and_the_worke
     );
     let out = c.consume_count(&output, 4, Duration::from_secs(60), Duration::ZERO);
     assert!(out.iter().any(|r| r.value_str() == "LATER"));
+    w.close().unwrap();
+}
+
+#[test]
+fn the_sink_topics_own_timestamp_limit_is_read_at_start() {
+    let c = cluster();
+    if c.is_embedded() {
+        return;
+    }
+    let app = unique("future-topic-limit");
+    let (input, output) = (unique("fin"), unique("fout"));
+    c.create_topic(&input, 2);
+    // This topic accepts timestamps at most 10 minutes ahead.
+    c.create_topic_with(&output, 2, &[("message.timestamp.after.max.ms", "600000")]);
+    c.create_topic(&format!("{app}-dlq"), 1);
+    let w = start(&c, &app, &input, &output, None);
+    c.produce_at(&input, &records(now_ms()));
+    let out = c.consume_count(&output, 2, Duration::from_secs(60), Duration::from_secs(2));
+    assert_eq!(values(&out), ["AFTER", "BEFORE"]);
+    let dead = c.consume_count(
+        &format!("{app}-dlq"),
+        2,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    );
+    let mut refused: Vec<_> = dead
+        .iter()
+        .map(|d| {
+            assert_eq!(
+                d.header(dlq_headers::EXCEPTION).as_deref(),
+                Some("production")
+            );
+            let m = d.header(dlq_headers::MESSAGE).unwrap();
+            assert!(m.contains("more than 600000 ms ahead"), "{m}");
+            let v: serde_json::Value = serde_json::from_str(&d.value_str()).unwrap();
+            v["v"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["thirty-minutes-ahead", "two-hours-ahead"]);
     w.close().unwrap();
 }

@@ -5,13 +5,14 @@
 //! cancelled and refunded — as in a live run: no order is cancelled for a
 //! payment that in event time arrived in time.
 //!
-//! Not yet: each service keeps its own inputs in event-time order, but the
-//! saga's stock answers come from the inventory service, which is catching
-//! up too; the saga's inventory partition is empty and caught up while the
-//! answers are still being computed, so the saga processes ahead of them
-//! and its 30 s stock deadline passes (Kafka Streams with
-//! `max.task.idle.ms = 0` does the same). Measured: 220 of 300 orders
-//! cancelled by a timeout. Run with `--ignored` to see it.
+//! The saga's stock answers come from the inventory service, which is
+//! catching up too: the saga reads its own inputs far ahead of the answers,
+//! and its 30 s stock deadlines pass in stream time before they arrive
+//! (Kafka Streams with `max.task.idle.ms = 0` does the same: 220 of 300
+//! orders were cancelled by a timeout here before upstream watching). The
+//! saga's timeouts wait for the upstream services (`topics.*.upstream` in
+//! `config/order-saga.toml`), watched through their consumer groups — on a
+//! real broker only: the embedded cluster cannot describe groups.
 
 mod common;
 
@@ -41,9 +42,12 @@ fn payment_of(i: u64) -> (i64, &'static str) {
 }
 
 #[test]
-#[ignore = "open (issue 10): the saga runs ahead of the inventory service's answers while both catch up; needs upstream progress (a watermark) across services"]
 fn a_backlog_of_orders_and_payments_gets_the_outcomes_of_a_live_run() {
     let c = TestCluster::from_env();
+    if c.is_embedded() {
+        eprintln!("skipped: upstream groups are watched on a real broker only");
+        return;
+    }
     let u = unique("backlog");
     for t in TOPICS {
         c.create_topic(&format!("{t}-{u}"), 3);

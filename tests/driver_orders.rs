@@ -650,3 +650,138 @@ fn a_timeout_that_cannot_be_applied_does_not_hold_back_the_others() {
         )]
     );
 }
+
+/// A saga whose `order_created` transition fails for orders marked
+/// `poison`, as an expression would on data it cannot handle.
+fn fragile_saga(rejected: bool) -> Service {
+    use eddy::topology::{Saga, Step, StreamsBuilder};
+    use std::time::Duration;
+    let mut saga = Saga::new("new")
+        .on(
+            "new",
+            "order_created",
+            Step::to("waiting").emit(|s| match s.event.and_then(|e| e.get("poison")) {
+                Some(_) => Err("cannot price the order".into()),
+                None => Ok(json!({"type": "order_accepted", "order_id": s.key})),
+            }),
+        )
+        .on("waiting", "payment_successful", Step::to("completed"))
+        .timeout("waiting", Duration::from_secs(30), Step::to("cancelled"))
+        .final_states(["completed", "cancelled"])
+        .retention(Duration::from_secs(600));
+    if rejected {
+        saga = saga
+            .final_states(["rejected"])
+            .on_error(Step::to("rejected").emit(|s| {
+                Ok(json!({"type": "order_rejected", "order_id": s.key, "reason": s.reason}))
+            }));
+    }
+    let b = StreamsBuilder::new();
+    b.stream("events", StringSerde, JsonSerde::<Value>::new())
+        .saga("s", saga)
+        .unwrap()
+        .to("out", StringSerde, JsonSerde::<Value>::new());
+    Service {
+        driver: TopologyTestDriver::new(b.build().unwrap()),
+        reads: Vec::new(),
+    }
+}
+
+#[test]
+fn an_event_the_saga_cannot_apply_rejects_the_instance_with_the_reason() {
+    let mut s = fragile_saga(true);
+    s.pipe(
+        "events",
+        "o1",
+        &json!({"type": "order_created", "poison": true}),
+        T0,
+    );
+    s.pipe("events", "o2", &json!({"type": "order_created"}), T0 + 1);
+    assert_eq!(
+        s.read("out"),
+        [
+            kv(
+                "o1",
+                json!({"type": "order_rejected", "order_id": "o1", "reason": "cannot price the order"}),
+                T0
+            ),
+            kv(
+                "o2",
+                json!({"type": "order_accepted", "order_id": "o2"}),
+                T0 + 1
+            ),
+        ]
+    );
+    // Rejected is final: a later event changes nothing, and nothing was
+    // dead-lettered.
+    s.pipe(
+        "events",
+        "o1",
+        &json!({"type": "payment_successful"}),
+        T0 + 2,
+    );
+    assert!(s.read("out").is_empty());
+    assert!(s.driver.read_raw("test-app-dlq").is_empty());
+
+    // Without a rejection step the record is dead-lettered, as before.
+    let mut s = fragile_saga(false);
+    s.pipe(
+        "events",
+        "o1",
+        &json!({"type": "order_created", "poison": true}),
+        T0,
+    );
+    assert!(s.read("out").is_empty());
+    assert_eq!(s.driver.read_raw("test-app-dlq").len(), 1);
+}
+
+#[test]
+fn saga_instances_expire_after_their_retention_in_stream_time() {
+    let mut s = fragile_saga(true);
+    // An order that never appears: its payment is held back, then expires.
+    s.pipe(
+        "events",
+        "ghost",
+        &json!({"type": "payment_successful"}),
+        T0,
+    );
+    // A completed order, kept as long.
+    s.pipe("events", "done", &json!({"type": "order_created"}), T0 + 1);
+    s.pipe(
+        "events",
+        "done",
+        &json!({"type": "payment_successful"}),
+        T0 + 2,
+    );
+    let instances = |s: &Service| {
+        let store = s
+            .driver
+            .key_value_store("s", 0, StringSerde, JsonSerde::<Value>::new())
+            .unwrap();
+        ["ghost", "done"].map(|k| store.get(&k.to_owned()).unwrap().is_some())
+    };
+    assert_eq!(instances(&s), [true, true]);
+    // Stream time 10 minutes on, less 1 ms: both still kept.
+    s.pipe("events", "tick", &json!({"type": "tick"}), T0 + 599_999);
+    assert_eq!(instances(&s), [true, true]);
+    assert_eq!(s.driver.expired_state(), 0);
+    s.pipe("events", "tick", &json!({"type": "tick"}), T0 + 602_000);
+    assert_eq!(instances(&s), [false, false]);
+    assert_eq!(s.driver.expired_state(), 2);
+    // The order that then appears starts afresh, and waits for a payment.
+    s.read("out");
+    s.pipe(
+        "events",
+        "ghost",
+        &json!({"type": "order_created"}),
+        T0 + 603_000,
+    );
+    assert_eq!(
+        s.read("out"),
+        [kv(
+            "ghost",
+            json!({"type": "order_accepted", "order_id": "ghost"}),
+            T0 + 603_000
+        )]
+    );
+}

@@ -90,7 +90,7 @@ impl Processor<String, String, String, String> for Ticker {
         assert_eq!(Some(id), self.id, "the id schedule returned");
         assert_eq!(ctx.record_source(), None, "no record inside a punctuation");
         let clock = match self.kind {
-            PunctuationType::StreamTime => ctx.stream_time(),
+            PunctuationType::StreamTime | PunctuationType::Watermark => ctx.stream_time(),
             PunctuationType::WallClockTime => ctx.wall_clock_time(),
         };
         let key = format!("tick-{}", ctx.task_id().partition);

@@ -141,7 +141,7 @@ fn hostile_values() -> Vec<Value> {
         json!(i64::MAX),
         json!(i64::MIN),
         json!(u64::MAX),
-        json!(9.223372036854775807e18),
+        json!(9.223_372_036_854_776e18), // 2^63 as a float
         json!("NaN"),
         json!("Infinity"),
         json!("-0"),

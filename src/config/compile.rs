@@ -98,12 +98,28 @@ struct Topic {
 }
 
 pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<Compiled, Fail> {
-    let config = settings(&file.application)?;
+    let mut config = settings(&file.application)?;
     let vars =
         Arc::new(serde_json::to_value(&file.vars).map_err(|e| ("vars".to_owned(), e.to_string()))?);
     let mut topics = BTreeMap::new();
     for (name, t) in &file.topics {
-        topics.insert(name.as_str(), topic(name, t, base)?);
+        let compiled = topic(name, t, base)?;
+        for group in &t.upstream {
+            if group.trim().is_empty() {
+                return fail(
+                    format!("topics.{name}.upstream"),
+                    "must not name an empty group",
+                );
+            }
+            if *group == file.application.id {
+                return fail(
+                    format!("topics.{name}.upstream"),
+                    "names this application itself; list the other applications that write the topic",
+                );
+            }
+            config = config.upstream(&compiled.name, group);
+        }
+        topics.insert(name.as_str(), compiled);
     }
     let order = order(&file.nodes)?;
     let budget = budget(&file.expressions)?;
@@ -188,6 +204,9 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
             "none" => None,
             d => Some(duration("application.max_future_timestamp", d)?),
         };
+    }
+    if let Some(stall) = &app.upstream_stall {
+        config.upstream_stall = duration("application.upstream_stall", stall)?;
     }
     if let Some(p) = app.partitions {
         if p < 1 {
@@ -574,16 +593,17 @@ impl<'a> Compiler<'a> {
                 transitions,
                 timeouts,
                 summary,
+                rejected,
                 check_every,
+                retention,
             } => {
                 let saga = self.saga(
                     name,
                     initial,
                     final_states,
-                    transitions,
-                    timeouts,
+                    (transitions, timeouts, rejected.as_deref()),
                     summary,
-                    check_every,
+                    (check_every, retention),
                 )?;
                 let s = self.keyed(name, "input", input)?.stream();
                 Out::Stream(
@@ -726,10 +746,13 @@ impl<'a> Compiler<'a> {
         name: &str,
         initial: &str,
         final_states: &[String],
-        transitions: &[model::Transition],
-        timeouts: &[model::Transition],
+        (transitions, timeouts, rejected): (
+            &[model::Transition],
+            &[model::Transition],
+            Option<&model::Transition>,
+        ),
         summary: &Option<model::Summary>,
-        check_every: &Option<String>,
+        (check_every, retention): (&Option<String>, &Option<String>),
     ) -> Result<Saga, Fail> {
         const SCOPE: &[&str] = &[
             "key",
@@ -778,6 +801,16 @@ impl<'a> Compiler<'a> {
             let after = duration(&format!("{field}.after"), after)?;
             saga = saga.timeout(state, after, step(&field, t)?);
         }
+        if let Some(t) = rejected {
+            let field = format!("nodes.{name}.rejected");
+            if t.from.is_some() || t.on.is_some() || t.state.is_some() || t.after.is_some() {
+                return fail(
+                    field,
+                    "a rejection takes `to`, `reason` and `emit` only: it leaves whatever state the instance is in",
+                );
+            }
+            saga = saga.on_error(step(&field, t)?);
+        }
         if let Some(s) = summary {
             let e = self.expr(&format!("nodes.{name}.summary.value"), &s.value, SCOPE)?;
             let vars = self.vars.clone();
@@ -801,6 +834,14 @@ impl<'a> Compiler<'a> {
                 return fail(field, "must be more than 0");
             }
             saga = saga.check_every(every);
+        }
+        if let Some(r) = retention {
+            let field = format!("nodes.{name}.retention");
+            let kept = duration(&field, r)?;
+            if kept.is_zero() {
+                return fail(field, "must be more than 0");
+            }
+            saga = saga.retention(kept);
         }
         saga.validate().map_err(|e| (format!("nodes.{name}"), e))?;
         Ok(saga)

@@ -158,9 +158,10 @@ pub struct Overrides {
     /// Replace entries of `[vars]` (for example a rate set on the command
     /// line).
     pub vars: toml::Table,
-    /// Appended (after a `-`) to the application id and to the Kafka name of
-    /// every declared topic, so that several isolated copies of a pipeline
-    /// share one cluster (tests, benchmarks, repeated demo runs).
+    /// Appended (after a `-`) to the application id, to the Kafka name of
+    /// every declared topic and to the upstream applications named, so that
+    /// several isolated copies of a pipeline share one cluster (tests,
+    /// benchmarks, repeated demo runs).
     pub suffix: Option<String>,
 }
 
@@ -173,6 +174,9 @@ impl Overrides {
             for (name, topic) in &mut file.topics {
                 let kafka = topic.name.take().unwrap_or_else(|| name.clone());
                 topic.name = Some(format!("{kafka}-{suffix}"));
+                for group in &mut topic.upstream {
+                    *group = format!("{group}-{suffix}");
+                }
             }
         }
     }

@@ -92,6 +92,9 @@ pub struct Application {
     /// How far ahead of the wall clock a record timestamp may be before the
     /// record is dead-lettered: a duration (default `"60s"`) or `"none"`.
     pub max_future_timestamp: Option<String>,
+    /// How long an upstream application (`topics.<name>.upstream`) may make
+    /// no progress before timers stop waiting for it (default `"30s"`).
+    pub upstream_stall: Option<String>,
 }
 
 /// `[topics.<name>]`: a Kafka topic with string keys and JSON values.
@@ -110,6 +113,11 @@ pub struct Topic {
     /// Event time from this field of the value (epoch ms or RFC 3339)
     /// instead of the record timestamp.
     pub timestamp_field: Option<String>,
+    /// Application ids (consumer groups) of the other services that write
+    /// this topic: event-time timers (the saga's timeouts) wait until they
+    /// have processed their own inputs up to the timer's time.
+    #[serde(default)]
+    pub upstream: Vec<String>,
 }
 
 /// Key formats.
@@ -295,8 +303,15 @@ pub enum Node {
         timeouts: Vec<Transition>,
         /// Read model.
         summary: Option<Summary>,
+        /// Taken by an event the saga cannot apply (an emitter or the
+        /// summary fails on it): `to` (a final state) and `emit`, with the
+        /// error as `reason` unless one is given.
+        rejected: Option<Box<Transition>>,
         /// How often deadlines are checked, in stream time (default 1s).
         check_every: Option<String>,
+        /// How long an instance is kept after its last change, in event
+        /// time (default: ten times the longest timeout, at least 1h).
+        retention: Option<String>,
     },
     /// A processor registered from Rust code.
     Processor {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -68,4 +68,38 @@ pub fn ensure_topic(
         }
     }
     Ok(())
+}
+
+/// How far ahead of the broker's clock each of `topics` accepts a record
+/// timestamp, in ms: `message.timestamp.after.max.ms` (Kafka 3.6+), else
+/// `message.timestamp.difference.max.ms`. Topics whose config cannot be
+/// read are left out.
+pub fn future_timestamp_limits(
+    config: &ClientConfig,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<HashMap<String, i64>, Error> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let specifiers: Vec<_> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start an async runtime: {e}")))?;
+    let results = runtime.block_on(admin.describe_configs(&specifiers, &options))?;
+    let mut limits = HashMap::new();
+    for (topic, result) in topics.iter().zip(results) {
+        let Ok(resource) = result else { continue };
+        let entries = resource.entry_map();
+        let limit = [
+            "message.timestamp.after.max.ms",
+            "message.timestamp.difference.max.ms",
+        ]
+        .iter()
+        .find_map(|k| entries.get(k)?.value.as_deref()?.parse::<i64>().ok());
+        if let Some(limit) = limit {
+            limits.insert((*topic).to_owned(), limit);
+        }
+    }
+    Ok(limits)
 }

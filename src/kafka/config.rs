@@ -51,6 +51,19 @@ pub struct StreamsConfig {
     /// bad clock cannot close every window of its partition (default 60 s;
     /// `None` accepts any).
     pub max_future_timestamp: Option<Duration>,
+    /// Consumer groups (other applications) that write each input topic,
+    /// by topic: event-time timers ([`PunctuationType::Watermark`], the
+    /// saga's timeouts) wait until those groups have processed their own
+    /// inputs up to the timer's time, so that a task does not time out on
+    /// an answer an upstream application that is catching up will still
+    /// write (see [`upstream`](Self::upstream)). Watched on a real cluster
+    /// only.
+    ///
+    /// [`PunctuationType::Watermark`]: crate::processor::PunctuationType::Watermark
+    pub upstreams: BTreeMap<String, Vec<String>>,
+    /// How long an upstream group may make no progress before timers stop
+    /// waiting for it (it is down, or stuck); default 30 s.
+    pub upstream_stall: Duration,
     /// Dead-letter topic; default `<application_id>-dlq`.
     pub dead_letter_topic: Option<String>,
     /// What to do with a record that fails to decode or process.
@@ -88,6 +101,8 @@ impl StreamsConfig {
             max_task_idle: TaskIdle::default(),
             buffered_records_per_partition: 1000,
             max_future_timestamp: Some(Duration::from_secs(60)),
+            upstreams: BTreeMap::new(),
+            upstream_stall: Duration::from_secs(30),
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
@@ -122,6 +137,23 @@ impl StreamsConfig {
     /// (`max.task.idle.ms`).
     pub fn max_task_idle(mut self, idle: TaskIdle) -> Self {
         self.max_task_idle = idle;
+        self
+    }
+
+    /// Declares consumer group `group` (another application) as a writer of
+    /// input topic `topic`: the task's event-time timers wait until the
+    /// group has processed its inputs up to their time.
+    ///
+    /// ```
+    /// use eddy::kafka::StreamsConfig;
+    /// let config = StreamsConfig::new("order-saga").upstream("inventory", "inventory-service");
+    /// assert_eq!(config.upstreams["inventory"], ["inventory-service"]);
+    /// ```
+    pub fn upstream(mut self, topic: &str, group: &str) -> Self {
+        let groups = self.upstreams.entry(topic.to_owned()).or_default();
+        if !groups.iter().any(|g| g == group) {
+            groups.push(group.to_owned());
+        }
         self
     }
 

@@ -24,6 +24,15 @@ pub enum PunctuationType {
     /// timestamp >= 0, then each time stream time reaches the next multiple
     /// of the interval (once, however many multiples it jumped over).
     StreamTime,
+    /// Stream time, held back to what the applications declared upstream of
+    /// the task's input topics ([`StreamsConfig::upstreams`]) have
+    /// processed of their own inputs: while one of them catches up, a timer
+    /// does not fire before the answers it will still write for earlier
+    /// event times. Without upstreams (and in the test driver) the same as
+    /// `StreamTime`. Aligned to 0 like it.
+    ///
+    /// [`StreamsConfig::upstreams`]: crate::kafka::StreamsConfig::upstreams
+    Watermark,
     /// Advances with the system clock (a hand-driven clock in the test
     /// driver). First fires one interval after scheduling.
     WallClockTime,

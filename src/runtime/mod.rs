@@ -20,6 +20,7 @@ mod query;
 mod state_dir;
 mod stream_thread;
 mod task;
+mod upstream;
 mod worker;
 
 pub(crate) use context::{RawHeaders, RawRecord, TaskContext};

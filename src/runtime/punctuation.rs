@@ -19,7 +19,7 @@ pub(crate) struct Punctuations {
 }
 
 impl Punctuations {
-    /// Stream-time schedules are aligned to 0 (they fire at the first record,
+    /// Stream-time (and watermark) schedules are aligned to 0 (they fire at the first record,
     /// then at multiples of `interval`); wall-clock ones first fire one
     /// interval after `now`. This matches Kafka Streams.
     pub(crate) fn schedule(
@@ -32,7 +32,7 @@ impl Punctuations {
         let id = PunctuationId(self.next_id);
         self.next_id += 1;
         let next = match kind {
-            PunctuationType::StreamTime => 0,
+            PunctuationType::StreamTime | PunctuationType::Watermark => 0,
             PunctuationType::WallClockTime => now.saturating_add(interval),
         };
         self.schedules.push(Schedule {

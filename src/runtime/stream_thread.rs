@@ -19,6 +19,7 @@ use super::partition_group::{PartitionGroup, Ready, TaskIdle};
 use super::query::{Answer, Query, QueryOp};
 use super::state_dir::StoreProvider;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
+use super::upstream::Marks;
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
 use crate::observability::ThreadMetrics;
@@ -238,12 +239,41 @@ impl StreamThread {
             state.process(&mut inputs, consumer, shutdown)?;
             state.pause_or_resume(&mut inputs, consumer)?;
             state.rebalance(consumer, &mut inputs)?;
-            state.punctuate(now_millis())?;
+            state.punctuate(now_millis(), &inputs.bounds)?;
             state.answer_queries();
             state.maybe_commit(consumer)?;
         }
         Ok(())
     }
+}
+
+/// How far the upstream groups of `task`'s inputs have got, as far as the
+/// task has processed what they wrote (see [`Marks::reached`]).
+fn upstream_time(
+    task: &Task,
+    upstreams: &[(Vec<TopicRef>, Arc<Marks>)],
+    bounds: &HashMap<(TopicRef, i32), Bounds>,
+) -> i64 {
+    let mut time = i64::MAX;
+    for (topics, marks) in upstreams {
+        if !topics.iter().any(|&t| task.reads(t)) {
+            continue;
+        }
+        let mut processed = |t: TopicRef, p: i32| {
+            if !topics.contains(&t) {
+                return None;
+            }
+            let next = task.next_offset(t, p)?;
+            // Nothing processed since assignment: it starts where the
+            // consumer does.
+            Some(match next {
+                n if n >= 0 => n,
+                _ => bounds.get(&(t, p)).and_then(|b| b.start).unwrap_or(-1),
+            })
+        };
+        time = time.min(marks.reached(&mut processed));
+    }
+    time
 }
 
 /// A polled record waiting in its task's queue, with its event time.
@@ -423,9 +453,19 @@ impl ThreadState {
         Ok(())
     }
 
-    fn punctuate(&mut self, now: i64) -> Result<(), Error> {
+    fn punctuate(
+        &mut self,
+        now: i64,
+        bounds: &HashMap<(TopicRef, i32), Bounds>,
+    ) -> Result<(), Error> {
         for task in self.tasks.values_mut() {
             task.advance_wall_clock(now);
+        }
+        if !self.settings.upstreams.is_empty() {
+            for task in self.tasks.values_mut() {
+                let time = upstream_time(task, &self.settings.upstreams, bounds);
+                task.advance_upstream(time);
+            }
         }
         self.count_drops();
         self.send_outputs()

@@ -11,6 +11,7 @@ use super::context::{RawRecord, TaskContext};
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
+use super::upstream::Marks;
 use crate::processor::{Extracted, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -111,6 +112,12 @@ pub(crate) struct TaskSettings {
     /// Whether outputs the broker would refuse for their timestamp are
     /// kept from it (the test driver's hand-driven clock has no broker).
     pub(crate) refuse_future_outputs: bool,
+    /// Upstream groups watched, with the input topics each writes.
+    pub(crate) upstreams: Vec<(Vec<TopicRef>, Arc<Marks>)>,
+    /// How far ahead of the wall clock each topic (by ref) accepts a
+    /// timestamp, in ms: the topic's own `message.timestamp.after.max.ms`
+    /// where it was read at start, else Kafka 4's default of an hour.
+    pub(crate) future_output_limits: Arc<Vec<i64>>,
 }
 
 impl TaskSettings {
@@ -134,6 +141,7 @@ impl TaskSettings {
                 (s.name.clone(), topics.intern(&name))
             })
             .collect();
+        let topics_len = topics.len();
         TaskSettings {
             application_id: application_id.into(),
             topics: Arc::new(topics),
@@ -143,6 +151,8 @@ impl TaskSettings {
             changelogs,
             max_future_timestamp: None,
             refuse_future_outputs: true,
+            upstreams: Vec::new(),
+            future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
         }
     }
 }
@@ -159,6 +169,11 @@ pub(crate) struct Task {
     /// Largest lead over the wall clock a record timestamp may have (ms).
     max_future: Option<i64>,
     refuse_future_outputs: bool,
+    /// How far the upstream groups of the task's inputs have got, as far as
+    /// the task has read their outputs (`i64::MAX` without upstreams).
+    upstream_time: i64,
+    /// Timestamp lead each topic accepts (ms), by topic ref.
+    future_limits: Arc<Vec<i64>>,
 }
 
 impl Task {
@@ -233,7 +248,14 @@ impl Task {
                 ctx.now.clone(),
             ))));
         }
+        let watched = settings
+            .upstreams
+            .iter()
+            .flat_map(|(topics, _)| topics)
+            .any(|t| sources.get(t.0 as usize).is_some_and(Option::is_some));
         let mut task = Task {
+            upstream_time: if watched { i64::MIN } else { i64::MAX },
+            future_limits: settings.future_output_limits.clone(),
             ctx,
             sources,
             processors,
@@ -427,19 +449,62 @@ impl Task {
         {
             self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time);
         }
+        self.punctuate_watermark();
         Ok(outcome)
     }
 
+    /// Stream time held back to the upstream groups' progress.
+    fn watermark(&self) -> i64 {
+        self.ctx.stream_time.min(self.upstream_time)
+    }
+
+    fn punctuate_watermark(&mut self) {
+        let w = self.watermark();
+        if self.ctx.punctuations.any_due(PunctuationType::Watermark, w) {
+            self.punctuate(PunctuationType::Watermark, w);
+        }
+    }
+
+    /// Takes in how far the task's upstream groups have got (see
+    /// [`Marks::reached`]) and fires the watermark punctuations now due.
+    pub(crate) fn advance_upstream(&mut self, time: i64) {
+        self.upstream_time = time;
+        self.punctuate_watermark();
+    }
+
+    /// Whether the task reads `topic`.
+    pub(crate) fn reads(&self, topic: TopicRef) -> bool {
+        self.sources
+            .get(topic.0 as usize)
+            .is_some_and(Option::is_some)
+    }
+
+    /// The next offset to process of an owned partition (`-1` before the
+    /// first record since assignment); `None` for a partition not owned.
+    pub(crate) fn next_offset(&self, topic: TopicRef, partition: i32) -> Option<i64> {
+        self.positions
+            .iter()
+            .find(|p| p.topic == topic && p.partition == partition)
+            .map(|p| p.next)
+    }
+
     /// Drops outputs of the current record (from index `mark`) whose
-    /// timestamp the broker would refuse — more than an hour ahead of the
-    /// wall clock, Kafka 4's `log.message.timestamp.after.max.ms` default —
-    /// so that they neither stop the worker nor take the other records of
-    /// their produce batch down with them; the record is dead-lettered.
+    /// timestamp their topic would refuse — further ahead of the wall clock
+    /// than its `message.timestamp.after.max.ms`, read at start (Kafka 4's
+    /// default of an hour where unknown) — so that they neither stop the
+    /// worker nor take the other records of their produce batch down with
+    /// them; the record is dead-lettered.
     fn drop_future_outputs(&mut self, mark: usize) -> Option<(&'static str, String)> {
-        let limit = self.ctx.wall_clock.saturating_add(BROKER_MAX_FUTURE_MS);
+        let (now, limits) = (self.ctx.wall_clock, &self.future_limits);
+        let limit_of = |t: TopicRef| {
+            limits
+                .get(t.0 as usize)
+                .copied()
+                .unwrap_or(BROKER_MAX_FUTURE_MS)
+        };
         let mut first = None;
         let removed = self.ctx.output.remove_from(mark, |meta| {
-            let refused = meta.timestamp > limit;
+            let refused = meta.timestamp.saturating_sub(now) > limit_of(meta.topic);
             if refused && first.is_none() {
                 first = Some((meta.topic, meta.timestamp));
             }
@@ -449,8 +514,9 @@ impl Task {
         Some((
             "production",
             format!(
-                "{removed} output(s) to {} would carry timestamp {timestamp}, more than {BROKER_MAX_FUTURE_MS} ms ahead of the wall clock, which Kafka refuses (log.message.timestamp.after.max.ms)",
-                self.ctx.topics.name(topic)
+                "{removed} output(s) to {} would carry timestamp {timestamp}, more than {} ms ahead of the wall clock, which the topic refuses (message.timestamp.after.max.ms)",
+                self.ctx.topics.name(topic),
+                limit_of(topic)
             ),
         ))
     }
@@ -473,7 +539,12 @@ impl Task {
         // A timestamp the broker would refuse (Kafka 4 refuses more than an
         // hour ahead by default) must not keep the dead letter from being
         // written: such records keep their place in time by the wall clock.
-        let limit = self.max_future.unwrap_or(BROKER_MAX_FUTURE_MS);
+        let dlq_limit = self
+            .future_limits
+            .get(self.dead_letter_topic.0 as usize)
+            .copied()
+            .unwrap_or(BROKER_MAX_FUTURE_MS);
+        let limit = self.max_future.map_or(dlq_limit, |m| m.min(dlq_limit));
         let timestamp =
             if raw.timestamp < 0 || raw.timestamp.saturating_sub(self.ctx.wall_clock) > limit {
                 self.ctx.wall_clock

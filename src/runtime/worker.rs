@@ -1,7 +1,7 @@
 //! A worker: the stream threads of one process, its HTTP endpoint, and (by
 //! default) its embedded cluster.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use super::query::{self, Renderer, StoreQueries};
 use super::state_dir::StoreProvider;
 use super::stream_thread::{Latch, StreamThread, ThreadSpec};
 use super::task::TaskSettings;
+use super::upstream::{Upstream, UpstreamWatch};
 use crate::error::Error;
-use crate::kafka::admin::{ensure_topic, topic_partitions};
+use crate::kafka::admin::{ensure_topic, future_timestamp_limits, topic_partitions};
 use crate::kafka::{EmbeddedKafka, StreamsConfig};
 use crate::observability::{HttpServer, Metrics};
 use crate::serde::Serde;
@@ -148,6 +149,8 @@ impl KafkaStreams {
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
                 let existing = prepare_topics(&self.topology, &settings, config, s)?;
+                let limits = future_output_limits(&self.topology, &settings, config, s)?;
+                settings.future_output_limits = Arc::new(limits);
                 (None, s.clone(), existing)
             }
             None => {
@@ -171,6 +174,28 @@ impl KafkaStreams {
                     .collect();
                 (Some(cluster), servers, external)
             }
+        };
+        let upstreams = upstreams(&self.topology, &settings, config)?;
+        settings.upstreams = upstreams
+            .iter()
+            .map(|u| (u.topics.iter().map(|(t, _)| *t).collect(), u.marks.clone()))
+            .collect();
+        let watch = match (&embedded, upstreams.is_empty()) {
+            (_, true) => None,
+            (Some(_), false) => {
+                // The embedded cluster cannot describe groups: timers run
+                // on stream time alone there.
+                tracing::info!("upstream groups are not watched on the embedded cluster");
+                settings.upstreams.clear();
+                None
+            }
+            (None, false) => Some(UpstreamWatch::start(
+                config.admin_client_config(&servers),
+                &config.application_id,
+                upstreams,
+                Duration::from_secs(1),
+                config.upstream_stall,
+            )?),
         };
         let known = |t: TopicRef| partitions.get(settings.topics.name(t)).copied();
         let store_partitions: HashMap<String, i32> = self
@@ -241,6 +266,7 @@ impl KafkaStreams {
             threads.push((name, handle));
         }
         Ok(RunningStreams {
+            watch,
             global,
             queries,
             shutdown,
@@ -251,6 +277,42 @@ impl KafkaStreams {
             metrics: self.metrics,
         })
     }
+}
+
+/// The groups declared upstream of the topology's input topics
+/// ([`StreamsConfig::upstreams`]), each with the topics it writes; a
+/// declared topic the topology does not read is refused.
+fn upstreams(
+    topology: &Topology,
+    settings: &TaskSettings,
+    config: &StreamsConfig,
+) -> Result<Vec<Upstream>, Error> {
+    let mut groups: BTreeMap<&str, Vec<(TopicRef, String)>> = BTreeMap::new();
+    for (topic, writers) in &config.upstreams {
+        let t = settings
+            .topics
+            .get(topic)
+            .filter(|t| topology.sources.contains_key(t))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "upstream groups are declared for topic {topic:?}, which the topology does not read"
+                ))
+            })?;
+        for group in writers {
+            groups
+                .entry(group.as_str())
+                .or_default()
+                .push((t, topic.clone()));
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(group, topics)| Upstream {
+            group: group.to_owned(),
+            topics,
+            marks: Arc::default(),
+        })
+        .collect())
 }
 
 /// Refuses a sub-topology whose input topics differ in partition count:
@@ -383,8 +445,36 @@ fn prepare_topics(
     Ok(existing)
 }
 
+/// The timestamp lead each topic the worker writes accepts (see
+/// [`TaskSettings::future_output_limits`]), read from the topics' configs:
+/// an output further ahead is kept from the broker, which would refuse it.
+fn future_output_limits(
+    topology: &Topology,
+    settings: &TaskSettings,
+    config: &StreamsConfig,
+    servers: &str,
+) -> Result<Vec<i64>, Error> {
+    let written: Vec<&str> = (0..settings.topics.len() as u32)
+        .map(TopicRef)
+        .filter(|t| !topology.sources.contains_key(t) || topology.topics.is_internal(*t))
+        .map(|t| settings.topics.name(t))
+        .collect();
+    let admin = config.admin_client_config(servers);
+    let found = future_timestamp_limits(&admin, &written, config.startup_timeout)?;
+    let mut limits = settings.future_output_limits.as_ref().clone();
+    for (t, name) in
+        (0..settings.topics.len() as u32).map(|i| (i as usize, settings.topics.name(TopicRef(i))))
+    {
+        if let Some(&limit) = found.get(name) {
+            limits[t] = limit;
+        }
+    }
+    Ok(limits)
+}
+
 /// A started worker.
 pub struct RunningStreams {
+    watch: Option<UpstreamWatch>,
     global: Option<JoinHandle<()>>,
     queries: StoreQueries,
     shutdown: Arc<AtomicBool>,
@@ -441,6 +531,7 @@ impl RunningStreams {
         if let Some(g) = self.global.take() {
             let _ = g.join();
         }
+        self.watch.take();
         self.http.take();
         self.embedded.take();
         result

@@ -102,11 +102,17 @@ impl TestCluster {
 
     /// Creates a topic (broker-default replication on a real cluster).
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates a topic with topic configs (ignored on the embedded cluster,
+    /// which has none).
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         match &self.embedded {
             Some(e) => e.create_topic(name, partitions).expect("create topic"),
             None => {
                 let config = StreamsConfig::new("test").admin_client_config(&self.bootstrap);
-                admin::ensure_topic(&config, name, partitions, &[], Duration::from_secs(30))
+                admin::ensure_topic(&config, name, partitions, configs, Duration::from_secs(30))
                     .expect("create topic");
             }
         }

@@ -11,10 +11,13 @@
 //!   transition, so events arriving out of order reach the same outcome. In
 //!   a final state such an event is dropped.
 //! - Entering a state with a timeout sets a deadline = event time + timeout.
-//!   The deadline fires when stream time reaches it (stream-time
-//!   punctuation), or first thing when an event of this key carries a
-//!   timestamp at or past it; its transition's events carry the deadline as
-//!   their timestamp.
+//!   The deadline fires when stream time reaches it — held back while an
+//!   application declared upstream of the saga's inputs has not processed
+//!   its own inputs that far ([`PunctuationType::Watermark`]), so that a
+//!   service catching up on a backlog is not timed out on answers it will
+//!   still give — or first thing when an event of this key carries a
+//!   timestamp at or past it; its transition's events carry the deadline
+//!   as their timestamp.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -123,6 +126,11 @@ pub struct Saga {
     timeouts: HashMap<String, (i64, Step)>,
     summary: Option<(String, Emitter)>,
     check_every: Duration,
+    /// Kept after an instance's last change (ms of event time); `None`:
+    /// the default, from the timeouts.
+    retention: Option<i64>,
+    /// Taken by an event that cannot be applied.
+    rejected: Option<Step>,
 }
 
 impl Saga {
@@ -135,6 +143,8 @@ impl Saga {
             timeouts: HashMap::new(),
             summary: None,
             check_every: Duration::from_secs(1),
+            retention: None,
+            rejected: None,
         }
     }
 
@@ -162,7 +172,23 @@ impl Saga {
             .timeouts
             .iter()
             .map(|(state, (_, step))| (state.as_str(), step));
-        transitions.chain(timeouts)
+        // A rejection can leave any state; the initial one stands for all.
+        let rejected = self
+            .rejected
+            .iter()
+            .map(|step| (self.initial.as_str(), step));
+        transitions.chain(timeouts).chain(rejected)
+    }
+
+    /// An event the saga cannot apply — an emitter or the summary fails on
+    /// it — takes `step` instead of going to the dead-letter topic, with
+    /// the error as the instance's reason (unless `step` gives one), so
+    /// that what was accepted still gets an outcome. `step` must lead to a
+    /// final state. Events that fail in a final state, and events for which
+    /// `step` fails too, go to the dead-letter topic.
+    pub fn on_error(mut self, step: Step) -> Self {
+        self.rejected = Some(step);
+        self
     }
 
     /// An instance still in `state` `after` it entered it takes `step`.
@@ -194,6 +220,25 @@ impl Saga {
         self
     }
 
+    /// How long an instance is kept after its last change, in event time:
+    /// past it the instance (with any events it holds back, for example
+    /// those of an order that never appeared) is removed and counted in
+    /// `eddy_expired_state_total`, and a later event for its key starts a
+    /// new instance. The summary (read model) is kept. Default: ten times
+    /// the longest timeout, and at least an hour.
+    pub fn retention(mut self, kept: Duration) -> Self {
+        self.retention = Some(millis(kept));
+        self
+    }
+
+    /// The retention in ms of event time (see [`retention`](Self::retention)).
+    fn retention_ms(&self) -> i64 {
+        self.retention.unwrap_or_else(|| {
+            let longest = self.timeouts.values().map(|(after, _)| *after).max();
+            longest.unwrap_or(0).saturating_mul(10).max(3_600_000)
+        })
+    }
+
     /// Every state a transition or timeout names.
     pub fn states(&self) -> BTreeSet<&str> {
         let mut states: BTreeSet<&str> = self.finals.iter().map(String::as_str).collect();
@@ -211,6 +256,14 @@ impl Saga {
     pub fn validate(&self) -> Result<(), String> {
         if self.finals.contains(&self.initial) {
             return Err(format!("initial state {:?} is final", self.initial));
+        }
+        if let Some(step) = &self.rejected {
+            if !self.finals.contains(&step.to) {
+                return Err(format!(
+                    "the rejection leads to {:?}, which is not a final state",
+                    step.to
+                ));
+            }
         }
         for (state, (after, _)) in &self.timeouts {
             if self.finals.contains(state) {
@@ -292,6 +345,9 @@ struct Instance {
     history: Map<String, Value>,
     #[serde(default)]
     deferred: Vec<(String, Value, i64)>,
+    /// When the instance is removed unless it changes again.
+    #[serde(default)]
+    expires: Option<i64>,
 }
 
 struct Stores {
@@ -308,18 +364,58 @@ struct SagaProcessor {
     outputs: Vec<(Value, i64)>,
 }
 
+/// What a deadline index entry is due for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// The timeout of the instance's state.
+    Timeout,
+    /// The end of the instance's retention.
+    Expiry,
+}
+
+/// Ends the key of an expiry entry: a byte no UTF-8 key contains.
+const EXPIRY: u8 = 0xff;
+
 /// A deadline index key: the deadline (sign bit flipped, big-endian, so
-/// byte order is time order) then the instance key.
-fn deadline_key(deadline: i64, key: &str) -> Vec<u8> {
+/// byte order is time order), the instance key, and for an expiry a final
+/// [`EXPIRY`] byte.
+fn deadline_key(deadline: i64, key: &str, due: Due) -> Vec<u8> {
     let mut k = ((deadline as u64) ^ (1 << 63)).to_be_bytes().to_vec();
     k.extend_from_slice(key.as_bytes());
+    if due == Due::Expiry {
+        k.push(EXPIRY);
+    }
     k
 }
 
-fn decode_deadline_key(k: &[u8]) -> Option<(i64, String)> {
+fn decode_deadline_key(k: &[u8]) -> Option<(i64, String, Due)> {
     let (t, key) = k.split_at_checked(8)?;
     let t = u64::from_be_bytes(t.try_into().ok()?) ^ (1 << 63);
-    Some((t as i64, String::from_utf8(key.to_vec()).ok()?))
+    let (key, due) = match key.split_last() {
+        Some((&EXPIRY, rest)) => (rest, Due::Expiry),
+        _ => (key, Due::Timeout),
+    };
+    Some((t as i64, String::from_utf8(key.to_vec()).ok()?, due))
+}
+
+/// Replaces index entry `old` with `new` (either may be absent).
+fn reindex(
+    index: &KeyValueStore<Vec<u8>, Vec<u8>>,
+    key: &str,
+    due: Due,
+    old: Option<i64>,
+    new: Option<i64>,
+) -> Result<(), StateError> {
+    if old == new {
+        return Ok(());
+    }
+    if let Some(d) = old {
+        index.delete(&deadline_key(d, key, due))?;
+    }
+    if let Some(d) = new {
+        index.put(&deadline_key(d, key, due), &Vec::new())?;
+    }
+    Ok(())
 }
 
 impl SagaProcessor {
@@ -451,7 +547,7 @@ impl SagaProcessor {
         &mut self,
         key: String,
         inst: &Instance,
-        old_deadline: Option<i64>,
+        (old_deadline, old_expires): (Option<i64>, Option<i64>),
         headers: &Headers,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
@@ -470,17 +566,9 @@ impl SagaProcessor {
             None => None,
         };
         let e = |e: StateError| e.to_string();
-        if old_deadline != inst.deadline {
-            if let Some(d) = old_deadline {
-                stores.deadlines.delete(&deadline_key(d, &key)).map_err(e)?;
-            }
-            if let Some(d) = inst.deadline {
-                stores
-                    .deadlines
-                    .put(&deadline_key(d, &key), &Vec::new())
-                    .map_err(e)?;
-            }
-        }
+        let index = &stores.deadlines;
+        reindex(index, &key, Due::Timeout, old_deadline, inst.deadline).map_err(e)?;
+        reindex(index, &key, Due::Expiry, old_expires, inst.expires).map_err(e)?;
         stores.instances.put(&key, inst).map_err(e)?;
         if let (Some(store), Some(summary)) = (&stores.summary, summary) {
             store.put(&key, &summary).map_err(e)?;
@@ -509,7 +597,14 @@ impl SagaProcessor {
             events: Map::new(),
             history: Map::new(),
             deferred: Vec::new(),
+            expires: None,
         }))
+    }
+
+    /// Keeps `inst` for the retention after a change at `ts`.
+    fn keep_from(&self, inst: &mut Instance, ts: i64) {
+        let until = ts.saturating_add(self.saga.retention_ms());
+        inst.expires = Some(inst.expires.map_or(until, |e| e.max(until)));
     }
 
     fn step(
@@ -522,11 +617,53 @@ impl SagaProcessor {
             _ => return Err("saga event has no string field \"type\"".into()),
         };
         let mut inst = self.load(&r.key)?;
-        let old_deadline = inst.deadline;
-        if !self.apply(&mut inst, &r.key, &kind, r.value, r.timestamp)? {
+        let old = (inst.deadline, inst.expires);
+        let applied = self
+            .apply(&mut inst, &r.key, &kind, r.value, r.timestamp)
+            .and_then(|changed| {
+                if !changed {
+                    return Ok(());
+                }
+                self.keep_from(&mut inst, r.timestamp);
+                self.commit(r.key.clone(), &inst, old, &r.headers, ctx)
+            });
+        let Err(error) = applied else {
             return Ok(());
+        };
+        self.outputs.clear();
+        let Some(step) = self.saga.rejected.clone() else {
+            return Err(error);
+        };
+        self.reject(r.key, &step, &error, r.timestamp, &r.headers, ctx)
+            .map_err(|e| format!("{error}; rejecting the instance failed too: {e}"))
+    }
+
+    /// Moves the instance of `key` along the rejection `step` (see
+    /// [`Saga::on_error`]), from its state as stored.
+    fn reject(
+        &mut self,
+        key: String,
+        step: &Step,
+        error: &str,
+        ts: i64,
+        headers: &Headers,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let mut inst = self.load(&key)?;
+        if self.saga.finals.contains(&inst.state) {
+            return Err(format!("the instance is {} already", inst.state));
         }
-        self.commit(r.key, &inst, old_deadline, &r.headers, ctx)
+        let old = (inst.deadline, inst.expires);
+        tracing::debug!(%key, state = %inst.state, "saga event rejected: {error}");
+        inst.reason = Some(error.to_owned());
+        inst.deferred.clear();
+        self.take(&mut inst, &key, step, None, ts)?;
+        self.keep_from(&mut inst, ts);
+        let committed = self.commit(key, &inst, old, headers, ctx);
+        if committed.is_err() {
+            self.outputs.clear();
+        }
+        committed
     }
 
     fn expire(
@@ -537,15 +674,22 @@ impl SagaProcessor {
         let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
         let due = stores
             .deadlines
-            .range(None, Some(&deadline_key(now.saturating_add(1), "")))
+            .range(
+                None,
+                Some(&deadline_key(now.saturating_add(1), "", Due::Timeout)),
+            )
             .map_err(|e| e.to_string())?;
         for (index_key, _) in due {
-            let Some((deadline, key)) = decode_deadline_key(&index_key) else {
+            let Some((deadline, key, due)) = decode_deadline_key(&index_key) else {
                 continue;
+            };
+            let done = match due {
+                Due::Timeout => self.expire_one(&key, deadline, ctx),
+                Due::Expiry => self.remove(&key, deadline, ctx),
             };
             // One timeout that cannot be applied (an emitter failing) must
             // not hold back the others: it is logged and dropped.
-            if let Err(e) = self.expire_one(&key, deadline, ctx) {
+            if let Err(e) = done {
                 self.outputs.clear();
                 tracing::error!(%key, deadline, "saga timeout dropped: {e}");
                 let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
@@ -570,18 +714,44 @@ impl SagaProcessor {
             let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
             return stores
                 .deadlines
-                .delete(&deadline_key(deadline, key))
+                .delete(&deadline_key(deadline, key, Due::Timeout))
                 .map_err(|e| e.to_string());
         }
+        let old = (inst.deadline, inst.expires);
         self.fire_timeout(&mut inst, key, deadline)?;
         self.retry_deferred(&mut inst, key)?;
-        self.commit(
-            key.to_owned(),
-            &inst,
-            Some(deadline),
-            &Headers::default(),
-            ctx,
-        )
+        self.keep_from(&mut inst, deadline);
+        self.commit(key.to_owned(), &inst, old, &Headers::default(), ctx)
+    }
+
+    /// Removes an instance whose retention ended at `at`, if it has not
+    /// changed since.
+    fn remove(
+        &mut self,
+        key: &str,
+        at: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), String> {
+        let inst = self.load(key)?;
+        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let e = |e: StateError| e.to_string();
+        stores
+            .deadlines
+            .delete(&deadline_key(at, key, Due::Expiry))
+            .map_err(e)?;
+        if inst.expires != Some(at) {
+            return Ok(());
+        }
+        if let Some(d) = inst.deadline {
+            stores
+                .deadlines
+                .delete(&deadline_key(d, key, Due::Timeout))
+                .map_err(e)?;
+        }
+        stores.instances.delete(&key.to_owned()).map_err(e)?;
+        tracing::debug!(%key, state = %inst.state, held = inst.deferred.len(), "saga instance expired");
+        ctx.record_expired(1);
+        Ok(())
     }
 }
 
@@ -591,7 +761,7 @@ impl Processor<String, Value, String, Value> for SagaProcessor {
             Ok(stores) => self.stores = Some(stores),
             Err(e) => tracing::error!("{e}"),
         }
-        ctx.schedule(self.saga.check_every, PunctuationType::StreamTime);
+        ctx.schedule(self.saga.check_every, PunctuationType::Watermark);
     }
 
     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
