@@ -785,3 +785,40 @@ fn saga_instances_expire_after_their_retention_in_stream_time() {
         )]
     );
 }
+
+#[test]
+fn stock_reservations_are_forgotten_after_their_retention() {
+    let mut s = service("inventory.toml");
+    s.pipe("stock", "p1", &json!({"product_id": "p1", "qty": 5}), 0);
+    s.pipe("stock", "p2", &json!({"product_id": "p2", "qty": 10}), 0);
+    s.pipe("orders", "o1", &order("o1", &[("p1", 3, 100)], T0), T0);
+    s.pipe("payments", "o1", &paid("o1", 300), T0);
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p2", 1, 100), ("p1", 3, 100)], T0),
+        T0,
+    );
+    s.pipe("payments", "o2", &paid("o2", 400), T0);
+    assert_eq!((s.stock("p1"), s.stock("p2")), (2, 10));
+    // An hour of stream time later, less 1 ms, all three order lines are
+    // still remembered; then they are forgotten.
+    s.pipe(
+        "stock",
+        "p9",
+        &json!({"product_id": "p9", "qty": 1}),
+        T0 + 3_599_999,
+    );
+    assert_eq!(s.driver.expired_state(), 0);
+    s.pipe(
+        "stock",
+        "p9",
+        &json!({"product_id": "p9", "qty": 1}),
+        T0 + 3_601_000,
+    );
+    assert_eq!(s.driver.expired_state(), 3);
+    // A release after that returns nothing: the reservation is unknown.
+    let release = json!({"type": "stock_released", "order_id": "o1", "items": [{"product_id": "p1", "qty": 3, "line": 0}]});
+    s.pipe("inventory", "o1", &release, T0 + 3_602_000);
+    assert_eq!((s.stock("p1"), s.stock("p2")), (2, 10));
+}

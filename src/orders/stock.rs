@@ -2,13 +2,14 @@
 //! and reserving or releasing the same order line twice changes nothing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::{CustomProcessor, JsonProcessor};
-use crate::processor::{Processor, ProcessorContext, Record};
-use crate::serde::{I64Serde, JsonSerde, StringSerde};
+use crate::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
+use crate::serde::{BytesSerde, I64Serde, JsonSerde, StringSerde};
 use crate::stores::{KeyValueStore, StateError, StoreSpec};
 
 /// One order line's reservation, as stored.
@@ -17,6 +18,29 @@ struct Reservation {
     qty: i64,
     ok: bool,
     released: bool,
+    /// Event time after which it is forgotten (`None`: made before
+    /// reservations expired, kept).
+    #[serde(default)]
+    expires: Option<i64>,
+}
+
+/// How long a reservation is remembered by default: far longer than the
+/// saga takes to release it (its timeouts are 30 s) or than a replayed
+/// request can come late (a commit interval).
+const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+
+/// An expiry index key: the time (sign bit flipped, big-endian, so byte
+/// order is time order), then the reservation id.
+fn expiry_key(at: i64, id: &str) -> Vec<u8> {
+    let mut k = ((at as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn decode_expiry_key(k: &[u8]) -> Option<(i64, &str)> {
+    let (t, id) = k.split_at_checked(8)?;
+    let t = u64::from_be_bytes(t.try_into().ok()?) ^ (1 << 63);
+    Some((t as i64, std::str::from_utf8(id).ok()?))
 }
 
 /// Keeps the available stock per product (key: product id) and the
@@ -28,16 +52,32 @@ struct Reservation {
 ///   request gets the first answer again;
 /// - `{"op": "release", "order_id", "line"}` gives a successful
 ///   reservation's quantity back, once.
+///
+/// A reservation is remembered for `retention` of event time after it was
+/// made (default 1 h), then forgotten and counted in
+/// `eddy_expired_state_total`: a release after that returns nothing.
 pub struct StockReserver {
-    names: Arc<(String, String)>,
-    stores: Option<(
-        KeyValueStore<String, i64>,
-        KeyValueStore<String, Reservation>,
-    )>,
+    names: Arc<Names>,
+    stores: Option<Stores>,
+}
+
+struct Names {
+    stock: String,
+    reservations: String,
+    expiry: String,
+    retention: i64,
+}
+
+struct Stores {
+    stock: KeyValueStore<String, i64>,
+    reservations: KeyValueStore<String, Reservation>,
+    /// When each reservation expires ([`expiry_key`] → nothing).
+    expiry: KeyValueStore<Vec<u8>, Vec<u8>>,
 }
 
 /// Builds the processor from its parameters: `stock_store` (default
-/// `stock`) and `reservations_store` (default `reservations`).
+/// `stock`), `reservations_store` (default `reservations`; its expiry index
+/// is `<reservations_store>-expiry`) and `retention` (default `"1h"`).
 pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, String> {
     let name = |key: &str, default: &str| -> Result<String, String> {
         match params.get(key) {
@@ -48,20 +88,37 @@ pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, String> {
     };
     if let Some(unknown) = params
         .keys()
-        .find(|k| !["stock_store", "reservations_store"].contains(&k.as_str()))
+        .find(|k| !["stock_store", "reservations_store", "retention"].contains(&k.as_str()))
     {
         return Err(format!(
-            "unknown parameter {unknown:?} (stock-reserver takes stock_store, reservations_store)"
+            "unknown parameter {unknown:?} (stock-reserver takes stock_store, reservations_store, retention)"
         ));
     }
-    let names = Arc::new((
-        name("stock_store", "stock")?,
-        name("reservations_store", "reservations")?,
-    ));
+    let retention = match params.get("retention") {
+        None => DEFAULT_RETENTION,
+        Some(toml::Value::String(s)) => match humantime::parse_duration(s) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => return Err("retention must be more than 0".into()),
+            Err(e) => return Err(format!("retention {s:?} is not a duration: {e}")),
+        },
+        Some(other) => {
+            return Err(format!(
+                "retention must be a duration such as \"1h\", not {other}"
+            ))
+        }
+    };
+    let reservations = name("reservations_store", "reservations")?;
+    let names = Arc::new(Names {
+        stock: name("stock_store", "stock")?,
+        expiry: format!("{reservations}-expiry"),
+        reservations,
+        retention: crate::processor::millis(retention),
+    });
     Ok(CustomProcessor {
         stores: vec![
-            StoreSpec::key_value(&names.0),
-            StoreSpec::key_value(&names.1),
+            StoreSpec::key_value(&names.stock),
+            StoreSpec::key_value(&names.reservations),
+            StoreSpec::key_value(&names.expiry),
         ],
         supplier: Arc::new(move || {
             Box::new(StockReserver {
@@ -96,7 +153,11 @@ impl StockReserver {
         r: Record<String, Value>,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
-        let (stock, reservations) = self.stores.as_ref().ok_or("stock stores unavailable")?;
+        let Stores {
+            stock,
+            reservations,
+            expiry,
+        } = self.stores.as_ref().ok_or("stock stores unavailable")?;
         let e = |e: StateError| e.to_string();
         let product = &r.key;
         let op = field(&r.value, "op")?.as_str().unwrap_or_default();
@@ -125,12 +186,17 @@ impl StockReserver {
                         if ok {
                             stock.put(product, &(available - qty)).map_err(e)?;
                         }
+                        let expires = r.timestamp.saturating_add(self.names.retention);
                         let made = Reservation {
                             qty,
                             ok,
                             released: false,
+                            expires: Some(expires),
                         };
                         reservations.put(&id, &made).map_err(e)?;
+                        expiry
+                            .put(&expiry_key(expires, &id), &Vec::new())
+                            .map_err(e)?;
                         made
                     }
                 };
@@ -163,17 +229,78 @@ impl StockReserver {
     }
 }
 
+impl StockReserver {
+    /// Forgets the reservations whose retention ended by `now`.
+    fn expire(
+        &mut self,
+        now: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) -> Result<(), StateError> {
+        let Some(Stores {
+            reservations,
+            expiry,
+            ..
+        }) = self.stores.as_ref()
+        else {
+            return Ok(());
+        };
+        let due = expiry.range(None, Some(&expiry_key(now.saturating_add(1), "")))?;
+        let mut expired = 0;
+        for (k, _) in due {
+            if let Some((at, id)) = decode_expiry_key(&k) {
+                let id = id.to_owned();
+                if reservations
+                    .get(&id)?
+                    .is_some_and(|r| r.expires == Some(at))
+                {
+                    reservations.delete(&id)?;
+                    expired += 1;
+                }
+            }
+            expiry.delete(&k)?;
+        }
+        ctx.record_expired(expired);
+        Ok(())
+    }
+}
+
 impl Processor<String, Value, String, Value> for StockReserver {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) {
-        let stock = ctx.key_value_store(&self.names.0, Arc::new(StringSerde), Arc::new(I64Serde));
-        let reservations = ctx.key_value_store(
-            &self.names.1,
-            Arc::new(StringSerde),
-            Arc::new(JsonSerde::<Reservation>::new()),
-        );
-        match (stock, reservations) {
-            (Ok(s), Ok(r)) => self.stores = Some((s, r)),
-            (Err(e), _) | (_, Err(e)) => tracing::error!("{e}"),
+        let names = &self.names;
+        let stores = (|| {
+            Ok::<_, StateError>(Stores {
+                stock: ctx.key_value_store(
+                    &names.stock,
+                    Arc::new(StringSerde),
+                    Arc::new(I64Serde),
+                )?,
+                reservations: ctx.key_value_store(
+                    &names.reservations,
+                    Arc::new(StringSerde),
+                    Arc::new(JsonSerde::<Reservation>::new()),
+                )?,
+                expiry: ctx.key_value_store(
+                    &names.expiry,
+                    Arc::new(BytesSerde),
+                    Arc::new(BytesSerde),
+                )?,
+            })
+        })();
+        match stores {
+            Ok(s) => self.stores = Some(s),
+            Err(e) => tracing::error!("{e}"),
+        }
+        ctx.schedule(Duration::from_secs(1), PunctuationType::Watermark);
+    }
+
+    fn punctuate(
+        &mut self,
+        _id: PunctuationId,
+        now: i64,
+        ctx: &mut ProcessorContext<'_, String, Value>,
+    ) {
+        if let Err(e) = self.expire(now, ctx) {
+            tracing::error!("stock-reserver: expiring reservations at {now}: {e}");
         }
     }
 
