@@ -822,3 +822,47 @@ fn stock_reservations_are_forgotten_after_their_retention() {
     s.pipe("inventory", "o1", &release, T0 + 3_602_000);
     assert_eq!((s.stock("p1"), s.stock("p2")), (2, 10));
 }
+
+/// What the order contract accepts, the pipeline processes: `1.0` is an
+/// integer for the schema and for the expressions; a price beyond the
+/// schema's bound is refused by every service on the way in (and by
+/// `POST /orders` with a 400), so no order is left without an outcome.
+#[test]
+fn integral_floats_are_processed_and_out_of_bound_prices_are_refused_by_the_contract() {
+    let mut services = vec![
+        service("payment.toml"),
+        service("inventory.toml"),
+        service("order-saga.toml"),
+    ];
+    let mut log = Vec::new();
+    services[1].pipe("stock", "p1", &json!({"product_id": "p1", "qty": 10}), 0);
+    let mut float = order("o1", &[("p1", 1, 100)], T0);
+    float["items"][0]["qty"] = json!(1.0);
+    float["items"][0]["unit_price"] = json!(100.0);
+    let mut huge = order("o2", &[("p1", 1, 100)], T0 + 1);
+    huge["items"][0]["unit_price"] = json!(1e300);
+    for (id, o, ts) in [("o1", &float, T0), ("o2", &huge, T0 + 1)] {
+        for s in services.iter_mut() {
+            s.pipe("orders", id, o, ts);
+        }
+        settle(&mut services, &mut log);
+    }
+    let outcomes: Vec<(String, Value)> = log
+        .iter()
+        .filter(|(t, _, _)| t == "order-outcomes")
+        .map(|(_, k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(outcomes, [("o1".to_owned(), completed("o1"))]);
+    assert_eq!(services[2].summary("o1")["amount"], json!(100));
+    for (s, app) in services
+        .iter_mut()
+        .zip(["payment-service", "inventory-service", "order-saga"])
+    {
+        let dlq = format!("{app}-dlq");
+        let dead = s.driver.read_raw(&dlq);
+        assert_eq!(dead.len(), 1, "{dlq}");
+        let m = String::from_utf8(dead[0].headers.last(dlq_headers::MESSAGE).unwrap().to_vec())
+            .unwrap();
+        assert!(m.contains("unit_price") || m.contains("maximum"), "{m}");
+    }
+}
