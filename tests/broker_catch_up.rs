@@ -2,6 +2,11 @@
 //! exactly the results a live run gives, because each task takes its
 //! partitions' records in event-time order and waits for an input the
 //! broker holds more of instead of processing ahead of it.
+//!
+//! On a real broker only: what is measured is how a worker meets a broker's
+//! log ends and fetch responses while it is behind, which the embedded
+//! cluster (librdkafka's mock) does not model, and 200 000 records take it
+//! minutes. The test driver's `pipe_batch` covers the ordering rule there.
 
 mod common;
 
@@ -62,16 +67,10 @@ fn join_worker(
     )
 }
 
-fn topics(c: &TestCluster, app: &str) -> (String, String, String) {
+fn topics(c: &TestCluster) -> (String, String, String) {
     let (left, right, out) = (unique("cl"), unique("cr"), unique("co"));
     for t in [&left, &right, &out] {
         c.create_topic(t, 4);
-    }
-    if c.is_embedded() {
-        c.create_topic(&format!("{app}-dlq"), 1);
-        for s in ["join-left", "join-right", "join-unmatched"] {
-            c.create_topic(&format!("{app}-{s}-changelog"), 4);
-        }
     }
     (left, right, out)
 }
@@ -102,8 +101,11 @@ fn assert_all_pairs_once(records: &[common::Consumed]) {
 #[test]
 fn a_join_over_preloaded_topics_emits_every_pair() {
     let c = cluster();
+    if c.is_embedded() {
+        return;
+    }
     let app = unique("catchup");
-    let (left, right, out) = topics(&c, &app);
+    let (left, right, out) = topics(&c);
     preload(&c, &left, &right, 0..N);
     let dir = std::env::temp_dir().join(unique("catchup-state"));
     let mut w = join_worker(&c, &app, &left, &right, &out, dir.to_str().unwrap());
@@ -116,8 +118,11 @@ fn a_join_over_preloaded_topics_emits_every_pair() {
 #[test]
 fn a_join_stopped_half_way_and_restarted_emits_every_pair_once() {
     let c = cluster();
+    if c.is_embedded() {
+        return;
+    }
     let app = unique("catchup-restart");
-    let (left, right, out) = topics(&c, &app);
+    let (left, right, out) = topics(&c);
     preload(&c, &left, &right, 0..N);
     let dir = std::env::temp_dir().join(unique("catchup-state"));
     let dir = dir.to_str().unwrap();
@@ -130,16 +135,7 @@ fn a_join_stopped_half_way_and_restarted_emits_every_pair_once() {
     let records = c.consume_count(&out, N, Duration::from_secs(240), Duration::from_secs(3));
     assert_eq!(w.metric("eddy_dropped_late_records_total"), 0);
     assert!(w.terminate().success());
-    if c.is_embedded() {
-        // The embedded cluster refuses commits during the group's
-        // rebalances, so a stop may re-process: every pair at least once.
-        let mut distinct: Vec<_> = records.iter().map(|r| r.value_str()).collect();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), N);
-    } else {
-        assert_all_pairs_once(&records);
-    }
+    assert_all_pairs_once(&records);
 }
 
 /// A table of prices updated every second and a stream of orders between
@@ -150,14 +146,13 @@ fn a_stream_table_join_over_preloaded_topics_sees_the_table_as_of_each_record() 
     const PRODUCTS: usize = 200;
     const VERSIONS: usize = 20;
     let c = cluster();
+    if c.is_embedded() {
+        return;
+    }
     let app = unique("catchup-table");
     let (prices, orders, out) = (unique("prices"), unique("orders"), unique("priced"));
     for t in [&prices, &orders, &out] {
         c.create_topic(t, 4);
-    }
-    if c.is_embedded() {
-        c.create_topic(&format!("{app}-dlq"), 1);
-        c.create_topic(&format!("{app}-prices-changelog"), 4);
     }
     let base = base_time();
     let mut updates = Vec::new();
