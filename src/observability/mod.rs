@@ -4,7 +4,10 @@ mod http;
 mod logging;
 mod metrics;
 
-pub use http::HttpServer;
+pub use http::{
+    ApiError, HttpLimits, HttpServer, JsonBody, HEADER_READ_TIMEOUT, MAX_BODY_BYTES,
+    MAX_CONNECTIONS, REQUEST_TIMEOUT,
+};
 pub use logging::init_logging;
 pub use metrics::Metrics;
 pub(crate) use metrics::ThreadMetrics;
