@@ -92,21 +92,35 @@ fn demo_runs_to_a_consistent_summary_and_serves_orders() {
         "{text}"
     );
 
+    // The second one writes its numbers as floats (`1.0` is an integer for
+    // the schema, and so for the pipeline): accepted, so processed.
     let order = json!({"user_id": "u-test", "items": [{"product_id": "product-1", "qty": 1, "unit_price": 500}]});
-    let (status, reply) = http(http_addr, "POST", "/orders", Some(&order));
-    assert_eq!(status, 202, "{reply}");
-    let id = reply["order_id"].as_str().unwrap().to_owned();
-    common::wait_for(
-        "the posted order's outcome",
-        Duration::from_secs(60),
-        || {
-            let (status, summary) = http(http_addr, "GET", &format!("/orders/{id}"), None);
-            status == 200 && summary["value"]["status"] == "completed"
-        },
+    let floats = json!({"user_id": "u-test", "items": [{"product_id": "product-1", "qty": 1.0, "unit_price": 500.0}]});
+    for order in [&order, &floats] {
+        let (status, reply) = http(http_addr, "POST", "/orders", Some(order));
+        assert_eq!(status, 202, "{reply}");
+        let id = reply["order_id"].as_str().unwrap().to_owned();
+        common::wait_for(
+            "the posted order's outcome",
+            Duration::from_secs(60),
+            || {
+                let (status, summary) = http(http_addr, "GET", &format!("/orders/{id}"), None);
+                status == 200 && summary["value"]["status"] == "completed"
+            },
+        );
+        let (_, summary) = http(http_addr, "GET", &format!("/orders/{id}"), None);
+        assert_eq!(summary["value"]["amount"], 500);
+        assert_eq!(summary["value"]["paid"], true);
+    }
+    // Beyond the contract's bound: refused at once, never accepted.
+    let mut huge = order.clone();
+    huge["items"][0]["unit_price"] = json!(1e300);
+    let (status, reply) = http(http_addr, "POST", "/orders", Some(&huge));
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("unit_price"),
+        "{reply}"
     );
-    let (_, summary) = http(http_addr, "GET", &format!("/orders/{id}"), None);
-    assert_eq!(summary["value"]["amount"], 500);
-    assert_eq!(summary["value"]["paid"], true);
 
     let mut bad = order.clone();
     bad["items"][0]["qty"] = json!(0);
