@@ -86,7 +86,7 @@ fn broken_files_are_refused_with_field_and_reason() {
         ),
         (
             format!("{SOURCE}[nodes.p]\nop = \"processor\"\ninput = \"src\"\nprocessor = \"stock-reserver\"\nparams = {{ stock = \"s\" }}\n"),
-            "nodes.p.params: unknown parameter \"stock\" (stock-reserver takes stock_store, reservations_store)",
+            "nodes.p.params: unknown parameter \"stock\" (stock-reserver takes stock_store, reservations_store, retention)",
         ),
         (
             format!("{SOURCE}[nodes.k]\nop = \"rekey\"\ninput = \"src\"\nfield = \"product_id\"\n[nodes.a]\nop = \"saga\"\ninput = \"k\"\ninitial = \"new\"\n"),
@@ -119,6 +119,22 @@ fn broken_files_are_refused_with_field_and_reason() {
         (
             format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\ncheck_every = \"0ms\"\n"),
             "nodes.s.check_every: must be more than 0",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\nretention = \"0s\"\n"),
+            "nodes.s.retention: must be more than 0",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\nfinal_states = [\"r\"]\n[nodes.s.rejected]\nfrom = \"new\"\nto = \"r\"\n"),
+            "nodes.s.rejected: a rejection takes `to`, `reason` and `emit` only: it leaves whatever state the instance is in",
+        ),
+        (
+            format!("{SOURCE}[nodes.s]\nop = \"saga\"\ninput = \"src\"\ninitial = \"new\"\n[nodes.s.rejected]\nto = \"r\"\n"),
+            "nodes.s: the rejection leads to \"r\", which is not a final state",
+        ),
+        (
+            format!("[topics.up]\nupstream = [\"app\"]\n{SOURCE}"),
+            "topics.up.upstream: names this application itself; list the other applications that write the topic",
         ),
     ];
     assert!(cases.len() >= 15);
@@ -178,7 +194,7 @@ fn the_shipped_files_compile() {
     assert_eq!(t.subtopologies().len(), 3);
     let text = t.describe();
     assert!(
-        text.contains("Processor: reserve (op: processor, stores: [stock-levels, reservations])"),
+        text.contains("Processor: reserve (op: processor, stores: [stock-levels, reservations, reservations-expiry])"),
         "{text}"
     );
     assert!(
