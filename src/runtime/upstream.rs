@@ -76,8 +76,7 @@ struct Published {
     marks: VecDeque<Mark>,
 }
 
-/// Marks kept per group: a task that lags further behind the group's
-/// outputs waits for a newer one.
+/// Marks kept per group before the older ones are thinned out.
 const MARKS_KEPT: usize = 16;
 
 impl Marks {
@@ -105,8 +104,17 @@ impl Marks {
     fn publish(&self, mark: Mark) {
         let mut published = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         published.marks.push_back(mark);
-        while published.marks.len() > MARKS_KEPT {
-            published.marks.pop_front();
+        if published.marks.len() > MARKS_KEPT {
+            // Thin the older half rather than drop the oldest: a task far
+            // behind the group's outputs still finds a mark it has reached,
+            // and the marks' spacing grows with their age.
+            let half = published.marks.len() / 2;
+            let mut i = 0;
+            published.marks.retain(|_| {
+                let keep = i >= half || i % 2 == 0;
+                i += 1;
+                keep
+            });
         }
     }
 
@@ -528,6 +536,24 @@ mod tests {
         assert_eq!(marks.reached(&mut owns(8)), 200);
         marks.set_stalled(true);
         assert_eq!(marks.reached(&mut owns(0)), i64::MAX);
+    }
+
+    #[test]
+    fn a_task_far_behind_still_reaches_an_old_mark() {
+        let marks = Marks::default();
+        let a = TopicRef(0);
+        for i in 0..100 {
+            marks.publish(Mark {
+                time: i * 1_000,
+                ends: vec![((a, 0), 10 + i)],
+            });
+        }
+        let owns = |next: i64| move |_: TopicRef, _: i32| Some(next);
+        // Only the first mark's ends are processed: its time, not nothing.
+        assert_eq!(marks.reached(&mut owns(10)), 0);
+        assert_eq!(marks.reached(&mut owns(109)), 99_000);
+        let kept = marks.inner.lock().unwrap().marks.len();
+        assert!(kept <= MARKS_KEPT, "{kept}");
     }
 
     #[test]
