@@ -22,7 +22,7 @@ use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::{JsonSerde, Nullable, StringSerde};
 use crate::topology::{
     JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
-    Topology,
+    Topology, DEFAULT_MAX_OUTPUTS,
 };
 
 /// A refusal: (field path, reason).
@@ -455,6 +455,7 @@ impl<'a> Compiler<'a> {
                 items,
                 value,
                 key,
+                max_outputs,
             } => {
                 const ITEM: &[&str] = &["key", "value", "timestamp", "item", "index"];
                 let items = self.expr(&f("items"), items, RECORD)?;
@@ -471,8 +472,19 @@ impl<'a> Compiler<'a> {
                     .as_deref()
                     .map(|k| self.expr(&f("key"), k, ITEM))
                     .transpose()?;
+                let max_outputs = match max_outputs {
+                    Some(0) => return fail(f("max_outputs"), "must be at least 1"),
+                    Some(n) => *n,
+                    None => DEFAULT_MAX_OUTPUTS,
+                };
                 let s = self.input(name, "input", input)?.stream();
-                Out::Stream(self.op(name, kind, &s, Op::FlatMap { items, key, value }))
+                let op = Op::FlatMap {
+                    items,
+                    key,
+                    value,
+                    max_outputs,
+                };
+                Out::Stream(self.op(name, kind, &s, op))
             }
             Node::Merge { inputs } => {
                 let Some((first, rest)) = inputs.split_first() else {

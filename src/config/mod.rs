@@ -48,7 +48,7 @@ use crate::serde::JsonSerde;
 use crate::topology::Topology;
 
 pub use cost::Budget;
-pub use expr::{Bind, Expr};
+pub use expr::{Bind, Expr, Scope};
 pub use model::File;
 pub use read::{read_text, MAX_FILE_BYTES};
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};

@@ -238,6 +238,10 @@ pub enum Node {
         value: Option<String>,
         /// Each output's key (default: the input key).
         key: Option<String>,
+        /// The most outputs one record may make (default 10 000): a record
+        /// whose list is longer goes to the dead-letter topic, and nothing
+        /// is emitted for it.
+        max_outputs: Option<usize>,
     },
     /// Interleaves several streams.
     Merge {
