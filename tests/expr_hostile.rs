@@ -37,7 +37,7 @@ fn pipeline_expressions() -> Vec<(String, String)> {
             };
             // A saga's `initial` is a state, an aggregate's an expression.
             let saga = node["op"].as_str() == Some("saga");
-            for key in ["expr", "value", "key", "items", "initial", "aggregator"] {
+            for key in ["expr", "value", "key", "items", "initial", "aggregator", "part", "parts"] {
                 if let Some(v) = node.get(key).filter(|_| !(saga && key == "initial")) {
                     add(key.to_owned(), v);
                 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::cost::Budget;
 use super::expr::{Bind, Expr};
+use super::gather::{Gather, GatherProcessor};
 use super::model::{self, File, Guarantee, Node, OnError};
 use super::ops::{Op, OpProcessor, Unwindow};
 use super::read::{read_text, MAX_FILE_BYTES};
@@ -20,6 +21,7 @@ use crate::kafka::StreamsConfig;
 use crate::processor::{InvalidTimestamp, TimestampExtractor};
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::{JsonSerde, Nullable, StringSerde};
+use crate::stores::StoreSpec;
 use crate::topology::{
     JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
     Topology, DEFAULT_MAX_OUTPUTS,
@@ -578,6 +580,27 @@ impl<'a> Compiler<'a> {
                         )
                     }
                 }
+            }
+            Node::Gather {
+                input,
+                part,
+                parts,
+                store,
+            } => {
+                let part = self.expr(&f("part"), part, &["key", "value"])?;
+                let parts = self.expr(&f("parts"), parts, &["key", "value"])?;
+                let store = store.as_deref().unwrap_or(name).to_owned();
+                let s = self.keyed(name, "input", input)?.stream();
+                self.builder
+                    .add_state_store(StoreSpec::key_value(&store));
+                let gather = Arc::new(Gather::new(part, parts, store.clone(), self.vars.clone()));
+                let out = s
+                    .add::<String, Value, _, _>("gather", vec![s.node], move || {
+                        GatherProcessor::new(gather.clone())
+                    })
+                    .named(name);
+                out.uses_stores([store]);
+                Out::Stream(out)
             }
             Node::Saga {
                 input,

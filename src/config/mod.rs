@@ -34,6 +34,7 @@
 mod compile;
 mod cost;
 mod expr;
+mod gather;
 mod model;
 mod ops;
 mod read;
