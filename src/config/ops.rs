@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expr::{Bind, Expr, Scope};
+use super::expr::{cap, Bind, Expr, Scope, MAX_REASON};
 use crate::processor::{Processor, ProcessorContext, Record};
 use crate::topology::Windowed;
 
@@ -159,11 +159,17 @@ impl OpProcessor {
                     .map(|e| {
                         let at = e.instance_path().to_string();
                         let at = if at.is_empty() { "/".to_owned() } else { at };
-                        format!("at {at}: {e}")
+                        // A message quotes the value it is about; one too
+                        // long for a dead letter's header says "value".
+                        let mut message = e.to_string();
+                        if message.len() > MAX_REASON {
+                            message = e.masked().to_string();
+                        }
+                        format!("at {at}: {message}")
                     })
                     .collect();
                 if !errors.is_empty() {
-                    return Err(format!("schema {file}: {}", errors.join("; ")));
+                    return Err(cap(format!("schema {file}: {}", errors.join("; "))));
                 }
                 ctx.forward(r);
             }
