@@ -118,7 +118,12 @@ fn lines(lines: impl IntoIterator<Item = usize>) -> Vec<Value> {
 fn seed(d: &mut TopologyTestDriver, level: impl Fn(&str) -> i64) {
     for p in 0..PRODUCTS {
         let id = format!("p{p}");
-        pipe(d, "stock", &id, &json!({"product_id": id, "qty": level(&id)}));
+        pipe(
+            d,
+            "stock",
+            &id,
+            &json!({"product_id": id, "qty": level(&id)}),
+        );
     }
 }
 
@@ -205,7 +210,10 @@ fn a_repeated_payment_of_a_many_line_order_answers_once_more() {
         ]
     );
     // Reserved once.
-    let taken = (0..300).filter(|i| product(*i) == "p0").map(qty).sum::<i64>();
+    let taken = (0..300)
+        .filter(|i| product(*i) == "p0")
+        .map(qty)
+        .sum::<i64>();
     assert_eq!(stock(&d, "p0", 1), 1_000 - taken);
 }
 
@@ -373,10 +381,17 @@ fn gather_emits_every_part_in_part_order_once_all_arrived_then_starts_over() {
     assert_eq!(
         read(&mut d, "out"),
         [
-            ("w#00000000000000000001".to_owned(), json!([part(0, 1, "other")])),
+            (
+                "w#00000000000000000001".to_owned(),
+                json!([part(0, 1, "other")])
+            ),
             (
                 "w".to_owned(),
-                json!([part(0, 3, "again"), part(1, 3, "first"), part(2, 3, "first")])
+                json!([
+                    part(0, 3, "again"),
+                    part(1, 3, "first"),
+                    part(2, 3, "first")
+                ])
             ),
             ("w".to_owned(), json!([part(0, 1, "next")])),
         ]

@@ -591,8 +591,7 @@ impl<'a> Compiler<'a> {
                 let parts = self.expr(&f("parts"), parts, &["key", "value"])?;
                 let store = store.as_deref().unwrap_or(name).to_owned();
                 let s = self.keyed(name, "input", input)?.stream();
-                self.builder
-                    .add_state_store(StoreSpec::key_value(&store));
+                self.builder.add_state_store(StoreSpec::key_value(&store));
                 let gather = Arc::new(Gather::new(part, parts, store.clone(), self.vars.clone()));
                 let out = s
                     .add::<String, Value, _, _>("gather", vec![s.node], move || {

@@ -162,7 +162,11 @@ impl Scope<'_> {
 }
 
 /// Adds to `ctx` those of `bindings` that `read` says are read.
-fn bind(ctx: &mut Context<'_, 'static>, bindings: &[(&str, Bind<'_>)], read: impl Fn(&str) -> bool) {
+fn bind(
+    ctx: &mut Context<'_, 'static>,
+    bindings: &[(&str, Bind<'_>)],
+    read: impl Fn(&str) -> bool,
+) {
     for (name, value) in bindings.iter().filter(|(name, _)| read(name)) {
         let val = match value {
             Bind::Json(v) => to_val(v),
