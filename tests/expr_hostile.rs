@@ -37,7 +37,16 @@ fn pipeline_expressions() -> Vec<(String, String)> {
             };
             // A saga's `initial` is a state, an aggregate's an expression.
             let saga = node["op"].as_str() == Some("saga");
-            for key in ["expr", "value", "key", "items", "initial", "aggregator"] {
+            for key in [
+                "expr",
+                "value",
+                "key",
+                "items",
+                "initial",
+                "aggregator",
+                "part",
+                "parts",
+            ] {
                 if let Some(v) = node.get(key).filter(|_| !(saga && key == "initial")) {
                     add(key.to_owned(), v);
                 }
@@ -141,7 +150,7 @@ fn hostile_values() -> Vec<Value> {
         json!(i64::MAX),
         json!(i64::MIN),
         json!(u64::MAX),
-        json!(9.223_372_036_854_776e18), // 2^63 as a float
+        json!(9_223_372_036_854_775_808.0_f64),
         json!("NaN"),
         json!("Infinity"),
         json!("-0"),

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::cost::Budget;
 use super::expr::{Bind, Expr};
+use super::gather::{Gather, GatherProcessor};
 use super::model::{self, File, Guarantee, Node, OnError};
 use super::ops::{Op, OpProcessor, Unwindow};
 use super::read::{read_text, MAX_FILE_BYTES};
@@ -20,9 +21,10 @@ use crate::kafka::StreamsConfig;
 use crate::processor::{InvalidTimestamp, TimestampExtractor};
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::{JsonSerde, Nullable, StringSerde};
+use crate::stores::StoreSpec;
 use crate::topology::{
     JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
-    Topology,
+    Topology, DEFAULT_MAX_OUTPUTS,
 };
 
 /// A refusal: (field path, reason).
@@ -474,6 +476,7 @@ impl<'a> Compiler<'a> {
                 items,
                 value,
                 key,
+                max_outputs,
             } => {
                 const ITEM: &[&str] = &["key", "value", "timestamp", "item", "index"];
                 let items = self.expr(&f("items"), items, RECORD)?;
@@ -490,8 +493,19 @@ impl<'a> Compiler<'a> {
                     .as_deref()
                     .map(|k| self.expr(&f("key"), k, ITEM))
                     .transpose()?;
+                let max_outputs = match max_outputs {
+                    Some(0) => return fail(f("max_outputs"), "must be at least 1"),
+                    Some(n) => *n,
+                    None => DEFAULT_MAX_OUTPUTS,
+                };
                 let s = self.input(name, "input", input)?.stream();
-                Out::Stream(self.op(name, kind, &s, Op::FlatMap { items, key, value }))
+                let op = Op::FlatMap {
+                    items,
+                    key,
+                    value,
+                    max_outputs,
+                };
+                Out::Stream(self.op(name, kind, &s, op))
             }
             Node::Merge { inputs } => {
                 let Some((first, rest)) = inputs.split_first() else {
@@ -585,6 +599,26 @@ impl<'a> Compiler<'a> {
                         )
                     }
                 }
+            }
+            Node::Gather {
+                input,
+                part,
+                parts,
+                store,
+            } => {
+                let part = self.expr(&f("part"), part, &["key", "value"])?;
+                let parts = self.expr(&f("parts"), parts, &["key", "value"])?;
+                let store = store.as_deref().unwrap_or(name).to_owned();
+                let s = self.keyed(name, "input", input)?.stream();
+                self.builder.add_state_store(StoreSpec::key_value(&store));
+                let gather = Arc::new(Gather::new(part, parts, store.clone(), self.vars.clone()));
+                let out = s
+                    .add::<String, Value, _, _>("gather", vec![s.node], move || {
+                        GatherProcessor::new(gather.clone())
+                    })
+                    .named(name);
+                out.uses_stores([store]);
+                Out::Stream(out)
             }
             Node::Saga {
                 input,

@@ -92,34 +92,12 @@ impl Expr {
     /// expression does not read are not converted. An evaluation that
     /// exceeds the budget stops with an error that says so.
     pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
-        let reads = |name: &str| self.reads.iter().any(|r| r == name);
-        ROOT.with(|root| {
-            let root = root.borrow();
-            let mut scope = root.new_inner_scope();
-            if reads("vars") {
-                scope.add_variable_as_val("vars", to_val(vars));
-            }
-            for (name, value) in bindings.iter().filter(|(name, _)| reads(name)) {
-                let val = match value {
-                    Bind::Json(v) => to_val(v),
-                    Bind::Object(m) => object_val(m),
-                    Bind::Str(s) => Box::new(CelString::from(s.to_string())),
-                    Bind::Int(i) => Box::new(CelInt::from(*i)),
-                    Bind::Null => Box::new(CelNull),
-                };
-                scope.add_variable_as_val(*name, val);
-            }
-            let (result, exceeded) = cost::metered(&self.budget, || self.program.execute(&scope));
-            if let Some(exceeded) = exceeded {
-                return Err(format!(
-                    "expression budget exceeded: {:?} {exceeded}",
-                    &*self.source
-                ));
-            }
-            let result =
-                result.map_err(|e| cap(format!("{:?} failed: {}", &*self.source, describe(&e))))?;
-            from_cel(&result).map_err(|e| cap(format!("{:?} gave {e}", &*self.source)))
-        })
+        Scope::with(vars, bindings, &[self], |scope| scope.eval(self, &[]))
+    }
+
+    /// Whether the expression reads the variable `name`.
+    fn reads(&self, name: &str) -> bool {
+        self.reads.iter().any(|r| r == name)
     }
 
     /// Evaluates to a boolean; anything else is an error.
@@ -134,12 +112,79 @@ impl Expr {
     }
 }
 
+/// Bindings converted to CEL once, in which expressions are then evaluated
+/// any number of times, each with a few more bindings of its own.
+///
+/// Converting a value to CEL costs as much as the value is large, so an
+/// operator that evaluates expressions many times per record (a `flat_map`,
+/// once per element) binds the record here once rather than per
+/// evaluation: its cost is then linear in the number of elements, not in
+/// elements times the record's size.
+pub struct Scope<'p> {
+    ctx: Context<'p, 'static>,
+}
+
+impl Scope<'_> {
+    /// Calls `f` with a scope holding `vars` and `bindings`, converted for
+    /// those names some expression of `exprs` reads (the others are not
+    /// converted).
+    pub fn with<R>(
+        vars: &Value,
+        bindings: &[(&str, Bind<'_>)],
+        exprs: &[&Expr],
+        f: impl FnOnce(&Scope<'_>) -> R,
+    ) -> R {
+        let read = |name: &str| exprs.iter().any(|e| e.reads(name));
+        ROOT.with(|root| {
+            let root = root.borrow();
+            let mut ctx = root.new_inner_scope();
+            if read("vars") {
+                ctx.add_variable_as_val("vars", to_val(vars));
+            }
+            bind(&mut ctx, bindings, read);
+            f(&Scope { ctx })
+        })
+    }
+
+    /// Evaluates `expr` in this scope plus `bindings` (which shadow the
+    /// scope's names), within the expression's budget.
+    pub fn eval(&self, expr: &Expr, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
+        let mut ctx = self.ctx.new_inner_scope();
+        bind(&mut ctx, bindings, |name| expr.reads(name));
+        let source = &*expr.source;
+        let (result, exceeded) = cost::metered(&expr.budget, || expr.program.execute(&ctx));
+        if let Some(exceeded) = exceeded {
+            return Err(format!("expression budget exceeded: {source:?} {exceeded}"));
+        }
+        let result = result.map_err(|e| cap(format!("{source:?} failed: {}", describe(&e))))?;
+        from_cel(&result).map_err(|e| cap(format!("{source:?} gave {e}")))
+    }
+}
+
+/// Adds to `ctx` those of `bindings` that `read` says are read.
+fn bind(
+    ctx: &mut Context<'_, 'static>,
+    bindings: &[(&str, Bind<'_>)],
+    read: impl Fn(&str) -> bool,
+) {
+    for (name, value) in bindings.iter().filter(|(name, _)| read(name)) {
+        let val = match value {
+            Bind::Json(v) => to_val(v),
+            Bind::Object(m) => object_val(m),
+            Bind::Str(s) => Box::new(CelString::from(s.to_string())),
+            Bind::Int(i) => Box::new(CelInt::from(*i)),
+            Bind::Null => Box::new(CelNull),
+        };
+        ctx.add_variable_as_val(*name, val);
+    }
+}
+
 /// The longest error eddy reports for an evaluation, in bytes: errors quote
 /// values, and a record's reason travels in a dead letter's header.
-const MAX_REASON: usize = 1024;
+pub(super) const MAX_REASON: usize = 1024;
 
 /// `reason`, cut to [`MAX_REASON`] bytes with a note saying so.
-fn cap(mut reason: String) -> String {
+pub(super) fn cap(mut reason: String) -> String {
     if reason.len() > MAX_REASON {
         let total = reason.len();
         let mut end = MAX_REASON;

@@ -34,6 +34,7 @@
 mod compile;
 mod cost;
 mod expr;
+mod gather;
 mod model;
 mod ops;
 mod read;
@@ -48,7 +49,7 @@ use crate::serde::JsonSerde;
 use crate::topology::Topology;
 
 pub use cost::Budget;
-pub use expr::{Bind, Expr};
+pub use expr::{Bind, Expr, Scope};
 pub use model::File;
 pub use read::{read_text, MAX_FILE_BYTES};
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};

@@ -246,6 +246,10 @@ pub enum Node {
         value: Option<String>,
         /// Each output's key (default: the input key).
         key: Option<String>,
+        /// The most outputs one record may make (default 10 000): a record
+        /// whose list is longer goes to the dead-letter topic, and nothing
+        /// is emitted for it.
+        max_outputs: Option<usize>,
     },
     /// Interleaves several streams.
     Merge {
@@ -285,6 +289,21 @@ pub enum Node {
         store: Option<String>,
         /// Time window.
         window: Option<Window>,
+    },
+    /// Gathers the parts of a whole per key (the answers to a scatter):
+    /// once every part has arrived, emits their values as one list in part
+    /// order, and starts over for that key.
+    Gather {
+        /// Input node (parts keyed by their whole).
+        input: String,
+        /// Which part a record is, over key and value: an integer from 0 to
+        /// `parts - 1`. A part that arrives again replaces the first.
+        part: String,
+        /// How many parts the whole has, over key and value: an integer of
+        /// at least 1, the same for every part of a whole.
+        parts: String,
+        /// Store name (default: the node's name).
+        store: Option<String>,
     },
     /// A per-key state machine.
     Saga {
@@ -345,6 +364,7 @@ impl Node {
             | Node::FlatMap { input, .. }
             | Node::Repartition { input }
             | Node::Aggregate { input, .. }
+            | Node::Gather { input, .. }
             | Node::Saga { input, .. }
             | Node::Processor { input, .. }
             | Node::Sink { input, .. } => vec![("input", input)],

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expr::{Bind, Expr};
+use super::expr::{cap, Bind, Expr, Scope, MAX_REASON};
 use crate::processor::{Processor, ProcessorContext, Record};
 use crate::topology::Windowed;
 
@@ -21,11 +21,12 @@ pub(crate) enum Op {
     },
     /// Key from a field of the value (a dotted path).
     Rekey(Vec<String>),
-    /// One record per element of a list.
+    /// One record per element of a list, at most `max_outputs` of them.
     FlatMap {
         items: Expr,
         key: Option<Expr>,
         value: Option<Expr>,
+        max_outputs: usize,
     },
     /// A joined pair `{"left": .., "right": ..}` into the joined value.
     Joined(Expr),
@@ -92,31 +93,42 @@ impl OpProcessor {
                 let key = key_of(field.clone())?;
                 ctx.forward(Record { key, ..r });
             }
-            Op::FlatMap { items, key, value } => {
+            Op::FlatMap {
+                items,
+                key,
+                value,
+                max_outputs,
+            } => {
                 let b = base(&r);
                 let Value::Array(list) = items.eval(vars, &b)? else {
                     return Err(format!("{:?} is not a list", items.source()));
                 };
-                let mut out = Vec::with_capacity(list.len());
-                for (i, item) in list.into_iter().enumerate() {
-                    let [k, v, t] = b;
-                    let b = [
-                        k,
-                        v,
-                        t,
-                        ("item", Bind::Json(&item)),
-                        ("index", Bind::Int(i as i64)),
-                    ];
-                    let k = match key {
-                        Some(e) => key_of(e.eval(vars, &b)?)?,
-                        None => r.key.clone(),
-                    };
-                    let v = match value {
-                        Some(e) => e.eval(vars, &b)?,
-                        None => item,
-                    };
-                    out.push((k, v));
+                if list.len() > *max_outputs {
+                    return Err(format!(
+                        "{:?} has {} elements, more than the {max_outputs} outputs a flat_map may emit per record (max_outputs)",
+                        items.source(),
+                        list.len()
+                    ));
                 }
+                // The record is bound once for all its elements; each
+                // evaluation adds only the element and its index.
+                let exprs: Vec<&Expr> = key.iter().chain(value).collect();
+                let out = Scope::with(vars, &b, &exprs, |scope| {
+                    let mut out = Vec::with_capacity(list.len());
+                    for (i, item) in list.into_iter().enumerate() {
+                        let b = [("item", Bind::Json(&item)), ("index", Bind::Int(i as i64))];
+                        let k = match key {
+                            Some(e) => key_of(scope.eval(e, &b)?)?,
+                            None => r.key.clone(),
+                        };
+                        let v = match value {
+                            Some(e) => scope.eval(e, &b)?,
+                            None => item,
+                        };
+                        out.push((k, v));
+                    }
+                    Ok::<_, String>(out)
+                })?;
                 for (key, value) in out {
                     ctx.forward(Record {
                         key,
@@ -147,11 +159,17 @@ impl OpProcessor {
                     .map(|e| {
                         let at = e.instance_path().to_string();
                         let at = if at.is_empty() { "/".to_owned() } else { at };
-                        format!("at {at}: {e}")
+                        // A message quotes the value it is about; one too
+                        // long for a dead letter's header says "value".
+                        let mut message = e.to_string();
+                        if message.len() > MAX_REASON {
+                            message = e.masked().to_string();
+                        }
+                        format!("at {at}: {message}")
                     })
                     .collect();
                 if !errors.is_empty() {
-                    return Err(format!("schema {file}: {}", errors.join("; ")));
+                    return Err(cap(format!("schema {file}: {}", errors.join("; "))));
                 }
                 ctx.forward(r);
             }

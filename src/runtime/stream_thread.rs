@@ -378,8 +378,8 @@ impl ThreadState {
                 enforced += u64::from(e);
                 processed += 1;
                 // A stop request is honoured between records, whatever is
-                // still buffered.
-                if processed.is_multiple_of(256) && shutdown.load(Ordering::Acquire) {
+                // still buffered (one relaxed load per record).
+                if shutdown.load(Ordering::Relaxed) {
                     break 'tasks;
                 }
             }

@@ -253,25 +253,64 @@ impl<K: Data, V: Data> KStream<K, V> {
         })
     }
 
-    /// Replaces each record by zero or more records.
+    /// Replaces each record by zero or more records, at most
+    /// [`DEFAULT_MAX_OUTPUTS`] per record (see
+    /// [`flat_map_bounded`](Self::flat_map_bounded)).
     pub fn flat_map<K2: Data, V2: Data, I, F>(&self, mapper: F) -> KStream<K2, V2>
     where
         F: Fn(K, V) -> I + Send + Sync + 'static,
         I: IntoIterator<Item = (K2, V2)>,
     {
-        let mapper = Arc::new(mapper);
-        self.add("flatmap", vec![self.node], move || FlatMap(mapper.clone()))
+        self.flat_map_bounded(DEFAULT_MAX_OUTPUTS, mapper)
     }
 
-    /// Replaces each value by zero or more values under the same key.
+    /// Replaces each record by zero or more records, at most `max_outputs`
+    /// per record: a record for which `mapper` yields more goes to the
+    /// dead-letter topic (saying so), and nothing is emitted for it.
+    pub fn flat_map_bounded<K2: Data, V2: Data, I, F>(
+        &self,
+        max_outputs: usize,
+        mapper: F,
+    ) -> KStream<K2, V2>
+    where
+        F: Fn(K, V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let mapper = Arc::new(mapper);
+        self.add("flatmap", vec![self.node], move || FlatMap {
+            mapper: mapper.clone(),
+            max_outputs,
+        })
+    }
+
+    /// Replaces each value by zero or more values under the same key, at
+    /// most [`DEFAULT_MAX_OUTPUTS`] per record (see
+    /// [`flat_map_values_bounded`](Self::flat_map_values_bounded)).
     pub fn flat_map_values<V2: Data, I, F>(&self, mapper: F) -> KStream<K, V2>
     where
         F: Fn(V) -> I + Send + Sync + 'static,
         I: IntoIterator<Item = V2>,
     {
+        self.flat_map_values_bounded(DEFAULT_MAX_OUTPUTS, mapper)
+    }
+
+    /// Replaces each value by zero or more values under the same key, at
+    /// most `max_outputs` per record: a record for which `mapper` yields
+    /// more goes to the dead-letter topic (saying so), and nothing is
+    /// emitted for it.
+    pub fn flat_map_values_bounded<V2: Data, I, F>(
+        &self,
+        max_outputs: usize,
+        mapper: F,
+    ) -> KStream<K, V2>
+    where
+        F: Fn(V) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = V2>,
+    {
         let mapper = Arc::new(mapper);
-        self.add("flatmap-values", vec![self.node], move || {
-            FlatMapValues(mapper.clone())
+        self.add("flatmap-values", vec![self.node], move || FlatMapValues {
+            mapper: mapper.clone(),
+            max_outputs,
         })
     }
 

@@ -21,6 +21,7 @@ pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use join::JoinKind;
 pub use saga::{Emitter, Saga, SagaScope, Step};
+pub use stateless::DEFAULT_MAX_OUTPUTS;
 pub use stream_join::JoinWindows;
 pub use table::{Change, KTable};
 pub use windows::{SessionWindows, TimeWindows, Window, Windowed, WindowedSerde};

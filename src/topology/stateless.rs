@@ -84,7 +84,36 @@ where
     }
 }
 
-pub(crate) struct FlatMap<F>(pub(crate) Arc<F>);
+/// The most records a flat_map emits for one input record unless told
+/// otherwise: 10 000.
+///
+/// All the outputs of one record are made, and sent on, before the stream
+/// thread looks again at a stop request, a commit or a rebalance, and they
+/// are held in memory together; an unbounded fan-out lets one hostile record
+/// stall a worker and queue every record behind it. Ten thousand small
+/// records take a few milliseconds to make, yet cover any reasonable
+/// scatter (the order pipeline's items, whose schema allows as many).
+pub const DEFAULT_MAX_OUTPUTS: usize = 10_000;
+
+/// Collects the outputs of one record, at most `max` of them: more is an
+/// error saying so, and nothing of that record is emitted.
+fn bounded<T>(outputs: impl IntoIterator<Item = T>, max: usize) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    for o in outputs {
+        if out.len() == max {
+            return Err(format!(
+                "flat_map made more than the {max} outputs it may emit per record (max_outputs)"
+            ));
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+pub(crate) struct FlatMap<F> {
+    pub(crate) mapper: Arc<F>,
+    pub(crate) max_outputs: usize,
+}
 
 impl<K: Data, V: Data, K2: Data, V2: Data, I, F> Processor<K, V, K2, V2> for FlatMap<F>
 where
@@ -92,7 +121,11 @@ where
     I: IntoIterator<Item = (K2, V2)>,
 {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>) {
-        for (k, v) in (self.0)(r.key, r.value) {
+        let out = match bounded((self.mapper)(r.key, r.value), self.max_outputs) {
+            Ok(out) => out,
+            Err(e) => return ctx.fail(e),
+        };
+        for (k, v) in out {
             ctx.forward(Record {
                 key: k,
                 value: v,
@@ -103,7 +136,10 @@ where
     }
 }
 
-pub(crate) struct FlatMapValues<F>(pub(crate) Arc<F>);
+pub(crate) struct FlatMapValues<F> {
+    pub(crate) mapper: Arc<F>,
+    pub(crate) max_outputs: usize,
+}
 
 impl<K: Data, V: Data, V2: Data, I, F> Processor<K, V, K, V2> for FlatMapValues<F>
 where
@@ -111,7 +147,11 @@ where
     I: IntoIterator<Item = V2>,
 {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>) {
-        for v in (self.0)(r.value) {
+        let out = match bounded((self.mapper)(r.value), self.max_outputs) {
+            Ok(out) => out,
+            Err(e) => return ctx.fail(e),
+        };
+        for v in out {
             ctx.forward(Record {
                 key: r.key.clone(),
                 value: v,
