@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::config::{CustomProcessor, JsonProcessor};
 use crate::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
 use crate::serde::{BytesSerde, I64Serde, JsonSerde, StringSerde};
-use crate::stores::{KeyValueStore, StateError, StoreSpec};
+use crate::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
 
 /// One order line's reservation, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,15 +32,14 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// An expiry index key: the time (sign bit flipped, big-endian, so byte
 /// order is time order), then the reservation id.
 fn expiry_key(at: i64, id: &str) -> Vec<u8> {
-    let mut k = ((at as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    let mut k = sortable(at).to_vec();
     k.extend_from_slice(id.as_bytes());
     k
 }
 
 fn decode_expiry_key(k: &[u8]) -> Option<(i64, &str)> {
     let (t, id) = k.split_at_checked(8)?;
-    let t = u64::from_be_bytes(t.try_into().ok()?) ^ (1 << 63);
-    Some((t as i64, std::str::from_utf8(id).ok()?))
+    Some((unsortable(t), std::str::from_utf8(id).ok()?))
 }
 
 /// Keeps the available stock per product (key: product id) and the

@@ -32,7 +32,7 @@ use crate::processor::{
     millis, Headers, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
 };
 use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
-use crate::stores::{KeyValueStore, StateError, StoreSpec};
+use crate::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
 
 /// What an emitter or summary sees of a transition.
 pub struct SagaScope<'a> {
@@ -380,7 +380,7 @@ const EXPIRY: u8 = 0xff;
 /// byte order is time order), the instance key, and for an expiry a final
 /// [`EXPIRY`] byte.
 fn deadline_key(deadline: i64, key: &str, due: Due) -> Vec<u8> {
-    let mut k = ((deadline as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    let mut k = sortable(deadline).to_vec();
     k.extend_from_slice(key.as_bytes());
     if due == Due::Expiry {
         k.push(EXPIRY);
@@ -390,12 +390,12 @@ fn deadline_key(deadline: i64, key: &str, due: Due) -> Vec<u8> {
 
 fn decode_deadline_key(k: &[u8]) -> Option<(i64, String, Due)> {
     let (t, key) = k.split_at_checked(8)?;
-    let t = u64::from_be_bytes(t.try_into().ok()?) ^ (1 << 63);
+    let t = unsortable(t);
     let (key, due) = match key.split_last() {
         Some((&EXPIRY, rest)) => (rest, Due::Expiry),
         _ => (key, Due::Timeout),
     };
-    Some((t as i64, String::from_utf8(key.to_vec()).ok()?, due))
+    Some((t, String::from_utf8(key.to_vec()).ok()?, due))
 }
 
 /// Replaces index entry `old` with `new` (either may be absent).
