@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use eddy::serde::StringSerde;
 use eddy::testing::{unique, TestCluster};
-use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
+use eddy::topology::{JoinKind, JoinWindows, StreamJoined, StreamsBuilder};
 use rdkafka::producer::{BaseRecord, Producer};
 
 fn main() {
@@ -58,10 +58,7 @@ fn main() {
         |a: Option<&String>, b: Option<&String>| {
             format!("{}{}", a.map_or("", |v| v), b.map_or("", |v| v))
         },
-        "j",
-        StringSerde,
-        StringSerde,
-        StringSerde,
+        StreamJoined::with("j", StringSerde, StringSerde, StringSerde),
     )
     .to(&output, StringSerde, StringSerde);
     let ours = common::time_worker(&c.bootstrap, &app, b.build().unwrap(), "join", total);

@@ -78,6 +78,16 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A processor could not start, so its task did not.
+    #[error("task {task}: processor {node} could not start: {source}")]
+    ProcessorInit {
+        /// The task.
+        task: String,
+        /// The processor node.
+        node: String,
+        /// Why.
+        source: crate::processor::InitError,
+    },
     /// A state store failed.
     #[error("state store: {0}")]
     Store(#[from] crate::stores::StoreError),

@@ -7,9 +7,8 @@
 //! a test driver that runs topologies without a broker.
 //!
 //! ```
-//! use eddy::serde::StringSerde;
-//! use eddy::testing::{TestTopic, TopologyTestDriver};
-//! use eddy::topology::StreamsBuilder;
+//! use eddy::testing::TestTopic;
+//! use eddy::{StreamsBuilder, StringSerde, TopologyTestDriver};
 //!
 //! let builder = StreamsBuilder::new();
 //! builder
@@ -24,11 +23,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 mod error;
 pub mod kafka;
 pub mod observability;
-pub mod orders;
 pub mod processor;
 pub mod runtime;
 pub mod serde;
@@ -37,6 +36,16 @@ pub mod testing;
 pub mod topology;
 
 pub use error::Error;
+
+// The types most applications use, at the crate root.
+pub use crate::serde::{
+    BincodeSerde, BytesSerde, I64Serde, JsonSerde, Nullable, Serde, StringSerde,
+};
+pub use kafka::StreamsConfig;
+pub use processor::{Processor, ProcessorContext, Record};
+pub use runtime::{KafkaStreams, RunningStreams};
+pub use testing::TopologyTestDriver;
+pub use topology::{KStream, KTable, StreamsBuilder, Topology};
 
 /// `Result` with eddy's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

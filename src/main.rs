@@ -1,17 +1,6 @@
-//! The `eddy` command line.
-
-mod cli;
-
-use clap::Parser;
+//! The `eddy` command line: eddy's commands with the built-in operators
+//! only (no custom processors registered).
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
-    eddy::observability::init_logging(args.json_logs);
-    match cli::run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("eddy: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    eddy::cli::main("eddy", eddy::config::Registry::new())
 }

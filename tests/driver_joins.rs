@@ -2,7 +2,7 @@
 
 use eddy::serde::{I64Serde, Nullable, StringSerde};
 use eddy::testing::{TestTopic, TopologyTestDriver};
-use eddy::topology::{JoinKind, StreamsBuilder};
+use eddy::topology::{JoinKind, StreamJoined, StreamsBuilder};
 
 fn kv<V>(k: &str, v: V) -> (String, V) {
     (k.to_owned(), v)
@@ -134,10 +134,7 @@ fn stream_stream_joins_match_within_the_window_and_emit_unmatched_only_after_it_
             kind,
             windows,
             render,
-            name,
-            StringSerde,
-            StringSerde,
-            StringSerde,
+            StreamJoined::with(name, StringSerde, StringSerde, StringSerde),
         )
         .to(name, StringSerde, StringSerde);
     }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy::kafka::partitioner::partition_for_key;
-use eddy::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
+use eddy::processor::{
+    InitError, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+};
 use eddy::serde::StringSerde;
 use eddy::testing::{DriverConfig, TestTopic, TopologyTestDriver};
 use eddy::topology::StreamsBuilder;
@@ -68,8 +70,9 @@ struct Ticker {
 }
 
 impl Processor<String, String, String, String> for Ticker {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), InitError> {
         self.id = Some(ctx.schedule(self.interval, self.kind));
+        Ok(())
     }
 
     fn process(
@@ -286,9 +289,10 @@ struct Canceller {
 }
 
 impl Processor<String, String, String, String> for Canceller {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), InitError> {
         self.main = Some(ctx.schedule(ms(10), self.kind));
         self.other = Some(ctx.schedule(ms(10), self.kind));
+        Ok(())
     }
 
     fn process(&mut self, _: Record<String, String>, _: &mut ProcessorContext<'_, String, String>) {
@@ -388,7 +392,7 @@ struct Lifecycle {
 }
 
 impl Processor<String, String, String, String> for Lifecycle {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), InitError> {
         let line = format!(
             "init {} app={} stream={} wall={} source={:?}",
             ctx.task_id(),
@@ -398,6 +402,7 @@ impl Processor<String, String, String, String> for Lifecycle {
             ctx.record_source()
         );
         self.log.lock().unwrap().push(line);
+        Ok(())
     }
 
     fn process(

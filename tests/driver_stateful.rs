@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use eddy::processor::{Processor, ProcessorContext, Record};
+use eddy::processor::{InitError, Processor, ProcessorContext, Record};
 use eddy::serde::{I64Serde, Nullable, StringSerde};
 use eddy::stores::{KeyValueStore, StoreSpec};
 use eddy::testing::{DriverConfig, TestTopic, TopologyTestDriver};
@@ -378,19 +378,18 @@ fn session_windows_grow_merge_and_drop_late_records() {
 
 /// Forwards a record only the first time its key is seen.
 struct Dedupe {
+    store: &'static str,
     seen: Option<KeyValueStore<String, i64>>,
 }
 
 impl Processor<String, String, String, String> for Dedupe {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) {
-        self.seen = Some(
-            ctx.key_value_store(
-                "seen",
-                std::sync::Arc::new(StringSerde),
-                std::sync::Arc::new(I64Serde),
-            )
-            .unwrap(),
-        );
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), InitError> {
+        self.seen = Some(ctx.key_value_store(
+            self.store,
+            std::sync::Arc::new(StringSerde),
+            std::sync::Arc::new(I64Serde),
+        )?);
+        Ok(())
     }
     fn process(
         &mut self,
@@ -410,7 +409,13 @@ fn processor_api_stores_are_declared_connected_and_per_partition() {
     let b = StreamsBuilder::new();
     b.add_state_store(StoreSpec::key_value("seen"));
     b.stream("in", StringSerde, StringSerde)
-        .process_with_stores(|| Dedupe { seen: None }, &["seen"])
+        .process_with_stores(
+            || Dedupe {
+                store: "seen",
+                seen: None,
+            },
+            &["seen"],
+        )
         .to("out", StringSerde, StringSerde);
     let mut d = TopologyTestDriver::with_config(
         b.build().unwrap(),
@@ -432,4 +437,31 @@ fn processor_api_stores_are_declared_connected_and_per_partition() {
         .key_value_store("seen", 1 - p, StringSerde, I64Serde)
         .unwrap();
     assert_eq!(other.get(&"x".to_string()).unwrap(), None);
+}
+
+#[test]
+fn a_processor_whose_store_is_not_connected_fails_at_start_naming_it() {
+    let b = StreamsBuilder::new();
+    b.add_state_store(StoreSpec::key_value("seen"));
+    b.stream("in", StringSerde, StringSerde)
+        .process_with_stores(
+            || Dedupe {
+                store: "sene",
+                seen: None,
+            },
+            &["seen"],
+        )
+        .to("out", StringSerde, StringSerde);
+    let topology = b.build().unwrap();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        TopologyTestDriver::new(topology)
+    }))
+    .err()
+    .expect("the driver refuses to start the task");
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert_eq!(
+        message,
+        "task 0_0: processor KSTREAM-PROCESSOR-0000000001 could not start: \
+         no KeyValue store named \"sene\" is connected to this processor"
+    );
 }

@@ -37,7 +37,7 @@ topic = "in"
 fn refusal(dir: &Path, text: &str) -> String {
     let file = dir.join("app.toml");
     std::fs::write(&file, text).unwrap();
-    match Pipeline::load(&file, &Registry::builtin()) {
+    match Pipeline::load(&file, &Registry::new()) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => {
             assert_eq!(e.file, file);

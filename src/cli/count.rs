@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
-use eddy::runtime::KafkaStreams;
-use eddy::serde::{I64Serde, Nullable, StringSerde};
-use eddy::topology::StreamsBuilder;
+use crate::runtime::KafkaStreams;
+use crate::serde::{I64Serde, Nullable, StringSerde};
+use crate::topology::StreamsBuilder;
 
-use super::WorkerArgs;
+use super::{CliError, WorkerArgs};
 
+/// Arguments of `count`.
 #[derive(clap::Args)]
 pub struct CountArgs {
     /// Application id (consumer group).
@@ -31,7 +32,7 @@ pub struct CountArgs {
     worker: WorkerArgs,
 }
 
-pub fn run(args: CountArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: CountArgs) -> Result<(), CliError> {
     let builder = StreamsBuilder::new();
     builder
         .stream(&args.input, StringSerde, Nullable(StringSerde))

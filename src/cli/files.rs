@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use eddy::config::{Overrides, Pipeline, Registry};
+use crate::config::{Overrides, Pipeline, Registry};
 
-use super::Format;
+use super::{CliError, Format};
 
+/// Arguments of `validate`.
 #[derive(clap::Args)]
 pub struct ValidateArgs {
     /// Topology files.
@@ -14,6 +15,7 @@ pub struct ValidateArgs {
     files: Vec<PathBuf>,
 }
 
+/// Arguments of `run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The topology file.
@@ -29,12 +31,13 @@ pub struct RunArgs {
     /// State directory, overriding the file's `application.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Appended to the application id and every topic name (`orders-<S>`),
+    /// Appended to the application id and every topic name (`<topic>-<S>`),
     /// to run an isolated copy beside others on one cluster.
     #[arg(long)]
     suffix: Option<String>,
 }
 
+/// Arguments of `describe`.
 #[derive(clap::Args)]
 pub struct DescribeArgs {
     /// The topology file.
@@ -44,11 +47,10 @@ pub struct DescribeArgs {
     format: Format,
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let registry = Registry::builtin();
+pub(super) fn validate(args: ValidateArgs, registry: &Registry) -> Result<(), CliError> {
     let mut failed = 0;
     for file in &args.files {
-        match Pipeline::load(file, &registry) {
+        match Pipeline::load(file, registry) {
             Ok(p) => {
                 let stores: Vec<&str> = p.topology.stores().map(|s| s.name.as_str()).collect();
                 println!(
@@ -67,17 +69,20 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        anyhow::bail!("{failed} of {} files refused", args.files.len());
+        return Err(CliError::Refused {
+            failed,
+            total: args.files.len(),
+        });
     }
     Ok(())
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     let overrides = Overrides {
         suffix: args.suffix,
         ..Overrides::default()
     };
-    let mut pipeline = Pipeline::load_with(&args.config, &Registry::builtin(), &overrides)?;
+    let mut pipeline = Pipeline::load_with(&args.config, registry, &overrides)?;
     if let Some(b) = args.brokers {
         pipeline.config.bootstrap_servers = Some(b);
     }
@@ -95,8 +100,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn describe(args: DescribeArgs) -> anyhow::Result<()> {
-    let p = Pipeline::load(&args.file, &Registry::builtin())?;
+pub(super) fn describe(args: DescribeArgs, registry: &Registry) -> Result<(), CliError> {
+    let p = Pipeline::load(&args.file, registry)?;
     let t = &p.topology;
     match args.format {
         Format::Text => print!("{}", t.describe()),

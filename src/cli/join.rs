@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eddy::runtime::KafkaStreams;
-use eddy::serde::StringSerde;
-use eddy::topology::{JoinKind, JoinWindows, StreamsBuilder};
+use crate::runtime::KafkaStreams;
+use crate::serde::StringSerde;
+use crate::topology::{JoinKind, JoinWindows, StreamJoined, StreamsBuilder};
 
-use super::WorkerArgs;
+use super::{CliError, WorkerArgs};
 
+/// Arguments of `join`.
 #[derive(clap::Args)]
 pub struct JoinArgs {
     /// Application id (consumer group).
@@ -34,7 +35,7 @@ pub struct JoinArgs {
     worker: WorkerArgs,
 }
 
-pub fn run(args: JoinArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: JoinArgs) -> Result<(), CliError> {
     let b = StreamsBuilder::new();
     let left = b.stream(&args.left, StringSerde, StringSerde);
     let right = b.stream(&args.right, StringSerde, StringSerde);
@@ -46,10 +47,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         |l: Option<&String>, r: Option<&String>| {
             format!("{}+{}", l.map_or("", |v| v), r.map_or("", |v| v))
         },
-        "join",
-        StringSerde,
-        StringSerde,
-        StringSerde,
+        StreamJoined::with("join", StringSerde, StringSerde, StringSerde),
     )
     .to(&args.output, StringSerde, StringSerde);
     let mut config = args.worker.config(&args.app_id);

@@ -1,28 +1,165 @@
-//! Subcommands of the `eddy` binary.
+//! eddy's command line as a library: any application's `main` gets
+//! `run`, `validate` and `describe` for topology files that name its own
+//! processors, by handing its [`Registry`] to [`main`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use eddy::config::{CustomProcessor, JsonProcessor, Registry};
+//! use eddy::processor::{Processor, ProcessorContext, Record};
+//! use serde_json::Value;
+//!
+//! struct Upper;
+//! impl Processor<String, Value, String, Value> for Upper {
+//!     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
+//!         ctx.forward(Record { key: r.key.to_uppercase(), ..r });
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let mut registry = Registry::new();
+//!     registry.register("upper-key", |_params| {
+//!         Ok(CustomProcessor { stores: Vec::new(), supplier: Arc::new(|| Box::new(Upper) as JsonProcessor) })
+//!     });
+//!     eddy::cli::main("my-app", registry)
+//! }
+//! ```
+//!
+//! An application with subcommands of its own flattens [`Command`] into
+//! its clap enum (`#[command(flatten)] Eddy(eddy::cli::Command)`), takes
+//! [`LogArgs`] for the logging flags and ends with [`exit`], as the
+//! example application in the workspace's `examples/` folder does.
 
 mod count;
-mod demo;
 mod files;
-mod gen;
 mod join;
 mod pipe;
 
+pub use count::CountArgs;
+pub use files::{DescribeArgs, RunArgs, ValidateArgs};
+pub use join::JoinArgs;
+pub use pipe::PipeArgs;
+
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use eddy::kafka::StreamsConfig;
-use eddy::runtime::TaskIdle;
 
-/// eddy: Kafka Streams-style stream processing.
-#[derive(Parser)]
-#[command(version, about)]
-pub struct Cli {
+use crate::config::{ConfigError, Registry};
+use crate::kafka::StreamsConfig;
+use crate::runtime::TaskIdle;
+use crate::topology::TopologyError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A topology file was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A topology built in code was refused.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The worker could not start or had to stop.
+    #[error(transparent)]
+    Streams(#[from] crate::Error),
+    /// `validate` refused some of its files (each was reported on stderr).
+    #[error("{failed} of {total} files refused")]
+    Refused {
+        /// Files refused.
+        failed: usize,
+        /// Files checked.
+        total: usize,
+    },
+}
+
+/// The logging flags every command takes.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct LogArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     pub json_logs: bool,
+}
+
+impl LogArgs {
+    /// Installs the log subscriber: `RUST_LOG` if set, else
+    /// `default_filter` (such as `"info"`).
+    pub fn init(&self, default_filter: &str) {
+        crate::observability::init_logging(self.json_logs, default_filter);
+    }
+}
+
+/// The command line of a binary with eddy's commands only.
+#[derive(Parser)]
+#[command(version, about = "eddy: Kafka Streams-style stream processing.")]
+struct Cli {
+    #[command(flatten)]
+    logs: LogArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// eddy's commands, to flatten into an application's own.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs a worker that upper-cases the UTF-8 values of one topic into
+    /// another, until SIGINT/SIGTERM: the minimal worker for scaling and
+    /// failure tests.
+    Pipe(pipe::PipeArgs),
+    /// Runs a worker that counts records per key in a changelogged store
+    /// and writes each new count, until SIGINT/SIGTERM.
+    Count(count::CountArgs),
+    /// Runs a worker that inner-joins two co-partitioned topics within a
+    /// time window, until SIGINT/SIGTERM.
+    Join(join::JoinArgs),
+    /// Checks topology files: prints what each describes, or refuses it
+    /// with the file, the field and the reason.
+    Validate(files::ValidateArgs),
+    /// Runs the topology a file describes until SIGINT/SIGTERM.
+    Run(files::RunArgs),
+    /// Draws the topology a file describes: sub-topologies, topics, stores.
+    Describe(files::DescribeArgs),
+}
+
+impl Command {
+    /// Runs the command; topology files may name the processors of
+    /// `registry`.
+    pub fn run(self, registry: &Registry) -> Result<(), CliError> {
+        match self {
+            Command::Pipe(args) => pipe::run(args),
+            Command::Count(args) => count::run(args),
+            Command::Join(args) => join::run(args),
+            Command::Validate(args) => files::validate(args, registry),
+            Command::Run(args) => files::run(args, registry),
+            Command::Describe(args) => files::describe(args, registry),
+        }
+    }
+}
+
+/// The whole `main` of a binary with eddy's commands: parses the process's
+/// arguments (the usage names the binary `name`), installs logging, runs
+/// the command with `registry`, and reports a failure as one line,
+/// `<name>: error: <reason>`.
+pub fn main(name: &'static str, registry: Registry) -> ExitCode {
+    let cli = <Cli as clap::CommandFactory>::command().name(name);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&cli.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    cli.logs.init("info");
+    exit(name, cli.command.run(&registry))
+}
+
+/// The exit code of a finished command, printing a failure as
+/// `<name>: error: <reason>` (with the chain of causes).
+pub fn exit<E: Display>(name: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Settings every worker subcommand takes.
@@ -88,45 +225,4 @@ enum Format {
     Text,
     Mermaid,
     Dot,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Runs the demo pipeline on the embedded cluster: generates orders,
-    /// processes them, and prints a summary.
-    Demo(demo::DemoArgs),
-    /// Runs a worker that upper-cases the UTF-8 values of one topic into
-    /// another, until SIGINT/SIGTERM: the minimal worker for scaling and
-    /// failure tests.
-    Pipe(pipe::PipeArgs),
-    /// Runs a worker that counts records per key in a changelogged store
-    /// and writes each new count, until SIGINT/SIGTERM.
-    Count(count::CountArgs),
-    /// Runs a worker that inner-joins two co-partitioned topics within a
-    /// time window, until SIGINT/SIGTERM.
-    Join(join::JoinArgs),
-    /// Produces generated events (`orders`: `order_created`) at a rate, to
-    /// any cluster, for load tests.
-    Gen(gen::GenArgs),
-    /// Checks topology files: prints what each describes, or refuses it
-    /// with the file, the field and the reason.
-    Validate(files::ValidateArgs),
-    /// Runs the topology a file describes until SIGINT/SIGTERM.
-    Run(files::RunArgs),
-    /// Draws the topology a file describes: sub-topologies, topics, stores.
-    Describe(files::DescribeArgs),
-}
-
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Demo(args) => demo::run(args),
-        Command::Pipe(args) => pipe::run(args),
-        Command::Count(args) => count::run(args),
-        Command::Join(args) => join::run(args),
-        Command::Gen(args) => gen::run(args),
-        Command::Validate(args) => files::validate(args),
-        Command::Run(args) => files::run(args),
-        Command::Describe(args) => files::describe(args),
-    }
 }

@@ -1,11 +1,12 @@
 //! `eddy pipe`: upper-case values from one topic into another.
 
-use eddy::runtime::KafkaStreams;
-use eddy::serde::{Nullable, StringSerde};
-use eddy::topology::StreamsBuilder;
+use crate::runtime::KafkaStreams;
+use crate::serde::{Nullable, StringSerde};
+use crate::topology::StreamsBuilder;
 
-use super::WorkerArgs;
+use super::{CliError, WorkerArgs};
 
+/// Arguments of `pipe`.
 #[derive(clap::Args)]
 pub struct PipeArgs {
     /// Application id (consumer group).
@@ -21,7 +22,7 @@ pub struct PipeArgs {
     worker: WorkerArgs,
 }
 
-pub fn run(args: PipeArgs) -> anyhow::Result<()> {
+pub(super) fn run(args: PipeArgs) -> Result<(), CliError> {
     let builder = StreamsBuilder::new();
     builder
         .stream(&args.input, Nullable(StringSerde), StringSerde)

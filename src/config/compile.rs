@@ -23,8 +23,8 @@ use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::{JsonSerde, Nullable, StringSerde};
 use crate::stores::StoreSpec;
 use crate::topology::{
-    JoinKind, JoinWindows, KStream, KTable, Saga, SagaScope, Step, StreamsBuilder, TimeWindows,
-    Topology, DEFAULT_MAX_OUTPUTS,
+    JoinKind, JoinWindows, KStream, KTable, Operator, Saga, SagaScope, Step, StreamJoined,
+    StreamsBuilder, TimeWindows, Topology, DEFAULT_MAX_OUTPUTS,
 };
 
 /// A refusal: (field path, reason).
@@ -389,7 +389,7 @@ impl<'a> Compiler<'a> {
     fn keyed(&self, node: &str, field: &str, input: &str) -> Result<Out, Fail> {
         let out = self.input(node, field, input)?;
         if let Out::Stream(s) = &out {
-            if s.graph.borrow().nodes[s.node].key_changed {
+            if s.repartition_required() {
                 return fail(
                     format!("nodes.{node}.{field}"),
                     format!(
@@ -401,10 +401,10 @@ impl<'a> Compiler<'a> {
         Ok(out)
     }
 
-    fn op(&self, name: &str, kind: &'static str, input: &JsonStream, op: Op) -> JsonStream {
+    fn op(&self, name: &str, kind: Operator, input: &JsonStream, op: Op) -> JsonStream {
         let (op, vars) = (Arc::new(op), self.vars.clone());
         input
-            .add::<String, Value, _, _>(kind, vec![input.node], move || OpProcessor {
+            .then::<String, Value, _, _>(kind, move || OpProcessor {
                 op: op.clone(),
                 vars: vars.clone(),
             })
@@ -432,7 +432,12 @@ impl<'a> Compiler<'a> {
                 Out::Stream(match schema {
                     Some((v, file)) => {
                         let source = source.named(&format!("{name}-source"));
-                        self.op(name, "validate", &source, Op::Validate(v, file))
+                        self.op(
+                            name,
+                            Operator::keeps_key("validate"),
+                            &source,
+                            Op::Validate(v, file),
+                        )
                     }
                     None => source.named(name),
                 })
@@ -445,7 +450,7 @@ impl<'a> Compiler<'a> {
             Node::Filter { input, expr: e } => {
                 let e = self.expr(&f("expr"), e, RECORD)?;
                 let s = self.input(name, "input", input)?.stream();
-                Out::Stream(self.op(name, "filter", &s, Op::Filter(e)))
+                Out::Stream(self.op(name, Operator::keeps_key("filter"), &s, Op::Filter(e)))
             }
             Node::Map { input, value, key } => {
                 if value.is_none() && key.is_none() {
@@ -455,7 +460,11 @@ impl<'a> Compiler<'a> {
                     .as_deref()
                     .map(|v| self.expr(&f("value"), v, RECORD))
                     .transpose()?;
-                let kind = if key.is_some() { "map" } else { "map-values" };
+                let kind = if key.is_some() {
+                    Operator::changes_key("map")
+                } else {
+                    Operator::keeps_key("map-values")
+                };
                 let key = key
                     .as_deref()
                     .map(|k| self.expr(&f("key"), k, RECORD))
@@ -469,7 +478,12 @@ impl<'a> Compiler<'a> {
                 }
                 let path = field.split('.').map(str::to_owned).collect();
                 let s = self.input(name, "input", input)?.stream();
-                Out::Stream(self.op(name, "key-select", &s, Op::Rekey(path)))
+                Out::Stream(self.op(
+                    name,
+                    Operator::changes_key("key-select"),
+                    &s,
+                    Op::Rekey(path),
+                ))
             }
             Node::FlatMap {
                 input,
@@ -485,9 +499,9 @@ impl<'a> Compiler<'a> {
                     .map(|v| self.expr(&f("value"), v, ITEM))
                     .transpose()?;
                 let kind = if key.is_some() {
-                    "flatmap"
+                    Operator::changes_key("flatmap")
                 } else {
-                    "flatmap-values"
+                    Operator::keeps_key("flatmap-values")
                 };
                 let key = key
                     .as_deref()
@@ -590,9 +604,8 @@ impl<'a> Compiler<'a> {
                         let changes = table.to_stream();
                         Out::Stream(
                             changes
-                                .add::<String, Value, _, _>(
-                                    "window-values",
-                                    vec![changes.node],
+                                .then::<String, Value, _, _>(
+                                    Operator::keeps_key("window-values"),
                                     || Unwindow,
                                 )
                                 .named(name),
@@ -613,7 +626,7 @@ impl<'a> Compiler<'a> {
                 self.builder.add_state_store(StoreSpec::key_value(&store));
                 let gather = Arc::new(Gather::new(part, parts, store.clone(), self.vars.clone()));
                 let out = s
-                    .add::<String, Value, _, _>("gather", vec![s.node], move || {
+                    .then::<String, Value, _, _>(Operator::keeps_key("gather"), move || {
                         GatherProcessor::new(gather.clone())
                     })
                     .named(name);
@@ -684,8 +697,12 @@ impl<'a> Compiler<'a> {
                     // Outputs must meet the topic's contract too: a record
                     // that produced an invalid one is dead-lettered.
                     (out, Some((v, file))) => {
-                        let checked =
-                            self.op(name, "validate", &out.stream(), Op::Validate(v, file));
+                        let checked = self.op(
+                            name,
+                            Operator::keeps_key("validate"),
+                            &out.stream(),
+                            Op::Validate(v, file),
+                        );
                         checked.to(&kafka, StringSerde, json());
                     }
                     (Out::Stream(s), None) => s.to(&kafka, StringSerde, json()),
@@ -744,10 +761,7 @@ impl<'a> Compiler<'a> {
                     kind,
                     JoinWindows::of(window, grace),
                     pair,
-                    name,
-                    StringSerde,
-                    json(),
-                    json(),
+                    StreamJoined::with(name, StringSerde, json(), json()),
                 )
             }
             Out::Table(t) => {
@@ -768,7 +782,7 @@ impl<'a> Compiler<'a> {
         };
         Ok(Out::Stream(self.op(
             name,
-            "join-value",
+            Operator::keeps_key("join-value"),
             &joined,
             Op::Joined(value),
         )))

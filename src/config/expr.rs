@@ -325,8 +325,8 @@ fn sum(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
 }
 
 /// `hash_unit(string)`: a number in [0, 1) drawn deterministically from the
-/// string (murmur2, as Kafka's partitioner), for rules such as "fail 5 % of
-/// orders".
+/// string (murmur2, as Kafka's partitioner), for rules such as "sample 5 % of
+/// users".
 fn hash_unit(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
     let Some(Cel::String(s)) = args.first() else {
         return Err(ExecutionError::function_error(
@@ -425,11 +425,11 @@ mod tests {
     #[test]
     fn evaluates_over_json() {
         let e = Expr::compile(
-            "sum(value.items.map(i, i.qty * i.unit_price)) > vars.limit",
+            "sum(value.lines.map(l, l.hours * l.rate)) > vars.limit",
             &["value"],
         )
         .unwrap();
-        let value = json!({"items": [{"qty": 2, "unit_price": 300}, {"qty": 1, "unit_price": 50}]});
+        let value = json!({"lines": [{"hours": 2, "rate": 300}, {"hours": 1, "rate": 50}]});
         assert!(e
             .test(&json!({"limit": 600}), &[("value", Bind::Json(&value))])
             .unwrap());
@@ -473,10 +473,10 @@ mod tests {
     fn hash_unit_is_deterministic_and_in_range() {
         let e = Expr::compile("hash_unit(key)", &["key"]).unwrap();
         let a = e
-            .eval(&Value::Null, &[("key", Bind::Str("order-1"))])
+            .eval(&Value::Null, &[("key", Bind::Str("key-1"))])
             .unwrap();
         let b = e
-            .eval(&Value::Null, &[("key", Bind::Str("order-1"))])
+            .eval(&Value::Null, &[("key", Bind::Str("key-1"))])
             .unwrap();
         assert_eq!(a, b);
         let x = a.as_f64().unwrap();

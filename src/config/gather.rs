@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::expr::{Bind, Expr, Scope};
-use crate::processor::{Processor, ProcessorContext, Record};
+use crate::processor::{InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
 use crate::serde::{JsonSerde, StringSerde};
 use crate::stores::{KeyValueStore, StateError};
 
@@ -110,7 +110,7 @@ impl GatherProcessor {
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
         let (part, parts) = self.place(&r)?;
-        let store = self.store.as_ref().ok_or("gather store unavailable")?;
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
         let e = |e: StateError| e.to_string();
         let whole = progress_key(&r.key);
         let prefix = parts_prefix(&whole);
@@ -159,15 +159,13 @@ impl GatherProcessor {
 }
 
 impl Processor<String, Value, String, Value> for GatherProcessor {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) {
-        match ctx.key_value_store(
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) -> Result<(), InitError> {
+        self.store = Some(ctx.key_value_store(
             &self.gather.store,
             Arc::new(StringSerde),
             Arc::new(JsonSerde::<Value>::new()),
-        ) {
-            Ok(s) => self.store = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        )?);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {

@@ -4,26 +4,26 @@
 //!
 //! ```toml
 //! [application]
-//! id = "big-orders"
+//! id = "hot-rooms"
 //!
-//! [topics.orders]
-//! timestamp_field = "created_at"
+//! [topics.readings]
+//! timestamp_field = "measured_at"
 //!
-//! [topics.big-orders]
+//! [topics.hot-rooms]
 //!
 //! [nodes.in]
 //! op = "source"
-//! topic = "orders"
+//! topic = "readings"
 //!
 //! [nodes.big]
 //! op = "filter"
 //! input = "in"
-//! expr = "sum(value.items.map(i, i.qty * i.unit_price)) > 10000"
+//! expr = "sum(value.sensors.map(s, s.celsius)) > 100"
 //!
 //! [nodes.out]
 //! op = "sink"
 //! input = "big"
-//! topic = "big-orders"
+//! topic = "hot-rooms"
 //! ```
 //!
 //! Expressions are [CEL](https://cel.dev) over `key`, `value` and

@@ -61,13 +61,6 @@ impl Registry {
         Self::default()
     }
 
-    /// The processors eddy ships (those of the order pipeline).
-    pub fn builtin() -> Self {
-        let mut registry = Self::new();
-        crate::orders::register(&mut registry);
-        registry
-    }
-
     /// Registers `factory` under `name`, replacing any previous one.
     pub fn register<F>(&mut self, name: &str, factory: F) -> &mut Self
     where

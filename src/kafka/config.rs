@@ -16,12 +16,12 @@ use crate::stores::RocksConfig;
 /// ```
 /// use eddy::kafka::StreamsConfig;
 /// use std::time::Duration;
-/// let config = StreamsConfig::new("orders-app")
+/// let config = StreamsConfig::new("clicks-app")
 ///     .bootstrap_servers("127.0.0.1:9092")
 ///     .num_stream_threads(2)
 ///     .commit_interval(Duration::from_secs(1))
 ///     .set("consumer.session.timeout.ms", "10000");
-/// assert_eq!(config.dead_letter_topic_name(), "orders-app-dlq");
+/// assert_eq!(config.dead_letter_topic_name(), "clicks-app-dlq");
 /// ```
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
@@ -146,8 +146,8 @@ impl StreamsConfig {
     ///
     /// ```
     /// use eddy::kafka::StreamsConfig;
-    /// let config = StreamsConfig::new("order-saga").upstream("inventory", "inventory-service");
-    /// assert_eq!(config.upstreams["inventory"], ["inventory-service"]);
+    /// let config = StreamsConfig::new("sessions").upstream("enriched-clicks", "click-enricher");
+    /// assert_eq!(config.upstreams["enriched-clicks"], ["click-enricher"]);
     /// ```
     pub fn upstream(mut self, topic: &str, group: &str) -> Self {
         let groups = self.upstreams.entry(topic.to_owned()).or_default();

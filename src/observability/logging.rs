@@ -2,10 +2,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs a global subscriber writing to stderr, filtered by `RUST_LOG`
-/// (default `info`). Does nothing if one is already installed.
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs a global subscriber writing to stderr, filtered by `RUST_LOG`,
+/// else by `default_filter` (such as `"info"` or `"warn"`). Does nothing if
+/// one is already installed.
+pub fn init_logging(json: bool, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

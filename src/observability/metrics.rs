@@ -164,7 +164,7 @@ impl Metrics {
             expired_state: counter_by(
                 &registry,
                 "eddy_expired_state_total",
-                "State entries an operator expired once their retention passed in stream time (deferred saga events, reservations), per operator.",
+                "State entries an operator expired once their retention passed in stream time (deferred saga events, a processor's expiring entries), per operator.",
                 &["thread", "operator"],
             ),
             skipped_timestamp: counter(

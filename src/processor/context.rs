@@ -139,7 +139,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
     }
 
     /// Counts `n` state entries this operator expired because their
-    /// retention passed in stream time (deferred events, reservations).
+    /// retention passed in stream time (deferred events, expiring entries).
     pub fn record_expired(&mut self, n: u64) {
         if n == 0 {
             return;

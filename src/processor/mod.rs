@@ -49,14 +49,15 @@ pub struct PunctuationId(pub(crate) u64);
 /// fields of `self` are per-partition state.
 ///
 /// ```
-/// use eddy::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
+/// use eddy::processor::{InitError, Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
 /// use std::time::Duration;
 ///
 /// /// Forwards each value's length, and a tick every 10 s of stream time.
 /// struct Lengths;
 /// impl Processor<String, String, String, usize> for Lengths {
-///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, usize>) {
+///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, usize>) -> Result<(), InitError> {
 ///         ctx.schedule(Duration::from_secs(10), PunctuationType::StreamTime);
+///         Ok(())
 ///     }
 ///     fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, usize>) {
 ///         let len = r.value.len();
@@ -68,8 +69,13 @@ pub struct PunctuationId(pub(crate) u64);
 /// }
 /// ```
 pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
-    /// Called once when the task starts, before any record.
-    fn init(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) {}
+    /// Called once when the task starts, before any record: where a
+    /// processor opens its stores. An error stops the task from starting
+    /// (and the worker, naming the node and the reason); `process` and
+    /// `punctuate` are only called after `init` succeeded.
+    fn init(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), InitError> {
+        Ok(())
+    }
     /// Processes one record.
     fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>);
     /// Called when a punctuation scheduled by this processor fires;
@@ -88,7 +94,7 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
 impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> Processor<KIn, VIn, KOut, VOut>
     for Box<dyn Processor<KIn, VIn, KOut, VOut>>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), InitError> {
         (**self).init(ctx)
     }
     fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) {
@@ -106,6 +112,21 @@ impl<KIn: 'static, VIn: 'static, KOut: 'static, VOut: 'static> Processor<KIn, VI
         (**self).close()
     }
 }
+
+/// Why a processor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A store it needs is not connected to it (or is of another kind).
+    #[error(transparent)]
+    Store(#[from] crate::stores::StateError),
+    /// Any other reason.
+    #[error("{0}")]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a processor's store field holds once `init` succeeded; `process`
+/// and `punctuate` run only after it did.
+pub(crate) const OPENED_IN_INIT: &str = "the store is opened in init, which succeeded";
 
 /// Types that can flow through a topology as keys or values.
 pub trait Data: Clone + 'static {}

@@ -37,7 +37,7 @@ pub enum TimestampExtractor {
     },
     /// The wall clock when the record is processed.
     WallClock,
-    /// A field of the JSON value (a dotted path such as `order.created_at`)
+    /// A field of the JSON value (a dotted path such as `event.created_at`)
     /// holding epoch milliseconds or an RFC 3339 date-time.
     JsonField {
         /// The field's path.
@@ -131,7 +131,7 @@ mod tests {
 
     fn field(on_invalid: InvalidTimestamp) -> TimestampExtractor {
         TimestampExtractor::JsonField {
-            field: "order.at".into(),
+            field: "event.at".into(),
             on_invalid,
         }
     }
@@ -150,27 +150,27 @@ mod tests {
         );
         let f = field(InvalidTimestamp::Fail);
         assert_eq!(
-            f.extract(0, Some(br#"{"order":{"at":1700000000123}}"#), 0, None),
+            f.extract(0, Some(br#"{"event":{"at":1700000000123}}"#), 0, None),
             Extracted::At(1_700_000_000_123)
         );
         assert_eq!(
             f.extract(
                 0,
-                Some(br#"{"order":{"at":"2023-11-14T22:13:20.123+01:00"}}"#),
+                Some(br#"{"event":{"at":"2023-11-14T22:13:20.123+01:00"}}"#),
                 0,
                 None
             ),
             Extracted::At(1_699_996_400_123)
         );
         assert_eq!(
-            f.extract(0, Some(br#"{"order":{}}"#), 0, None),
-            Extracted::Invalid("no timestamp field order.at".into())
+            f.extract(0, Some(br#"{"event":{}}"#), 0, None),
+            Extracted::Invalid("no timestamp field event.at".into())
         );
     }
 
     #[test]
     fn invalid_timestamps_follow_their_policy() {
-        let bad = Some(&br#"{"order":{"at":"yesterday"}}"#[..]);
+        let bad = Some(&br#"{"event":{"at":"yesterday"}}"#[..]);
         assert_eq!(
             field(InvalidTimestamp::Skip).extract(0, bad, 0, Some(5)),
             Extracted::Skip

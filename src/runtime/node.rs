@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::context::{RawRecord, TaskContext};
 use super::output::OutMeta;
 use crate::processor::{
-    Data, Processor, ProcessorContext, PunctuationId, Record, TimestampExtractor,
+    Data, InitError, Processor, ProcessorContext, PunctuationId, Record, TimestampExtractor,
 };
 use crate::serde::{Serde, SerdeError};
 use crate::topology::TopicRef;
@@ -44,7 +44,7 @@ pub(crate) fn forward_all<K: Data, V: Data>(
 /// The untyped face of a processor node: what the task calls besides
 /// `process`.
 pub(crate) trait Lifecycle {
-    fn init(&mut self, ctx: &mut TaskContext);
+    fn init(&mut self, ctx: &mut TaskContext) -> Result<(), InitError>;
     fn punctuate(&mut self, id: PunctuationId, timestamp: i64, ctx: &mut TaskContext);
     fn close(&mut self);
 }
@@ -150,13 +150,13 @@ impl<P, KI, VI, KO, VO> Lifecycle for ProcessorNode<P, KI, VI, KO, VO>
 where
     P: Processor<KI, VI, KO, VO>,
 {
-    fn init(&mut self, task: &mut TaskContext) {
+    fn init(&mut self, task: &mut TaskContext) -> Result<(), InitError> {
         let mut ctx = ProcessorContext {
             children: &self.children,
             task,
             node: self.index,
         };
-        self.processor.init(&mut ctx);
+        self.processor.init(&mut ctx)
     }
 
     fn punctuate(&mut self, id: PunctuationId, timestamp: i64, task: &mut TaskContext) {

@@ -784,8 +784,7 @@ impl ThreadState {
                         };
                         if !self.tasks.contains_key(&id) {
                             let mut task =
-                                Task::new(&self.topology, id, &self.settings, now, &self.cache)
-                                    .map_err(Error::Store)?;
+                                Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
                             self.restore(&mut task)?;
                             self.tasks.insert(id, task);
                         }

@@ -15,6 +15,7 @@ use super::upstream::Marks;
 use crate::processor::{Extracted, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
+use crate::Error;
 
 /// Identifies a task: sub-topology number and partition number, shown as
 /// `<subtopology>_<partition>` like Kafka Streams.
@@ -185,7 +186,7 @@ impl Task {
         settings: &TaskSettings,
         now: i64,
         cache: &Rc<CacheBudget>,
-    ) -> Result<Task, StoreError> {
+    ) -> Result<Task, Error> {
         let sub = &topology.subtopologies[id.subtopology as usize];
         let mut instances: Vec<Option<Instance>> =
             (0..topology.nodes.len()).map(|_| None).collect();
@@ -235,7 +236,7 @@ impl Task {
             .iter()
             .filter(|s| sub.stores.contains(&s.name))
         {
-            let engine = settings.stores.open(id, spec)?;
+            let engine = settings.stores.open(id, spec).map_err(Error::Store)?;
             let changelog = settings
                 .changelogs
                 .get(&spec.name)
@@ -267,8 +268,14 @@ impl Task {
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             refuse_future_outputs: settings.refuse_future_outputs,
         };
-        for (_, p) in &task.processors {
-            p.borrow_mut().init(&mut task.ctx);
+        for (i, p) in &task.processors {
+            p.borrow_mut()
+                .init(&mut task.ctx)
+                .map_err(|source| Error::ProcessorInit {
+                    task: id.to_string(),
+                    node: topology.nodes[*i].name.to_string(),
+                    source,
+                })?;
         }
         Ok(task)
     }

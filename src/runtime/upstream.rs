@@ -479,16 +479,16 @@ mod tests {
         let mut t = Tracker::new("inv");
         // No repartition topics: confirmed at once.
         let s = snap(&[
-            ("orders", 0, 5, 9, Some(1_000)),
-            ("orders", 1, 7, 9, Some(400)),
+            ("clicks", 0, 5, 9, Some(1_000)),
+            ("clicks", 1, 7, 9, Some(400)),
         ]);
         assert_eq!(t.observe(&s), Some(399));
         // Caught up everywhere: nothing left to wait for.
-        let s = snap(&[("orders", 0, 9, 9, None), ("orders", 1, 9, 9, None)]);
+        let s = snap(&[("clicks", 0, 9, 9, None), ("clicks", 1, 9, 9, None)]);
         assert_eq!(t.observe(&s), Some(i64::MAX));
         // A record whose timestamp could not be read makes no candidate.
         let mut t = Tracker::new("inv");
-        assert_eq!(t.observe(&snap(&[("orders", 0, 5, 9, None)])), None);
+        assert_eq!(t.observe(&snap(&[("clicks", 0, 5, 9, None)])), None);
     }
 
     #[test]
@@ -496,12 +496,12 @@ mod tests {
         let mut t = Tracker::new("inv");
         let rows = |c1: i64, c2: i64, e1: i64, e2: i64| {
             snap(&[
-                ("orders", 0, 3, 10, Some(500)),
+                ("clicks", 0, 3, 10, Some(500)),
                 ("inv-a-repartition", 0, c1, e1, Some(100)),
                 ("inv-b-repartition", 0, c2, e2, Some(100)),
             ])
         };
-        // Candidate 99 (the repartition heads are older than the orders
+        // Candidate 99 (the repartition heads are older than the clicks
         // head); two hops to confirm.
         assert_eq!(t.observe(&rows(0, 0, 4, 2)), None);
         // Hop a not yet past 4.
@@ -560,7 +560,7 @@ mod tests {
     fn assignments_decode_from_the_consumer_protocol() {
         let mut b = vec![0, 1]; // version 1
         b.extend(2i32.to_be_bytes());
-        for (topic, parts) in [("orders", &[0, 2][..]), ("x-repartition", &[1][..])] {
+        for (topic, parts) in [("clicks", &[0, 2][..]), ("x-repartition", &[1][..])] {
             b.extend((topic.len() as i16).to_be_bytes());
             b.extend(topic.as_bytes());
             b.extend((parts.len() as i32).to_be_bytes());
@@ -572,8 +572,8 @@ mod tests {
         assert_eq!(
             parse_assignment(&b),
             Some(vec![
-                part("orders", 0),
-                part("orders", 2),
+                part("clicks", 0),
+                part("clicks", 2),
                 part("x-repartition", 1)
             ])
         );

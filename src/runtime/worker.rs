@@ -90,7 +90,7 @@ impl KafkaStreams {
     }
 
     /// Also serves queryable store `store` at `GET <prefix>/{key}` (for
-    /// example `/orders/{id}` for an order read model).
+    /// example `/accounts/{id}` for an account read model).
     pub fn query_route(mut self, prefix: &str, store: &str) -> Self {
         self.aliases
             .push((prefix.trim_end_matches('/').to_owned(), store.to_owned()));

@@ -151,7 +151,6 @@ pub enum StateError {
     },
 }
 
-/// Flips the sign bit so signed big-endian integers sort as bytes.
 /// `state`'s engine error as a typed-store error naming the store.
 pub(crate) fn store_error(
     state: &std::cell::RefCell<StoreState>,
@@ -189,10 +188,24 @@ pub(crate) fn length_prefixed<K: 'static>(
     Ok(())
 }
 
-pub(crate) fn sortable(t: i64) -> [u8; 8] {
+/// `t` as 8 bytes whose byte order is the numeric order (big-endian with
+/// the sign bit flipped): a key prefix that makes a store iterate in time
+/// order. [`unsortable`] reads it back.
+///
+/// ```
+/// use eddy::stores::{sortable, unsortable};
+/// assert!(sortable(-1) < sortable(0) && sortable(0) < sortable(1));
+/// assert_eq!(unsortable(&sortable(-42)), -42);
+/// ```
+pub fn sortable(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub(crate) fn unsortable(b: &[u8]) -> i64 {
+/// The number [`sortable`] encoded in the first 8 bytes of `b`.
+///
+/// # Panics
+///
+/// If `b` is shorter than 8 bytes.
+pub fn unsortable(b: &[u8]) -> i64 {
     (u64::from_be_bytes(b[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64
 }

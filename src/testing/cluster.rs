@@ -2,6 +2,7 @@
 //! `EDDY_TEST_BOOTSTRAP`, or else an embedded cluster in this process (which
 //! other processes reach over loopback), with helpers to create topics,
 //! produce and read. Like test assertions, these helpers panic on failure.
+//! Behind the `test-util` feature.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,28 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A free loopback address (a port the system just handed out).
+///
+/// # Panics
+/// If no port can be bound.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// Waits until `cond` holds, checking every 200 ms.
+///
+/// # Panics
+/// With `what` if it does not hold within `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A consumed record.

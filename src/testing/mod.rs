@@ -7,9 +7,11 @@
 //! partitioner, one task per partition), and records written to a topic the
 //! topology also reads are fed back in, as a broker would.
 
+#[cfg(feature = "test-util")]
 mod cluster;
 
-pub use cluster::{unique, Consumed, KeyValue, Reader, TestCluster};
+#[cfg(feature = "test-util")]
+pub use cluster::{free_addr, unique, wait_for, Consumed, KeyValue, Reader, TestCluster};
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -216,7 +218,7 @@ impl TopologyTestDriver {
                             driver.config.wall_clock,
                             &driver.cache,
                         )
-                        .expect("in-memory stores open")
+                        .unwrap_or_else(|e| panic!("{e}"))
                     });
                     task.add_partition(t, partition);
                 }

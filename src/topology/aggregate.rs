@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::table::Change;
 use super::windows::{SessionWindows, TimeWindows, Window, Windowed};
-use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::processor::{Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
 use crate::serde::Serde;
 use crate::stores::{KeyValueStore, SessionStore, WindowStore};
 
@@ -40,18 +40,14 @@ pub(crate) struct Aggregate<K, V, A> {
 }
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V, A> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<A>>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<A>>) -> Result<(), InitError> {
         let a = &self.access;
-        match ctx.key_value_store(&a.name, a.key.clone(), a.value.clone()) {
-            Ok(s) => self.store = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.store = Some(ctx.key_value_store(&a.name, a.key.clone(), a.value.clone())?);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<A>>) {
-        let Some(store) = &self.store else {
-            return ctx.fail("aggregation store unavailable");
-        };
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
         let result = store
             .get(&r.key)
             .map_err(|e| e.to_string())
@@ -83,18 +79,14 @@ pub(crate) struct TableSource<K, V> {
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), InitError> {
         let a = &self.access;
-        match ctx.key_value_store(&a.name, a.key.clone(), a.value.clone()) {
-            Ok(s) => self.store = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.store = Some(ctx.key_value_store(&a.name, a.key.clone(), a.value.clone())?);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>) {
-        let Some(store) = &self.store else {
-            return ctx.fail("table store unavailable");
-        };
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
         let result = store.get(&r.key).and_then(|old| {
             match &r.value {
                 Some(v) => store.put(&r.key, v)?,
@@ -136,18 +128,17 @@ pub(crate) struct WindowAggregate<K, V, A> {
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
     for WindowAggregate<K, V, A>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>,
+    ) -> Result<(), InitError> {
         let a = &self.access;
-        match ctx.window_store(&a.name, a.key.clone(), a.value.clone()) {
-            Ok(s) => self.store = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.store = Some(ctx.window_store(&a.name, a.key.clone(), a.value.clone())?);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
-        let Some(store) = self.store.clone() else {
-            return ctx.fail("window store unavailable");
-        };
+        let store = self.store.clone().expect(OPENED_IN_INIT);
         let stream_time = ctx.stream_time();
         let grace = self.windows.grace;
         let mut accepted = false;
@@ -239,18 +230,17 @@ pub(crate) struct SessionAggregate<K, V, A> {
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
     for SessionAggregate<K, V, A>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>,
+    ) -> Result<(), InitError> {
         let a = &self.access;
-        match ctx.session_store(&a.name, a.key.clone(), a.value.clone()) {
-            Ok(s) => self.store = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.store = Some(ctx.session_store(&a.name, a.key.clone(), a.value.clone())?);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) {
-        let Some(store) = self.store.clone() else {
-            return ctx.fail("session store unavailable");
-        };
+        let store = self.store.clone().expect(OPENED_IN_INIT);
         let ts = r.timestamp;
         let gap = self.windows.gap;
         let overlapping = match store.find_sessions(&r.key, ts - gap, ts + gap) {

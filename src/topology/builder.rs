@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::global::GlobalStore;
 use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
+use super::operator::Operator;
 use super::stateless::*;
 use crate::processor::{Data, Processor, TimestampExtractor};
 use crate::runtime::{typed_children, Instance, SinkNode, SourceNode};
@@ -26,15 +27,15 @@ pub(crate) struct Graph {
 impl Graph {
     pub(crate) fn add(
         &mut self,
-        op: &'static str,
+        op: Operator,
         kind: NodeKind,
         parents: Vec<usize>,
         factory: Arc<dyn NodeFactory>,
     ) -> usize {
         let index = self.nodes.len();
-        let name = format!("KSTREAM-{}-{index:010}", op.to_uppercase());
-        let key_changed = matches!(op, "map" | "flatmap" | "key-select" | "processor")
-            || parents.iter().any(|&p| self.nodes[p].key_changed);
+        let name = format!("KSTREAM-{}-{index:010}", op.name().to_uppercase());
+        let key_changed =
+            op.is_key_changing() || parents.iter().any(|&p| self.nodes[p].key_changed);
         self.nodes.push(NodeDef {
             name: name.into(),
             kind,
@@ -146,7 +147,7 @@ pub(crate) fn add_source<K: Data, V: Data>(
     let mut g = graph.borrow_mut();
     g.topics.intern(topic);
     let node = g.add(
-        "source",
+        Operator::keeps_key("source"),
         NodeKind::Source {
             topic: topic.to_owned(),
         },
@@ -183,7 +184,7 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     pub(crate) fn add<KO: Data, VO: Data, P, S>(
         &self,
-        op: &'static str,
+        op: Operator,
         parents: Vec<usize>,
         supplier: S,
     ) -> KStream<KO, VO>
@@ -195,10 +196,12 @@ impl<K: Data, V: Data> KStream<K, V> {
             supplier,
             _types: PhantomData,
         });
-        let node = self
-            .graph
-            .borrow_mut()
-            .add(op, NodeKind::Processor { op }, parents, factory);
+        let node = self.graph.borrow_mut().add(
+            op,
+            NodeKind::Processor { op: op.name() },
+            parents,
+            factory,
+        );
         KStream::new(self.graph.clone(), node)
     }
 
@@ -215,9 +218,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
         let predicate = Arc::new(predicate);
-        self.add("filter", vec![self.node], move || Filter {
-            predicate: predicate.clone(),
-            keep: true,
+        self.add(Operator::keeps_key("filter"), vec![self.node], move || {
+            Filter {
+                predicate: predicate.clone(),
+                keep: true,
+            }
         })
     }
 
@@ -227,10 +232,14 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> bool + Send + Sync + 'static,
     {
         let predicate = Arc::new(predicate);
-        self.add("filter-not", vec![self.node], move || Filter {
-            predicate: predicate.clone(),
-            keep: false,
-        })
+        self.add(
+            Operator::keeps_key("filter-not"),
+            vec![self.node],
+            move || Filter {
+                predicate: predicate.clone(),
+                keep: false,
+            },
+        )
     }
 
     /// Replaces key and value.
@@ -239,7 +248,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
     {
         let mapper = Arc::new(mapper);
-        self.add("map", vec![self.node], move || Map(mapper.clone()))
+        self.add(Operator::changes_key("map"), vec![self.node], move || {
+            Map(mapper.clone())
+        })
     }
 
     /// Replaces the value, keeping the key.
@@ -248,9 +259,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(V) -> V2 + Send + Sync + 'static,
     {
         let mapper = Arc::new(mapper);
-        self.add("map-values", vec![self.node], move || {
-            MapValues(mapper.clone())
-        })
+        self.add(
+            Operator::keeps_key("map-values"),
+            vec![self.node],
+            move || MapValues(mapper.clone()),
+        )
     }
 
     /// Replaces each record by zero or more records, at most
@@ -277,10 +290,14 @@ impl<K: Data, V: Data> KStream<K, V> {
         I: IntoIterator<Item = (K2, V2)>,
     {
         let mapper = Arc::new(mapper);
-        self.add("flatmap", vec![self.node], move || FlatMap {
-            mapper: mapper.clone(),
-            max_outputs,
-        })
+        self.add(
+            Operator::changes_key("flatmap"),
+            vec![self.node],
+            move || FlatMap {
+                mapper: mapper.clone(),
+                max_outputs,
+            },
+        )
     }
 
     /// Replaces each value by zero or more values under the same key, at
@@ -308,10 +325,14 @@ impl<K: Data, V: Data> KStream<K, V> {
         I: IntoIterator<Item = V2>,
     {
         let mapper = Arc::new(mapper);
-        self.add("flatmap-values", vec![self.node], move || FlatMapValues {
-            mapper: mapper.clone(),
-            max_outputs,
-        })
+        self.add(
+            Operator::keeps_key("flatmap-values"),
+            vec![self.node],
+            move || FlatMapValues {
+                mapper: mapper.clone(),
+                max_outputs,
+            },
+        )
     }
 
     /// Computes a new key from key and value.
@@ -320,9 +341,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
     {
         let mapper = Arc::new(mapper);
-        self.add("key-select", vec![self.node], move || {
-            SelectKey(mapper.clone())
-        })
+        self.add(
+            Operator::changes_key("key-select"),
+            vec![self.node],
+            move || SelectKey(mapper.clone()),
+        )
     }
 
     /// Calls `action` on each record and passes it on unchanged.
@@ -331,7 +354,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) + Send + Sync + 'static,
     {
         let action = Arc::new(action);
-        self.add("peek", vec![self.node], move || Peek {
+        self.add(Operator::keeps_key("peek"), vec![self.node], move || Peek {
             action: action.clone(),
             terminal: false,
         })
@@ -343,15 +366,22 @@ impl<K: Data, V: Data> KStream<K, V> {
         F: Fn(&K, &V) + Send + Sync + 'static,
     {
         let action = Arc::new(action);
-        let _: KStream<K, V> = self.add("foreach", vec![self.node], move || Peek {
-            action: action.clone(),
-            terminal: true,
-        });
+        let _: KStream<K, V> =
+            self.add(Operator::keeps_key("foreach"), vec![self.node], move || {
+                Peek {
+                    action: action.clone(),
+                    terminal: true,
+                }
+            });
     }
 
     /// Records of both streams, in arrival order.
     pub fn merge(&self, other: &KStream<K, V>) -> Self {
-        self.add("merge", vec![self.node, other.node], || PassThrough)
+        self.add(
+            Operator::keeps_key("merge"),
+            vec![self.node, other.node],
+            || PassThrough,
+        )
     }
 
     /// Routes each record to the first branch whose predicate holds.
@@ -388,9 +418,33 @@ impl<K: Data, V: Data> KStream<K, V> {
         S: Fn() -> P + Send + Sync + 'static,
         P: Processor<K, V, KO, VO>,
     {
-        let out = self.add("processor", vec![self.node], supplier);
+        let out = self.add(
+            Operator::changes_key("processor"),
+            vec![self.node],
+            supplier,
+        );
         out.uses_stores(stores.iter().map(|s| s.to_string()));
         out
+    }
+
+    /// Adds the node `supplier` makes after this stream's node.
+    pub(crate) fn then<KO: Data, VO: Data, P, S>(
+        &self,
+        op: Operator,
+        supplier: S,
+    ) -> KStream<KO, VO>
+    where
+        S: Fn() -> P + Send + Sync + 'static,
+        P: Processor<K, V, KO, VO>,
+    {
+        self.add(op, vec![self.node], supplier)
+    }
+
+    /// Whether an operator upstream may have changed the key since the
+    /// source, so that grouping or a stateful operator needs a repartition
+    /// first.
+    pub(crate) fn repartition_required(&self) -> bool {
+        self.graph.borrow().nodes[self.node].key_changed
     }
 
     /// Records that the node producing this stream uses `stores`.
@@ -406,7 +460,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         S: Fn() -> P + Send + Sync + 'static,
         P: Processor<K, V, KO, VO>,
     {
-        self.add("processor", vec![self.node], supplier)
+        self.add(
+            Operator::changes_key("processor"),
+            vec![self.node],
+            supplier,
+        )
     }
 
     /// Writes the stream to `topic`, encoded with the given serdes. The
@@ -421,7 +479,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             value_serde: Arc::new(value_serde) as Arc<dyn Serde<V>>,
         });
         g.add(
-            "sink",
+            Operator::keeps_key("sink"),
             NodeKind::Sink {
                 topic: topic.to_owned(),
             },
@@ -468,17 +526,25 @@ impl<K: Data, V: Data> SplitBuilder<K, V> {
         let predicates = Arc::new(predicates);
         let split = self
             .stream
-            .add("branch", vec![self.stream.node], move || Split {
-                predicates: predicates.clone(),
-                has_default,
-            })
+            .add(
+                Operator::keeps_key("branch"),
+                vec![self.stream.node],
+                move || Split {
+                    predicates: predicates.clone(),
+                    has_default,
+                },
+            )
             .named(&self.name);
         names
             .into_iter()
             .chain(default)
             .map(|n| {
                 let outlet = split
-                    .add("branch-outlet", vec![split.node], || PassThrough)
+                    .add(
+                        Operator::keeps_key("branch-outlet"),
+                        vec![split.node],
+                        || PassThrough,
+                    )
                     .named(&format!("{}-{n}", self.name));
                 (n, outlet)
             })

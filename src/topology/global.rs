@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use super::builder::{KStream, StreamsBuilder};
+use super::operator::Operator;
 use crate::processor::{Data, Processor, ProcessorContext, Record};
 use crate::serde::Serde;
 
@@ -137,14 +138,18 @@ impl<K: Data, V: Data> KStream<K, V> {
         left: bool,
     ) -> KStream<K, VR> {
         let (store, key, value) = (table.store.clone(), table.key.clone(), table.value.clone());
-        self.add("global-join", vec![self.node], move || GlobalJoin {
-            store: store.clone(),
-            key: key.clone(),
-            value: value.clone(),
-            mapper: mapper.clone(),
-            joiner: joiner.clone(),
-            left,
-        })
+        self.add(
+            Operator::keeps_key("global-join"),
+            vec![self.node],
+            move || GlobalJoin {
+                store: store.clone(),
+                key: key.clone(),
+                value: value.clone(),
+                mapper: mapper.clone(),
+                joiner: joiner.clone(),
+                left,
+            },
+        )
     }
 
     /// Inner join with a global table: `mapper` picks the table key from

@@ -7,6 +7,7 @@ use super::aggregate::{
     Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
 };
 use super::builder::{add_source, KStream, StreamsBuilder};
+use super::operator::Operator;
 use super::table::{Change, KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
 use crate::processor::{millis, Data, TimestampExtractor};
@@ -21,7 +22,7 @@ const DAY: i64 = 24 * 60 * 60 * 1000;
 fn materialized_node<K: Data, V: Data, KO: Data, VO: Data, P, S>(
     stream: &KStream<K, V>,
     spec: StoreSpec,
-    op: &'static str,
+    op: Operator,
     supplier: S,
     kv: Option<KvSerdes<KO, VO>>,
 ) -> KTable<KO, VO>
@@ -107,8 +108,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_serde: impl Serde<K> + Clone,
         value_serde: impl Serde<V> + Clone,
     ) -> KGroupedStream<K, V> {
-        let key_changed = self.graph.borrow().nodes[self.node].key_changed;
-        let stream = if key_changed {
+        let stream = if self.repartition_required() {
             let name = self.graph.borrow().generated_name("repartition");
             self.repartition(&name, key_serde.clone(), value_serde.clone())
         } else {
@@ -173,7 +173,7 @@ impl StreamsBuilder {
         materialized_node(
             &source,
             StoreSpec::key_value(store),
-            "ktable-source",
+            Operator::keeps_key("ktable-source"),
             supplier,
             Some(kv),
         )
@@ -210,7 +210,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         materialized_node(
             &self.stream,
             StoreSpec::key_value(store),
-            "aggregate",
+            Operator::keeps_key("aggregate"),
             supplier,
             Some(kv),
         )
@@ -337,7 +337,13 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             expired_before: i64::MIN,
         };
         let spec = StoreSpec::window(store, self.retention);
-        materialized_node(&self.stream, spec, "windowed-aggregate", supplier, None)
+        materialized_node(
+            &self.stream,
+            spec,
+            Operator::keeps_key("windowed-aggregate"),
+            supplier,
+            None,
+        )
     }
 
     /// Counts records per key and window.
@@ -427,7 +433,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             store: None,
         };
         let spec = StoreSpec::session(store, self.retention);
-        materialized_node(&self.stream, spec, "session-aggregate", supplier, None)
+        materialized_node(
+            &self.stream,
+            spec,
+            Operator::keeps_key("session-aggregate"),
+            supplier,
+            None,
+        )
     }
 
     /// Counts records per key and session.

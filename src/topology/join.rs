@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use super::aggregate::StoreAccess;
 use super::builder::KStream;
+use super::operator::Operator;
 use super::table::{Change, KTable, KvSerdes};
-use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::processor::{Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
 use crate::stores::KeyValueStore;
 
 /// Which rows a join keeps.
@@ -37,14 +38,9 @@ fn materialized<K, V>(table: &KTable<K, V>, role: &str) -> StoreAccess<K, V> {
 fn open<K: 'static, V: 'static>(
     access: &StoreAccess<K, V>,
     ctx: &ProcessorContext<'_, impl Data, impl Data>,
-) -> Option<KeyValueStore<K, V>> {
-    match ctx.key_value_store(&access.name, access.key.clone(), access.value.clone()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!("{e}");
-            None
-        }
-    }
+) -> Result<Option<KeyValueStore<K, V>>, InitError> {
+    let store = ctx.key_value_store(&access.name, access.key.clone(), access.value.clone())?;
+    Ok(Some(store))
 }
 
 type StreamJoiner<V, VT, VR> = Arc<dyn Fn(&V, Option<&VT>) -> VR + Send + Sync>;
@@ -59,14 +55,13 @@ struct StreamTableJoin<K, V, VT, VR> {
 impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
     for StreamTableJoin<K, V, VT, VR>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) {
-        self.store = open(&self.table, ctx);
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), InitError> {
+        self.store = open(&self.table, ctx)?;
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
-        let Some(store) = &self.store else {
-            return ctx.fail("join store unavailable");
-        };
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
         match store.get(&r.key) {
             Ok(Some(t)) => {
                 let v = (self.joiner)(&r.value, Some(&t));
@@ -127,14 +122,16 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, VR> {
         let access = materialized(table, "right");
         let store = access.name.clone();
-        let out = self.add("stream-table-join", vec![self.node], move || {
-            StreamTableJoin {
+        let out = self.add(
+            Operator::keeps_key("stream-table-join"),
+            vec![self.node],
+            move || StreamTableJoin {
                 table: access.clone(),
                 store: None,
                 joiner: joiner.clone(),
                 left,
-            }
-        });
+            },
+        );
         out.uses_stores([store]);
         out
     }
@@ -173,14 +170,13 @@ impl<K, V, VO, VR> TableTableSide<K, V, VO, VR> {
 impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Change<V>, K, Change<VR>>
     for TableTableSide<K, V, VO, VR>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) {
-        self.store = open(&self.other, ctx);
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<(), InitError> {
+        self.store = open(&self.other, ctx)?;
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>) {
-        let Some(store) = &self.store else {
-            return ctx.fail("join store unavailable");
-        };
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
         let other = match store.get(&r.key) {
             Ok(o) => o,
             Err(e) => return ctx.fail(e.to_string()),
@@ -215,38 +211,35 @@ impl<K: Data, V: Data> KTable<K, V> {
         let joiner = Arc::new(joiner);
         let (j1, j2) = (joiner.clone(), joiner);
         let (ls, rs) = (left_store.name.clone(), right_store.name.clone());
-        let from_left = self
-            .changes
-            .add("ktable-join-left", vec![self.changes.node], move || {
-                TableTableSide {
-                    other: right_store.clone(),
-                    store: None,
-                    joiner: {
-                        let j = j1.clone();
-                        Arc::new(move |l: Option<&V>, r: Option<&VO>| j(l, r))
-                            as TableJoiner<V, VO, VR>
-                    },
-                    kind,
-                    is_left: true,
-                }
-            });
+        let from_left = self.changes.add(
+            Operator::keeps_key("ktable-join-left"),
+            vec![self.changes.node],
+            move || TableTableSide {
+                other: right_store.clone(),
+                store: None,
+                joiner: {
+                    let j = j1.clone();
+                    Arc::new(move |l: Option<&V>, r: Option<&VO>| j(l, r)) as TableJoiner<V, VO, VR>
+                },
+                kind,
+                is_left: true,
+            },
+        );
         from_left.uses_stores([rs]);
-        let from_right =
-            other
-                .changes
-                .add("ktable-join-right", vec![other.changes.node], move || {
-                    TableTableSide {
-                        other: left_store.clone(),
-                        store: None,
-                        joiner: {
-                            let j = j2.clone();
-                            Arc::new(move |r: Option<&VO>, l: Option<&V>| j(l, r))
-                                as TableJoiner<VO, V, VR>
-                        },
-                        kind,
-                        is_left: false,
-                    }
-                });
+        let from_right = other.changes.add(
+            Operator::keeps_key("ktable-join-right"),
+            vec![other.changes.node],
+            move || TableTableSide {
+                other: left_store.clone(),
+                store: None,
+                joiner: {
+                    let j = j2.clone();
+                    Arc::new(move |r: Option<&VO>, l: Option<&V>| j(l, r)) as TableJoiner<VO, V, VR>
+                },
+                kind,
+                is_left: false,
+            },
+        );
         from_right.uses_stores([ls]);
         KTable {
             changes: from_left.merge(&from_right),

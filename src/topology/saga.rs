@@ -28,8 +28,10 @@ use serde_json::{Map, Value};
 
 use super::builder::KStream;
 use super::graph::TopologyError;
+use super::operator::Operator;
 use crate::processor::{
-    millis, Headers, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+    millis, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
+    Record, OPENED_IN_INIT,
 };
 use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
 use crate::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
@@ -101,18 +103,18 @@ impl Step {
 /// use serde_json::{json, Value};
 ///
 /// let saga = Saga::new("new")
-///     .on("new", "order_created", Step::to("waiting"))
-///     .on("waiting", "payment_successful", Step::to("done").emit(|s| {
-///         Ok(json!({"type": "order_completed", "order_id": s.key}))
+///     .on("new", "signup_started", Step::to("waiting"))
+///     .on("waiting", "email_confirmed", Step::to("done").emit(|s| {
+///         Ok(json!({"type": "signup_completed", "account": s.key}))
 ///     }))
 ///     .timeout("waiting", Duration::from_secs(30), Step::to("cancelled").emit(|s| {
-///         Ok(json!({"type": "order_cancelled", "order_id": s.key}))
+///         Ok(json!({"type": "signup_expired", "account": s.key}))
 ///     }))
 ///     .final_states(["done", "cancelled"]);
 /// let builder = StreamsBuilder::new();
 /// builder
 ///     .stream("events", StringSerde, JsonSerde::<Value>::new())
-///     .saga("orders", saga)
+///     .saga("signups", saga)
 ///     .unwrap()
 ///     .to("outcomes", StringSerde, JsonSerde::<Value>::new());
 /// assert!(builder.build().is_ok());
@@ -222,7 +224,7 @@ impl Saga {
 
     /// How long an instance is kept after its last change, in event time:
     /// past it the instance (with any events it holds back, for example
-    /// those of an order that never appeared) is removed and counted in
+    /// those of an instance that never began) is removed and counted in
     /// `eddy_expired_state_total`, and a later event for its key starts a
     /// new instance. The summary (read model) is kept. Default: ten times
     /// the longest timeout, and at least an hour.
@@ -320,11 +322,13 @@ impl KStream<String, Value> {
         }
         let saga = Arc::new(saga);
         let instances = name.to_owned();
-        let out = self.add("saga", vec![self.node], move || SagaProcessor {
-            saga: saga.clone(),
-            names: (instances.clone(), deadlines.clone()),
-            stores: None,
-            outputs: Vec::new(),
+        let out = self.add(Operator::keeps_key("saga"), vec![self.node], move || {
+            SagaProcessor {
+                saga: saga.clone(),
+                names: (instances.clone(), deadlines.clone()),
+                stores: None,
+                outputs: Vec::new(),
+            }
         });
         out.uses_stores(stores);
         Ok(out.named(name))
@@ -551,7 +555,7 @@ impl SagaProcessor {
         headers: &Headers,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
-        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let summary = match &self.saga.summary {
             Some((_, f)) => Some(f(&SagaScope {
                 key: &key,
@@ -585,7 +589,7 @@ impl SagaProcessor {
     }
 
     fn load(&self, key: &str) -> Result<Instance, String> {
-        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let found = stores
             .instances
             .get(&key.to_owned())
@@ -671,7 +675,7 @@ impl SagaProcessor {
         now: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
-        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let due = stores
             .deadlines
             .range(
@@ -692,7 +696,7 @@ impl SagaProcessor {
             if let Err(e) = done {
                 self.outputs.clear();
                 tracing::error!(%key, deadline, "saga timeout dropped: {e}");
-                let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+                let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
                 stores
                     .deadlines
                     .delete(&index_key)
@@ -711,7 +715,7 @@ impl SagaProcessor {
         let mut inst = self.load(key)?;
         if inst.deadline != Some(deadline) {
             // A leftover index entry: nothing is due.
-            let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+            let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
             return stores
                 .deadlines
                 .delete(&deadline_key(deadline, key, Due::Timeout))
@@ -733,7 +737,7 @@ impl SagaProcessor {
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), String> {
         let inst = self.load(key)?;
-        let stores = self.stores.as_ref().ok_or("saga stores unavailable")?;
+        let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let e = |e: StateError| e.to_string();
         stores
             .deadlines
@@ -756,12 +760,10 @@ impl SagaProcessor {
 }
 
 impl Processor<String, Value, String, Value> for SagaProcessor {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) {
-        match self.open(ctx) {
-            Ok(stores) => self.stores = Some(stores),
-            Err(e) => tracing::error!("{e}"),
-        }
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) -> Result<(), InitError> {
+        self.stores = Some(self.open(ctx)?);
         ctx.schedule(self.saga.check_every, PunctuationType::Watermark);
+        Ok(())
     }
 
     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {

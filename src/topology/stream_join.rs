@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use super::builder::KStream;
 use super::join::JoinKind;
-use crate::processor::{millis, Data, Processor, ProcessorContext, Record};
+use super::operator::Operator;
+use crate::processor::{
+    millis, Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT,
+};
 use crate::serde::{BytesSerde, Serde, SerdeError};
 use crate::stores::{sortable, unsortable, KeyValueStore, StoreSpec, WindowStore};
 
@@ -144,7 +147,7 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
         r: Record<K, V>,
         ctx: &mut ProcessorContext<'_, K, VR>,
     ) -> Result<(), String> {
-        let s = self.stores.as_ref().ok_or("join stores unavailable")?;
+        let s = self.stores.as_ref().expect(OPENED_IN_INIT);
         let w = self.shared.windows;
         let stream_time = ctx.stream_time();
         let (lo, hi) = (w.before, w.after);
@@ -215,7 +218,7 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
         if !self.keep_unmatched && !self.other_keeps_unmatched {
             return Ok(());
         }
-        let s = self.stores.as_ref().ok_or("join stores unavailable")?;
+        let s = self.stores.as_ref().expect(OPENED_IN_INIT);
         let w = self.shared.windows;
         let close = ctx
             .stream_time()
@@ -259,36 +262,80 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
 impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> Processor<K, V, K, VR>
     for StreamJoinSide<K, V, VO, VR>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), InitError> {
         let sh = &self.shared;
-        let stores = (|| {
-            Ok::<_, crate::stores::StateError>(Stores {
-                this: ctx.window_store(
-                    &sh.this_store,
-                    sh.key.clone(),
-                    Arc::new(ListSerde(sh.this_values.clone())),
-                )?,
-                other: ctx.window_store(
-                    &sh.other_store,
-                    sh.key.clone(),
-                    Arc::new(ListSerde(sh.other_values.clone())),
-                )?,
-                unmatched: ctx.key_value_store(
-                    &sh.unmatched_store,
-                    Arc::new(BytesSerde),
-                    Arc::new(BytesSerde),
-                )?,
-            })
-        })();
-        match stores {
-            Ok(s) => self.stores = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.stores = Some(Stores {
+            this: ctx.window_store(
+                &sh.this_store,
+                sh.key.clone(),
+                Arc::new(ListSerde(sh.this_values.clone())),
+            )?,
+            other: ctx.window_store(
+                &sh.other_store,
+                sh.key.clone(),
+                Arc::new(ListSerde(sh.other_values.clone())),
+            )?,
+            unmatched: ctx.key_value_store(
+                &sh.unmatched_store,
+                Arc::new(BytesSerde),
+                Arc::new(BytesSerde),
+            )?,
+        });
+        Ok(())
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
         if let Err(e) = self.step(r, ctx) {
             ctx.fail(e);
+        }
+    }
+}
+
+/// The name and serdes of a stream-stream join's buffers (Kafka Streams'
+/// `StreamJoined`): its stores are `<name>-left`, `<name>-right` and
+/// `<name>-unmatched`.
+///
+/// ```
+/// use std::time::Duration;
+/// use eddy::topology::{JoinKind, JoinWindows, StreamJoined, StreamsBuilder};
+/// use eddy::StringSerde;
+///
+/// let b = StreamsBuilder::new();
+/// let clicks = b.stream("clicks", StringSerde, StringSerde);
+/// let views = b.stream("views", StringSerde, StringSerde);
+/// clicks
+///     .join_stream(
+///         &views,
+///         JoinKind::Inner,
+///         JoinWindows::of(Duration::from_secs(5), Duration::from_secs(1)),
+///         |c: Option<&String>, v: Option<&String>| format!("{c:?}+{v:?}"),
+///         StreamJoined::with("click-view", StringSerde, StringSerde, StringSerde),
+///     )
+///     .to("clicked-views", StringSerde, StringSerde);
+/// let topology = b.build().unwrap();
+/// assert_eq!(topology.stores().count(), 3);
+/// ```
+pub struct StreamJoined<K, V, VO> {
+    name: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    other_value: Arc<dyn Serde<VO>>,
+}
+
+impl<K, V, VO> StreamJoined<K, V, VO> {
+    /// Buffers named after `name`, keyed by `key`, holding this side's
+    /// values with `value` and the other side's with `other_value`.
+    pub fn with(
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+        other_value: impl Serde<VO>,
+    ) -> Self {
+        StreamJoined {
+            name: name.to_owned(),
+            key: Arc::new(key),
+            value: Arc::new(value),
+            other_value: Arc::new(other_value),
         }
     }
 }
@@ -299,22 +346,24 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
     /// later timestamp. Left and outer joins emit `joiner(v, None)` (or
     /// `joiner(None, o)`) for records that found no partner, once their
     /// window and grace have closed. Both sides are buffered in changelogged
-    /// window stores named `<name>-left` and `<name>-right`.
-    #[allow(clippy::too_many_arguments)]
+    /// window stores named and typed by `joined`.
     pub fn join_stream<VO: Data, VR: Data, F>(
         &self,
         other: &KStream<K, VO>,
         kind: JoinKind,
         windows: JoinWindows,
         joiner: F,
-        name: &str,
-        key_serde: impl Serde<K>,
-        value_serde: impl Serde<V>,
-        other_value_serde: impl Serde<VO>,
+        joined: StreamJoined<K, V, VO>,
     ) -> KStream<K, VR>
     where
         F: Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
     {
+        let StreamJoined {
+            name,
+            key,
+            value: lv,
+            other_value: rv,
+        } = joined;
         let retention = (windows.before + windows.after + windows.grace + 1).max(1);
         let (left_store, right_store, unmatched) = (
             format!("{name}-left"),
@@ -331,9 +380,6 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
             }
             g.stores.push(Arc::new(StoreSpec::key_value(&unmatched)));
         }
-        let key: Arc<dyn Serde<K>> = Arc::new(key_serde);
-        let (lv, rv): (Arc<dyn Serde<V>>, Arc<dyn Serde<VO>>) =
-            (Arc::new(value_serde), Arc::new(other_value_serde));
         let left_shared = Shared {
             key: key.clone(),
             this_values: lv.clone(),
@@ -362,30 +408,38 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
         let (lj, rj) = (joiner.clone(), joiner);
         let left_keeps = kind != JoinKind::Inner;
         let right_keeps = kind == JoinKind::Outer;
-        let from_left = self.add("join-this", vec![self.node], move || StreamJoinSide {
-            shared: left_shared.clone(),
-            joiner: {
-                let j = lj.clone();
-                Arc::new(move |l: Option<&V>, r: Option<&VO>| j(l, r)) as Joiner<V, VO, VR>
+        let from_left = self.add(
+            Operator::keeps_key("join-this"),
+            vec![self.node],
+            move || StreamJoinSide {
+                shared: left_shared.clone(),
+                joiner: {
+                    let j = lj.clone();
+                    Arc::new(move |l: Option<&V>, r: Option<&VO>| j(l, r)) as Joiner<V, VO, VR>
+                },
+                side: 0,
+                keep_unmatched: left_keeps,
+                other_keeps_unmatched: right_keeps,
+                stores: None,
+                expired_before: i64::MIN,
             },
-            side: 0,
-            keep_unmatched: left_keeps,
-            other_keeps_unmatched: right_keeps,
-            stores: None,
-            expired_before: i64::MIN,
-        });
-        let from_right = other.add("join-other", vec![other.node], move || StreamJoinSide {
-            shared: right_shared.clone(),
-            joiner: {
-                let j = rj.clone();
-                Arc::new(move |r: Option<&VO>, l: Option<&V>| j(l, r)) as Joiner<VO, V, VR>
+        );
+        let from_right = other.add(
+            Operator::keeps_key("join-other"),
+            vec![other.node],
+            move || StreamJoinSide {
+                shared: right_shared.clone(),
+                joiner: {
+                    let j = rj.clone();
+                    Arc::new(move |r: Option<&VO>, l: Option<&V>| j(l, r)) as Joiner<VO, V, VR>
+                },
+                side: 1,
+                keep_unmatched: right_keeps,
+                other_keeps_unmatched: left_keeps,
+                stores: None,
+                expired_before: i64::MIN,
             },
-            side: 1,
-            keep_unmatched: right_keeps,
-            other_keeps_unmatched: left_keeps,
-            stores: None,
-            expired_before: i64::MIN,
-        });
+        );
         let stores = [left_store, right_store, unmatched];
         from_left.uses_stores(stores.clone());
         from_right.uses_stores(stores);

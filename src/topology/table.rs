@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::builder::KStream;
+use super::operator::Operator;
 use crate::processor::{Data, Processor, ProcessorContext, Record};
 use crate::serde::Serde;
 
@@ -74,13 +75,13 @@ impl<K: Data, V: Data> KTable<K, V> {
     {
         let predicate = Arc::new(predicate);
         KTable {
-            changes: self
-                .changes
-                .add("ktable-filter", vec![self.changes.node], move || {
-                    TableFilter {
-                        predicate: predicate.clone(),
-                    }
-                }),
+            changes: self.changes.add(
+                Operator::keeps_key("ktable-filter"),
+                vec![self.changes.node],
+                move || TableFilter {
+                    predicate: predicate.clone(),
+                },
+            ),
             store: None,
             kv: None,
         }

@@ -1,29 +1,18 @@
 //! Shared helpers of the integration tests: the cluster under test and
 //! `eddy` worker processes.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use eddy::testing::{unique, Consumed, TestCluster};
-
-use eddy::config::{Overrides, Pipeline, Registry};
-use eddy::runtime::RunningStreams;
+pub use eddy::testing::{free_addr, unique, wait_for, Consumed, TestCluster};
 
 /// The cluster under test.
 pub fn cluster() -> TestCluster {
     TestCluster::from_env()
-}
-
-/// A free loopback port.
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// An `eddy pipe` worker process.
@@ -172,53 +161,6 @@ impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Loads the order pipeline's `config/<file>` with its topics and
-/// application id suffixed by `suffix`, payments of user `manual` left to
-/// the test, and this cluster's settings.
-pub fn order_pipeline(
-    file: &str,
-    suffix: &str,
-    c: &TestCluster,
-    state: &std::path::Path,
-) -> Pipeline {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("config")
-        .join(file);
-    let mut overrides = Overrides {
-        suffix: Some(suffix.to_owned()),
-        ..Overrides::default()
-    };
-    overrides.vars.insert(
-        "manual_users".into(),
-        toml::Value::Array(vec!["manual".into()]),
-    );
-    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
-    if !c.is_embedded() {
-        p.config.bootstrap_servers = Some(c.bootstrap.clone());
-    }
-    p.config.state_dir = state.to_owned();
-    p.config.embedded_partitions = 3;
-    p
-}
-
-/// Starts a loaded pipeline on the cluster under test.
-pub fn start_pipeline(p: Pipeline, c: &TestCluster) -> RunningStreams {
-    let mut s = p.into_streams();
-    if let Some(e) = c.embedded() {
-        s = s.embedded_cluster(e);
-    }
-    s.start().unwrap()
-}
-
-/// Waits until `cond` holds, panicking with `what` after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

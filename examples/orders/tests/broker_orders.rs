@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy::kafka::send_blocking;
-use eddy::orders::order_created;
 use eddy::runtime::{dlq_headers, Lookup, RunningStreams};
 use eddy::serde::{I64Serde, StringSerde};
+use eddy_orders::order_created;
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{json, Value};
 

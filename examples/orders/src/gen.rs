@@ -1,10 +1,10 @@
-//! `eddy gen orders`: produces `order_created` events for load tests.
+//! `eddy-orders gen orders`: produces `order_created` events for load tests.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use eddy::kafka::send_blocking;
-use eddy::orders::order_created;
+use eddy_orders::order_created;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::send_blocking;
 use eddy::runtime::RunningStreams;
 use eddy::testing::{unique, TestCluster};
@@ -19,7 +19,7 @@ fn saga(c: &TestCluster, u: &str) -> RunningStreams {
         suffix: Some(u.to_owned()),
         ..Overrides::default()
     };
-    let mut p = Pipeline::load_with(&path, &Registry::builtin(), &overrides).unwrap();
+    let mut p = Pipeline::load_with(&path, &eddy_orders::registry(), &overrides).unwrap();
     if !c.is_embedded() {
         p.config.bootstrap_servers = Some(c.bootstrap.clone());
     }

@@ -363,7 +363,7 @@ impl Demo {
         if !brokers.is_empty() {
             args.extend(["--brokers", &brokers, "--suffix", &suffix]);
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
             .args(&args)
             .env("RUST_LOG", "off")
             .stdout(Stdio::piped())

@@ -1,4 +1,4 @@
-//! `eddy demo`: the e-commerce order pipeline end to end.
+//! `eddy-orders demo`: the e-commerce order pipeline end to end.
 //!
 //! Creates the topics, seeds stock, runs the payment, inventory and order
 //! saga topologies of `config/`, generates orders (a few of them malformed,
@@ -19,13 +19,13 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::admin::ensure_topic;
 use eddy::kafka::{send_blocking, EmbeddedKafka};
 use eddy::observability::{ApiError, JsonBody, Metrics};
-use eddy::orders::order_created;
 use eddy::runtime::RunningStreams;
 use eddy::serde::{I64Serde, StringSerde};
+use eddy_orders::order_created;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -87,6 +87,10 @@ pub struct DemoArgs {
     /// Give up waiting for outcomes this many seconds after the last order.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Log at INFO (the workers' start, assignments, commits) instead of
+    /// WARN, between the status lines; `RUST_LOG` overrides both.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// What the observer has seen.
@@ -131,7 +135,7 @@ fn units(order: &Value) -> Vec<(String, i64)> {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let registry = Registry::builtin();
+    let registry = eddy_orders::registry();
     let name = |t: &str| match &args.suffix {
         Some(s) => format!("{t}-{s}"),
         None => t.to_owned(),

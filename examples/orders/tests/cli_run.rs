@@ -20,7 +20,7 @@ fn eddy_run_serves_the_payment_service_from_its_file() {
     }
     let http = common::free_addr();
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/payment.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
         .args([
             "run",
             "--config",
@@ -35,7 +35,7 @@ fn eddy_run_serves_the_payment_service_from_its_file() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let order = eddy::orders::order_created(3, 1, 5, 1_700_000_000_000);
+    let order = eddy_orders::order_created(3, 1, 5, 1_700_000_000_000);
     let id = order["order_id"].as_str().unwrap().to_owned();
     c.produce(
         &format!("orders-{u}"),

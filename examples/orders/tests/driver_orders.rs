@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline};
 use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
 use eddy::serde::{I64Serde, JsonSerde, StringSerde};
@@ -29,7 +29,7 @@ fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
         vars,
         ..Overrides::default()
     };
-    let p = Pipeline::load_with(&config(file), &Registry::builtin(), &overrides).unwrap();
+    let p = Pipeline::load_with(&config(file), &eddy_orders::registry(), &overrides).unwrap();
     let reads = p
         .topology
         .source_topics()
@@ -587,7 +587,7 @@ op = "sink"
 input = "outcome"
 topic = "order-outcomes"
 "#;
-    let p = Pipeline::parse(text, &config("contract.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(text, &config("contract.toml"), &eddy_orders::registry()).unwrap();
     let cfg = DriverConfig {
         application_id: "contract".into(),
         ..DriverConfig::default()

@@ -7,10 +7,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::{CustomProcessor, JsonProcessor};
-use crate::processor::{Processor, ProcessorContext, PunctuationId, PunctuationType, Record};
-use crate::serde::{BytesSerde, I64Serde, JsonSerde, StringSerde};
-use crate::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
+use eddy::config::{CustomProcessor, JsonProcessor};
+use eddy::processor::{
+    InitError, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+};
+use eddy::serde::{BytesSerde, I64Serde, JsonSerde, StringSerde};
+use eddy::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
+
+/// `process` and `punctuate` run only after `init` opened the stores.
+const OPENED: &str = "the stores are opened in init, which succeeded";
 
 /// One order line's reservation, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -111,7 +116,7 @@ pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, String> {
         stock: name("stock_store", "stock")?,
         expiry: format!("{reservations}-expiry"),
         reservations,
-        retention: crate::processor::millis(retention),
+        retention: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
     });
     Ok(CustomProcessor {
         stores: vec![
@@ -156,7 +161,7 @@ impl StockReserver {
             stock,
             reservations,
             expiry,
-        } = self.stores.as_ref().ok_or("stock stores unavailable")?;
+        } = self.stores.as_ref().expect(OPENED);
         let e = |e: StateError| e.to_string();
         let product = &r.key;
         let op = field(&r.value, "op")?.as_str().unwrap_or_default();
@@ -235,14 +240,11 @@ impl StockReserver {
         now: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) -> Result<(), StateError> {
-        let Some(Stores {
+        let Stores {
             reservations,
             expiry,
             ..
-        }) = self.stores.as_ref()
-        else {
-            return Ok(());
-        };
+        } = self.stores.as_ref().expect(OPENED);
         let due = expiry.range(None, Some(&expiry_key(now.saturating_add(1), "")))?;
         let mut expired = 0;
         for (k, _) in due {
@@ -264,32 +266,23 @@ impl StockReserver {
 }
 
 impl Processor<String, Value, String, Value> for StockReserver {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) -> Result<(), InitError> {
         let names = &self.names;
-        let stores = (|| {
-            Ok::<_, StateError>(Stores {
-                stock: ctx.key_value_store(
-                    &names.stock,
-                    Arc::new(StringSerde),
-                    Arc::new(I64Serde),
-                )?,
-                reservations: ctx.key_value_store(
-                    &names.reservations,
-                    Arc::new(StringSerde),
-                    Arc::new(JsonSerde::<Reservation>::new()),
-                )?,
-                expiry: ctx.key_value_store(
-                    &names.expiry,
-                    Arc::new(BytesSerde),
-                    Arc::new(BytesSerde),
-                )?,
-            })
-        })();
-        match stores {
-            Ok(s) => self.stores = Some(s),
-            Err(e) => tracing::error!("{e}"),
-        }
+        self.stores = Some(Stores {
+            stock: ctx.key_value_store(&names.stock, Arc::new(StringSerde), Arc::new(I64Serde))?,
+            reservations: ctx.key_value_store(
+                &names.reservations,
+                Arc::new(StringSerde),
+                Arc::new(JsonSerde::<Reservation>::new()),
+            )?,
+            expiry: ctx.key_value_store(
+                &names.expiry,
+                Arc::new(BytesSerde),
+                Arc::new(BytesSerde),
+            )?,
+        });
         ctx.schedule(Duration::from_secs(1), PunctuationType::Watermark);
+        Ok(())
     }
 
     fn punctuate(

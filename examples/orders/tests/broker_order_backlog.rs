@@ -19,8 +19,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use eddy::orders::order_created;
 use eddy::runtime::RunningStreams;
+use eddy_orders::order_created;
 use serde_json::{json, Value};
 
 use common::{order_pipeline, start_pipeline, unique, TestCluster};

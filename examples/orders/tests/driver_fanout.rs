@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use eddy::config::{Pipeline, Registry};
+use eddy::config::Pipeline;
 use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
 use eddy::serde::{I64Serde, StringSerde};
@@ -53,7 +53,7 @@ fn inventory(partitions: i32) -> TopologyTestDriver {
         .insert("timeout".into(), "10m".into());
     let text = toml::to_string(&file).unwrap();
     driver(
-        Pipeline::parse(&text, &path, &Registry::builtin()).unwrap(),
+        Pipeline::parse(&text, &path, &eddy_orders::registry()).unwrap(),
         partitions,
     )
 }
@@ -261,7 +261,7 @@ topic = "out"
 
 #[test]
 fn a_flat_map_past_its_bound_dead_letters_the_record_and_emits_nothing_of_it() {
-    let p = Pipeline::parse(SPLIT, &config("split.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(SPLIT, &config("split.toml"), &eddy_orders::registry()).unwrap();
     let mut d = driver(p, 1);
     pipe(&mut d, "in", "a", &json!({"items": [1, 2, 3]}));
     pipe(&mut d, "in", "b", &json!({"items": [1, 2, 3, 4]}));
@@ -292,7 +292,7 @@ fn a_flat_map_past_its_bound_dead_letters_the_record_and_emits_nothing_of_it() {
 #[test]
 fn a_flat_map_bound_of_zero_is_refused() {
     let text = SPLIT.replace("max_outputs = 3", "max_outputs = 0");
-    let e = Pipeline::parse(&text, &config("split.toml"), &Registry::builtin())
+    let e = Pipeline::parse(&text, &config("split.toml"), &eddy_orders::registry())
         .err()
         .unwrap();
     assert_eq!(
@@ -363,7 +363,7 @@ topic = "out"
 
 #[test]
 fn gather_emits_every_part_in_part_order_once_all_arrived_then_starts_over() {
-    let p = Pipeline::parse(GATHER, &config("gather.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(GATHER, &config("gather.toml"), &eddy_orders::registry()).unwrap();
     let mut d = driver(p, 1);
     let part = |i: i64, n: i64, tag: &str| json!({"i": i, "n": n, "tag": tag});
     pipe(&mut d, "in", "w", &part(2, 3, "first"));

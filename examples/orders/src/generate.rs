@@ -1,4 +1,4 @@
-//! Deterministic `order_created` events, for the demo, `eddy gen orders`,
+//! Deterministic `order_created` events, for the demo, `eddy-orders gen orders`,
 //! tests and benchmarks.
 
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ fn mix(i: u64) -> u64 {
 /// 1.00 to 99.99 (in cents), created at `created_at_ms` (RFC 3339).
 ///
 /// ```
-/// let o = eddy::orders::order_created(7, 3, 10, 1_700_000_000_000);
+/// let o = eddy_orders::order_created(7, 3, 10, 1_700_000_000_000);
 /// assert_eq!(o["type"], "order_created");
 /// assert_eq!(o["order_id"], "order-7-3");
 /// assert_eq!(o["created_at"], "2023-11-14T22:13:20Z");

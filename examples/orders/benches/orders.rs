@@ -12,16 +12,19 @@
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
+// The helpers the library's own benchmarks share (yardsticks, state
+// directories), used the same way here.
+#[path = "../../../benches/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eddy::config::{Overrides, Pipeline, Registry};
+use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::send_blocking;
-use eddy::orders::order_created;
 use eddy::runtime::RunningStreams;
 use eddy::testing::{unique, TestCluster};
+use eddy_orders::order_created;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
@@ -92,7 +95,7 @@ fn main() {
         .into_iter()
         .map(|f| {
             let mut p =
-                Pipeline::load_with(&dir.join(f), &Registry::builtin(), &overrides).unwrap();
+                Pipeline::load_with(&dir.join(f), &eddy_orders::registry(), &overrides).unwrap();
             if !c.is_embedded() {
                 p.config.bootstrap_servers = Some(c.bootstrap.clone());
             }

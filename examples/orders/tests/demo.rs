@@ -53,7 +53,7 @@ fn demo_runs_to_a_consistent_summary_and_serves_orders() {
     if !brokers.is_empty() {
         args.extend(["--brokers", &brokers, "--suffix", &suffix]);
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
         .args(&args)
         .env("RUST_LOG", "off")
         .stdout(Stdio::piped())

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use eddy::config::{Bind, Expr, Pipeline, Registry};
+use eddy::config::{Bind, Expr, Pipeline};
 use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
 use eddy::testing::{DriverConfig, TopologyTestDriver};
@@ -385,7 +385,7 @@ impl Service {
 
 #[test]
 fn an_order_with_integral_float_quantities_is_paid_by_the_payment_service() {
-    let p = Pipeline::load(&config_dir().join("payment.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::load(&config_dir().join("payment.toml"), &eddy_orders::registry()).unwrap();
     let mut s = Service::of(p);
     let order = r#"{"type": "order_created", "order_id": "o-1", "user_id": "u1", "created_at": 1700000000000,
         "items": [{"product_id": "p1", "qty": 1.0, "unit_price": 250}, {"product_id": "p2", "qty": 2.0, "unit_price": 1.5e3}]}"#;
@@ -425,7 +425,7 @@ topic = "priced"
 
 #[test]
 fn an_overflowing_amount_is_dead_lettered_with_the_reason_and_the_key_goes_on() {
-    let p = Pipeline::parse(PRICED, Path::new("priced.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(PRICED, Path::new("priced.toml"), &eddy_orders::registry()).unwrap();
     let mut s = Service::of(p);
     s.pipe(
         "orders",
@@ -511,7 +511,7 @@ fn a_quadratic_expression_over_a_long_list_is_stopped_and_dead_lettered() {
         ),
     ] {
         let file = duplicates_file(budget);
-        let p = Pipeline::parse(&file, Path::new("dups.toml"), &Registry::builtin()).unwrap();
+        let p = Pipeline::parse(&file, Path::new("dups.toml"), &eddy_orders::registry()).unwrap();
         let mut s = Service::of(p);
         s.pipe("orders", "o-1", &order_of(3000));
         s.pipe("orders", "o-1", &order_of(3));
@@ -526,7 +526,7 @@ fn a_quadratic_expression_over_a_long_list_is_stopped_and_dead_lettered() {
 #[test]
 fn the_default_budget_stops_a_3000_line_quadratic_record_well_under_a_second() {
     let file = duplicates_file("");
-    let p = Pipeline::parse(&file, Path::new("dups.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(&file, Path::new("dups.toml"), &eddy_orders::registry()).unwrap();
     let mut s = Service::of(p);
     let big = order_of(3000);
     let started = Instant::now();
@@ -561,7 +561,7 @@ fn the_default_budget_stops_a_3000_line_quadratic_record_well_under_a_second() {
 fn a_cubic_expression_is_refused_at_load_naming_file_field_and_reason() {
     let cubic = "value.items.map(a, value.items.map(b, value.items.filter(c, c.qty == a.qty * b.qty).size()))";
     let file = duplicates_file("").replace(DUPLICATES, cubic);
-    let e = Pipeline::parse(&file, Path::new("dups.toml"), &Registry::builtin())
+    let e = Pipeline::parse(&file, Path::new("dups.toml"), &eddy_orders::registry())
         .err()
         .unwrap();
     assert_eq!(
@@ -570,7 +570,7 @@ fn a_cubic_expression_is_refused_at_load_naming_file_field_and_reason() {
     );
     // Allowed by a file that says so, and then bounded at run time.
     let file = duplicates_file("max_nesting = 3").replace(DUPLICATES, cubic);
-    let p = Pipeline::parse(&file, Path::new("dups.toml"), &Registry::builtin()).unwrap();
+    let p = Pipeline::parse(&file, Path::new("dups.toml"), &eddy_orders::registry()).unwrap();
     let mut s = Service::of(p);
     s.pipe("orders", "o-1", &order_of(200));
     assert_eq!(s.dead().len(), 1);

@@ -1,0 +1,30 @@
+//! # eddy-orders
+//!
+//! The e-commerce order pipeline, an application built on eddy's public API
+//! the way any user's would be: three topology files in `config/` (the
+//! payment service, the inventory service and the order saga), the one
+//! processor they name that is written in Rust (the stock reserver), a
+//! deterministic order generator, and a binary, `eddy-orders`, that is
+//! eddy's command line with this registry plus `demo` and `gen`.
+//!
+//! ```
+//! let registry = eddy_orders::registry();
+//! assert_eq!(registry.names().collect::<Vec<_>>(), ["stock-reserver"]);
+//! ```
+#![warn(missing_docs)]
+
+mod generate;
+mod stock;
+
+pub use generate::order_created;
+pub use stock::StockReserver;
+
+use eddy::config::Registry;
+
+/// The processors the order pipeline's topology files name:
+/// `stock-reserver`.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    registry.register("stock-reserver", stock::factory);
+    registry
+}
