@@ -13,7 +13,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
-use crate::topology::{GlobalStore, Topology};
+use crate::stores::GlobalStore;
+use crate::topology::Topology;
 
 fn apply(stores: &HashMap<String, Arc<GlobalStore>>, m: &rdkafka::message::BorrowedMessage<'_>) {
     if let (Some(store), Some(key)) = (stores.get(m.topic()), m.key()) {

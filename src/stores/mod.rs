@@ -9,6 +9,7 @@
 
 mod checkpoint;
 pub mod engine;
+mod global;
 mod kv;
 mod session;
 mod state;
@@ -16,6 +17,7 @@ mod window;
 
 pub use checkpoint::Checkpoint;
 pub use engine::{Engine, MemoryEngine, RocksConfig, RocksEngine, RocksShared, StoreError};
+pub use global::GlobalStore;
 pub use kv::KeyValueStore;
 pub use session::SessionStore;
 pub(crate) use state::{CacheBudget, StoreState};

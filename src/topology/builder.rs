@@ -6,7 +6,6 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::global::GlobalStore;
 use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
 use super::operator::Operator;
 use super::stateless::*;
@@ -21,7 +20,7 @@ pub(crate) struct Graph {
     pub(crate) topics: TopicTable,
     pub(crate) stores: Vec<Arc<StoreSpec>>,
     /// Global tables: topic and the store it fills.
-    pub(crate) globals: Vec<(String, Arc<GlobalStore>)>,
+    pub(crate) globals: Vec<(String, Arc<crate::stores::GlobalStore>)>,
 }
 
 impl Graph {

@@ -183,7 +183,7 @@ pub struct Topology {
     /// For each topic ref that is a source: its sub-topology and source node.
     pub(crate) sources: HashMap<TopicRef, (u32, usize)>,
     /// Global tables: topic and the store it fills.
-    pub(crate) globals: Vec<(String, Arc<super::GlobalStore>)>,
+    pub(crate) globals: Vec<(String, Arc<crate::stores::GlobalStore>)>,
 }
 
 impl fmt::Debug for Topology {
@@ -361,7 +361,7 @@ impl Topology {
     }
 
     /// Global tables: their topics and stores.
-    pub fn global_tables(&self) -> impl Iterator<Item = (&str, &Arc<super::GlobalStore>)> {
+    pub fn global_tables(&self) -> impl Iterator<Item = (&str, &Arc<crate::stores::GlobalStore>)> {
         self.globals.iter().map(|(t, s)| (t.as_str(), s))
     }
 

@@ -16,7 +16,7 @@ mod table;
 mod windows;
 
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
-pub use global::{GlobalKTable, GlobalStore};
+pub use global::GlobalKTable;
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
 pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
