@@ -44,7 +44,10 @@ pub struct StreamsConfig {
     /// hold more of it).
     pub max_task_idle: TaskIdle,
     /// Records buffered per input partition; a partition with this many
-    /// waiting is paused until half have been processed (default 1000).
+    /// waiting is paused until half have been processed (default 1000),
+    /// once the thread has taken what librdkafka had already fetched when
+    /// it filled up (pausing would discard that, to fetch it again): so a
+    /// queue holds at most this many plus one fetch of its partition.
     pub buffered_records_per_partition: usize,
     /// How far ahead of the wall clock a record's timestamp may be; records
     /// beyond it are dead-lettered before they can move stream time, so one

@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::time::Duration;
 
-use rdkafka::bindings::rd_kafka_get_watermark_offsets;
+use rdkafka::bindings::{
+    rd_kafka_get_watermark_offsets, rd_kafka_queue_destroy, rd_kafka_queue_get_consumer,
+    rd_kafka_queue_length,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
@@ -111,6 +114,22 @@ pub(crate) fn fetched_high_watermark<C: ConsumerContext>(
         )
     };
     (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+/// Messages librdkafka has fetched but not yet handed to the thread, over
+/// all partitions (its consumer queue; no request to the broker).
+pub(crate) fn prefetched<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> usize {
+    // SAFETY: the handle is valid while `consumer` lives; the queue
+    // reference librdkafka returns is released before returning.
+    unsafe {
+        let queue = rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+        if queue.is_null() {
+            return 0;
+        }
+        let n = rd_kafka_queue_length(queue);
+        rd_kafka_queue_destroy(queue);
+        n
+    }
 }
 
 /// Lag of partitions at one moment: positions are read once, on first use,

@@ -52,6 +52,9 @@ pub(crate) struct RecordQueue<T> {
     idle_deadline: Option<i64>,
     /// Whether the consumer was asked to stop fetching it (queue full).
     pub(crate) paused: bool,
+    /// Set when the queue filled up: the thread's polled-record count at
+    /// which it is paused if still full (see `pause_or_resume`).
+    pub(crate) pause_at: Option<u64>,
 }
 
 impl<T> RecordQueue<T> {
@@ -97,6 +100,7 @@ impl<T> PartitionGroup<T> {
             records: VecDeque::new(),
             idle_deadline: None,
             paused: false,
+            pause_at: None,
         });
         self.queues.len() - 1
     }

@@ -14,7 +14,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::collector::Collector;
 use super::consumer::{RebalanceEvent, StreamConsumerContext};
 use super::context::{RawHeaders, RawRecord};
-use super::lag::{assigned_bounds, Bounds, LagView};
+use super::lag::{assigned_bounds, prefetched, Bounds, LagView};
 use super::partition_group::{PartitionGroup, Ready, TaskIdle};
 use super::query::{Answer, Query, QueryOp};
 use super::state_dir::StoreProvider;
@@ -288,6 +288,8 @@ struct Inputs<'c> {
     bounds: HashMap<(TopicRef, i32), Bounds>,
     /// The last topic a record came from, to spare most name lookups.
     last_topic: Option<(String, TopicRef)>,
+    /// Records polled so far.
+    polled: u64,
 }
 
 impl ThreadState {
@@ -309,6 +311,7 @@ impl ThreadState {
     /// Puts a polled record in its task's queue, stamped with its event
     /// time.
     fn enqueue<'c>(&mut self, inputs: &mut Inputs<'c>, m: BorrowedMessage<'c>) {
+        inputs.polled += 1;
         let name = m.topic();
         let topic = match &mut inputs.last_topic {
             Some((last, t)) if last == name => Some(*t),
@@ -406,6 +409,15 @@ impl ThreadState {
     /// Pauses partitions whose queue stayed full after processing (their
     /// task waits for another input) and resumes paused ones once half
     /// drained, so memory stays bounded while one input is behind.
+    ///
+    /// Pausing makes librdkafka drop what it has already fetched of the
+    /// partition, to fetch it again on resume, and it delivers a fetch
+    /// response partition by partition, tens of thousands of records each:
+    /// the records a waiting task needs are often already fetched, behind
+    /// other partitions' records. So a full queue is paused only once the
+    /// thread has polled everything librdkafka held when it filled up:
+    /// then what its task waits for was not fetched yet. Beyond
+    /// `max_buffered`, a queue holds at most what librdkafka had prefetched.
     fn pause_or_resume(
         &mut self,
         inputs: &mut Inputs<'_>,
@@ -413,11 +425,21 @@ impl ThreadState {
     ) -> Result<(), Error> {
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         let mut paused = 0;
+        let mut held = None;
+        let polled = inputs.polled;
         for group in inputs.groups.values_mut() {
             for q in group.queues_mut() {
                 paused += usize::from(q.paused);
                 let name = self.settings.topics.name(q.topic);
+                if q.len() < self.max_buffered {
+                    q.pause_at = None;
+                }
                 if !q.paused && q.len() >= self.max_buffered {
+                    let held = *held.get_or_insert_with(|| prefetched(consumer) as u64);
+                    if polled < *q.pause_at.get_or_insert(polled + held) {
+                        continue;
+                    }
+                    q.pause_at = None;
                     q.paused = true;
                     paused += 1;
                     pause.add_partition(name, q.partition);
