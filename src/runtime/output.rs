@@ -109,24 +109,29 @@ impl OutputBuffer {
         })
     }
 
-    /// Empties the buffer, keeping its capacity.
     /// Removes the records from index `from` on that `refused` picks,
-    /// returning how many it removed. Their bytes stay in the arena until
-    /// the next `clear`.
+    /// keeping the order of the others, and returns how many it removed.
+    /// Only the records from `from` on are visited (the current record's
+    /// outputs), however many the buffer holds. Their bytes stay in the
+    /// arena until the next `clear`.
     pub(crate) fn remove_from(
         &mut self,
         from: usize,
         mut refused: impl FnMut(&OutMeta) -> bool,
     ) -> usize {
         let before = self.slots.len();
-        let mut i = 0;
-        self.slots.retain(|slot| {
-            i += 1;
-            i <= from || !refused(&slot.meta)
-        });
-        before - self.slots.len()
+        let mut kept = from;
+        for i in from..before {
+            if !refused(&self.slots[i].meta) {
+                self.slots.swap(kept, i);
+                kept += 1;
+            }
+        }
+        self.slots.truncate(kept);
+        before - kept
     }
 
+    /// Empties the buffer, keeping its capacity.
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.slots.clear();
@@ -168,6 +173,37 @@ mod tests {
             ]
         );
         out.clear();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn remove_from_only_looks_at_the_tail_and_keeps_order() {
+        let mut out = OutputBuffer::default();
+        for ts in [1, 9, 2, 9, 3, 4] {
+            let mut m = meta();
+            m.timestamp = ts;
+            out.push_raw(m, Some(ts.to_string().as_bytes()), None);
+        }
+        let mut seen = Vec::new();
+        let removed = out.remove_from(2, |m| {
+            seen.push(m.timestamp);
+            m.timestamp == 9
+        });
+        assert_eq!(removed, 1);
+        assert_eq!(seen, [2, 9, 3, 4]);
+        let keys: Vec<_> = out.iter().map(|r| r.key.unwrap().to_vec()).collect();
+        assert_eq!(
+            keys,
+            [
+                b"1".to_vec(),
+                b"9".to_vec(),
+                b"2".to_vec(),
+                b"3".to_vec(),
+                b"4".to_vec()
+            ]
+        );
+        assert_eq!(out.remove_from(5, |_| true), 0);
+        assert_eq!(out.remove_from(0, |_| true), 5);
         assert!(out.is_empty());
     }
 }

@@ -52,6 +52,10 @@ pub(crate) struct StoreState {
     pub(crate) changelog_offset: Option<i64>,
     /// Timestamp given to writes: the task's current stream time.
     pub(crate) now: Rc<Cell<i64>>,
+    /// The last range `expire` dropped: asking again for a range within
+    /// it does nothing, so the engine is not handed a range tombstone per
+    /// call (each one slows every later read of its memtable).
+    expired: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl StoreState {
@@ -71,6 +75,7 @@ impl StoreState {
             changelog,
             changelog_offset: None,
             now,
+            expired: None,
         }
     }
 
@@ -176,7 +181,14 @@ impl StoreState {
     }
 
     /// Drops `[from, to)` from cache and engine without logging (retention).
+    /// A range within the one dropped last is not dropped again: what was
+    /// written into it since stays until a wider range is expired.
     pub(crate) fn expire(&mut self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        if let Some((f, t)) = &self.expired {
+            if f.as_slice() <= from && to <= t.as_slice() {
+                return Ok(());
+            }
+        }
         let keys: Vec<Vec<u8>> = self
             .dirty
             .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
@@ -189,7 +201,9 @@ impl StoreState {
                 self.budget.used.set(self.budget.used.get() - size);
             }
         }
-        self.engine.delete_range(from, to)
+        self.engine.delete_range(from, to)?;
+        self.expired = Some((from.to_vec(), to.to_vec()));
+        Ok(())
     }
 
     /// Writes the cache to the engine in one batch and its entries to the
@@ -232,6 +246,7 @@ impl StoreState {
     /// Returns a lent engine.
     pub(crate) fn put_engine(&mut self, engine: Box<dyn Engine>) {
         self.engine = engine;
+        self.expired = None;
     }
 
     /// Persists the engine (before a checkpoint is written).
@@ -243,6 +258,7 @@ impl StoreState {
     pub(crate) fn replace_engine(&mut self, engine: Box<dyn Engine>) {
         self.engine = engine;
         self.changelog_offset = None;
+        self.expired = None;
     }
 }
 
