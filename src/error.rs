@@ -17,6 +17,28 @@ pub enum Error {
     /// The configuration is malformed.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A thread or runtime the worker needs could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// What: `stream thread eddy-app-0`, `the global thread`...
+        what: String,
+        /// The operating system's answer.
+        source: std::io::Error,
+    },
+    /// The state directory could not be made or used.
+    #[error("state directory {}: {source}", dir.display())]
+    StateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another worker of this machine holds the state directory.
+    #[error("state directory {} is locked by another worker; give each worker its own state_dir", dir.display())]
+    StateDirLocked {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// No broker answered in time.
     #[error("cannot reach Kafka at {servers} within {timeout:?}: {source}")]
     Unreachable {

@@ -22,7 +22,7 @@ impl Processor<String, Value, String, Value> for Pass {
 fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register("pass", |params| match params.keys().next() {
-        Some(p) => Err(format!("unknown parameter {p:?} (pass takes none)")),
+        Some(p) => Err(format!("unknown parameter {p:?} (pass takes none)").into()),
         None => Ok(CustomProcessor {
             stores: Vec::new(),
             supplier: Arc::new(|| Box::new(Pass) as JsonProcessor),

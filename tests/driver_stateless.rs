@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use eddy::kafka::partitioner::partition_for_key;
-use eddy::processor::{Header, Headers, Processor, ProcessorContext, Record};
+use eddy::processor::{FailureKind, Header, Headers, Processor, ProcessorContext, Record};
 use eddy::runtime::{dlq_headers, ErrorPolicy, RecordError, TaskId};
 use eddy::serde::{I64Serde, JsonSerde, Serde, SerdeError, StringSerde};
 use eddy::testing::{DriverConfig, RawTestRecord, TestRecord, TestTopic, TopologyTestDriver};
@@ -880,7 +880,7 @@ fn fail_policy_returns_the_error_instead_of_dead_lettering() {
     assert_eq!(
         err,
         RecordError {
-            kind: "deserialization",
+            kind: FailureKind::Deserialization,
             message: format!("value: {}", json_error(POISON)),
             topic: "in".into(),
             partition: 0,
@@ -935,7 +935,7 @@ fn a_record_failing_in_a_sink_is_dead_lettered_as_a_processing_error() {
             b"boom",
             2,
             &[],
-            "processing",
+            "production",
             "serializing for topic out: invalid UTF-8: refusing boom",
             ("in", 0, 1)
         )]
@@ -952,7 +952,7 @@ fn a_record_failing_in_a_sink_is_dead_lettered_as_a_processing_error() {
     assert_eq!(
         d.pipe(&topic("in"), "k".into(), "boom".into(), 7),
         Err(RecordError {
-            kind: "processing",
+            kind: FailureKind::Production,
             message: "serializing for topic out: invalid UTF-8: refusing boom".into(),
             topic: "in".into(),
             partition: 0,
@@ -1089,7 +1089,7 @@ fn under_fail_nothing_a_failed_record_produced_leaks_into_later_output() {
     );
     let input = topic("in");
     let err = d.pipe(&input, "k".into(), "boom".into(), 1).unwrap_err();
-    assert_eq!(err.kind, "processing");
+    assert_eq!(err.kind, FailureKind::Production);
     d.pipe(&input, "k".into(), "ok".into(), 2).unwrap();
     assert_eq!(read_kvt(&mut d, &topic("a")), [kvt("k", "ok", 2)]);
 }

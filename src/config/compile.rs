@@ -351,7 +351,8 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn expr(&self, field: &str, source: &str, allowed: &[&str]) -> Result<Expr, Fail> {
-        Expr::compile_with(source, allowed, &self.budget).map_err(|e| (field.to_owned(), e))
+        Expr::compile_with(source, allowed, &self.budget)
+            .map_err(|e| (field.to_owned(), e.to_string()))
     }
 
     fn topic(&mut self, node: &'a str, topic: &'a str, read: bool) -> Result<&Topic, Fail> {
@@ -553,21 +554,21 @@ impl<'a> Compiler<'a> {
                 let init = self
                     .expr(&f("initial"), initial, &[])?
                     .eval(&self.vars, &[])
-                    .map_err(|e| (f("initial"), e))?;
+                    .map_err(|e| (f("initial"), e.to_string()))?;
                 let agg = self.expr(&f("aggregator"), aggregator, &["key", "value", "agg"])?;
                 let store = store.as_deref().unwrap_or(name);
                 let s = self.input(name, "input", input)?.stream();
                 let grouped = s.group_by_key(StringSerde, json());
                 let vars = self.vars.clone();
                 let fold = move |k: &String, v: Value, a: Value| {
-                    agg.eval(
+                    Ok(agg.eval(
                         &vars,
                         &[
                             ("key", Bind::Str(k)),
                             ("value", Bind::Json(&v)),
                             ("agg", Bind::Json(&a)),
                         ],
-                    )
+                    )?)
                 };
                 match window {
                     None => {
@@ -677,7 +678,7 @@ impl<'a> Compiler<'a> {
                         ),
                     );
                 };
-                let custom = factory(params).map_err(|e| (f("params"), e))?;
+                let custom = factory(params).map_err(|e| (f("params"), e.to_string()))?;
                 let s = self.keyed(name, "input", input)?.stream();
                 let stores: Vec<String> = custom.stores.iter().map(|s| s.name.clone()).collect();
                 for spec in custom.stores {
@@ -821,7 +822,7 @@ impl<'a> Compiler<'a> {
             for (i, e) in t.emit.iter().enumerate() {
                 let e = self.expr(&format!("{field}.emit[{i}]"), e, SCOPE)?;
                 let vars = self.vars.clone();
-                step = step.emit(move |s: &SagaScope<'_>| e.eval(&vars, &scope(s)));
+                step = step.emit(move |s: &SagaScope<'_>| Ok(e.eval(&vars, &scope(s))?));
             }
             Ok(step)
         };
@@ -863,7 +864,7 @@ impl<'a> Compiler<'a> {
             let e = self.expr(&format!("nodes.{name}.summary.value"), &s.value, SCOPE)?;
             let vars = self.vars.clone();
             saga = saga.summary(&s.store, move |sc: &SagaScope<'_>| {
-                e.eval(&vars, &scope(sc))
+                Ok(e.eval(&vars, &scope(sc))?)
             });
             if let Some(route) = &s.route {
                 if !route.starts_with('/') {
@@ -891,7 +892,8 @@ impl<'a> Compiler<'a> {
             }
             saga = saga.retention(kept);
         }
-        saga.validate().map_err(|e| (format!("nodes.{name}"), e))?;
+        saga.validate()
+            .map_err(|e| (format!("nodes.{name}"), e.to_string()))?;
         Ok(saga)
     }
 }

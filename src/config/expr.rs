@@ -18,6 +18,48 @@ use serde_json::{Map, Number, Value};
 use super::cost::{self, Budget};
 use super::scan::scan;
 use crate::kafka::partitioner::murmur2;
+use crate::processor::{Failure, FailureKind};
+
+/// Why an expression was refused when it was compiled, or failed on a
+/// record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExprError {
+    /// Refused when compiled: bad syntax, an unknown variable, or
+    /// comprehensions nested deeper than the budget allows.
+    #[error("bad expression {expr:?}: {reason}")]
+    Invalid {
+        /// The expression's source.
+        expr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Stopped on a record for exceeding its budget.
+    #[error("expression budget exceeded: {expr:?} {reason}")]
+    Budget {
+        /// The expression's source.
+        expr: String,
+        /// Which limit, and by how much.
+        reason: String,
+    },
+    /// Failed on a record, or gave a value that cannot be used there (the
+    /// message names the expression and is at most about 1 KiB).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ExprError {
+    /// A failure on a record, its message capped.
+    pub(super) fn failed(message: String) -> Self {
+        ExprError::Failed(cap(message))
+    }
+}
+
+impl From<ExprError> for Failure {
+    fn from(e: ExprError) -> Self {
+        Failure::new(FailureKind::Expression, e)
+    }
+}
 
 /// A compiled expression, the names it reads and its cost budget.
 #[derive(Clone)]
@@ -39,22 +81,26 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     /// Compiles `source` with the default [`Budget`]; only the variables in
     /// `allowed` (and `vars`) may appear in it.
-    pub fn compile(source: &str, allowed: &[&str]) -> Result<Expr, String> {
+    pub fn compile(source: &str, allowed: &[&str]) -> Result<Expr, ExprError> {
         Self::compile_with(source, allowed, &Budget::default())
     }
 
     /// Compiles `source`, to be evaluated within `budget`: refused if its
     /// comprehensions over record data nest deeper than the budget allows.
-    pub fn compile_with(source: &str, allowed: &[&str], budget: &Budget) -> Result<Expr, String> {
+    pub fn compile_with(
+        source: &str,
+        allowed: &[&str],
+        budget: &Budget,
+    ) -> Result<Expr, ExprError> {
+        let invalid = |reason: String| ExprError::Invalid {
+            expr: source.to_owned(),
+            reason,
+        };
         let program = cost::env().compile(source).map_err(|e| {
-            let first = e.errors.first();
-            match first {
-                Some(p) => format!(
-                    "bad expression {source:?}: {}:{}: {}",
-                    p.pos.0, p.pos.1, p.msg
-                ),
-                None => format!("bad expression {source:?}"),
-            }
+            invalid(match e.errors.first() {
+                Some(p) => format!("{}:{}: {}", p.pos.0, p.pos.1, p.msg),
+                None => "does not parse".to_owned(),
+            })
         })?;
         let scan = scan(program.expression(), &["vars"]);
         if let Some(unknown) = scan
@@ -62,18 +108,18 @@ impl Expr {
             .iter()
             .find(|v| *v != "vars" && !allowed.contains(&v.as_str()))
         {
-            return Err(format!(
-                "bad expression {source:?}: unknown variable {unknown:?} (it may use {})",
+            return Err(invalid(format!(
+                "unknown variable {unknown:?} (it may use {})",
                 allowed.join(", ")
-            ));
+            )));
         }
         if scan.nesting > budget.max_nesting {
-            return Err(format!(
-                "bad expression {source:?}: {} comprehensions over record data are nested in one another, more than {} (expressions.max_nesting): its cost would grow as the {} power of a list's length",
+            return Err(invalid(format!(
+                "{} comprehensions over record data are nested in one another, more than {} (expressions.max_nesting): its cost would grow as the {} power of a list's length",
                 scan.nesting,
                 budget.max_nesting,
                 ordinal(scan.nesting)
-            ));
+            )));
         }
         Ok(Expr {
             source: source.into(),
@@ -91,7 +137,7 @@ impl Expr {
     /// Evaluates with `bindings` (and `vars`) to JSON. Bindings the
     /// expression does not read are not converted. An evaluation that
     /// exceeds the budget stops with an error that says so.
-    pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
+    pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, ExprError> {
         Scope::with(vars, bindings, &[self], |scope| scope.eval(self, &[]))
     }
 
@@ -101,10 +147,10 @@ impl Expr {
     }
 
     /// Evaluates to a boolean; anything else is an error.
-    pub fn test(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<bool, String> {
+    pub fn test(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<bool, ExprError> {
         match self.eval(vars, bindings)? {
             Value::Bool(b) => Ok(b),
-            other => Err(cap(format!(
+            other => Err(ExprError::failed(format!(
                 "{:?} gave {other}, not a boolean",
                 &*self.source
             ))),
@@ -148,16 +194,20 @@ impl Scope<'_> {
 
     /// Evaluates `expr` in this scope plus `bindings` (which shadow the
     /// scope's names), within the expression's budget.
-    pub fn eval(&self, expr: &Expr, bindings: &[(&str, Bind<'_>)]) -> Result<Value, String> {
+    pub fn eval(&self, expr: &Expr, bindings: &[(&str, Bind<'_>)]) -> Result<Value, ExprError> {
         let mut ctx = self.ctx.new_inner_scope();
         bind(&mut ctx, bindings, |name| expr.reads(name));
         let source = &*expr.source;
         let (result, exceeded) = cost::metered(&expr.budget, || expr.program.execute(&ctx));
         if let Some(exceeded) = exceeded {
-            return Err(format!("expression budget exceeded: {source:?} {exceeded}"));
+            return Err(ExprError::Budget {
+                expr: source.to_owned(),
+                reason: exceeded.to_string(),
+            });
         }
-        let result = result.map_err(|e| cap(format!("{source:?} failed: {}", describe(&e))))?;
-        from_cel(&result).map_err(|e| cap(format!("{source:?} gave {e}")))
+        let result = result
+            .map_err(|e| ExprError::failed(format!("{source:?} failed: {}", describe(&e))))?;
+        from_cel(&result).map_err(|e| ExprError::failed(format!("{source:?} gave {e}")))
     }
 }
 
@@ -388,8 +438,13 @@ fn object_val(m: &Map<String, Value>) -> Box<dyn Val> {
     Box::new(ValMap::from(map))
 }
 
+/// A CEL value JSON cannot hold (a non-finite number, bytes, a function...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotJson(String);
+
 /// CEL to JSON; map keys become strings.
-pub fn from_cel(v: &Cel) -> Result<Value, String> {
+pub fn from_cel(v: &Cel) -> Result<Value, NotJson> {
     Ok(match v {
         Cel::Null => Value::Null,
         Cel::Bool(b) => Value::Bool(*b),
@@ -397,7 +452,7 @@ pub fn from_cel(v: &Cel) -> Result<Value, String> {
         Cel::UInt(u) => Value::from(*u),
         Cel::Float(f) => Number::from_f64(*f)
             .map(Value::Number)
-            .ok_or_else(|| format!("a non-finite number {f}"))?,
+            .ok_or_else(|| NotJson(format!("a non-finite number {f}")))?,
         Cel::String(s) => Value::String(s.to_string()),
         Cel::List(items) => Value::Array(items.iter().map(from_cel).collect::<Result<_, _>>()?),
         Cel::Map(m) => {
@@ -413,7 +468,7 @@ pub fn from_cel(v: &Cel) -> Result<Value, String> {
             }
             Value::Object(out)
         }
-        other => return Err(format!("a value JSON cannot hold: {other:?}")),
+        other => return Err(NotJson(format!("a value JSON cannot hold: {other:?}"))),
     })
 }
 
@@ -461,11 +516,12 @@ mod tests {
     fn refuses_unknown_variables_and_bad_syntax() {
         let e = Expr::compile("vaule.type == 'a'", &["key", "value"]).unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "bad expression \"vaule.type == 'a'\": unknown variable \"vaule\" (it may use key, value)"
         );
         assert!(Expr::compile("value.type ==", &["value"])
             .unwrap_err()
+            .to_string()
             .starts_with("bad expression \"value.type ==\": 1:"));
     }
 

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::expr::{Bind, Expr, Scope};
-use crate::processor::{InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
+use super::expr::{Bind, Expr, ExprError, Scope};
+use crate::processor::{Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
 use crate::serde::{JsonSerde, StringSerde};
-use crate::stores::{KeyValueStore, StateError};
+use crate::stores::KeyValueStore;
 
 /// What a `gather` node is: its expressions and store.
 pub(crate) struct Gather {
@@ -82,24 +82,24 @@ impl GatherProcessor {
     }
 
     /// Evaluates the record's part number and its whole's part count.
-    fn place(&self, r: &Record<String, Value>) -> Result<(u64, u64), String> {
+    fn place(&self, r: &Record<String, Value>) -> Result<(u64, u64), ExprError> {
         let g = &*self.gather;
         let b = [("key", Bind::Str(&r.key)), ("value", Bind::Json(&r.value))];
         let (part, parts) = Scope::with(&g.vars, &b, &[&g.part, &g.parts], |scope| {
-            Ok::<_, String>((scope.eval(&g.part, &[])?, scope.eval(&g.parts, &[])?))
+            Ok::<_, ExprError>((scope.eval(&g.part, &[])?, scope.eval(&g.parts, &[])?))
         })?;
         let parts = parts.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-            format!(
+            ExprError::failed(format!(
                 "{:?} gave {parts}, not a part count of at least 1",
                 g.parts.source()
-            )
+            ))
         })?;
         let part = part.as_u64().filter(|p| *p < parts).ok_or_else(|| {
-            format!(
+            ExprError::failed(format!(
                 "{:?} gave {part}, not a part number from 0 to {} (of {parts} parts)",
                 g.part.source(),
                 parts - 1
-            )
+            ))
         })?;
         Ok((part, parts))
     }
@@ -108,13 +108,12 @@ impl GatherProcessor {
         &mut self,
         r: Record<String, Value>,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let (part, parts) = self.place(&r)?;
         let store = self.store.as_ref().expect(OPENED_IN_INIT);
-        let e = |e: StateError| e.to_string();
         let whole = progress_key(&r.key);
         let prefix = parts_prefix(&whole);
-        let mut progress = match store.get(&whole).map_err(e)? {
+        let mut progress = match store.get(&whole)? {
             Some(v) => serde_json::from_value::<Progress>(v)
                 .map_err(|err| format!("gather progress of {:?} unreadable: {err}", r.key))?,
             None => Progress { parts, have: 0 },
@@ -123,31 +122,33 @@ impl GatherProcessor {
             return Err(format!(
                 "part {part} of a whole of {parts} parts, but the whole {:?} being gathered has {}",
                 r.key, progress.parts
-            ));
+            )
+            .into());
         }
         let this = part_key(&prefix, part);
-        if store.get(&this).map_err(e)?.is_none() {
+        if store.get(&this)?.is_none() {
             progress.have += 1;
         }
-        store.put(&this, &r.value).map_err(e)?;
+        store.put(&this, &r.value)?;
         if progress.have < parts {
-            let progress = serde_json::to_value(progress).map_err(|err| err.to_string())?;
-            return store.put(&whole, &progress).map_err(e);
+            let progress = serde_json::to_value(progress).map_err(Failure::processing)?;
+            return Ok(store.put(&whole, &progress)?);
         }
-        let gathered = store.prefix_scan(prefix.as_bytes()).map_err(e)?;
+        let gathered = store.prefix_scan(prefix.as_bytes())?;
         if gathered.len() as u64 != parts {
             return Err(format!(
                 "the whole {:?} has {} parts stored, not {parts}",
                 r.key,
                 gathered.len()
-            ));
+            )
+            .into());
         }
         let mut values = Vec::with_capacity(gathered.len());
         for (k, v) in gathered {
-            store.delete(&k).map_err(e)?;
+            store.delete(&k)?;
             values.push(v);
         }
-        store.delete(&whole).map_err(e)?;
+        store.delete(&whole)?;
         ctx.forward(Record {
             key: r.key,
             value: Value::Array(values),

@@ -51,7 +51,7 @@ use crate::topology::Topology;
 pub use cost::Budget;
 pub use expr::{Bind, Expr, Scope};
 pub use model::File;
-pub use read::{read_text, MAX_FILE_BYTES};
+pub use read::{read_text, ReadError, MAX_FILE_BYTES};
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};
 
 /// A topology file that cannot be used: which file, which field, and why.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expr::{cap, Bind, Expr, Scope, MAX_REASON};
-use crate::processor::{Processor, ProcessorContext, Record};
+use super::expr::{cap, Bind, Expr, ExprError, Scope, MAX_REASON};
+use crate::processor::{Failure, FailureKind, Processor, ProcessorContext, Record};
 use crate::topology::Windowed;
 
 /// What one expression operator does.
@@ -53,7 +53,7 @@ impl OpProcessor {
         &self,
         r: Record<String, Value>,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let vars = &*self.vars;
         fn base(r: &Record<String, Value>) -> [(&'static str, Bind<'_>); 3] {
             [
@@ -73,7 +73,7 @@ impl OpProcessor {
                 let k = key.as_ref().map(|e| e.eval(vars, &b)).transpose()?;
                 let v = value.as_ref().map(|e| e.eval(vars, &b)).transpose()?;
                 let key = match k {
-                    Some(k) => key_of(k)?,
+                    Some(k) => key_of(k).map_err(ExprError::failed)?,
                     None => r.key,
                 };
                 ctx.forward(Record {
@@ -101,14 +101,16 @@ impl OpProcessor {
             } => {
                 let b = base(&r);
                 let Value::Array(list) = items.eval(vars, &b)? else {
-                    return Err(format!("{:?} is not a list", items.source()));
+                    return Err(
+                        ExprError::failed(format!("{:?} is not a list", items.source())).into(),
+                    );
                 };
                 if list.len() > *max_outputs {
-                    return Err(format!(
+                    return Err(Failure::processing(format!(
                         "{:?} has {} elements, more than the {max_outputs} outputs a flat_map may emit per record (max_outputs)",
                         items.source(),
                         list.len()
-                    ));
+                    )));
                 }
                 // The record is bound once for all its elements; each
                 // evaluation adds only the element and its index.
@@ -118,7 +120,7 @@ impl OpProcessor {
                     for (i, item) in list.into_iter().enumerate() {
                         let b = [("item", Bind::Json(&item)), ("index", Bind::Int(i as i64))];
                         let k = match key {
-                            Some(e) => key_of(scope.eval(e, &b)?)?,
+                            Some(e) => key_of(scope.eval(e, &b)?).map_err(ExprError::failed)?,
                             None => r.key.clone(),
                         };
                         let v = match value {
@@ -127,7 +129,7 @@ impl OpProcessor {
                         };
                         out.push((k, v));
                     }
-                    Ok::<_, String>(out)
+                    Ok::<_, ExprError>(out)
                 })?;
                 for (key, value) in out {
                     ctx.forward(Record {
@@ -169,7 +171,10 @@ impl OpProcessor {
                     })
                     .collect();
                 if !errors.is_empty() {
-                    return Err(cap(format!("schema {file}: {}", errors.join("; "))));
+                    return Err(Failure::new(
+                        FailureKind::Schema,
+                        cap(format!("schema {file}: {}", errors.join("; "))),
+                    ));
                 }
                 ctx.forward(r);
             }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::processor::Processor;
+use crate::processor::{BoxError, Processor};
 use crate::stores::StoreSpec;
 
 /// A processor over JSON records keyed by strings, boxed.
@@ -24,7 +24,7 @@ pub struct CustomProcessor {
 
 /// Builds a [`CustomProcessor`] from a node's `params`, or says what is wrong
 /// with them.
-pub type Factory = Arc<dyn Fn(&toml::Table) -> Result<CustomProcessor, String> + Send + Sync>;
+pub type Factory = Arc<dyn Fn(&toml::Table) -> Result<CustomProcessor, BoxError> + Send + Sync>;
 
 /// Processors by name.
 ///
@@ -61,10 +61,12 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers `factory` under `name`, replacing any previous one.
+    /// Registers `factory` under `name`, replacing any previous one. Its
+    /// error (any error, or a message) is reported at load, naming the
+    /// file and the node's `params`.
     pub fn register<F>(&mut self, name: &str, factory: F) -> &mut Self
     where
-        F: Fn(&toml::Table) -> Result<CustomProcessor, String> + Send + Sync + 'static,
+        F: Fn(&toml::Table) -> Result<CustomProcessor, BoxError> + Send + Sync + 'static,
     {
         self.factories.insert(name.to_owned(), Arc::new(factory));
         self

@@ -54,7 +54,10 @@ pub fn ensure_topic(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Config(format!("cannot start an async runtime: {e}")))?;
+        .map_err(|source| Error::Spawn {
+            what: "an async runtime".into(),
+            source,
+        })?;
     let results = runtime.block_on(admin.create_topics([&new], &options))?;
     for result in results {
         match result {
@@ -85,7 +88,10 @@ pub fn future_timestamp_limits(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Config(format!("cannot start an async runtime: {e}")))?;
+        .map_err(|source| Error::Spawn {
+            what: "an async runtime".into(),
+            source,
+        })?;
     let results = runtime.block_on(admin.describe_configs(&specifiers, &options))?;
     let mut limits = HashMap::new();
     for (topic, result) in topics.iter().zip(results) {

@@ -3,7 +3,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{millis, Data, PunctuationId, PunctuationType, Record};
+use super::{millis, Data, Failure, PunctuationId, PunctuationType, Record};
 use crate::runtime::{forward_all, Child, TaskContext, TaskId};
 use crate::serde::Serde;
 use crate::stores::{KeyValueStore, SessionStore, StateError, StoreKind, StoreState, WindowStore};
@@ -122,10 +122,13 @@ impl<K, V> ProcessorContext<'_, K, V> {
     }
 
     /// Marks the current record as failed: once processing returns it goes
-    /// to the dead-letter topic with `reason` (or stops the worker under the
-    /// `Fail` policy). Outputs already forwarded stay.
-    pub fn fail(&mut self, reason: impl Into<String>) {
-        self.task.fail(reason.into());
+    /// to the dead-letter topic with the failure's kind and error as its
+    /// reason (or stops the worker under the `Fail` policy). A message or a
+    /// boxed error is a [`FailureKind::Processing`] failure (see
+    /// [`Failure`]). Outputs already forwarded stay; the first failure of a
+    /// record is kept.
+    pub fn fail(&mut self, failure: impl Into<Failure>) {
+        self.task.fail(failure.into());
     }
 
     /// Counts the current record as dropped for arriving after its window

@@ -6,10 +6,12 @@
 //! commit and schedules punctuations by stream time or by wall-clock time.
 
 mod context;
+mod failure;
 mod record;
 mod timestamp;
 
 pub use context::{ProcessorContext, RecordSource};
+pub use failure::{BoxError, Failure, FailureKind};
 pub use record::{Header, Headers, Record};
 pub(crate) use timestamp::Extracted;
 pub use timestamp::{InvalidTimestamp, TimestampExtractor};

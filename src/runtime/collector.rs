@@ -20,6 +20,7 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use super::output::OutputBuffer;
 use crate::error::Error;
 use crate::kafka::send_blocking;
+use crate::processor::FailureKind;
 use crate::topology::TopicTable;
 
 /// Counts failed deliveries (the first failure's reason is kept) and
@@ -272,7 +273,7 @@ impl Collector {
             });
         }
         for (k, v) in [
-            (h::EXCEPTION, "production"),
+            (h::EXCEPTION, FailureKind::Production.as_str()),
             (h::MESSAGE, r.reason.as_str()),
             (h::TOPIC, r.topic.as_str()),
             (h::PARTITION, partition.as_str()),

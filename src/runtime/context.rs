@@ -9,7 +9,7 @@ use rdkafka::message::{BorrowedHeaders, Headers as _};
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
-use crate::processor::{Header, Headers};
+use crate::processor::{Failure, Header, Headers};
 use crate::stores::StoreState;
 use crate::topology::{TopicRef, TopicTable};
 
@@ -65,7 +65,7 @@ pub(crate) struct TaskContext {
     pub(crate) commit_requested: bool,
     pub(crate) punctuations: Punctuations,
     /// Why processing the current record failed, if it did.
-    pub(crate) failure: Option<String>,
+    pub(crate) failure: Option<Failure>,
     /// The task's stores.
     pub(crate) stores: Vec<Rc<RefCell<StoreState>>>,
     /// Stream time as seen by store writes (changelog timestamps).
@@ -122,8 +122,8 @@ impl TaskContext {
         self.stores.iter().find(|s| s.borrow().name() == name)
     }
 
-    /// Marks the current record as failed; the first reason is kept.
-    pub(crate) fn fail(&mut self, reason: String) {
-        self.failure.get_or_insert(reason);
+    /// Marks the current record as failed; the first failure is kept.
+    pub(crate) fn fail(&mut self, failure: Failure) {
+        self.failure.get_or_insert(failure);
     }
 }

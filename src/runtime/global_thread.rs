@@ -89,6 +89,9 @@ pub(crate) fn start(
                 }
             }
         })
-        .map_err(|e| Error::Config(format!("cannot spawn the global thread: {e}")))?;
+        .map_err(|source| Error::Spawn {
+            what: "the global thread".into(),
+            source,
+        })?;
     Ok(Some(handle))
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use super::context::{RawRecord, TaskContext};
 use super::output::OutMeta;
 use crate::processor::{
-    Data, InitError, Processor, ProcessorContext, PunctuationId, Record, TimestampExtractor,
+    Data, Failure, FailureKind, InitError, Processor, ProcessorContext, PunctuationId, Record,
+    TimestampExtractor,
 };
 use crate::serde::{Serde, SerdeError};
 use crate::topology::TopicRef;
@@ -240,7 +241,10 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
         let value = (!self.value_serde.is_null(&value)).then_some((&value, &*self.value_serde));
         if let Err(e) = ctx.output.push(meta, key, value) {
             let topic = ctx.topics.name(self.topic).to_owned();
-            ctx.fail(format!("serializing for topic {topic}: {e}"));
+            ctx.fail(Failure::new(
+                FailureKind::Production,
+                format!("serializing for topic {topic}: {e}"),
+            ));
         }
     }
 }

@@ -25,16 +25,14 @@ pub(crate) enum StoreProvider {
 impl StoreProvider {
     /// Locks `dir` (an application's state directory) for this process.
     pub(crate) fn rocks(dir: PathBuf, shared: RocksShared) -> Result<Self, Error> {
-        let io =
-            |e: std::io::Error| Error::Config(format!("state directory {}: {e}", dir.display()));
+        let io = |source| Error::StateDir {
+            dir: dir.clone(),
+            source,
+        };
         fs::create_dir_all(&dir).map_err(io)?;
         let lock = File::create(dir.join(".lock")).map_err(io)?;
-        lock.try_lock().map_err(|_| {
-            Error::Config(format!(
-                "state directory {} is locked by another worker; give each worker its own state_dir",
-                dir.display()
-            ))
-        })?;
+        lock.try_lock()
+            .map_err(|_| Error::StateDirLocked { dir: dir.clone() })?;
         Ok(StoreProvider::Rocks {
             dir,
             shared,

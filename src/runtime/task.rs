@@ -12,7 +12,7 @@ use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::upstream::Marks;
-use crate::processor::{Extracted, PunctuationType};
+use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
 use crate::Error;
@@ -49,7 +49,9 @@ pub enum ErrorPolicy {
 
 /// Header names on dead-lettered records (those of Kafka Streams' KIP-1034).
 pub mod dlq_headers {
-    /// Error class: `deserialization` or `processing`.
+    /// The kind of failure ([`FailureKind::as_str`]).
+    ///
+    /// [`FailureKind::as_str`]: crate::processor::FailureKind::as_str
     pub const EXCEPTION: &str = "__streams.errors.exception";
     /// The error message.
     pub const MESSAGE: &str = "__streams.errors.message";
@@ -65,8 +67,8 @@ pub mod dlq_headers {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} error on {topic}-{partition}@{offset}: {message}")]
 pub struct RecordError {
-    /// `deserialization` or `processing`.
-    pub kind: &'static str,
+    /// The kind of failure.
+    pub kind: FailureKind,
     /// What went wrong.
     pub message: String,
     /// Source topic.
@@ -404,12 +406,12 @@ impl Task {
             Extracted::At(timestamp) => {
                 let raw = RawRecord { timestamp, ..*raw };
                 match source.process(&raw, &mut self.ctx) {
-                    Err(e) => Some(("deserialization", e.to_string())),
+                    Err(e) => Some((FailureKind::Deserialization, e.to_string())),
                     Ok(()) => self
                         .ctx
                         .failure
                         .take()
-                        .map(|m| ("processing", m))
+                        .map(|f| (f.kind(), f.error().to_string()))
                         .or_else(|| {
                             self.refuse_future_outputs
                                 .then(|| self.drop_future_outputs(mark))
@@ -421,7 +423,7 @@ impl Task {
                 self.ctx.dropped.invalid_timestamp += 1;
                 None
             }
-            Extracted::Invalid(reason) => Some(("timestamp", reason)),
+            Extracted::Invalid(reason) => Some((FailureKind::Timestamp, reason)),
         };
         self.ctx.source = None;
         let outcome = match failure {
@@ -501,7 +503,7 @@ impl Task {
     /// default of an hour where unknown) — so that they neither stop the
     /// worker nor take the other records of their produce batch down with
     /// them; the record is dead-lettered.
-    fn drop_future_outputs(&mut self, mark: usize) -> Option<(&'static str, String)> {
+    fn drop_future_outputs(&mut self, mark: usize) -> Option<(FailureKind, String)> {
         let (now, limits) = (self.ctx.wall_clock, &self.future_limits);
         let limit_of = |t: TopicRef| {
             limits
@@ -519,7 +521,7 @@ impl Task {
         });
         let (topic, timestamp) = first?;
         Some((
-            "production",
+            FailureKind::Production,
             format!(
                 "{removed} output(s) to {} would carry timestamp {timestamp}, more than {} ms ahead of the wall clock, which the topic refuses (message.timestamp.after.max.ms)",
                 self.ctx.topics.name(topic),
@@ -528,10 +530,10 @@ impl Task {
         ))
     }
 
-    fn dead_letter(&mut self, raw: &RawRecord<'_>, kind: &str, message: &str) {
+    fn dead_letter(&mut self, raw: &RawRecord<'_>, kind: FailureKind, message: &str) {
         let mut headers = raw.headers.to_headers();
         headers
-            .add(dlq_headers::EXCEPTION, kind)
+            .add(dlq_headers::EXCEPTION, kind.as_str())
             .add(dlq_headers::MESSAGE, message)
             .add(dlq_headers::TOPIC, self.ctx.topics.name(raw.topic))
             .add(dlq_headers::PARTITION, raw.partition.to_string())
@@ -588,8 +590,8 @@ impl Task {
             if let Some((_, p)) = self.processors.iter().find(|(i, _)| *i == node) {
                 p.borrow_mut().punctuate(id, now, &mut self.ctx);
             }
-            if let Some(reason) = self.ctx.failure.take() {
-                tracing::error!(task = %self.ctx.id, "punctuation output dropped: {reason}");
+            if let Some(failure) = self.ctx.failure.take() {
+                tracing::error!(task = %self.ctx.id, "punctuation output dropped: {failure}");
             }
         }
     }

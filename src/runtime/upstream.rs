@@ -420,7 +420,10 @@ impl UpstreamWatch {
                     }
                 }
             })
-            .map_err(|e| Error::Config(format!("cannot spawn the upstream watch: {e}")))?;
+            .map_err(|source| Error::Spawn {
+                what: "the upstream watch".into(),
+                source,
+            })?;
         Ok(UpstreamWatch {
             stop,
             thread: Some(thread),

@@ -262,7 +262,10 @@ impl KafkaStreams {
                     }
                     result
                 })
-                .map_err(|e| Error::Config(format!("cannot spawn {name}: {e}")))?;
+                .map_err(|source| Error::Spawn {
+                    what: name.clone(),
+                    source,
+                })?;
             threads.push((name, handle));
         }
         Ok(RunningStreams {

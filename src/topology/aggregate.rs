@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use super::table::Change;
 use super::windows::{SessionWindows, TimeWindows, Window, Windowed};
-use crate::processor::{Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
+use crate::processor::{
+    Data, Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT,
+};
 use crate::serde::Serde;
 use crate::stores::{KeyValueStore, SessionStore, WindowStore};
 
 /// Folds a value into an optional previous aggregate; an error sends the
 /// record to the dead-letter topic.
-pub(crate) type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> Result<A, String> + Send + Sync>;
+pub(crate) type Fold<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> Result<A, Failure> + Send + Sync>;
 /// Merges two session aggregates.
 pub(crate) type Merge<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
 
@@ -48,14 +50,11 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<A>>) {
         let store = self.store.as_ref().expect(OPENED_IN_INIT);
-        let result = store
-            .get(&r.key)
-            .map_err(|e| e.to_string())
-            .and_then(|old| {
-                let new = (self.fold)(&r.key, r.value, old.clone())?;
-                store.put(&r.key, &new).map_err(|e| e.to_string())?;
-                Ok((old, new))
-            });
+        let result = store.get(&r.key).map_err(Failure::from).and_then(|old| {
+            let new = (self.fold)(&r.key, r.value, old.clone())?;
+            store.put(&r.key, &new).map_err(Failure::from)?;
+            Ok((old, new))
+        });
         match result {
             Ok((old, new)) => ctx.forward(Record {
                 key: r.key,
@@ -103,7 +102,7 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
                 timestamp: r.timestamp,
                 headers: r.headers,
             }),
-            Err(e) => ctx.fail(e.to_string()),
+            Err(e) => ctx.fail(e),
         }
     }
 }
@@ -151,12 +150,12 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
             accepted = true;
             let result = store
                 .get(&r.key, window.start)
-                .map_err(|e| e.to_string())
+                .map_err(Failure::from)
                 .and_then(|old| {
                     let new = (self.fold)(&r.key, r.value.clone(), old.clone())?;
                     store
                         .put(&r.key, window.start, Some(&new))
-                        .map_err(|e| e.to_string())?;
+                        .map_err(Failure::from)?;
                     Ok((old, new))
                 });
             match result {
@@ -201,7 +200,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                         }
                         self.emitted_before = closed;
                     }
-                    Err(e) => return ctx.fail(e.to_string()),
+                    Err(e) => return ctx.fail(e),
                 }
             }
         }
@@ -211,7 +210,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
         if bound >= self.expired_before.saturating_add(self.windows.size) {
             match store.expire_before(bound) {
                 Ok(()) => self.expired_before = bound,
-                Err(e) => ctx.fail(e.to_string()),
+                Err(e) => ctx.fail(e),
             }
         }
     }
@@ -245,7 +244,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
         let gap = self.windows.gap;
         let overlapping = match store.find_sessions(&r.key, ts - gap, ts + gap) {
             Ok(s) => s,
-            Err(e) => return ctx.fail(e.to_string()),
+            Err(e) => return ctx.fail(e),
         };
         let mut window = Window { start: ts, end: ts };
         for (w, _) in &overlapping {
@@ -264,7 +263,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 Some(m) => (self.merge)(&r.key, m, value.clone()),
             });
             if let Err(e) = store.put(&r.key, w, None) {
-                return ctx.fail(e.to_string());
+                return ctx.fail(e);
             }
             ctx.forward(Record {
                 key: Windowed {
@@ -284,7 +283,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
             Err(e) => return ctx.fail(e),
         };
         if let Err(e) = store.put(&r.key, window, Some(&new)) {
-            return ctx.fail(e.to_string());
+            return ctx.fail(e);
         }
         ctx.forward(Record {
             key: Windowed { key: r.key, window },

@@ -10,7 +10,7 @@ use super::builder::{add_source, KStream, StreamsBuilder};
 use super::operator::Operator;
 use super::table::{Change, KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
-use crate::processor::{millis, Data, TimestampExtractor};
+use crate::processor::{millis, Data, Failure, TimestampExtractor};
 use crate::serde::{I64Serde, Nullable, Serde};
 use crate::stores::StoreSpec;
 
@@ -64,7 +64,7 @@ where
 fn try_aggregate_fold<K, V, A, I, F>(init: I, aggregator: F) -> Fold<K, V, A>
 where
     I: Fn() -> A + Send + Sync + 'static,
-    F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+    F: Fn(&K, V, A) -> Result<A, Failure> + Send + Sync + 'static,
 {
     Arc::new(move |k, v, old| aggregator(k, v, old.unwrap_or_else(&init)))
 }
@@ -260,7 +260,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, A>
     where
         I: Fn() -> A + Send + Sync + 'static,
-        F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> Result<A, Failure> + Send + Sync + 'static,
     {
         self.aggregate_with(
             store,
@@ -393,7 +393,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, A>
     where
         I: Fn() -> A + Send + Sync + 'static,
-        F: Fn(&K, V, A) -> Result<A, String> + Send + Sync + 'static,
+        F: Fn(&K, V, A) -> Result<A, Failure> + Send + Sync + 'static,
     {
         self.aggregate_with(
             store,

@@ -72,7 +72,7 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
                 ctx.forward(r.with_value(v));
             }
             Ok(None) => {}
-            Err(e) => ctx.fail(e.to_string()),
+            Err(e) => ctx.fail(e),
         }
     }
 }
@@ -179,7 +179,7 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Change<V>, K, Change<VR>
         let store = self.store.as_ref().expect(OPENED_IN_INIT);
         let other = match store.get(&r.key) {
             Ok(o) => o,
-            Err(e) => return ctx.fail(e.to_string()),
+            Err(e) => return ctx.fail(e),
         };
         let change = Change {
             old: self.result(r.value.old.as_ref(), other.as_ref()),

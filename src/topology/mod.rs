@@ -22,7 +22,7 @@ pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use join::JoinKind;
 pub(crate) use operator::Operator;
-pub use saga::{Emitter, Saga, SagaScope, Step};
+pub use saga::{Emitter, Saga, SagaError, SagaScope, Step};
 pub use stateless::DEFAULT_MAX_OUTPUTS;
 pub use stream_join::{JoinWindows, StreamJoined};
 pub use table::{Change, KTable};

@@ -30,8 +30,8 @@ use super::builder::KStream;
 use super::graph::TopologyError;
 use super::operator::Operator;
 use crate::processor::{
-    millis, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
-    Record, OPENED_IN_INIT,
+    millis, Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId,
+    PunctuationType, Record, OPENED_IN_INIT,
 };
 use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
 use crate::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
@@ -58,7 +58,33 @@ pub struct SagaScope<'a> {
 
 /// Builds an event from a transition; an error sends the triggering record
 /// to the dead-letter topic and leaves the instance unchanged.
-pub type Emitter = Arc<dyn Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync>;
+pub type Emitter = Arc<dyn Fn(&SagaScope<'_>) -> Result<Value, Failure> + Send + Sync>;
+
+/// Why a saga definition is not coherent (see [`Saga::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SagaError {
+    /// The initial state is also final.
+    #[error("initial state {0:?} is final")]
+    InitialIsFinal(String),
+    /// The rejection leads to a state that is not final.
+    #[error("the rejection leads to {0:?}, which is not a final state")]
+    RejectionNotFinal(String),
+    /// A final state has a timeout.
+    #[error("final state {0:?} has a timeout")]
+    FinalWithTimeout(String),
+    /// A timeout is zero or negative.
+    #[error("the timeout of state {0:?} is not positive")]
+    TimeoutNotPositive(String),
+    /// A state no transition leads to from the initial state.
+    #[error("state {state:?} cannot be reached from {initial:?}")]
+    Unreachable {
+        /// The state.
+        state: String,
+        /// The initial state.
+        initial: String,
+    },
+}
 
 /// Where a transition leads, why, and what it emits.
 #[derive(Clone)]
@@ -87,7 +113,7 @@ impl Step {
     /// Emits the event `emitter` builds, after those added before.
     pub fn emit<F>(mut self, emitter: F) -> Self
     where
-        F: Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync + 'static,
+        F: Fn(&SagaScope<'_>) -> Result<Value, Failure> + Send + Sync + 'static,
     {
         self.emit.push(Arc::new(emitter));
         self
@@ -210,7 +236,7 @@ impl Saga {
     /// key-value store `store` (a queryable read model).
     pub fn summary<F>(mut self, store: &str, summary: F) -> Self
     where
-        F: Fn(&SagaScope<'_>) -> Result<Value, String> + Send + Sync + 'static,
+        F: Fn(&SagaScope<'_>) -> Result<Value, Failure> + Send + Sync + 'static,
     {
         self.summary = Some((store.to_owned(), Arc::new(summary)));
         self
@@ -255,24 +281,21 @@ impl Saga {
     /// Checks that the definition is coherent: the initial state is not
     /// final, final states have no timeout, timeouts are positive, and
     /// every state can be reached from the initial one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SagaError> {
         if self.finals.contains(&self.initial) {
-            return Err(format!("initial state {:?} is final", self.initial));
+            return Err(SagaError::InitialIsFinal(self.initial.clone()));
         }
         if let Some(step) = &self.rejected {
             if !self.finals.contains(&step.to) {
-                return Err(format!(
-                    "the rejection leads to {:?}, which is not a final state",
-                    step.to
-                ));
+                return Err(SagaError::RejectionNotFinal(step.to.clone()));
             }
         }
         for (state, (after, _)) in &self.timeouts {
             if self.finals.contains(state) {
-                return Err(format!("final state {state:?} has a timeout"));
+                return Err(SagaError::FinalWithTimeout(state.clone()));
             }
             if *after <= 0 {
-                return Err(format!("the timeout of state {state:?} is not positive"));
+                return Err(SagaError::TimeoutNotPositive(state.clone()));
             }
         }
         let mut reached = BTreeSet::from([self.initial.as_str()]);
@@ -288,10 +311,10 @@ impl Saga {
             }
         }
         match self.states().into_iter().find(|s| !reached.contains(s)) {
-            Some(s) => Err(format!(
-                "state {s:?} cannot be reached from {:?}",
-                self.initial
-            )),
+            Some(s) => Err(SagaError::Unreachable {
+                state: s.to_owned(),
+                initial: self.initial.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -305,9 +328,9 @@ impl KStream<String, Value> {
     /// its own store. Records must be partitioned by key.
     pub fn saga(&self, name: &str, saga: Saga) -> Result<KStream<String, Value>, TopologyError> {
         saga.validate()
-            .map_err(|reason| TopologyError::InvalidOperator {
+            .map_err(|e| TopologyError::InvalidOperator {
                 node: name.to_owned(),
-                reason,
+                reason: e.to_string(),
             })?;
         let deadlines = format!("{name}-deadlines");
         let mut stores = vec![name.to_owned(), deadlines.clone()];
@@ -448,7 +471,7 @@ impl SagaProcessor {
         kind: &str,
         event: Value,
         ts: i64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Failure> {
         let duplicate =
             inst.events.contains_key(kind) || inst.deferred.iter().any(|(k, _, _)| k == kind);
         if duplicate {
@@ -475,7 +498,7 @@ impl SagaProcessor {
     }
 
     /// Retries deferred events, oldest first, until none moves the instance.
-    fn retry_deferred(&mut self, inst: &mut Instance, key: &str) -> Result<(), String> {
+    fn retry_deferred(&mut self, inst: &mut Instance, key: &str) -> Result<(), Failure> {
         let saga = self.saga.clone();
         while let Some(i) = inst
             .deferred
@@ -498,7 +521,7 @@ impl SagaProcessor {
         inst: &mut Instance,
         key: &str,
         deadline: i64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Failure> {
         let saga = self.saga.clone();
         let Some((_, step)) = saga.timeouts.get(&inst.state) else {
             return Ok(false);
@@ -516,7 +539,7 @@ impl SagaProcessor {
         step: &Step,
         kind: Option<&str>,
         ts: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let from = std::mem::replace(&mut inst.state, step.to.clone());
         if step.reason.is_some() {
             inst.reason = step.reason.clone();
@@ -554,7 +577,7 @@ impl SagaProcessor {
         (old_deadline, old_expires): (Option<i64>, Option<i64>),
         headers: &Headers,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let summary = match &self.saga.summary {
             Some((_, f)) => Some(f(&SagaScope {
@@ -569,13 +592,12 @@ impl SagaProcessor {
             })?),
             None => None,
         };
-        let e = |e: StateError| e.to_string();
         let index = &stores.deadlines;
-        reindex(index, &key, Due::Timeout, old_deadline, inst.deadline).map_err(e)?;
-        reindex(index, &key, Due::Expiry, old_expires, inst.expires).map_err(e)?;
-        stores.instances.put(&key, inst).map_err(e)?;
+        reindex(index, &key, Due::Timeout, old_deadline, inst.deadline)?;
+        reindex(index, &key, Due::Expiry, old_expires, inst.expires)?;
+        stores.instances.put(&key, inst)?;
         if let (Some(store), Some(summary)) = (&stores.summary, summary) {
-            store.put(&key, &summary).map_err(e)?;
+            store.put(&key, &summary)?;
         }
         for (value, timestamp) in self.outputs.drain(..) {
             ctx.forward(Record {
@@ -588,12 +610,12 @@ impl SagaProcessor {
         Ok(())
     }
 
-    fn load(&self, key: &str) -> Result<Instance, String> {
+    fn load(&self, key: &str) -> Result<Instance, Failure> {
         let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let found = stores
             .instances
             .get(&key.to_owned())
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::from)?;
         Ok(found.unwrap_or_else(|| Instance {
             state: self.saga.initial.clone(),
             deadline: None,
@@ -615,7 +637,7 @@ impl SagaProcessor {
         &mut self,
         r: Record<String, Value>,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let kind = match r.value.get("type") {
             Some(Value::String(t)) => t.clone(),
             _ => return Err("saga event has no string field \"type\"".into()),
@@ -639,7 +661,16 @@ impl SagaProcessor {
             return Err(error);
         };
         self.reject(r.key, &step, &error, r.timestamp, &r.headers, ctx)
-            .map_err(|e| format!("{error}; rejecting the instance failed too: {e}"))
+            .map_err(|e| {
+                Failure::new(
+                    error.kind(),
+                    format!(
+                        "{}; rejecting the instance failed too: {}",
+                        error.error(),
+                        e.error()
+                    ),
+                )
+            })
     }
 
     /// Moves the instance of `key` along the rejection `step` (see
@@ -648,18 +679,18 @@ impl SagaProcessor {
         &mut self,
         key: String,
         step: &Step,
-        error: &str,
+        error: &Failure,
         ts: i64,
         headers: &Headers,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let mut inst = self.load(&key)?;
         if self.saga.finals.contains(&inst.state) {
-            return Err(format!("the instance is {} already", inst.state));
+            return Err(format!("the instance is {} already", inst.state).into());
         }
         let old = (inst.deadline, inst.expires);
         tracing::debug!(%key, state = %inst.state, "saga event rejected: {error}");
-        inst.reason = Some(error.to_owned());
+        inst.reason = Some(error.error().to_string());
         inst.deferred.clear();
         self.take(&mut inst, &key, step, None, ts)?;
         self.keep_from(&mut inst, ts);
@@ -674,7 +705,7 @@ impl SagaProcessor {
         &mut self,
         now: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
         let due = stores
             .deadlines
@@ -682,7 +713,7 @@ impl SagaProcessor {
                 None,
                 Some(&deadline_key(now.saturating_add(1), "", Due::Timeout)),
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::from)?;
         for (index_key, _) in due {
             let Some((deadline, key, due)) = decode_deadline_key(&index_key) else {
                 continue;
@@ -697,10 +728,7 @@ impl SagaProcessor {
                 self.outputs.clear();
                 tracing::error!(%key, deadline, "saga timeout dropped: {e}");
                 let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
-                stores
-                    .deadlines
-                    .delete(&index_key)
-                    .map_err(|e| e.to_string())?;
+                stores.deadlines.delete(&index_key).map_err(Failure::from)?;
             }
         }
         Ok(())
@@ -711,7 +739,7 @@ impl SagaProcessor {
         key: &str,
         deadline: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let mut inst = self.load(key)?;
         if inst.deadline != Some(deadline) {
             // A leftover index entry: nothing is due.
@@ -719,7 +747,7 @@ impl SagaProcessor {
             return stores
                 .deadlines
                 .delete(&deadline_key(deadline, key, Due::Timeout))
-                .map_err(|e| e.to_string());
+                .map_err(Failure::from);
         }
         let old = (inst.deadline, inst.expires);
         self.fire_timeout(&mut inst, key, deadline)?;
@@ -735,24 +763,21 @@ impl SagaProcessor {
         key: &str,
         at: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let inst = self.load(key)?;
         let stores = self.stores.as_ref().expect(OPENED_IN_INIT);
-        let e = |e: StateError| e.to_string();
         stores
             .deadlines
-            .delete(&deadline_key(at, key, Due::Expiry))
-            .map_err(e)?;
+            .delete(&deadline_key(at, key, Due::Expiry))?;
         if inst.expires != Some(at) {
             return Ok(());
         }
         if let Some(d) = inst.deadline {
             stores
                 .deadlines
-                .delete(&deadline_key(d, key, Due::Timeout))
-                .map_err(e)?;
+                .delete(&deadline_key(d, key, Due::Timeout))?;
         }
-        stores.instances.delete(&key.to_owned()).map_err(e)?;
+        stores.instances.delete(&key.to_owned())?;
         tracing::debug!(%key, state = %inst.state, held = inst.deferred.len(), "saga instance expired");
         ctx.record_expired(1);
         Ok(())
@@ -769,7 +794,7 @@ impl Processor<String, Value, String, Value> for SagaProcessor {
     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
         if let Err(e) = self.step(r, ctx) {
             self.outputs.clear();
-            ctx.fail(format!("saga: {e}"));
+            ctx.fail(Failure::new(e.kind(), format!("saga: {}", e.error())));
         }
     }
 

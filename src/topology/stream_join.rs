@@ -13,7 +13,7 @@ use super::builder::KStream;
 use super::join::JoinKind;
 use super::operator::Operator;
 use crate::processor::{
-    millis, Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT,
+    millis, Data, Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT,
 };
 use crate::serde::{BytesSerde, Serde, SerdeError};
 use crate::stores::{sortable, unsortable, KeyValueStore, StoreSpec, WindowStore};
@@ -146,7 +146,7 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
         &mut self,
         r: Record<K, V>,
         ctx: &mut ProcessorContext<'_, K, VR>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let s = self.stores.as_ref().expect(OPENED_IN_INIT);
         let w = self.shared.windows;
         let stream_time = ctx.stream_time();
@@ -156,18 +156,12 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
             ctx.record_late_drop();
             return Ok(());
         }
-        let err = |e: crate::stores::StateError| e.to_string();
-        let mut list = s
-            .this
-            .get(&r.key, r.timestamp)
-            .map_err(err)?
-            .unwrap_or_default();
+        let mut list = s.this.get(&r.key, r.timestamp)?.unwrap_or_default();
         list.push(r.value.clone());
-        s.this.put(&r.key, r.timestamp, Some(&list)).map_err(err)?;
+        s.this.put(&r.key, r.timestamp, Some(&list))?;
         let matches = s
             .other
-            .fetch(&r.key, r.timestamp - lo, r.timestamp + hi + 1)
-            .map_err(err)?;
+            .fetch(&r.key, r.timestamp - lo, r.timestamp + hi + 1)?;
         for (ts, others) in &matches {
             for o in others {
                 let v = (self.joiner)(Some(&r.value), Some(o));
@@ -179,34 +173,26 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
                 });
             }
             if self.other_keeps_unmatched {
-                let k = self
-                    .unmatched_key(*ts, 1 - self.side, &r.key)
-                    .map_err(|e| e.to_string())?;
-                s.unmatched.delete(&k).map_err(err)?;
+                let k = self.unmatched_key(*ts, 1 - self.side, &r.key)?;
+                s.unmatched.delete(&k)?;
             }
         }
         if matches.is_empty() && self.keep_unmatched {
-            let k = self
-                .unmatched_key(r.timestamp, self.side, &r.key)
-                .map_err(|e| e.to_string())?;
+            let k = self.unmatched_key(r.timestamp, self.side, &r.key)?;
             let mut buf = Vec::new();
-            let mut pending = match s.unmatched.get(&k).map_err(err)? {
-                Some(b) => ListSerde(self.shared.this_values.clone())
-                    .deserialize(Some(&b))
-                    .map_err(|e| e.to_string())?,
+            let mut pending = match s.unmatched.get(&k)? {
+                Some(b) => ListSerde(self.shared.this_values.clone()).deserialize(Some(&b))?,
                 None => Vec::new(),
             };
             pending.push(r.value);
-            ListSerde(self.shared.this_values.clone())
-                .serialize(&pending, &mut buf)
-                .map_err(|e| e.to_string())?;
-            s.unmatched.put(&k, &buf).map_err(err)?;
+            ListSerde(self.shared.this_values.clone()).serialize(&pending, &mut buf)?;
+            s.unmatched.put(&k, &buf)?;
         }
         self.emit_closed(ctx)?;
         let bound = stream_time.saturating_sub(lo + hi + w.grace + 1);
         if bound >= self.expired_before.saturating_add(lo + hi + 1) {
-            s.this.expire_before(bound).map_err(err)?;
-            s.other.expire_before(bound).map_err(err)?;
+            s.this.expire_before(bound)?;
+            s.other.expire_before(bound)?;
             self.expired_before = bound;
         }
         Ok(())
@@ -214,7 +200,7 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
 
     /// Emits unmatched records (of either side) whose window and grace have
     /// closed, then forgets them.
-    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), String> {
+    fn emit_closed(&self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), Failure> {
         if !self.keep_unmatched && !self.other_keeps_unmatched {
             return Ok(());
         }
@@ -224,36 +210,23 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
             .stream_time()
             .saturating_sub(w.before.max(w.after) + w.grace);
         let to = sortable(close);
-        let closed = s
-            .unmatched
-            .range(None, Some(&to.to_vec()))
-            .map_err(|e| e.to_string())?;
+        let closed = s.unmatched.range(None, Some(&to.to_vec()))?;
         for (k, values) in closed {
             let ts = unsortable(&k);
             let side = k[8];
-            let key = self
-                .shared
-                .key
-                .deserialize(Some(&k[9..]))
-                .map_err(|e| e.to_string())?;
+            let key = self.shared.key.deserialize(Some(&k[9..]))?;
             if side == self.side {
-                for v in ListSerde(self.shared.this_values.clone())
-                    .deserialize(Some(&values))
-                    .map_err(|e| e.to_string())?
-                {
+                for v in ListSerde(self.shared.this_values.clone()).deserialize(Some(&values))? {
                     let out = (self.joiner)(Some(&v), None);
                     ctx.forward(Record::new(key.clone(), out, ts));
                 }
             } else {
-                for o in ListSerde(self.shared.other_values.clone())
-                    .deserialize(Some(&values))
-                    .map_err(|e| e.to_string())?
-                {
+                for o in ListSerde(self.shared.other_values.clone()).deserialize(Some(&values))? {
                     let out = (self.joiner)(None, Some(&o));
                     ctx.forward(Record::new(key.clone(), out, ts));
                 }
             }
-            s.unmatched.delete(&k).map_err(|e| e.to_string())?;
+            s.unmatched.delete(&k)?;
         }
         Ok(())
     }

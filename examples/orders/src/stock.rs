@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use eddy::config::{CustomProcessor, JsonProcessor};
 use eddy::processor::{
-    InitError, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
+    BoxError, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType, Record,
 };
 use eddy::serde::{BytesSerde, I64Serde, JsonSerde, StringSerde};
 use eddy::stores::{sortable, unsortable, KeyValueStore, StateError, StoreSpec};
@@ -82,7 +82,7 @@ struct Stores {
 /// Builds the processor from its parameters: `stock_store` (default
 /// `stock`), `reservations_store` (default `reservations`; its expiry index
 /// is `<reservations_store>-expiry`) and `retention` (default `"1h"`).
-pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, String> {
+pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, BoxError> {
     let name = |key: &str, default: &str| -> Result<String, String> {
         match params.get(key) {
             None => Ok(default.to_owned()),
@@ -96,19 +96,18 @@ pub(super) fn factory(params: &toml::Table) -> Result<CustomProcessor, String> {
     {
         return Err(format!(
             "unknown parameter {unknown:?} (stock-reserver takes stock_store, reservations_store, retention)"
-        ));
+        )
+        .into());
     }
     let retention = match params.get("retention") {
         None => DEFAULT_RETENTION,
         Some(toml::Value::String(s)) => match humantime::parse_duration(s) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => return Err("retention must be more than 0".into()),
-            Err(e) => return Err(format!("retention {s:?} is not a duration: {e}")),
+            Err(e) => return Err(format!("retention {s:?} is not a duration: {e}").into()),
         },
         Some(other) => {
-            return Err(format!(
-                "retention must be a duration such as \"1h\", not {other}"
-            ))
+            return Err(format!("retention must be a duration such as \"1h\", not {other}").into())
         }
     };
     let reservations = name("reservations_store", "reservations")?;

@@ -127,6 +127,7 @@ fn eval_over(e: &Expr, v: &Value) -> Result<Value, String> {
             ("history", Bind::Object(&history)),
         ],
     )
+    .map_err(|e| e.to_string())
 }
 
 fn nested(depth: usize) -> Value {
@@ -255,10 +256,12 @@ fn amount_expr() -> Expr {
 }
 
 fn amount_of(items: Value) -> Result<Value, String> {
-    amount_expr().eval(
-        &vars(),
-        &[("value", Bind::Json(&json!({ "items": items })))],
-    )
+    amount_expr()
+        .eval(
+            &vars(),
+            &[("value", Bind::Json(&json!({ "items": items })))],
+        )
+        .map_err(|e| e.to_string())
 }
 
 #[test]
