@@ -62,14 +62,14 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.value
             .serialize(value, &mut v)
             .map_err(|e| serde_error(&self.state, e))?;
-        self.state.borrow_mut().put(&k, Some(&v));
+        self.state.borrow_mut().put(k, Some(v));
         Ok(())
     }
 
     /// Removes `key` (a tombstone in the changelog).
     pub fn delete(&self, key: &K) -> Result<(), StateError> {
         let k = self.encode_key(key)?;
-        self.state.borrow_mut().put(&k, None);
+        self.state.borrow_mut().put(k, None);
         Ok(())
     }
 

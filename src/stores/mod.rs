@@ -52,6 +52,12 @@ pub struct StoreSpec {
     /// half the retention, rather than time first, so that fetching one
     /// key's windows reads only them (joins); expiry is then per segment.
     pub key_first: bool,
+    /// For key-first window stores: values written with
+    /// [`WindowStore::put_duplicate`] are kept beside the others of the
+    /// same key and window start, told apart by a sequence at the end of
+    /// the store key (Kafka Streams' `retainDuplicates`, used by
+    /// stream-stream joins). A write then needs no read.
+    pub duplicates: bool,
 }
 
 impl StoreSpec {
@@ -64,6 +70,7 @@ impl StoreSpec {
             in_memory: false,
             retention: 0,
             key_first: false,
+            duplicates: false,
         }
     }
 
@@ -71,6 +78,14 @@ impl StoreSpec {
     /// [`key_first`](Self::key_first)).
     pub fn with_key_first_layout(mut self) -> Self {
         self.key_first = true;
+        self
+    }
+
+    /// Keeps duplicates (see [`duplicates`](Self::duplicates)); implies the
+    /// key-first layout.
+    pub fn with_duplicates(mut self) -> Self {
+        self.key_first = true;
+        self.duplicates = true;
         self
     }
 

@@ -49,7 +49,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
             })
             .transpose()
             .map_err(|e| serde_error(&self.state, e))?;
-        self.state.borrow_mut().put(&k, v.as_deref());
+        self.state.borrow_mut().put(k, v);
         Ok(())
     }
 

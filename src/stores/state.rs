@@ -1,6 +1,7 @@
 //! One store of one task: its engine, its write cache and its changelog.
 
 use std::cell::Cell;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
@@ -91,20 +92,20 @@ impl StoreState {
     }
 
     /// Writes (or deletes, with `None`) through the cache.
-    pub(crate) fn put(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let added = key.len() + value.map_or(0, <[u8]>::len);
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let added = key.len() + value.as_ref().map_or(0, Vec::len);
         let entry = Dirty {
-            value: value.map(<[u8]>::to_vec),
+            value,
             timestamp: self.now.get(),
         };
-        let removed = match self.dirty.get_mut(key) {
-            Some(old) => {
-                let size = key.len() + old.value.as_ref().map_or(0, Vec::len);
-                *old = entry;
+        let removed = match self.dirty.entry(key) {
+            Entry::Occupied(mut old) => {
+                let size = old.key().len() + old.get().value.as_ref().map_or(0, Vec::len);
+                old.insert(entry);
                 size
             }
-            None => {
-                self.dirty.insert(key.to_vec(), entry);
+            Entry::Vacant(slot) => {
+                slot.insert(entry);
                 0
             }
         };

@@ -24,6 +24,10 @@ pub struct WindowStore<K, V> {
     pub(crate) value: Arc<dyn Serde<V>>,
 }
 
+/// The bytes after the window start in the keys of a store that keeps
+/// duplicates: the sequence of [`WindowStore::put_duplicate`].
+const SEQUENCE_LEN: usize = 16;
+
 /// The shortest segment of the key-first layout (Kafka Streams uses the
 /// same floor for its segmented stores): half the retention, at least 60 s.
 const SEGMENT_MIN: i64 = 60_000;
@@ -51,7 +55,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     fn encode(&self, key: &K, start: i64) -> Result<Vec<u8>, StateError> {
         if let Some(segment) = self.segments() {
-            let mut buf = sortable(start.div_euclid(segment) * segment).to_vec();
+            // Room for a short key and a sequence: one allocation.
+            let mut buf = Vec::with_capacity(64);
+            buf.extend_from_slice(&sortable(start.div_euclid(segment) * segment));
             length_prefixed(&*self.key, key, &mut buf).map_err(|e| serde_error(&self.state, e))?;
             buf.extend_from_slice(&sortable(start));
             return Ok(buf);
@@ -63,14 +69,25 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         Ok(buf)
     }
 
-    /// An encoded store key's (key bytes, window start).
-    fn split(k: &[u8], key_first: bool) -> (&[u8], i64) {
-        if key_first {
-            let len = u32::from_be_bytes(k[8..12].try_into().expect("4 bytes")) as usize;
-            (&k[12..12 + len], unsortable(&k[12 + len..]))
-        } else {
-            (&k[8..], unsortable(k))
-        }
+    /// An encoded store key's (key bytes, window start), or `None` if it
+    /// is not laid out as `suffix` (the sequence length after the start, or
+    /// `None` for the time-first layout) says: such entries (of another
+    /// layout, written by an older version) are skipped.
+    fn split(k: &[u8], suffix: Option<usize>) -> Option<(&[u8], i64)> {
+        let Some(suffix) = suffix else {
+            return (k.len() >= 8).then(|| (&k[8..], unsortable(k)));
+        };
+        let len = u32::from_be_bytes(k.get(8..12)?.try_into().ok()?) as usize;
+        let key = k.get(12..12 + len)?;
+        let start = &k[12 + len..];
+        (start.len() == 8 + suffix).then(|| (key, unsortable(start)))
+    }
+
+    /// The layout [`split`](Self::split) expects.
+    fn suffix(&self) -> Option<usize> {
+        let spec = &self.state.borrow().spec;
+        spec.key_first
+            .then_some(if spec.duplicates { SEQUENCE_LEN } else { 0 })
     }
 
     /// Visits the decoded entries of the encoded range `[from, to)` for
@@ -81,13 +98,15 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         to: Option<&[u8]>,
         keep: &dyn Fn(&[u8], i64) -> bool,
     ) -> Result<Vec<(K, i64, V)>, StateError> {
-        let key_first = self.segments().is_some();
+        let suffix = self.suffix();
         let mut out = Vec::new();
         let mut failed = None;
         self.state
             .borrow()
             .range(from, to, false, &mut |k, v| {
-                let (key, start) = Self::split(k, key_first);
+                let Some((key, start)) = Self::split(k, suffix) else {
+                    return true;
+                };
                 if !keep(key, start) {
                     return true;
                 }
@@ -127,6 +146,31 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// starting at `start`.
     pub fn put(&self, key: &K, start: i64, value: Option<&V>) -> Result<(), StateError> {
         let k = self.encode(key, start)?;
+        self.write(k, value)
+    }
+
+    /// Adds `value` to the window of `key` starting at `start`, beside the
+    /// values already there, without reading them: in a store declared
+    /// [`with_duplicates`](crate::stores::StoreSpec::with_duplicates),
+    /// [`fetch`](Self::fetch) returns every value so added, ordered by
+    /// `sequence`; writing again with the same sequence replaces that value.
+    /// In a store without duplicates this is [`put`](Self::put). [`get`](Self::get)
+    /// does not see duplicates.
+    pub fn put_duplicate(
+        &self,
+        key: &K,
+        start: i64,
+        sequence: u128,
+        value: &V,
+    ) -> Result<(), StateError> {
+        let mut k = self.encode(key, start)?;
+        if self.state.borrow().spec.duplicates {
+            k.extend_from_slice(&sequence.to_be_bytes());
+        }
+        self.write(k, Some(value))
+    }
+
+    fn write(&self, k: Vec<u8>, value: Option<&V>) -> Result<(), StateError> {
         let v = value
             .map(|v| {
                 let mut buf = Vec::new();
@@ -134,7 +178,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             })
             .transpose()
             .map_err(|e| serde_error(&self.state, e))?;
-        self.state.borrow_mut().put(&k, v.as_deref());
+        self.state.borrow_mut().put(k, v);
         Ok(())
     }
 
@@ -230,6 +274,33 @@ mod tests {
             key: Arc::new(StringSerde),
             value: Arc::new(I64Serde),
         }
+    }
+
+    #[test]
+    fn duplicates_are_kept_apart_by_sequence() {
+        let s = store(StoreSpec::window("w", 1000).with_duplicates());
+        for (k, start, seq, v) in [
+            ("o1", 10, 2, 20),
+            ("o1", 10, 1, 10),
+            ("o1", 11, 1, 30),
+            ("o10", 10, 1, 40),
+            ("o1", 10, 2, 21),
+        ] {
+            s.put_duplicate(&k.to_owned(), start, seq, &v).unwrap();
+        }
+        // Ordered by start, then sequence; the same sequence replaced.
+        assert_eq!(
+            s.fetch(&"o1".into(), 0, 100).unwrap(),
+            [(10, 10), (10, 21), (11, 30)]
+        );
+        assert_eq!(s.fetch(&"o1".into(), 11, 12).unwrap(), [(11, 30)]);
+        assert_eq!(s.fetch(&"o10".into(), 0, 100).unwrap(), [(10, 40)]);
+        // An entry of the layout without sequences (an older version's) is
+        // skipped, not misread.
+        s.put(&"o1".to_owned(), 12, Some(&50)).unwrap();
+        assert_eq!(s.fetch(&"o1".into(), 12, 13).unwrap(), []);
+        s.expire_before(130_000).unwrap();
+        assert!(s.fetch(&"o1".into(), 0, 100).unwrap().is_empty());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Stream-stream windowed joins.
 //!
-//! Each side's records are kept in a window store (per key and timestamp, a
-//! list of values); a record joins the other side's records within the
-//! join window. For left and outer joins, records still unmatched are kept
+//! Each side's records are kept in a window store that keeps duplicates
+//! (one entry per record, under its key, timestamp and a sequence made of
+//! its source offset, so a write reads nothing and a record processed again
+//! after a crash replaces its own entry); a record joins the other side's
+//! records within the join window. For left and outer joins, records still unmatched are kept
 //! in a third store and emitted with `None` for the other side only once
 //! their window and the grace period have closed, never early.
 
@@ -82,6 +84,14 @@ impl<V: 'static> Serde<Vec<V>> for ListSerde<V> {
     }
 }
 
+/// The 32-bit FNV-1a hash of a topic name: stable across versions and
+/// machines, as a stored sequence must be.
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 type Joiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync>;
 
 /// What both sides' processors share.
@@ -125,11 +135,15 @@ struct StreamJoinSide<K, V, VO, VR> {
     other_keeps_unmatched: bool,
     stores: Option<Stores<K, V, VO>>,
     expired_before: i64,
+    /// The source of the last record stored (topic hash, partition,
+    /// offset) and how many records before it came from the same one.
+    last_source: Option<(u32, i32, i64)>,
+    repeats: u32,
 }
 
 struct Stores<K, V, VO> {
-    this: WindowStore<K, Vec<V>>,
-    other: WindowStore<K, Vec<VO>>,
+    this: WindowStore<K, V>,
+    other: WindowStore<K, VO>,
     /// `ts ‖ side ‖ key` → encoded value list of that side.
     unmatched: KeyValueStore<Vec<u8>, Vec<u8>>,
 }
@@ -147,7 +161,6 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
         r: Record<K, V>,
         ctx: &mut ProcessorContext<'_, K, VR>,
     ) -> Result<(), Failure> {
-        let s = self.stores.as_ref().expect(OPENED_IN_INIT);
         let w = self.shared.windows;
         let stream_time = ctx.stream_time();
         let (lo, hi) = (w.before, w.after);
@@ -156,25 +169,26 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
             ctx.record_late_drop();
             return Ok(());
         }
-        let mut list = s.this.get(&r.key, r.timestamp)?.unwrap_or_default();
-        list.push(r.value.clone());
-        s.this.put(&r.key, r.timestamp, Some(&list))?;
+        let sequence = self.sequence(ctx);
+        let s = self.stores.as_ref().expect(OPENED_IN_INIT);
+        s.this
+            .put_duplicate(&r.key, r.timestamp, sequence, &r.value)?;
         let matches = s
             .other
             .fetch(&r.key, r.timestamp - lo, r.timestamp + hi + 1)?;
-        for (ts, others) in &matches {
-            for o in others {
-                let v = (self.joiner)(Some(&r.value), Some(o));
-                ctx.forward(Record {
-                    key: r.key.clone(),
-                    value: v,
-                    timestamp: r.timestamp.max(*ts),
-                    headers: r.headers.clone(),
-                });
-            }
-            if self.other_keeps_unmatched {
+        let mut matched_at = None;
+        for (ts, o) in &matches {
+            let v = (self.joiner)(Some(&r.value), Some(o));
+            ctx.forward(Record {
+                key: r.key.clone(),
+                value: v,
+                timestamp: r.timestamp.max(*ts),
+                headers: r.headers.clone(),
+            });
+            if self.other_keeps_unmatched && matched_at != Some(*ts) {
                 let k = self.unmatched_key(*ts, 1 - self.side, &r.key)?;
                 s.unmatched.delete(&k)?;
+                matched_at = Some(*ts);
             }
         }
         if matches.is_empty() && self.keep_unmatched {
@@ -196,6 +210,27 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
             self.expired_before = bound;
         }
         Ok(())
+    }
+
+    /// The sequence this side's store keeps the current record under: its
+    /// source offset, then its topic and partition, then how many records
+    /// of the same source came before it (one input record that an
+    /// upstream `flat_map` made several). Deterministic, so reprocessing a
+    /// record replaces its entry rather than adding another.
+    fn sequence(&mut self, ctx: &ProcessorContext<'_, K, VR>) -> u128 {
+        let source = ctx
+            .record_source()
+            .map(|s| (fnv1a(s.topic), s.partition, s.offset));
+        if source.is_some() && source == self.last_source {
+            self.repeats = self.repeats.wrapping_add(1);
+        } else {
+            self.repeats = 0;
+            self.last_source = source;
+        }
+        let (topic, partition, offset) = source.unwrap_or((0, -1, -1));
+        (u128::from(u64::from_be_bytes(sortable(offset))) << 64)
+            | (u128::from(topic ^ partition as u32) << 32)
+            | u128::from(self.repeats)
     }
 
     /// Emits unmatched records (of either side) whose window and grace have
@@ -238,16 +273,8 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> Processor<K, V, K, VR>
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), InitError> {
         let sh = &self.shared;
         self.stores = Some(Stores {
-            this: ctx.window_store(
-                &sh.this_store,
-                sh.key.clone(),
-                Arc::new(ListSerde(sh.this_values.clone())),
-            )?,
-            other: ctx.window_store(
-                &sh.other_store,
-                sh.key.clone(),
-                Arc::new(ListSerde(sh.other_values.clone())),
-            )?,
+            this: ctx.window_store(&sh.this_store, sh.key.clone(), sh.this_values.clone())?,
+            other: ctx.window_store(&sh.other_store, sh.key.clone(), sh.other_values.clone())?,
             unmatched: ctx.key_value_store(
                 &sh.unmatched_store,
                 Arc::new(BytesSerde),
@@ -345,10 +372,11 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
         );
         {
             let mut g = self.graph.borrow_mut();
-            // Joins fetch one key's records at a time: key-first layout.
+            // Joins fetch one key's records at a time (key-first layout)
+            // and keep each record apart (duplicates).
             for store in [&left_store, &right_store] {
                 g.stores.push(Arc::new(
-                    StoreSpec::window(store, retention).with_key_first_layout(),
+                    StoreSpec::window(store, retention).with_duplicates(),
                 ));
             }
             g.stores.push(Arc::new(StoreSpec::key_value(&unmatched)));
@@ -395,6 +423,8 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
                 other_keeps_unmatched: right_keeps,
                 stores: None,
                 expired_before: i64::MIN,
+                last_source: None,
+                repeats: 0,
             },
         );
         let from_right = other.add(
@@ -411,6 +441,8 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
                 other_keeps_unmatched: left_keeps,
                 stores: None,
                 expired_before: i64::MIN,
+                last_source: None,
+                repeats: 0,
             },
         );
         let stores = [left_store, right_store, unmatched];

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::cell::RefCell;
+
 use rocksdb::{
-    properties, BlockBasedOptions, Cache, DBCompressionType, Options, ReadOptions, WriteBatch,
-    WriteBufferManager, WriteOptions, DB,
+    properties, BlockBasedOptions, Cache, DBCompressionType, DBRawIterator, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use super::{empty_range, Engine, StoreError};
@@ -212,16 +214,36 @@ impl RocksShared {
     }
 }
 
+/// The iterator kept between range reads (see [`RocksEngine`]).
+type CachedIterator<'db> = RefCell<Option<DBRawIterator<'db>>>;
+
+self_cell::self_cell!(
+    /// A database and the iterator its range reads reuse.
+    struct Database {
+        owner: DB,
+        #[not_covariant]
+        dependent: CachedIterator,
+    }
+);
+
 /// A RocksDB database in its own directory.
 ///
 /// Writes skip the write-ahead log. What was written is persisted by
 /// [`Engine::flush`], and also when the engine is dropped (RocksDB flushes
 /// unpersisted memtables on close); after a crash, writes since the last
 /// flush are lost and restored from the changelog.
+///
+/// Range reads share one iterator, created at the first read after a
+/// write and dropped at the next write: a store is written only when its
+/// cache is flushed, so between flushes the database does not change and
+/// the iterator's view is current. Creating a RocksDB iterator (a merging
+/// iterator over memtables and files, range-tombstone fragments, bounds)
+/// cost more than the seek itself on the join path, where every record
+/// reads a range.
 pub struct RocksEngine {
     // Dropped first: closing the database needs the cache and write-buffer
     // manager of `_shared`.
-    db: DB,
+    db: Database,
     read_opts: ReadOptions,
     write_opts: WriteOptions,
     path: PathBuf,
@@ -241,7 +263,7 @@ impl RocksEngine {
     pub fn open(path: &Path, shared: &RocksShared) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path)?;
         let opts = shared.db_options()?;
-        let db = DB::open(&opts, path)?;
+        let db = Database::new(DB::open(&opts, path)?, |_| RefCell::new(None));
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(true);
         Ok(RocksEngine {
@@ -262,21 +284,49 @@ impl RocksEngine {
     /// `rocksdb.cur-size-all-mem-tables`, `rocksdb.live-sst-files-size`),
     /// or `None` if unknown.
     pub fn int_property(&self, name: &str) -> Option<u64> {
-        self.db.property_int_value(name).ok().flatten()
+        self.db().property_int_value(name).ok().flatten()
+    }
+
+    fn db(&self) -> &DB {
+        self.db.borrow_owner()
+    }
+
+    /// Drops the shared iterator: the database is about to change.
+    fn forget_iterator(&self) {
+        self.db.with_dependent(|_, it| it.borrow_mut().take());
+    }
+
+    /// Runs `read` with the shared iterator (created if there is none), or
+    /// with a fresh one if a read is already using it (a range read from
+    /// within another's visit).
+    fn with_iterator<R>(&self, read: impl FnOnce(&mut DBRawIterator<'_>) -> R) -> R {
+        self.db
+            .with_dependent(|db, cached| match cached.try_borrow_mut() {
+                Ok(mut slot) => {
+                    read(slot.get_or_insert_with(|| db.raw_iterator_opt(ReadOptions::default())))
+                }
+                Err(_) => read(&mut db.raw_iterator_opt(ReadOptions::default())),
+            })
     }
 }
+
+// SAFETY: the only part of a `RocksEngine` that is not `Send` is the cached
+// `DBRawIterator` (a pointer to a RocksDB iterator). RocksDB iterators may be
+// used from any thread as long as one thread uses them at a time, which
+// `&mut`/`RefCell` (the engine is not `Sync`) guarantee.
+unsafe impl Send for RocksEngine {}
 
 impl Engine for RocksEngine {
     fn set_bulk_loading(&mut self, on: bool) -> Result<(), StoreError> {
         let value = if on { "true" } else { "false" };
-        self.db
+        self.db()
             .set_options(&[("disable_auto_compactions", value)])?;
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .db
+            .db()
             .get_pinned_opt(key, &self.read_opts)?
             .map(|value| value.to_vec()))
     }
@@ -295,7 +345,8 @@ impl Engine for RocksEngine {
         if batch.is_empty() {
             return Ok(());
         }
-        Ok(self.db.write_opt(batch, &self.write_opts)?)
+        self.forget_iterator();
+        Ok(self.db().write_opt(batch, &self.write_opts)?)
     }
 
     fn range(
@@ -307,23 +358,21 @@ impl Engine for RocksEngine {
         if empty_range(from, to) {
             return Ok(());
         }
-        let mut opts = ReadOptions::default();
-        if let Some(to) = to {
-            // Lets RocksDB stop at `to` instead of reading past it.
-            opts.set_iterate_upper_bound(to);
-        }
-        let mut it = self.db.raw_iterator_opt(opts);
-        match from {
-            Some(from) => it.seek(from),
-            None => it.seek_to_first(),
-        }
-        while let Some((key, value)) = it.item() {
-            if to.is_some_and(|to| key >= to) || !visit(key, value) {
-                return Ok(());
+        // No upper bound: the shared iterator serves every range; the
+        // loop stops at `to`.
+        self.with_iterator(|it| {
+            match from {
+                Some(from) => it.seek(from),
+                None => it.seek_to_first(),
             }
-            it.next();
-        }
-        Ok(it.status()?)
+            while let Some((key, value)) = it.item() {
+                if to.is_some_and(|to| key >= to) || !visit(key, value) {
+                    return Ok(());
+                }
+                it.next();
+            }
+            Ok(it.status()?)
+        })
     }
 
     fn range_rev(
@@ -335,28 +384,25 @@ impl Engine for RocksEngine {
         if empty_range(from, to) {
             return Ok(());
         }
-        let mut opts = ReadOptions::default();
-        if let Some(from) = from {
-            opts.set_iterate_lower_bound(from);
-        }
-        let mut it = self.db.raw_iterator_opt(opts);
-        match to {
-            Some(to) => {
-                // The last key <= to, then step back over `to` itself.
-                it.seek_for_prev(to);
-                if it.key() == Some(to) {
-                    it.prev();
+        self.with_iterator(|it| {
+            match to {
+                Some(to) => {
+                    // The last key <= to, then step back over `to` itself.
+                    it.seek_for_prev(to);
+                    if it.key() == Some(to) {
+                        it.prev();
+                    }
                 }
+                None => it.seek_to_last(),
             }
-            None => it.seek_to_last(),
-        }
-        while let Some((key, value)) = it.item() {
-            if from.is_some_and(|from| key < from) || !visit(key, value) {
-                return Ok(());
+            while let Some((key, value)) = it.item() {
+                if from.is_some_and(|from| key < from) || !visit(key, value) {
+                    return Ok(());
+                }
+                it.prev();
             }
-            it.prev();
-        }
-        Ok(it.status()?)
+            Ok(it.status()?)
+        })
     }
 
     fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
@@ -365,15 +411,18 @@ impl Engine for RocksEngine {
         }
         let mut batch = WriteBatch::default();
         batch.delete_range(from, to);
-        Ok(self.db.write_opt(batch, &self.write_opts)?)
+        self.forget_iterator();
+        Ok(self.db().write_opt(batch, &self.write_opts)?)
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
-        Ok(self.db.flush()?)
+        // Also lets go of the memtables and files the iterator pinned.
+        self.forget_iterator();
+        Ok(self.db().flush()?)
     }
 
     fn approximate_len(&self) -> u64 {
-        self.db
+        self.db()
             .property_int_value(properties::ESTIMATE_NUM_KEYS)
             .ok()
             .flatten()
@@ -434,6 +483,56 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 100 - 1 - 10);
+    }
+
+    #[test]
+    fn range_reads_see_every_write_before_them() {
+        let dir = TempDir::new("iterator");
+        let shared = RocksShared::new(&small_config());
+        let mut engine = RocksEngine::open(&dir.path().join("s"), &shared).unwrap();
+        let keys = |engine: &RocksEngine, from: &[u8], to: &[u8], rev: bool| {
+            let mut seen = Vec::new();
+            let mut visit = |k: &[u8], _: &[u8]| {
+                seen.push(k[0]);
+                true
+            };
+            if rev {
+                engine.range_rev(Some(from), Some(to), &mut visit).unwrap();
+            } else {
+                engine.range(Some(from), Some(to), &mut visit).unwrap();
+            }
+            seen
+        };
+        let put = |engine: &mut RocksEngine, k: u8, v: Option<&[u8]>| {
+            engine.write(&mut [(&[k][..], v)].into_iter()).unwrap();
+        };
+        put(&mut engine, 1, Some(b"a"));
+        put(&mut engine, 3, Some(b"c"));
+        assert_eq!(keys(&engine, &[0], &[9], false), [1, 3]);
+        // The iterator of that read must not hide what is written next.
+        put(&mut engine, 2, Some(b"b"));
+        put(&mut engine, 1, None);
+        assert_eq!(keys(&engine, &[0], &[9], false), [2, 3]);
+        assert_eq!(keys(&engine, &[0], &[3], true), [2]);
+        engine.delete_range(&[3], &[4]).unwrap();
+        assert_eq!(keys(&engine, &[0], &[9], false), [2]);
+        engine.flush().unwrap();
+        put(&mut engine, 5, Some(b"e"));
+        assert_eq!(keys(&engine, &[0], &[9], true), [5, 2]);
+        // A range read from within another's visit gets its own iterator.
+        let mut pairs = Vec::new();
+        engine
+            .range(None, None, &mut |outer, _| {
+                engine
+                    .range(None, None, &mut |inner, _| {
+                        pairs.push((outer[0], inner[0]));
+                        true
+                    })
+                    .unwrap();
+                true
+            })
+            .unwrap();
+        assert_eq!(pairs, [(2, 2), (2, 5), (5, 2), (5, 5)]);
     }
 
     #[test]
