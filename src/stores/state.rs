@@ -129,10 +129,13 @@ impl StoreState {
             from.map_or(Bound::Unbounded, Bound::Included),
             to.map_or(Bound::Unbounded, Bound::Excluded),
         );
-        let mut dirty: Box<dyn Iterator<Item = (&Vec<u8>, &Dirty)>> = if reverse {
-            Box::new(self.dirty.range::<[u8], _>(bounds).rev())
+        let (mut ascending, mut descending);
+        let dirty: &mut dyn Iterator<Item = (&Vec<u8>, &Dirty)> = if reverse {
+            descending = self.dirty.range::<[u8], _>(bounds).rev();
+            &mut descending
         } else {
-            Box::new(self.dirty.range::<[u8], _>(bounds))
+            ascending = self.dirty.range::<[u8], _>(bounds);
+            &mut ascending
         };
         let mut pending = dirty.next();
         let mut stopped = false;

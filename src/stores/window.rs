@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::state::StoreState;
 use super::{length_prefixed, serde_error, sortable, store_error, unsortable, StateError};
-use crate::serde::Serde;
+use crate::serde::{Serde, SerdeError};
 
 /// A window store: values per (key, window start).
 pub struct WindowStore<K, V> {
@@ -31,6 +31,9 @@ const SEQUENCE_LEN: usize = 16;
 /// The shortest segment of the key-first layout (Kafka Streams uses the
 /// same floor for its segmented stores): half the retention, at least 60 s.
 const SEGMENT_MIN: i64 = 60_000;
+
+/// A visitor of decoded entries: `(key bytes, window start, value bytes)`.
+type Visit<'a> = dyn FnMut(&[u8], i64, &[u8]) -> Result<(), SerdeError> + 'a;
 
 impl<K, V> Clone for WindowStore<K, V> {
     fn clone(&self) -> Self {
@@ -90,16 +93,15 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             .then_some(if spec.duplicates { SEQUENCE_LEN } else { 0 })
     }
 
-    /// Visits the decoded entries of the encoded range `[from, to)` for
-    /// which `keep(key bytes, start)` holds.
-    fn scan(
+    /// Calls `visit(key bytes, start, value bytes)` for the entries of the
+    /// encoded range `[from, to)`, stopping at its first error.
+    fn each(
         &self,
         from: Option<&[u8]>,
         to: Option<&[u8]>,
-        keep: &dyn Fn(&[u8], i64) -> bool,
-    ) -> Result<Vec<(K, i64, V)>, StateError> {
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StateError> {
         let suffix = self.suffix();
-        let mut out = Vec::new();
         let mut failed = None;
         self.state
             .borrow()
@@ -107,23 +109,38 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
                 let Some((key, start)) = Self::split(k, suffix) else {
                     return true;
                 };
-                if !keep(key, start) {
-                    return true;
+                match visit(key, start, v) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
                 }
-                match (
-                    self.key.deserialize(Some(key)),
-                    self.value.deserialize(Some(v)),
-                ) {
-                    (Ok(key), Ok(v)) => out.push((key, start, v)),
-                    (Err(e), _) | (_, Err(e)) => failed = Some(e),
-                }
-                failed.is_none()
             })
             .map_err(|e| store_error(&self.state, e))?;
         match failed {
             Some(e) => Err(serde_error(&self.state, e)),
-            None => Ok(out),
+            None => Ok(()),
         }
+    }
+
+    /// The decoded entries of the encoded range `[from, to)` for which
+    /// `keep(key bytes, start)` holds.
+    fn scan(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        keep: &dyn Fn(&[u8], i64) -> bool,
+    ) -> Result<Vec<(K, i64, V)>, StateError> {
+        let mut out = Vec::new();
+        self.each(from, to, &mut |key, start, v| {
+            if keep(key, start) {
+                let key = self.key.deserialize(Some(key))?;
+                out.push((key, start, self.value.deserialize(Some(v))?));
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// The value of `key` in the window starting at `start`.
@@ -212,24 +229,28 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             let found = self.scan(Some(&lo), Some(&hi), &|kb, _| kb == k.as_slice())?;
             return Ok(found.into_iter().map(|(_, s, v)| (s, v)).collect());
         };
-        // One seek per segment the range overlaps.
-        let mut prefix = Vec::new();
-        length_prefixed(&*self.key, key, &mut prefix).map_err(|e| serde_error(&self.state, e))?;
+        // One seek per segment the range overlaps. The bounds are
+        // `segment ‖ key ‖ start`: one buffer each, rewritten per segment.
+        let mut lo = Vec::with_capacity(64);
+        lo.extend_from_slice(&[0; 8]);
+        length_prefixed(&*self.key, key, &mut lo).map_err(|e| serde_error(&self.state, e))?;
+        lo.extend_from_slice(&[0; 8]);
+        let mut hi = lo.clone();
+        let at = lo.len() - 8;
         let mut out = Vec::new();
         let mut seg = from.div_euclid(segment) * segment;
         while seg < to {
-            let bound = |t: i64| {
-                let mut b = sortable(seg).to_vec();
-                b.extend_from_slice(&prefix);
-                b.extend_from_slice(&sortable(t));
-                b
-            };
-            let (lo, hi) = (
-                bound(from.max(seg)),
-                bound(to.min(seg.saturating_add(segment))),
-            );
-            let found = self.scan(Some(&lo), Some(&hi), &|_, _| true)?;
-            out.extend(found.into_iter().map(|(_, s, v)| (s, v)));
+            for (bound, t) in [
+                (&mut lo, from.max(seg)),
+                (&mut hi, to.min(seg.saturating_add(segment))),
+            ] {
+                bound[..8].copy_from_slice(&sortable(seg));
+                bound[at..].copy_from_slice(&sortable(t));
+            }
+            self.each(Some(&lo), Some(&hi), &mut |_, start, v| {
+                out.push((start, self.value.deserialize(Some(v))?));
+                Ok(())
+            })?;
             seg = seg.saturating_add(segment);
         }
         Ok(out)

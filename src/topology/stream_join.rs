@@ -139,6 +139,8 @@ struct StreamJoinSide<K, V, VO, VR> {
     /// offset) and how many records before it came from the same one.
     last_source: Option<(u32, i32, i64)>,
     repeats: u32,
+    /// The last source topic and its hash (hashed once per topic change).
+    topic_hash: (String, u32),
 }
 
 struct Stores<K, V, VO> {
@@ -218,9 +220,13 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
     /// upstream `flat_map` made several). Deterministic, so reprocessing a
     /// record replaces its entry rather than adding another.
     fn sequence(&mut self, ctx: &ProcessorContext<'_, K, VR>) -> u128 {
-        let source = ctx
-            .record_source()
-            .map(|s| (fnv1a(s.topic), s.partition, s.offset));
+        let topic_hash = &mut self.topic_hash;
+        let source = ctx.record_source().map(|s| {
+            if topic_hash.0 != s.topic {
+                *topic_hash = (s.topic.to_owned(), fnv1a(s.topic));
+            }
+            (topic_hash.1, s.partition, s.offset)
+        });
         if source.is_some() && source == self.last_source {
             self.repeats = self.repeats.wrapping_add(1);
         } else {
@@ -425,6 +431,7 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
                 expired_before: i64::MIN,
                 last_source: None,
                 repeats: 0,
+                topic_hash: (String::new(), fnv1a("")),
             },
         );
         let from_right = other.add(
@@ -443,6 +450,7 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
                 expired_before: i64::MIN,
                 last_source: None,
                 repeats: 0,
+                topic_hash: (String::new(), fnv1a("")),
             },
         );
         let stores = [left_store, right_store, unmatched];
