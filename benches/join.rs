@@ -32,7 +32,7 @@ fn main() {
         }
     }
     let producer = c.producer();
-    let t0 = 1_700_000_000_000i64;
+    let t0 = common::first_timestamp(n);
     for i in 0..n {
         let key = format!("key-{}", i % 10_000);
         for (topic, side) in [(&left, "l"), (&right, "r")] {

@@ -27,7 +27,7 @@ fn main() {
         c.create_topic(&format!("{app}-window-counts-changelog"), partitions);
     }
     let producer = c.producer();
-    let t0 = 1_700_000_000_000i64;
+    let t0 = common::first_timestamp(n);
     for i in 0..n {
         let key = format!("key-{}", i % 10_000);
         let record = BaseRecord::<str, str>::to(&input)

@@ -184,6 +184,46 @@ fn stream_stream_joins_match_within_the_window_and_emit_unmatched_only_after_it_
 }
 
 #[test]
+fn an_asymmetric_join_window_keeps_what_a_record_that_is_not_late_can_still_reach() {
+    use eddy::topology::JoinWindows;
+    let b = StreamsBuilder::new();
+    let left = b.stream("left", StringSerde, StringSerde);
+    let right = b.stream("right", StringSerde, StringSerde);
+    // A right record joins left records up to 100 s before it, none after.
+    let windows = JoinWindows {
+        before: 0,
+        after: 100_000,
+        grace: 0,
+    };
+    left.join_stream(
+        &right,
+        JoinKind::Inner,
+        windows,
+        |l: Option<&String>, r: Option<&String>| format!("{}/{}", l.unwrap(), r.unwrap()),
+        StreamJoined::with("j", StringSerde, StringSerde, StringSerde),
+    )
+    .to("out", StringSerde, StringSerde);
+    let mut d = TopologyTestDriver::new(b.build().unwrap());
+    let (l, r) = (
+        TestTopic::new("left", StringSerde, StringSerde),
+        TestTopic::new("right", StringSerde, StringSerde),
+    );
+    d.pipe(&l, "a".into(), "L".into(), 0).unwrap();
+    d.pipe(&r, "a".into(), "R1".into(), 200_000).unwrap();
+    // 100 s behind stream time: not late (max(before, after) + grace), and
+    // it reaches back 100 s more, to L, which must still be kept.
+    d.pipe(&r, "a".into(), "R2".into(), 100_000).unwrap();
+    let out: Vec<_> = d
+        .read(&TestTopic::new("out", StringSerde, StringSerde))
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.value, r.timestamp))
+        .collect();
+    assert_eq!(out, [("L/R2".to_string(), 100_000)]);
+    assert_eq!(d.late_drops(), 0);
+}
+
+#[test]
 fn a_batch_is_processed_in_timestamp_order_across_a_tasks_inputs() {
     use eddy::testing::BatchRecord;
     let build = || {

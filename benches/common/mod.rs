@@ -2,9 +2,24 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eddy::runtime::RunningStreams;
+
+/// The timestamp of the first of `n` records 1 ms apart that end now.
+///
+/// Not a fixed date in the past: the broker deletes segments whose records
+/// are older than the topic's retention (seven days by default, counted
+/// from the record timestamps), and would do so in the middle of a run.
+pub fn first_timestamp(n: usize) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    now - n as i64
+}
 
 /// `name` from the environment, else `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
@@ -32,7 +47,8 @@ pub fn wait_for_metric(running: &RunningStreams, metric: &str, n: usize) -> Inst
 /// Runs `topology` as one worker of application `app` on `bootstrap`, with
 /// a fresh state directory (`name`), until `n` records were processed;
 /// returns the time from its first processed record to the end of its
-/// final commit.
+/// final commit (not counting the teardown of its Kafka clients, as the
+/// raw consume's time does not count its consumer's).
 pub fn time_worker(
     bootstrap: &str,
     app: &str,
@@ -41,15 +57,59 @@ pub fn time_worker(
     n: usize,
 ) -> Duration {
     let state = state_dir(name);
-    let config = eddy::kafka::StreamsConfig::new(app)
+    let mut config = eddy::kafka::StreamsConfig::new(app)
         .bootstrap_servers(bootstrap)
         .state_dir(&state);
+    // Client properties to try, as `name=value,...` (e.g.
+    // `producer.linger.ms=20`).
+    if let Ok(props) = std::env::var("EDDY_BENCH_PROPERTIES") {
+        for (name, value) in props.split(',').filter_map(|p| p.split_once('=')) {
+            config = config.set(name, value);
+        }
+    }
     let running = eddy::runtime::KafkaStreams::new(topology, config)
         .start()
         .expect("worker starts");
     let start = wait_for_metric(&running, "eddy_records_processed_total", n);
+    let processed = start.elapsed();
+    // The final commit is the worker's last: note when the commit count
+    // last moved while it closes.
+    let closed = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let (closed, metrics) = (closed.clone(), running.metrics().clone());
+        std::thread::spawn(move || {
+            let mut seen = metrics.total("eddy_commits_total");
+            let mut last = Instant::now();
+            while !closed.load(Ordering::Acquire) {
+                let now = metrics.total("eddy_commits_total");
+                if now != seen {
+                    (seen, last) = (now, Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            last
+        })
+    };
+    let metrics = running.metrics().clone();
     running.close().expect("worker closes");
-    let took = start.elapsed();
+    let all = start.elapsed();
+    closed.store(true, Ordering::Release);
+    let took = watch.join().expect("watch thread") - start;
+    eprintln!(
+        "  ({name}: {:.2} s to process, {:.2} s to the end of the final commit, {:.2} s until its clients are closed)",
+        processed.as_secs_f64(),
+        took.as_secs_f64(),
+        all.as_secs_f64()
+    );
+    for (what, metric) in [
+        ("records dropped as late", "eddy_dropped_late_records_total"),
+        ("enforced processing", "eddy_enforced_processing_total"),
+    ] {
+        let n = metrics.total(metric);
+        if n > 0 {
+            eprintln!("  ({name}: {what}: {n})");
+        }
+    }
     let _ = std::fs::remove_dir_all(state);
     took
 }

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedHeaders, Headers as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
@@ -26,10 +26,12 @@ pub(crate) struct RawRecord<'a> {
     pub(crate) headers: RawHeaders<'a>,
 }
 
-/// Headers of a raw record, wherever they live.
+/// Headers of a raw record, wherever they live. A Kafka message's are
+/// parsed only when a source copies them: librdkafka parses them anew at
+/// each call (allocating even for a record without headers).
 #[derive(Clone, Copy)]
 pub(crate) enum RawHeaders<'a> {
-    Kafka(Option<&'a BorrowedHeaders>),
+    Kafka(&'a BorrowedMessage<'a>),
     Owned(&'a Headers),
 }
 
@@ -37,15 +39,16 @@ impl RawHeaders<'_> {
     pub(crate) fn to_headers(self) -> Headers {
         match self {
             RawHeaders::Owned(h) => h.clone(),
-            RawHeaders::Kafka(None) => Headers::new(),
-            RawHeaders::Kafka(Some(h)) => Headers(
-                h.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect(),
-            ),
+            RawHeaders::Kafka(m) => m.headers().map_or_else(Headers::new, |h| {
+                Headers(
+                    h.iter()
+                        .map(|h| Header {
+                            key: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec),
+                        })
+                        .collect(),
+                )
+            }),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::engine::{Engine, MemoryEngine, StoreError};
-use super::StoreSpec;
+use super::{unsortable, StoreSpec};
 use crate::processor::Headers;
 use crate::runtime::{OutMeta, OutputBuffer};
 use crate::topology::TopicRef;
@@ -57,6 +57,10 @@ pub(crate) struct StoreState {
     /// it does nothing, so the engine is not handed a range tombstone per
     /// call (each one slows every later read of its memtable).
     expired: Option<(Vec<u8>, Vec<u8>)>,
+    /// For key-first window stores: cached entries whose window starts
+    /// before this (read from the 8 bytes before the last `.1` bytes of
+    /// the key) are past retention, and a flush leaves them out.
+    forget_before: Option<(i64, usize)>,
 }
 
 impl StoreState {
@@ -77,6 +81,7 @@ impl StoreState {
             changelog_offset: None,
             now,
             expired: None,
+            forget_before: None,
         }
     }
 
@@ -193,31 +198,50 @@ impl StoreState {
                 return Ok(());
             }
         }
-        let keys: Vec<Vec<u8>> = self
-            .dirty
-            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in keys {
-            if let Some(d) = self.dirty.remove(&k) {
-                let size = k.len() + d.value.map_or(0, |v| v.len());
-                self.dirty_bytes -= size;
-                self.budget.used.set(self.budget.used.get() - size);
-            }
-        }
+        // Cut `[from, to)` out of the cache whole (a few tree walks), not
+        // key by key.
+        let mut dropped = self.dirty.split_off(from);
+        let mut after = dropped.split_off(to);
+        self.dirty.append(&mut after);
+        let size: usize = dropped
+            .iter()
+            .map(|(k, d)| k.len() + d.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.dirty_bytes -= size;
+        self.budget.used.set(self.budget.used.get() - size);
         self.engine.delete_range(from, to)?;
         self.expired = Some((from.to_vec(), to.to_vec()));
         Ok(())
     }
 
+    /// Marks the cached entries of windows starting before `start` as past
+    /// retention, for a key-first window store whose keys end with the
+    /// window start and `suffix` more bytes: [`flush`](Self::flush) leaves
+    /// them out.
+    pub(crate) fn forget_before(&mut self, start: i64, suffix: usize) {
+        self.forget_before = Some((start, suffix));
+    }
+
+    /// Whether a cached entry is past retention (see
+    /// [`forget_before`](Self::forget_before)).
+    fn forgotten(&self, key: &[u8]) -> bool {
+        self.forget_before.is_some_and(|(start, suffix)| {
+            let end = key.len().saturating_sub(suffix);
+            end >= 8 && unsortable(&key[end - 8..end]) < start
+        })
+    }
+
     /// Writes the cache to the engine in one batch and its entries to the
-    /// changelog (through `out`), then empties it. Returns how many
-    /// entries were flushed.
+    /// changelog (through `out`), then empties it; entries past retention
+    /// are left out of both. Returns how many entries were flushed.
     pub(crate) fn flush(&mut self, out: &mut OutputBuffer) -> Result<usize, StoreError> {
         if self.dirty.is_empty() {
             return Ok(0);
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if self.forget_before.is_some() {
+            dirty.retain(|k, _| !self.forgotten(k));
+        }
         self.engine.write(
             &mut dirty
                 .iter()

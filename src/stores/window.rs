@@ -258,14 +258,22 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     /// Drops every window starting before `start` (retention; not logged:
     /// the changelog's own retention drops them there).
+    ///
+    /// The key-first layout drops whole segments only, those that end by
+    /// `start`; its other windows starting before `start` that are still in
+    /// the write cache are left out when it is flushed (neither written
+    /// nor logged).
     pub fn expire_before(&self, start: i64) -> Result<(), StateError> {
-        // Key first: whole segments only, those that end by `start`.
         let bound = match self.segments() {
             Some(segment) => start.div_euclid(segment) * segment,
             None => start,
         };
-        self.state
-            .borrow_mut()
+        let suffix = self.suffix();
+        let mut state = self.state.borrow_mut();
+        if let Some(suffix) = suffix {
+            state.forget_before(start, suffix);
+        }
+        state
             .expire(&sortable(i64::MIN), &sortable(bound))
             .map_err(|e| store_error(&self.state, e))
     }
@@ -322,6 +330,24 @@ mod tests {
         assert_eq!(s.fetch(&"o1".into(), 12, 13).unwrap(), []);
         s.expire_before(130_000).unwrap();
         assert!(s.fetch(&"o1".into(), 0, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_flush_leaves_out_cached_windows_past_retention() {
+        let s = store(StoreSpec::window("w", 1000).with_duplicates());
+        for start in [10, 20, 30] {
+            s.put_duplicate(&"o1".to_owned(), start, 1, &start).unwrap();
+        }
+        // Within the first segment: nothing is dropped yet, but the two
+        // windows before 25 are not flushed.
+        s.expire_before(25).unwrap();
+        let flushed = s
+            .state
+            .borrow_mut()
+            .flush(&mut crate::runtime::OutputBuffer::default())
+            .unwrap();
+        assert_eq!(flushed, 1);
+        assert_eq!(s.fetch(&"o1".into(), 0, 100).unwrap(), [(30, 30)]);
     }
 
     #[test]

@@ -84,6 +84,14 @@ impl<V: 'static> Serde<Vec<V>> for ListSerde<V> {
     }
 }
 
+/// How far behind stream time a join window store is still read: a record
+/// is late past `max(before, after) + grace` behind it, and the other
+/// side's records it joins may be up to `before` (or `after`) earlier
+/// still.
+fn reach(w: JoinWindows) -> i64 {
+    2 * w.before.max(w.after) + w.grace
+}
+
 /// The 32-bit FNV-1a hash of a topic name: stable across versions and
 /// machines, as a stored sequence must be.
 fn fnv1a(s: &str) -> u32 {
@@ -205,7 +213,10 @@ impl<K: Data + PartialEq, V: Data, VO: Data, VR: Data> StreamJoinSide<K, V, VO, 
             s.unmatched.put(&k, &buf)?;
         }
         self.emit_closed(ctx)?;
-        let bound = stream_time.saturating_sub(lo + hi + w.grace + 1);
+        // A record that is not late (at most max(lo, hi) + grace behind
+        // stream time) fetches up to lo or hi earlier still: windows
+        // starting before that can no longer join anything.
+        let bound = stream_time.saturating_sub(reach(w) + 1);
         if bound >= self.expired_before.saturating_add(lo + hi + 1) {
             s.this.expire_before(bound)?;
             s.other.expire_before(bound)?;
@@ -370,7 +381,7 @@ impl<K: Data + PartialEq, V: Data> KStream<K, V> {
             value: lv,
             other_value: rv,
         } = joined;
-        let retention = (windows.before + windows.after + windows.grace + 1).max(1);
+        let retention = (reach(windows) + 1).max(1);
         let (left_store, right_store, unmatched) = (
             format!("{name}-left"),
             format!("{name}-right"),

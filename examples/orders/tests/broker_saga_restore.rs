@@ -11,8 +11,6 @@ use eddy::testing::{unique, TestCluster};
 use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::{json, Value};
 
-const T0: i64 = 1_700_000_000_000;
-
 fn saga(c: &TestCluster, u: &str) -> RunningStreams {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/order-saga.toml");
     let overrides = Overrides {
@@ -38,6 +36,14 @@ fn saga(c: &TestCluster, u: &str) -> RunningStreams {
 fn saga_state_and_deadlines_are_restored_after_a_restart() {
     let c = TestCluster::from_env();
     let u = unique("restore");
+    // A minute ago: recent enough that the broker's retention (counted from
+    // record timestamps) does not delete the inputs during the test, and
+    // the latest event (45 s later) is not in the future.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
     for t in ["orders", "payments", "inventory", "order-outcomes"] {
         c.create_topic(&format!("{t}-{u}"), 2);
     }
@@ -56,15 +62,15 @@ fn saga_state_and_deadlines_are_restored_after_a_restart() {
         .unwrap();
     };
     let order = |id: &str| {
-        json!({"type": "order_created", "order_id": id, "user_id": "u", "created_at": T0,
+        json!({"type": "order_created", "order_id": id, "user_id": "u", "created_at": t0,
                "items": [{"product_id": "p1", "qty": 1, "unit_price": 250}]})
     };
     let paid = |id: &str| json!({"type": "payment_successful", "order_id": id, "amount": 250, "gateway_ref": "g"});
 
     let first = saga(&c, &u);
-    send("orders", order("o1"), T0);
-    send("orders", order("o2"), T0);
-    send("payments", paid("o1"), T0 + 1_000);
+    send("orders", order("o1"), t0);
+    send("orders", order("o2"), t0);
+    send("payments", paid("o1"), t0 + 1_000);
     producer.flush(Duration::from_secs(30)).unwrap();
     // Wait until the saga has seen all three events (its summary says so).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -93,10 +99,10 @@ fn saga_state_and_deadlines_are_restored_after_a_restart() {
     send(
         "inventory",
         json!({"type": "stock_reserved", "order_id": "o1", "items": [{"product_id": "p1", "qty": 1, "line": 0}]}),
-        T0 + 2_000,
+        t0 + 2_000,
     );
     // o2's payment comes 45 s after the order: past its 30 s deadline.
-    send("payments", paid("o2"), T0 + 45_000);
+    send("payments", paid("o2"), t0 + 45_000);
     producer.flush(Duration::from_secs(30)).unwrap();
     let outcomes = c.consume_count(
         &format!("order-outcomes-{u}"),
@@ -114,12 +120,12 @@ fn saga_state_and_deadlines_are_restored_after_a_restart() {
         [
             (
                 json!({"type": "order_completed", "order_id": "o1"}).to_string(),
-                T0 + 2_000
+                t0 + 2_000
             ),
             (
                 json!({"type": "order_cancelled", "order_id": "o2", "reason": "payment_timeout"})
                     .to_string(),
-                T0 + 30_000
+                t0 + 30_000
             ),
         ]
     );

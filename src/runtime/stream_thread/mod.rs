@@ -1,5 +1,16 @@
 //! A stream thread: poll a batch, process it task by task, send outputs,
 //! punctuate, commit, and apply rebalances between batches.
+//!
+//! This file holds the poll loop and the processing of polled records in
+//! event-time order; its other jobs have a file each: task management on
+//! assignment changes (`assignment.rs`), changelog restore
+//! (`restore.rs`), outputs and commits (`commit.rs`) and interactive
+//! queries (`queries.rs`).
+
+mod assignment;
+mod commit;
+mod queries;
+mod restore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -9,22 +20,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
 use super::collector::Collector;
-use super::consumer::{RebalanceEvent, StreamConsumerContext};
+use super::consumer::StreamConsumerContext;
 use super::context::{RawHeaders, RawRecord};
-use super::lag::{assigned_bounds, prefetched, Bounds, LagView};
+use super::lag::{prefetched, Bounds, LagView};
 use super::partition_group::{PartitionGroup, Ready, TaskIdle};
-use super::query::{Answer, Query, QueryOp};
-use super::state_dir::StoreProvider;
+use super::query::Query;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
 use super::upstream::Marks;
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
 use crate::observability::ThreadMetrics;
 use crate::processor::Extracted;
-use crate::stores::{CacheBudget, Checkpoint};
+use crate::stores::CacheBudget;
 use crate::topology::{TopicRef, Topology};
 
 fn now_millis() -> i64 {
@@ -293,21 +303,6 @@ struct Inputs<'c> {
 }
 
 impl ThreadState {
-    fn route(&self, topic: TopicRef, partition: i32) -> Option<TaskId> {
-        self.routes[topic.0 as usize]
-            .get(partition as usize)
-            .copied()
-            .flatten()
-    }
-
-    fn set_route(&mut self, topic: TopicRef, partition: i32, task: Option<TaskId>) {
-        let row = &mut self.routes[topic.0 as usize];
-        if row.len() <= partition as usize {
-            row.resize(partition as usize + 1, None);
-        }
-        row[partition as usize] = task;
-    }
-
     /// Puts a polled record in its task's queue, stamped with its event
     /// time.
     fn enqueue<'c>(&mut self, inputs: &mut Inputs<'c>, m: BorrowedMessage<'c>) {
@@ -460,21 +455,6 @@ impl ThreadState {
         Ok(())
     }
 
-    fn send_outputs(&mut self) -> Result<(), Error> {
-        let mut sent = 0;
-        for task in self.tasks.values_mut() {
-            if !task.ctx.output.is_empty() {
-                sent += self.collector.send(&task.ctx.output)?;
-                task.ctx.output.clear();
-            }
-        }
-        if sent == 0 {
-            self.collector.poll();
-        }
-        self.metrics.produced.inc_by(sent as u64);
-        Ok(())
-    }
-
     fn punctuate(
         &mut self,
         now: i64,
@@ -491,37 +471,6 @@ impl ThreadState {
         }
         self.count_drops();
         self.send_outputs()
-    }
-
-    /// Answers pending interactive queries from this thread's tasks.
-    fn answer_queries(&mut self) {
-        while let Ok(q) = self.queries.try_recv() {
-            let mut answer = Answer::default();
-            for task in self.tasks.values() {
-                let Some(store) = task.ctx.store(&q.store) else {
-                    continue;
-                };
-                answer.held.push(task.ctx.id.partition);
-                let store = store.borrow();
-                let found = match &q.op {
-                    QueryOp::Get(k) => store.get(k).map(|v| {
-                        if let Some(v) = v {
-                            answer.entries.push((k.clone(), v));
-                        }
-                    }),
-                    QueryOp::Range(from, to) => {
-                        store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
-                            answer.entries.push((k.to_vec(), v.to_vec()));
-                            true
-                        })
-                    }
-                };
-                if let Err(e) = found {
-                    tracing::warn!(store = %q.store, "query failed: {e}");
-                }
-            }
-            let _ = q.reply.send(answer);
-        }
     }
 
     fn count_drops(&mut self) {
@@ -549,299 +498,10 @@ impl ThreadState {
                 .inc_by(dropped.future_timestamp);
         }
     }
-
-    fn maybe_commit(
-        &mut self,
-        consumer: &BaseConsumer<StreamConsumerContext>,
-    ) -> Result<(), Error> {
-        let requested = self
-            .tasks
-            .values_mut()
-            .fold(false, |any, t| t.take_commit_request() | any);
-        if requested || self.last_commit.elapsed() >= self.commit_interval {
-            self.commit(consumer)?;
-        }
-        Ok(())
-    }
-
-    /// Sends pending outputs, waits for the broker to acknowledge all of
-    /// them, then commits the next offsets of every owned partition.
-    fn commit(&mut self, consumer: &BaseConsumer<StreamConsumerContext>) -> Result<bool, Error> {
-        for task in self.tasks.values_mut() {
-            task.flush_stores().map_err(Error::Store)?;
-        }
-        self.send_outputs()?;
-        let start = Instant::now();
-        let mut offsets = TopicPartitionList::new();
-        for task in self.tasks.values() {
-            for (topic, partition, next) in task.uncommitted() {
-                offsets.add_partition_offset(
-                    self.settings.topics.name(topic),
-                    partition,
-                    Offset::Offset(next),
-                )?;
-            }
-        }
-        let committed = self.collector.commit(consumer, &offsets)?;
-        if let StoreProvider::Rocks { shared, .. } = &self.settings.stores {
-            self.metrics.rocksdb_cache.set(shared.cache_usage() as i64);
-            self.metrics
-                .rocksdb_memtables
-                .set(shared.memtable_usage() as i64);
-        }
-        if committed {
-            let acked = self.collector.changelog_offsets();
-            for task in self.tasks.values_mut() {
-                task.mark_committed();
-                task.checkpoint(&self.settings.stores, &acked)
-                    .map_err(Error::Store)?;
-            }
-        }
-        self.last_commit = Instant::now();
-        self.metrics.commits.inc();
-        self.metrics
-            .commit_latency
-            .observe(start.elapsed().as_secs_f64());
-        Ok(committed)
-    }
-
-    /// Brings a new task's logged stores up to the end of their changelogs
-    /// before it processes anything: from the checkpointed offset if the
-    /// checkpoint is valid, else from the start into a wiped store.
-    fn restore(&mut self, task: &mut Task) -> Result<(), Error> {
-        let stores: Vec<_> = task
-            .stores()
-            .iter()
-            .filter(|s| s.borrow().changelog.is_some())
-            .cloned()
-            .collect();
-        if stores.is_empty() {
-            return Ok(());
-        }
-        let id = task.ctx.id;
-        let checkpoint = self
-            .settings
-            .stores
-            .task_dir(id)
-            .and_then(|d| Checkpoint::read(&d));
-        if self.restore_consumer.is_none() {
-            self.restore_consumer = Some(self.restore_config.create()?);
-        }
-        let consumer = self.restore_consumer.as_ref().expect("just made");
-        for store in stores {
-            let mut state = store.borrow_mut();
-            let (topic, partition) = state.changelog.expect("filtered on changelog");
-            let topic = self.settings.topics.name(topic).to_owned();
-            let name = state.name().to_owned();
-            let checkpointed = checkpoint
-                .as_ref()
-                .and_then(|c| c.offsets.get(&name).copied())
-                .filter(|_| !state.spec.in_memory);
-            if checkpointed.is_none() {
-                // No valid checkpoint: whatever is on disk may be stale.
-                state.replace_engine(Box::new(crate::stores::MemoryEngine::new()));
-                let engine = self
-                    .settings
-                    .stores
-                    .wipe(id, &state.spec)
-                    .map_err(Error::Store)?;
-                state.replace_engine(engine);
-            }
-            state.changelog_offset = checkpointed;
-            let (low, high) =
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
-            let start = checkpointed.map_or(low, |o| (o + 1).max(low));
-            let started = Instant::now();
-            let mut restored = 0u64;
-            let remaining = self.metrics.restore_remaining.with_label_values(&[&name]);
-            remaining.set(high - start);
-            if start < high {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
-                consumer.assign(&tpl)?;
-                // Consuming and writing overlap: this thread fetches and
-                // copies batches, a scoped thread writes them to the engine.
-                let mut engine = state.take_engine();
-                let metrics = &self.metrics;
-                let (written, engine_back) = std::thread::scope(|scope| {
-                    let (tx, rx) = mpsc::sync_channel::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(4);
-                    let writer = scope.spawn(move || {
-                        let result = (|| {
-                            engine.set_bulk_loading(true)?;
-                            for batch in rx {
-                                engine.write(
-                                    &mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
-                                )?;
-                            }
-                            engine.set_bulk_loading(false)
-                        })();
-                        (result, engine)
-                    });
-                    let mut position = start;
-                    let mut last_offset = None;
-                    let mut last_log = Instant::now();
-                    while position < high {
-                        let mut batch = Vec::with_capacity(10_000);
-                        let mut timeout = Duration::from_millis(500);
-                        while batch.len() < 10_000 {
-                            match consumer.poll(timeout) {
-                                Some(Ok(m)) => {
-                                    position = m.offset() + 1;
-                                    last_offset = Some(m.offset());
-                                    if let Some(k) = m.key() {
-                                        batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                                    }
-                                }
-                                Some(Err(e)) => {
-                                    tracing::warn!(store = %name, "restore poll: {e}");
-                                    break;
-                                }
-                                None => break,
-                            }
-                            timeout = Duration::ZERO;
-                        }
-                        let n = batch.len() as u64;
-                        if n > 0 && tx.send(batch).is_err() {
-                            break; // the writer failed; its error is reported below
-                        }
-                        restored += n;
-                        metrics.restored.with_label_values(&[&name]).inc_by(n);
-                        remaining.set((high - position).max(0));
-                        if last_log.elapsed() > Duration::from_secs(5) {
-                            tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
-                            last_log = Instant::now();
-                        }
-                    }
-                    drop(tx);
-                    let (result, engine) =
-                        writer.join().expect("the restore writer does not panic");
-                    (result.map(|()| last_offset), engine)
-                });
-                state.put_engine(engine_back);
-                if let Some(o) = written.map_err(Error::Store)? {
-                    state.changelog_offset = Some(o);
-                }
-                consumer.unassign()?;
-            }
-            remaining.set(0);
-            tracing::info!(
-                task = %id,
-                store = %name,
-                restored,
-                from = start,
-                to = high,
-                secs = started.elapsed().as_secs_f64(),
-                "store restored"
-            );
-        }
-        Ok(())
-    }
-
-    /// Applies the rebalance events queued during `poll`.
-    fn rebalance(
-        &mut self,
-        consumer: &BaseConsumer<StreamConsumerContext>,
-        inputs: &mut Inputs<'_>,
-    ) -> Result<(), Error> {
-        for event in consumer.context().take_events() {
-            match event {
-                RebalanceEvent::Revoke(tpl) => {
-                    if consumer.assignment_lost() {
-                        tracing::warn!(thread = %self.name, "assignment lost; uncommitted records will be re-processed by the new owner");
-                    } else {
-                        self.commit(consumer)?;
-                    }
-                    let mut paused = TopicPartitionList::new();
-                    for e in tpl.elements() {
-                        let Some(topic) = self.settings.topics.get(e.topic()) else {
-                            continue;
-                        };
-                        let Some(id) = self.route(topic, e.partition()) else {
-                            continue;
-                        };
-                        self.set_route(topic, e.partition(), None);
-                        inputs.bounds.remove(&(topic, e.partition()));
-                        if let Some(group) = inputs.groups.get_mut(&id) {
-                            // Unprocessed records are dropped: the next owner
-                            // reads them from the committed offset.
-                            if group.remove(topic, e.partition()).is_some_and(|q| q.paused) {
-                                paused.add_partition(e.topic(), e.partition());
-                            }
-                            if group.is_empty() {
-                                inputs.groups.remove(&id);
-                            }
-                        }
-                        let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
-                        if task.remove_partition(topic, e.partition()) {
-                            task.close();
-                            self.tasks.remove(&id);
-                        }
-                    }
-                    // librdkafka keeps an application pause across
-                    // assignments.
-                    if paused.count() > 0 {
-                        consumer.resume(&paused)?;
-                    }
-                    consumer.unassign()?;
-                    tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");
-                }
-                RebalanceEvent::Assign(tpl) => {
-                    let now = now_millis();
-                    let bounds = assigned_bounds(
-                        consumer,
-                        &tpl,
-                        self.reset_to_latest,
-                        Duration::from_secs(30),
-                    );
-                    for e in tpl.elements() {
-                        let Some(topic) = self.settings.topics.get(e.topic()) else {
-                            continue;
-                        };
-                        let Some(&(subtopology, _)) = self.topology.sources.get(&topic) else {
-                            continue;
-                        };
-                        let id = TaskId {
-                            subtopology,
-                            partition: e.partition(),
-                        };
-                        if !self.tasks.contains_key(&id) {
-                            let mut task =
-                                Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
-                            self.restore(&mut task)?;
-                            self.tasks.insert(id, task);
-                        }
-                        let task = self.tasks.get_mut(&id).expect("just inserted");
-                        task.add_partition(topic, e.partition());
-                        inputs
-                            .groups
-                            .entry(id)
-                            .or_default()
-                            .add(topic, e.partition());
-                        let known = bounds
-                            .get(&(e.topic().to_owned(), e.partition()))
-                            .copied()
-                            .unwrap_or_default();
-                        inputs.bounds.insert((topic, e.partition()), known);
-                        self.set_route(topic, e.partition(), Some(id));
-                    }
-                    consumer.assign(&tpl)?;
-                    let assigned: Vec<String> = tpl
-                        .elements()
-                        .iter()
-                        .map(|e| format!("{}-{}", e.topic(), e.partition()))
-                        .collect();
-                    tracing::info!(thread = %self.name, ?assigned, "partitions assigned");
-                }
-            }
-        }
-        let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
-        self.metrics.assigned.set(owned as i64);
-        Ok(())
-    }
 }
 
 /// A polled message as the task reads it.
-fn raw_record<'m>(topic: TopicRef, m: &'m BorrowedMessage<'_>) -> RawRecord<'m> {
+fn raw_record<'m>(topic: TopicRef, m: &'m BorrowedMessage<'m>) -> RawRecord<'m> {
     RawRecord {
         topic,
         partition: m.partition(),
@@ -849,6 +509,6 @@ fn raw_record<'m>(topic: TopicRef, m: &'m BorrowedMessage<'_>) -> RawRecord<'m> 
         timestamp: m.timestamp().to_millis().unwrap_or(-1),
         key: m.key(),
         value: m.payload(),
-        headers: RawHeaders::Kafka(m.headers()),
+        headers: RawHeaders::Kafka(m),
     }
 }

@@ -1,0 +1,38 @@
+//! Interactive queries served by the stream thread from its tasks' stores
+//! between batches.
+
+use super::ThreadState;
+use crate::runtime::query::{Answer, QueryOp};
+
+impl ThreadState {
+    /// Answers pending interactive queries from this thread's tasks.
+    pub(super) fn answer_queries(&mut self) {
+        while let Ok(q) = self.queries.try_recv() {
+            let mut answer = Answer::default();
+            for task in self.tasks.values() {
+                let Some(store) = task.ctx.store(&q.store) else {
+                    continue;
+                };
+                answer.held.push(task.ctx.id.partition);
+                let store = store.borrow();
+                let found = match &q.op {
+                    QueryOp::Get(k) => store.get(k).map(|v| {
+                        if let Some(v) = v {
+                            answer.entries.push((k.clone(), v));
+                        }
+                    }),
+                    QueryOp::Range(from, to) => {
+                        store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
+                            answer.entries.push((k.to_vec(), v.to_vec()));
+                            true
+                        })
+                    }
+                };
+                if let Err(e) = found {
+                    tracing::warn!(store = %q.store, "query failed: {e}");
+                }
+            }
+            let _ = q.reply.send(answer);
+        }
+    }
+}
