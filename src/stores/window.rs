@@ -260,9 +260,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// the changelog's own retention drops them there).
     ///
     /// The key-first layout drops whole segments only, those that end by
-    /// `start`; its other windows starting before `start` that are still in
-    /// the write cache are left out when it is flushed (neither written
-    /// nor logged).
+    /// `start`; in a store that keeps duplicates, its other windows
+    /// starting before `start` that are still in the write cache are left
+    /// out when it is flushed (neither written nor logged).
     pub fn expire_before(&self, start: i64) -> Result<(), StateError> {
         let bound = match self.segments() {
             Some(segment) => start.div_euclid(segment) * segment,
@@ -270,7 +270,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         };
         let suffix = self.suffix();
         let mut state = self.state.borrow_mut();
-        if let Some(suffix) = suffix {
+        // Only where no write replaces another: elsewhere an older value
+        // already in the engine would be read in place of the one left out.
+        if let (true, Some(suffix)) = (state.spec.duplicates, suffix) {
             state.forget_before(start, suffix);
         }
         state
