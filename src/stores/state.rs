@@ -60,7 +60,7 @@ pub(crate) struct StoreState {
     /// For key-first window stores: cached entries whose window starts
     /// before this (read from the 8 bytes before the last `.1` bytes of
     /// the key) are past retention, and a flush leaves them out.
-    forget_before: Option<(i64, usize)>,
+    past_retention: Option<(i64, usize)>,
 }
 
 impl StoreState {
@@ -81,7 +81,7 @@ impl StoreState {
             changelog_offset: None,
             now,
             expired: None,
-            forget_before: None,
+            past_retention: None,
         }
     }
 
@@ -219,13 +219,13 @@ impl StoreState {
     /// window start and `suffix` more bytes: [`flush`](Self::flush) leaves
     /// them out.
     pub(crate) fn forget_before(&mut self, start: i64, suffix: usize) {
-        self.forget_before = Some((start, suffix));
+        self.past_retention = Some((start, suffix));
     }
 
     /// Whether a cached entry is past retention (see
     /// [`forget_before`](Self::forget_before)).
     fn forgotten(&self, key: &[u8]) -> bool {
-        self.forget_before.is_some_and(|(start, suffix)| {
+        self.past_retention.is_some_and(|(start, suffix)| {
             let end = key.len().saturating_sub(suffix);
             end >= 8 && unsortable(&key[end - 8..end]) < start
         })
@@ -239,7 +239,7 @@ impl StoreState {
             return Ok(0);
         }
         let mut dirty = std::mem::take(&mut self.dirty);
-        if self.forget_before.is_some() {
+        if self.past_retention.is_some() {
             dirty.retain(|k, _| !self.forgotten(k));
         }
         self.engine.write(
