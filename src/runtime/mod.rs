@@ -10,6 +10,7 @@
 mod collector;
 mod consumer;
 mod context;
+mod dead_letter;
 mod global_thread;
 mod lag;
 mod node;
@@ -24,6 +25,7 @@ mod upstream;
 mod worker;
 
 pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
+pub use dead_letter::{dlq_headers, ErrorPolicy, RecordError};
 pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
@@ -32,6 +34,6 @@ pub use partition_group::TaskIdle;
 pub(crate) use partition_group::{PartitionGroup, Ready};
 pub use query::{Lookup, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
-pub use task::{dlq_headers, ErrorPolicy, RecordError, TaskId};
+pub use task::TaskId;
 pub(crate) use task::{Task, TaskSettings};
 pub use worker::{KafkaStreams, RunningStreams};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::context::{RawRecord, TaskContext};
+use super::dead_letter::{dlq_headers, ErrorPolicy, RecordError};
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
@@ -36,48 +37,6 @@ impl fmt::Display for TaskId {
 /// How far ahead of its clock Kafka 4 accepts a record timestamp by default
 /// (`log.message.timestamp.after.max.ms`).
 const BROKER_MAX_FUTURE_MS: i64 = 3_600_000;
-
-/// What to do with a record that cannot be decoded or processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ErrorPolicy {
-    /// Write it to the dead-letter topic with headers saying why, and go on.
-    #[default]
-    DeadLetter,
-    /// Stop the worker with an error.
-    Fail,
-}
-
-/// Header names on dead-lettered records (those of Kafka Streams' KIP-1034).
-pub mod dlq_headers {
-    /// The kind of failure ([`FailureKind::as_str`]).
-    ///
-    /// [`FailureKind::as_str`]: crate::processor::FailureKind::as_str
-    pub const EXCEPTION: &str = "__streams.errors.exception";
-    /// The error message.
-    pub const MESSAGE: &str = "__streams.errors.message";
-    /// Source topic.
-    pub const TOPIC: &str = "__streams.errors.topic";
-    /// Source partition, in decimal.
-    pub const PARTITION: &str = "__streams.errors.partition";
-    /// Source offset, in decimal.
-    pub const OFFSET: &str = "__streams.errors.offset";
-}
-
-/// A record the task could not handle under the `Fail` policy.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} error on {topic}-{partition}@{offset}: {message}")]
-pub struct RecordError {
-    /// The kind of failure.
-    pub kind: FailureKind,
-    /// What went wrong.
-    pub message: String,
-    /// Source topic.
-    pub topic: String,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-}
 
 /// What happened to one input record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

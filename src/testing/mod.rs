@@ -13,6 +13,10 @@ mod cluster;
 #[cfg(feature = "test-util")]
 pub use cluster::{free_addr, unique, wait_for, Consumed, KeyValue, Reader, TestCluster};
 
+mod records;
+
+pub use records::{BatchRecord, RawTestRecord, TestRecord, TestTopic};
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
@@ -67,69 +71,6 @@ impl DriverConfig {
         self.partitions.insert(topic.to_owned(), count.max(1));
         self
     }
-}
-
-/// A topic with the serdes used to write or read it in a test.
-pub struct TestTopic<K: 'static, V: 'static> {
-    name: String,
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<V>>,
-}
-
-impl<K: 'static, V: 'static> TestTopic<K, V> {
-    /// `name`, read and written with the given serdes.
-    pub fn new(name: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
-        TestTopic {
-            name: name.to_owned(),
-            key: Arc::new(key),
-            value: Arc::new(value),
-        }
-    }
-}
-
-/// A record as the driver stored it in a topic, undecoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawTestRecord {
-    /// Partition it landed on.
-    pub partition: i32,
-    /// Key bytes (`None` is null).
-    pub key: Option<Vec<u8>>,
-    /// Value bytes (`None` is null).
-    pub value: Option<Vec<u8>>,
-    /// Timestamp, epoch milliseconds.
-    pub timestamp: i64,
-    /// Headers.
-    pub headers: Headers,
-}
-
-/// A raw record for [`TopologyTestDriver::pipe_batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchRecord {
-    /// Topic.
-    pub topic: String,
-    /// Partition; `None` places it by key.
-    pub partition: Option<i32>,
-    /// Key bytes.
-    pub key: Option<Vec<u8>>,
-    /// Value bytes.
-    pub value: Option<Vec<u8>>,
-    /// Timestamp.
-    pub timestamp: i64,
-}
-
-/// A decoded output record and the partition it landed on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRecord<K, V> {
-    /// Partition.
-    pub partition: i32,
-    /// Key.
-    pub key: K,
-    /// Value.
-    pub value: V,
-    /// Timestamp, epoch milliseconds.
-    pub timestamp: i64,
-    /// Headers.
-    pub headers: Headers,
 }
 
 /// Runs a topology in-process, one record at a time. See the
