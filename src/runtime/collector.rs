@@ -21,7 +21,7 @@ use super::output::OutputBuffer;
 use crate::error::Error;
 use crate::kafka::send_blocking;
 use crate::processor::FailureKind;
-use crate::topology::TopicTable;
+use crate::topology::{TopicRef, TopicTable};
 
 /// Counts failed deliveries (the first failure's reason is kept) and
 /// records the last acknowledged offset of each changelog partition.
@@ -109,14 +109,19 @@ impl DeliveryTracker {
 
 impl ClientContext for DeliveryTracker {}
 
-impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
+/// The delivery opaque of a record sent to a changelog, whose offset is
+/// recorded (other records carry 0, and their acknowledgements cost no
+/// more than a match).
+const CHANGELOG: usize = 1;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         use rdkafka::Message;
         match result {
             Ok(msg) => {
-                if !self.changelogs.is_empty() && self.changelogs.contains(msg.topic()) {
+                if opaque == CHANGELOG {
                     let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
                     let offset = acked
                         .entry((msg.topic().to_owned(), msg.partition()))
@@ -155,6 +160,8 @@ impl ProducerContext for DeliveryTracker {
 pub(crate) struct Collector {
     producer: BaseProducer<DeliveryTracker>,
     topics: Arc<TopicTable>,
+    /// The delivery opaque of each topic of `topics`, by index.
+    opaque: Vec<usize>,
     flush_timeout: Duration,
 }
 
@@ -167,6 +174,9 @@ impl Collector {
         changelogs: HashSet<String>,
         dead_letter_topic: String,
     ) -> Result<Self, KafkaError> {
+        let opaque = (0..topics.len() as u32)
+            .map(|t| usize::from(changelogs.contains(topics.name(TopicRef(t)))) * CHANGELOG)
+            .collect();
         let tracker = DeliveryTracker {
             changelogs,
             dead_letter_topic,
@@ -175,6 +185,7 @@ impl Collector {
         Ok(Collector {
             producer: config.create_with_context(tracker)?,
             topics,
+            opaque,
             flush_timeout: Duration::from_secs(60),
         })
     }
@@ -195,7 +206,9 @@ impl Collector {
                     },
                 )
             });
-            let mut record = BaseRecord::<[u8], [u8]>::to(topic).timestamp(r.meta.timestamp);
+            let opaque = self.opaque[r.meta.topic.0 as usize];
+            let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, opaque)
+                .timestamp(r.meta.timestamp);
             if let Some(k) = r.key {
                 record = record.key(k);
             }
@@ -284,7 +297,7 @@ impl Collector {
             });
         }
         let topic = &self.producer.context().dead_letter_topic;
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+        let mut record = BaseRecord::with_opaque_to(topic, 0).headers(headers);
         if let Some(k) = &r.key {
             record = record.key(k);
         }

@@ -61,7 +61,18 @@ pub(crate) struct StoreState {
     /// before this (read from the 8 bytes before the last `.1` bytes of
     /// the key) are past retention, and a flush leaves them out.
     past_retention: Option<(i64, usize)>,
+    /// Window stores: the latest window start written to the cache since
+    /// the last flush (`i64::MIN`: none), and the latest the engine may
+    /// hold (`None`: not known).
+    cached_latest: i64,
+    engine_latest: Option<i64>,
+    /// The cache size at which entries past retention are next dropped.
+    purge_at: usize,
 }
+
+/// The smallest cache (in entries) that is purged of entries past
+/// retention.
+const PURGE_MIN: usize = 1024;
 
 impl StoreState {
     pub(crate) fn new(
@@ -82,6 +93,9 @@ impl StoreState {
             now,
             expired: None,
             past_retention: None,
+            cached_latest: i64::MIN,
+            engine_latest: None,
+            purge_at: PURGE_MIN,
         }
     }
 
@@ -121,34 +135,27 @@ impl StoreState {
     }
 
     /// Visits entries with `from <= key < to` of cache and engine merged,
-    /// ascending (or descending), skipping deletions; stops when `visit`
-    /// returns false.
+    /// ascending, skipping deletions; stops when `visit` returns false.
+    /// With `engine` false only the cache is read (the caller knows the
+    /// engine holds nothing in the range: see
+    /// [`engine_latest_start`](Self::engine_latest_start)).
     pub(crate) fn range(
         &self,
         from: Option<&[u8]>,
         to: Option<&[u8]>,
-        reverse: bool,
+        engine: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let bounds = (
             from.map_or(Bound::Unbounded, Bound::Included),
             to.map_or(Bound::Unbounded, Bound::Excluded),
         );
-        let (mut ascending, mut descending);
-        let dirty: &mut dyn Iterator<Item = (&Vec<u8>, &Dirty)> = if reverse {
-            descending = self.dirty.range::<[u8], _>(bounds).rev();
-            &mut descending
-        } else {
-            ascending = self.dirty.range::<[u8], _>(bounds);
-            &mut ascending
-        };
+        let mut dirty = self.dirty.range::<[u8], _>(bounds);
         let mut pending = dirty.next();
         let mut stopped = false;
-        // `before(a, b)`: a comes first in the visiting order.
-        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
         let mut on_engine = |k: &[u8], v: &[u8]| -> bool {
             while let Some((dk, d)) = pending {
-                if before(dk, k) {
+                if dk.as_slice() < k {
                     if let Some(dv) = &d.value {
                         if !visit(dk, dv) {
                             stopped = true;
@@ -175,9 +182,7 @@ impl StoreState {
             stopped = !visit(k, v);
             !stopped
         };
-        if reverse {
-            self.engine.range_rev(from, to, &mut on_engine)?;
-        } else {
+        if engine {
             self.engine.range(from, to, &mut on_engine)?;
         }
         while let (false, Some((dk, d))) = (stopped, pending) {
@@ -187,6 +192,36 @@ impl StoreState {
             pending = dirty.next();
         }
         Ok(())
+    }
+
+    /// Notes that a window starting at `start` was written to the cache
+    /// (window stores: see [`engine_latest_start`](Self::engine_latest_start)).
+    pub(crate) fn note_window(&mut self, start: i64) {
+        self.cached_latest = self.cached_latest.max(start);
+    }
+
+    /// The latest window start the engine may hold, for a window store
+    /// (whose keys begin with the window start or with its segment): known
+    /// from the flushes since the engine was opened or restored, else read
+    /// from its last key (`i64::MIN` if it is empty). A read of windows
+    /// starting later need not look at the engine: most of a join's lookups
+    /// are of windows newer than the last flush, and skip a RocksDB seek.
+    pub(crate) fn engine_latest_start(&mut self) -> Result<i64, StoreError> {
+        if let Some(latest) = self.engine_latest {
+            return Ok(latest);
+        }
+        let mut last = None;
+        self.engine.range_rev(None, None, &mut |k, _| {
+            last = (k.len() >= 8).then(|| unsortable(&k[..8]));
+            false
+        })?;
+        let latest = match (last, self.spec.segment()) {
+            (None, _) => i64::MIN,
+            (Some(start), None) => start,
+            (Some(seg), Some(len)) => seg.saturating_add(len - 1),
+        };
+        self.engine_latest = Some(latest);
+        Ok(latest)
     }
 
     /// Drops `[from, to)` from cache and engine without logging (retention).
@@ -217,15 +252,31 @@ impl StoreState {
     /// Marks the cached entries of windows starting before `start` as past
     /// retention, for a key-first window store whose keys end with the
     /// window start and `suffix` more bytes: [`flush`](Self::flush) leaves
-    /// them out.
+    /// them out, and once the cache has doubled since it was last purged
+    /// they are dropped from it (so that a join's cache holds about what
+    /// it can still match, not every window since the last flush).
     pub(crate) fn forget_before(&mut self, start: i64, suffix: usize) {
         self.past_retention = Some((start, suffix));
+        if self.dirty.len() >= self.purge_at {
+            let past = self.past_retention;
+            let mut freed = 0;
+            self.dirty.retain(|k, d| {
+                let keep = !Self::forgotten(past, k);
+                if !keep {
+                    freed += k.len() + d.value.as_ref().map_or(0, Vec::len);
+                }
+                keep
+            });
+            self.dirty_bytes -= freed;
+            self.budget.used.set(self.budget.used.get() - freed);
+            self.purge_at = (2 * self.dirty.len()).max(PURGE_MIN);
+        }
     }
 
     /// Whether a cached entry is past retention (see
     /// [`forget_before`](Self::forget_before)).
-    fn forgotten(&self, key: &[u8]) -> bool {
-        self.past_retention.is_some_and(|(start, suffix)| {
+    fn forgotten(past_retention: Option<(i64, usize)>, key: &[u8]) -> bool {
+        past_retention.is_some_and(|(start, suffix)| {
             let end = key.len().saturating_sub(suffix);
             end >= 8 && unsortable(&key[end - 8..end]) < start
         })
@@ -238,15 +289,24 @@ impl StoreState {
         if self.dirty.is_empty() {
             return Ok(0);
         }
+        if self.cached_latest > i64::MIN {
+            // Known before the write, exact after it.
+            self.engine_latest_start()?;
+        }
         let mut dirty = std::mem::take(&mut self.dirty);
         if self.past_retention.is_some() {
-            dirty.retain(|k, _| !self.forgotten(k));
+            dirty.retain(|k, _| !Self::forgotten(self.past_retention, k));
         }
+        self.purge_at = PURGE_MIN;
         self.engine.write(
             &mut dirty
                 .iter()
                 .map(|(k, d)| (k.as_slice(), d.value.as_deref())),
         )?;
+        if let Some(latest) = &mut self.engine_latest {
+            *latest = (*latest).max(self.cached_latest);
+        }
+        self.cached_latest = i64::MIN;
         if let Some((topic, partition)) = self.changelog {
             for (k, d) in &dirty {
                 let meta = OutMeta {
@@ -268,6 +328,7 @@ impl StoreState {
     /// Lends the engine out (to a restore writer thread), leaving an empty
     /// in-memory one until [`put_engine`](Self::put_engine).
     pub(crate) fn take_engine(&mut self) -> Box<dyn Engine> {
+        self.engine_latest = None;
         std::mem::replace(&mut self.engine, Box::new(MemoryEngine::new()))
     }
 
@@ -275,6 +336,7 @@ impl StoreState {
     pub(crate) fn put_engine(&mut self, engine: Box<dyn Engine>) {
         self.engine = engine;
         self.expired = None;
+        self.engine_latest = None;
     }
 
     /// Persists the engine (before a checkpoint is written).
@@ -287,6 +349,7 @@ impl StoreState {
         self.engine = engine;
         self.changelog_offset = None;
         self.expired = None;
+        self.engine_latest = None;
     }
 }
 

@@ -14,7 +14,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::state::StoreState;
-use super::{length_prefixed, serde_error, sortable, store_error, unsortable, StateError};
+use super::{
+    length_prefixed, serde_error, sortable, store_error, unsortable, StateError, StoreSpec,
+};
 use crate::serde::{Serde, SerdeError};
 
 /// A window store: values per (key, window start).
@@ -45,15 +47,20 @@ impl<K, V> Clone for WindowStore<K, V> {
     }
 }
 
+impl StoreSpec {
+    /// A window store's segment length in the key-first layout, or `None`
+    /// for the time-first one.
+    pub(crate) fn segment(&self) -> Option<i64> {
+        self.key_first
+            .then(|| (self.retention / 2).max(SEGMENT_MIN))
+    }
+}
+
 impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// The segment length of the key-first layout, or `None` for the
     /// time-first one.
     fn segments(&self) -> Option<i64> {
-        let state = self.state.borrow();
-        state
-            .spec
-            .key_first
-            .then(|| (state.spec.retention / 2).max(SEGMENT_MIN))
+        self.state.borrow().spec.segment()
     }
 
     fn encode(&self, key: &K, start: i64) -> Result<Vec<u8>, StateError> {
@@ -94,18 +101,20 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// Calls `visit(key bytes, start, value bytes)` for the entries of the
-    /// encoded range `[from, to)`, stopping at its first error.
+    /// encoded range `[from, to)` (of the write cache alone unless
+    /// `engine`), stopping at its first error.
     fn each(
         &self,
         from: Option<&[u8]>,
         to: Option<&[u8]>,
+        engine: bool,
         visit: &mut Visit<'_>,
     ) -> Result<(), StateError> {
         let suffix = self.suffix();
         let mut failed = None;
         self.state
             .borrow()
-            .range(from, to, false, &mut |k, v| {
+            .range(from, to, engine, &mut |k, v| {
                 let Some((key, start)) = Self::split(k, suffix) else {
                     return true;
                 };
@@ -130,10 +139,11 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         &self,
         from: Option<&[u8]>,
         to: Option<&[u8]>,
+        engine: bool,
         keep: &dyn Fn(&[u8], i64) -> bool,
     ) -> Result<Vec<(K, i64, V)>, StateError> {
         let mut out = Vec::new();
-        self.each(from, to, &mut |key, start, v| {
+        self.each(from, to, engine, &mut |key, start, v| {
             if keep(key, start) {
                 let key = self.key.deserialize(Some(key))?;
                 out.push((key, start, self.value.deserialize(Some(v))?));
@@ -163,7 +173,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// starting at `start`.
     pub fn put(&self, key: &K, start: i64, value: Option<&V>) -> Result<(), StateError> {
         let k = self.encode(key, start)?;
-        self.write(k, value)
+        self.write(k, start, value)
     }
 
     /// Adds `value` to the window of `key` starting at `start`, beside the
@@ -184,10 +194,10 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         if self.state.borrow().spec.duplicates {
             k.extend_from_slice(&sequence.to_be_bytes());
         }
-        self.write(k, Some(value))
+        self.write(k, start, Some(value))
     }
 
-    fn write(&self, k: Vec<u8>, value: Option<&V>) -> Result<(), StateError> {
+    fn write(&self, k: Vec<u8>, start: i64, value: Option<&V>) -> Result<(), StateError> {
         let v = value
             .map(|v| {
                 let mut buf = Vec::new();
@@ -195,7 +205,9 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             })
             .transpose()
             .map_err(|e| serde_error(&self.state, e))?;
-        self.state.borrow_mut().put(k, v);
+        let mut state = self.state.borrow_mut();
+        state.note_window(start);
+        state.put(k, v);
         Ok(())
     }
 
@@ -213,41 +225,53 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
             ),
             None => (sortable(from), sortable(to)),
         };
-        self.scan(Some(&lo), Some(&hi), &|_, start| {
+        let engine = from <= self.engine_latest_start()?;
+        self.scan(Some(&lo), Some(&hi), engine, &|_, start| {
             from <= start && start < to
         })
     }
 
+    /// The latest window start the engine may hold (see
+    /// [`StoreState::engine_latest_start`]).
+    fn engine_latest_start(&self) -> Result<i64, StateError> {
+        let latest = self.state.borrow_mut().engine_latest_start();
+        latest.map_err(|e| store_error(&self.state, e))
+    }
+
     /// The windows of `key` with `from <= start < to`, as (start, value).
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StateError> {
+        let latest = self.engine_latest_start()?;
         let Some(segment) = self.segments() else {
             let mut k = Vec::new();
             self.key
                 .serialize(key, &mut k)
                 .map_err(|e| serde_error(&self.state, e))?;
             let (lo, hi) = (sortable(from), sortable(to));
-            let found = self.scan(Some(&lo), Some(&hi), &|kb, _| kb == k.as_slice())?;
+            let found = self.scan(Some(&lo), Some(&hi), from <= latest, &|kb, _| {
+                kb == k.as_slice()
+            })?;
             return Ok(found.into_iter().map(|(_, s, v)| (s, v)).collect());
         };
-        // One seek per segment the range overlaps. The bounds are
-        // `segment ‖ key ‖ start`: one buffer each, rewritten per segment.
-        let mut lo = Vec::with_capacity(64);
-        lo.extend_from_slice(&[0; 8]);
-        length_prefixed(&*self.key, key, &mut lo).map_err(|e| serde_error(&self.state, e))?;
-        lo.extend_from_slice(&[0; 8]);
-        let mut hi = lo.clone();
-        let at = lo.len() - 8;
+        // One seek per segment the range overlaps (none where the engine
+        // holds no window that late). The bounds are `segment ‖ key ‖
+        // start`, both in one buffer, rewritten per segment.
+        let mut bounds = Vec::with_capacity(96);
+        bounds.extend_from_slice(&[0; 8]);
+        length_prefixed(&*self.key, key, &mut bounds).map_err(|e| serde_error(&self.state, e))?;
+        bounds.extend_from_slice(&[0; 8]);
+        let len = bounds.len();
+        bounds.extend_from_within(..);
         let mut out = Vec::new();
         let mut seg = from.div_euclid(segment) * segment;
         while seg < to {
-            for (bound, t) in [
-                (&mut lo, from.max(seg)),
-                (&mut hi, to.min(seg.saturating_add(segment))),
-            ] {
+            let first = from.max(seg);
+            let (lo, hi) = bounds.split_at_mut(len);
+            for (bound, t) in [(&mut *lo, first), (hi, to.min(seg.saturating_add(segment)))] {
                 bound[..8].copy_from_slice(&sortable(seg));
-                bound[at..].copy_from_slice(&sortable(t));
+                bound[len - 8..].copy_from_slice(&sortable(t));
             }
-            self.each(Some(&lo), Some(&hi), &mut |_, start, v| {
+            let (lo, hi) = bounds.split_at(len);
+            self.each(Some(lo), Some(hi), first <= latest, &mut |_, start, v| {
                 out.push((start, self.value.deserialize(Some(v))?));
                 Ok(())
             })?;
@@ -285,11 +309,12 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 mod tests {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use super::WindowStore;
     use crate::serde::{I64Serde, StringSerde};
-    use crate::stores::engine::MemoryEngine;
+    use crate::stores::engine::{Engine, MemoryEngine, StoreError};
     use crate::stores::{CacheBudget, StoreSpec, StoreState};
 
     fn store(spec: StoreSpec) -> WindowStore<String, i64> {
@@ -350,6 +375,115 @@ mod tests {
             .unwrap();
         assert_eq!(flushed, 1);
         assert_eq!(s.fetch(&"o1".into(), 0, 100).unwrap(), [(30, 30)]);
+    }
+
+    #[test]
+    fn a_join_cache_drops_windows_past_retention_once_it_has_doubled() {
+        let s = store(StoreSpec::window("w", 1000).with_duplicates());
+        let o1 = "o1".to_owned();
+        for start in 0..1023 {
+            s.put_duplicate(&o1, start, 1, &start).unwrap();
+        }
+        // Below the first purge's size: past retention, but still cached.
+        s.expire_before(1000).unwrap();
+        assert_eq!(s.fetch(&o1, 0, 2000).unwrap().len(), 1023);
+        s.put_duplicate(&o1, 1023, 1, &1023).unwrap();
+        s.expire_before(1000).unwrap();
+        let kept: Vec<_> = (1000..1024).map(|t| (t, t)).collect();
+        assert_eq!(s.fetch(&o1, 0, 2000).unwrap(), kept);
+        // The next purge waits until the cache has doubled (and holds at
+        // least 1 024 entries again).
+        for start in 1024..1047 {
+            s.put_duplicate(&o1, start, 1, &start).unwrap();
+        }
+        s.expire_before(1040).unwrap();
+        assert_eq!(s.fetch(&o1, 0, 2000).unwrap().len(), 47);
+    }
+
+    /// A memory engine that counts its range reads.
+    struct Counting(MemoryEngine, Arc<AtomicUsize>);
+
+    impl Engine for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key)
+        }
+        fn write(
+            &mut self,
+            ops: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+        ) -> Result<(), StoreError> {
+            self.0.write(ops)
+        }
+        fn range(
+            &self,
+            from: Option<&[u8]>,
+            to: Option<&[u8]>,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.range(from, to, visit)
+        }
+        fn range_rev(
+            &self,
+            from: Option<&[u8]>,
+            to: Option<&[u8]>,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<(), StoreError> {
+            self.0.range_rev(from, to, visit)
+        }
+        fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+            self.0.delete_range(from, to)
+        }
+        fn flush(&mut self) -> Result<(), StoreError> {
+            self.0.flush()
+        }
+        fn approximate_len(&self) -> u64 {
+            self.0.approximate_len()
+        }
+    }
+
+    #[test]
+    fn reads_of_windows_later_than_the_engine_holds_skip_it() {
+        for spec in [
+            StoreSpec::window("w", 1000),
+            StoreSpec::window("w", 1000).with_key_first_layout(),
+        ] {
+            let key_first = spec.key_first;
+            let s = store(spec);
+            let reads = Arc::new(AtomicUsize::new(0));
+            s.state
+                .borrow_mut()
+                .put_engine(Box::new(Counting(MemoryEngine::new(), reads.clone())));
+            let o1 = "o1".to_owned();
+            for start in [10, 70_000] {
+                s.put(&o1, start, Some(&start)).unwrap();
+            }
+            let flush = || {
+                let mut out = crate::runtime::OutputBuffer::default();
+                s.state.borrow_mut().flush(&mut out).unwrap();
+            };
+            flush();
+            s.put(&o1, 80_000, Some(&80_000)).unwrap();
+            let read = |from, to| {
+                let before = reads.load(Ordering::Relaxed);
+                let found = s.fetch(&o1, from, to).unwrap();
+                (found, reads.load(Ordering::Relaxed) - before)
+            };
+            // Later than anything flushed: the cache alone.
+            assert_eq!(read(70_001, 90_000), (vec![(80_000, 80_000)], 0));
+            // Reaching back to a flushed window: the engine too (one seek
+            // per segment in the key-first layout).
+            let both = vec![(70_000, 70_000), (80_000, 80_000)];
+            assert_eq!(read(70_000, 90_000), (both, 1), "{key_first}");
+            let segments = if key_first { 2 } else { 1 };
+            let all = vec![(10, 10), (70_000, 70_000), (80_000, 80_000)];
+            assert_eq!(read(0, 90_000), (all, segments), "{key_first}");
+            // A flush moves the bound; a restored engine is read for it.
+            flush();
+            assert_eq!(read(75_000, 90_000).1, 1, "{key_first}");
+            let engine = s.state.borrow_mut().take_engine();
+            s.state.borrow_mut().put_engine(engine);
+            assert_eq!(read(80_001, 90_000), (vec![], usize::from(key_first)));
+        }
     }
 
     #[test]
