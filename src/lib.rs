@@ -28,6 +28,7 @@ pub mod config;
 mod error;
 pub mod kafka;
 pub mod observability;
+mod operators;
 pub mod processor;
 pub mod runtime;
 pub mod serde;

@@ -96,7 +96,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         let mut failed = None;
         self.state
             .borrow()
-            .range(from, to, true, &mut |k, v| {
+            .range(from, to, &mut |k, v| {
                 match (
                     self.key.deserialize(Some(k)),
                     self.value.deserialize(Some(v)),

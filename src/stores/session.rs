@@ -70,7 +70,7 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
         let mut failed = None;
         self.state
             .borrow()
-            .range(Some(&from), to.as_deref(), true, &mut |k, v| {
+            .range(Some(&from), to.as_deref(), &mut |k, v| {
                 let window = Window {
                     end: unsortable(&k[n..]),
                     start: unsortable(&k[n + 8..]),

@@ -136,10 +136,28 @@ impl StoreState {
 
     /// Visits entries with `from <= key < to` of cache and engine merged,
     /// ascending, skipping deletions; stops when `visit` returns false.
-    /// With `engine` false only the cache is read (the caller knows the
-    /// engine holds nothing in the range: see
-    /// [`engine_latest_start`](Self::engine_latest_start)).
     pub(crate) fn range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.merged_range(from, to, true, visit)
+    }
+
+    /// Like [`range`](Self::range), of the cache alone: for a caller that
+    /// knows the engine holds nothing in the range (see
+    /// [`engine_latest_start`](Self::engine_latest_start)).
+    pub(crate) fn cached_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.merged_range(from, to, false, visit)
+    }
+
+    fn merged_range(
         &self,
         from: Option<&[u8]>,
         to: Option<&[u8]>,

@@ -112,21 +112,25 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     ) -> Result<(), StateError> {
         let suffix = self.suffix();
         let mut failed = None;
-        self.state
-            .borrow()
-            .range(from, to, engine, &mut |k, v| {
-                let Some((key, start)) = Self::split(k, suffix) else {
-                    return true;
-                };
-                match visit(key, start, v) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
+        let state = self.state.borrow();
+        let read = if engine {
+            StoreState::range
+        } else {
+            StoreState::cached_range
+        };
+        read(&state, from, to, &mut |k, v| {
+            let Some((key, start)) = Self::split(k, suffix) else {
+                return true;
+            };
+            match visit(key, start, v) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
                 }
-            })
-            .map_err(|e| store_error(&self.state, e))?;
+            }
+        })
+        .map_err(|e| store_error(&self.state, e))?;
         match failed {
             Some(e) => Err(serde_error(&self.state, e)),
             None => Ok(()),

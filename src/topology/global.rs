@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::builder::{KStream, StreamsBuilder};
 use super::operator::Operator;
-use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::operators::join::{GlobalJoin, GlobalJoiner, KeyMapper};
+use crate::processor::Data;
 use crate::serde::Serde;
 use crate::stores::GlobalStore;
 
@@ -35,45 +36,6 @@ impl StreamsBuilder {
             store: global,
             key: Arc::new(key_serde),
             value: Arc::new(value_serde),
-        }
-    }
-}
-
-type GlobalJoiner<V, VG, VR> = Arc<dyn Fn(&V, Option<&VG>) -> VR + Send + Sync>;
-type KeyMapper<K, V, KG> = Arc<dyn Fn(&K, &V) -> KG + Send + Sync>;
-
-struct GlobalJoin<K, V, KG, VG, VR> {
-    store: Arc<GlobalStore>,
-    key: Arc<dyn Serde<KG>>,
-    value: Arc<dyn Serde<VG>>,
-    mapper: KeyMapper<K, V, KG>,
-    joiner: GlobalJoiner<V, VG, VR>,
-    left: bool,
-}
-
-impl<K: Data, V: Data, KG: 'static, VG: 'static, VR: Data> Processor<K, V, K, VR>
-    for GlobalJoin<K, V, KG, VG, VR>
-{
-    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
-        let mut key = Vec::new();
-        if let Err(e) = self
-            .key
-            .serialize(&(self.mapper)(&r.key, &r.value), &mut key)
-        {
-            return ctx.fail(format!("global table {}: {e}", self.store.name()));
-        }
-        let found = match self
-            .store
-            .get(&key)
-            .map(|v| self.value.deserialize(Some(&v)))
-            .transpose()
-        {
-            Ok(found) => found,
-            Err(e) => return ctx.fail(format!("global table {}: {e}", self.store.name())),
-        };
-        if found.is_some() || self.left {
-            let v = (self.joiner)(&r.value, found.as_ref());
-            ctx.forward(r.with_value(v));
         }
     }
 }

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::aggregate::{
-    Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
-};
 use super::builder::{add_source, KStream, StreamsBuilder};
 use super::operator::Operator;
 use super::table::{Change, KTable, KvSerdes};
 use super::windows::{SessionWindows, TimeWindows, Windowed};
+use crate::operators::aggregate::{
+    Aggregate, Fold, Merge, SessionAggregate, StoreAccess, TableSource, WindowAggregate,
+};
 use crate::processor::{millis, Data, Failure, TimestampExtractor};
 use crate::serde::{I64Serde, Nullable, Serde};
 use crate::stores::StoreSpec;

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use super::aggregate::StoreAccess;
 use super::builder::KStream;
 use super::operator::Operator;
-use super::table::{Change, KTable, KvSerdes};
-use crate::processor::{Data, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
-use crate::stores::KeyValueStore;
+use super::table::{KTable, KvSerdes};
+use crate::operators::aggregate::StoreAccess;
+use crate::operators::join::{StreamJoiner, StreamTableJoin, TableJoiner, TableTableSide};
+use crate::processor::Data;
 
 /// Which rows a join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,48 +33,6 @@ fn materialized<K, V>(table: &KTable<K, V>, role: &str) -> StoreAccess<K, V> {
         )
     };
     StoreAccess { name, key, value }
-}
-
-fn open<K: 'static, V: 'static>(
-    access: &StoreAccess<K, V>,
-    ctx: &ProcessorContext<'_, impl Data, impl Data>,
-) -> Result<Option<KeyValueStore<K, V>>, InitError> {
-    let store = ctx.key_value_store(&access.name, access.key.clone(), access.value.clone())?;
-    Ok(Some(store))
-}
-
-type StreamJoiner<V, VT, VR> = Arc<dyn Fn(&V, Option<&VT>) -> VR + Send + Sync>;
-
-struct StreamTableJoin<K, V, VT, VR> {
-    table: StoreAccess<K, VT>,
-    store: Option<KeyValueStore<K, VT>>,
-    joiner: StreamJoiner<V, VT, VR>,
-    left: bool,
-}
-
-impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
-    for StreamTableJoin<K, V, VT, VR>
-{
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), InitError> {
-        self.store = open(&self.table, ctx)?;
-        Ok(())
-    }
-
-    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
-        let store = self.store.as_ref().expect(OPENED_IN_INIT);
-        match store.get(&r.key) {
-            Ok(Some(t)) => {
-                let v = (self.joiner)(&r.value, Some(&t));
-                ctx.forward(r.with_value(v));
-            }
-            Ok(None) if self.left => {
-                let v = (self.joiner)(&r.value, None);
-                ctx.forward(r.with_value(v));
-            }
-            Ok(None) => {}
-            Err(e) => ctx.fail(e),
-        }
-    }
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
@@ -134,60 +92,6 @@ impl<K: Data, V: Data> KStream<K, V> {
         );
         out.uses_stores([store]);
         out
-    }
-}
-
-type TableJoiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync>;
-
-/// One side of a table-table join: on a change of this side, looks the key
-/// up on the other side and forwards the change of the joined row.
-struct TableTableSide<K, V, VO, VR> {
-    other: StoreAccess<K, VO>,
-    store: Option<KeyValueStore<K, VO>>,
-    /// Joins (this side, other side) values.
-    joiner: TableJoiner<V, VO, VR>,
-    kind: JoinKind,
-    /// Whether this is the left side (for `Left` joins).
-    is_left: bool,
-}
-
-impl<K, V, VO, VR> TableTableSide<K, V, VO, VR> {
-    fn result(&self, this: Option<&V>, other: Option<&VO>) -> Option<VR> {
-        let (left, right) = if self.is_left {
-            (this.is_some(), other.is_some())
-        } else {
-            (other.is_some(), this.is_some())
-        };
-        let keep = match self.kind {
-            JoinKind::Inner => left && right,
-            JoinKind::Left => left,
-            JoinKind::Outer => left || right,
-        };
-        keep.then(|| (self.joiner)(this, other))
-    }
-}
-
-impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Change<V>, K, Change<VR>>
-    for TableTableSide<K, V, VO, VR>
-{
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VR>>) -> Result<(), InitError> {
-        self.store = open(&self.other, ctx)?;
-        Ok(())
-    }
-
-    fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>) {
-        let store = self.store.as_ref().expect(OPENED_IN_INIT);
-        let other = match store.get(&r.key) {
-            Ok(o) => o,
-            Err(e) => return ctx.fail(e),
-        };
-        let change = Change {
-            old: self.result(r.value.old.as_ref(), other.as_ref()),
-            new: self.result(r.value.new.as_ref(), other.as_ref()),
-        };
-        if change.old.is_some() || change.new.is_some() {
-            ctx.forward(r.with_value(change));
-        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! Topologies: the typed DSL ([`StreamsBuilder`], [`KStream`]), the logical
 //! graph it produces, its split into sub-topologies, and `describe`.
 
-mod aggregate;
 mod builder;
 mod describe;
 mod global;
@@ -10,11 +9,11 @@ mod grouped;
 mod join;
 mod operator;
 mod saga;
-mod stateless;
 mod stream_join;
 mod table;
 mod windows;
 
+pub use crate::operators::stateless::DEFAULT_MAX_OUTPUTS;
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
 pub use global::GlobalKTable;
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
@@ -23,7 +22,6 @@ pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use join::JoinKind;
 pub(crate) use operator::Operator;
 pub use saga::{Emitter, Saga, SagaError, SagaScope, Step};
-pub use stateless::DEFAULT_MAX_OUTPUTS;
 pub use stream_join::{JoinWindows, StreamJoined};
 pub use table::{Change, KTable};
 pub use windows::{SessionWindows, TimeWindows, Window, Windowed, WindowedSerde};

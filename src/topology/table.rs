@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::builder::KStream;
 use super::operator::Operator;
-use crate::processor::{Data, Processor, ProcessorContext, Record};
+use crate::operators::stateless::TableFilter;
+use crate::processor::Data;
 use crate::serde::Serde;
 
 /// One update of a table row: the value before and after (`None` = absent).
@@ -100,26 +101,6 @@ impl<K: Data, V: Data> KTable<K, V> {
             }),
             store: None,
             kv: None,
-        }
-    }
-}
-
-struct TableFilter<F> {
-    predicate: Arc<F>,
-}
-
-impl<K: Data, V: Data, F> Processor<K, Change<V>, K, Change<V>> for TableFilter<F>
-where
-    F: Fn(&K, &V) -> bool + Send + Sync + 'static,
-{
-    fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>) {
-        let keep = |v: Option<V>| v.filter(|v| (self.predicate)(&r.key, v));
-        let change = Change {
-            old: keep(r.value.old.clone()),
-            new: keep(r.value.new.clone()),
-        };
-        if change.old.is_some() || change.new.is_some() {
-            ctx.forward(r.with_value(change));
         }
     }
 }

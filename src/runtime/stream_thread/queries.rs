@@ -22,7 +22,7 @@ impl ThreadState {
                         }
                     }),
                     QueryOp::Range(from, to) => {
-                        store.range(from.as_deref(), to.as_deref(), false, &mut |k, v| {
+                        store.range(from.as_deref(), to.as_deref(), &mut |k, v| {
                             answer.entries.push((k.to_vec(), v.to_vec()));
                             true
                         })

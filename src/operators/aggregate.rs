@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use super::table::Change;
-use super::windows::{SessionWindows, TimeWindows, Window, Windowed};
 use crate::processor::{
     Data, Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT,
 };
 use crate::serde::Serde;
 use crate::stores::{KeyValueStore, SessionStore, WindowStore};
+use crate::topology::{Change, SessionWindows, TimeWindows, Window, Windowed};
 
 /// Folds a value into an optional previous aggregate; an error sends the
 /// record to the dead-letter topic.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Saga, SagaScope, Step};
 use crate::processor::{
     Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
     Record, OPENED_IN_INIT,
 };
 use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
 use crate::stores::{sortable, unsortable, KeyValueStore, StateError};
+use crate::topology::{Saga, SagaScope, Step};
 
 /// An instance as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,19 +33,32 @@ struct Instance {
     expires: Option<i64>,
 }
 
-pub(super) struct Stores {
+struct Stores {
     instances: KeyValueStore<String, Instance>,
     deadlines: KeyValueStore<Vec<u8>, Vec<u8>>,
     summary: Option<KeyValueStore<String, Value>>,
 }
 
-pub(super) struct SagaProcessor {
-    pub(super) saga: Arc<Saga>,
+pub(crate) struct SagaProcessor {
+    saga: Arc<Saga>,
     /// The instances' store and the deadline index's.
-    pub(super) names: (String, String),
-    pub(super) stores: Option<Stores>,
+    names: (String, String),
+    stores: Option<Stores>,
     /// Events emitted by the current step, with their timestamps.
-    pub(super) outputs: Vec<(Value, i64)>,
+    outputs: Vec<(Value, i64)>,
+}
+
+impl SagaProcessor {
+    /// A processor of `saga` over the stores named `instances` and
+    /// `deadlines` (opened at init).
+    pub(crate) fn new(saga: Arc<Saga>, instances: String, deadlines: String) -> Self {
+        SagaProcessor {
+            saga,
+            names: (instances, deadlines),
+            stores: None,
+            outputs: Vec::new(),
+        }
+    }
 }
 
 /// What a deadline index entry is due for.

@@ -1,38 +1,9 @@
 //! The processors behind the stateless DSL operators.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::graph::NodeFactory;
 use crate::processor::{Data, Processor, ProcessorContext, Record};
-use crate::runtime::{typed_children, Instance, ProcessorNode};
-
-/// The input and output types of a processor, as a zero-sized marker.
-pub(crate) type Signature<KI, VI, KO, VO> = fn(KI, VI) -> (KO, VO);
-
-/// Builds a fresh processor per task from a supplier.
-pub(crate) struct ProcessorFactory<S, KI, VI, KO, VO> {
-    pub(crate) supplier: S,
-    pub(crate) _types: PhantomData<Signature<KI, VI, KO, VO>>,
-}
-
-impl<S, P, KI, VI, KO, VO> NodeFactory for ProcessorFactory<S, KI, VI, KO, VO>
-where
-    S: Fn() -> P + Send + Sync,
-    P: Processor<KI, VI, KO, VO>,
-    KI: Data,
-    VI: Data,
-    KO: Data,
-    VO: Data,
-{
-    fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
-        ProcessorNode::<P, KI, VI, KO, VO>::instance(
-            index,
-            (self.supplier)(),
-            typed_children(children),
-        )
-    }
-}
+use crate::topology::Change;
 
 pub(crate) struct Filter<F> {
     pub(crate) predicate: Arc<F>,
@@ -222,6 +193,28 @@ impl<K: Data, V: Data> Processor<K, V, K, V> for Split<K, V> {
             .or(self.has_default.then_some(n));
         if let Some(child) = target {
             ctx.forward_to_child(child, r);
+        }
+    }
+}
+
+/// Filters a table's changes: a value that fails the predicate reads as
+/// absent, so a row that stops passing is deleted downstream.
+pub(crate) struct TableFilter<F> {
+    pub(crate) predicate: Arc<F>,
+}
+
+impl<K: Data, V: Data, F> Processor<K, Change<V>, K, Change<V>> for TableFilter<F>
+where
+    F: Fn(&K, &V) -> bool + Send + Sync + 'static,
+{
+    fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>) {
+        let keep = |v: Option<V>| v.filter(|v| (self.predicate)(&r.key, v));
+        let change = Change {
+            old: keep(r.value.old.clone()),
+            new: keep(r.value.new.clone()),
+        };
+        if change.old.is_some() || change.new.is_some() {
+            ctx.forward(r.with_value(change));
         }
     }
 }

@@ -27,9 +27,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-mod processor;
-
-use processor::SagaProcessor;
+use crate::operators::saga::SagaProcessor;
 
 use super::builder::KStream;
 use super::graph::TopologyError;
@@ -90,9 +88,9 @@ pub enum SagaError {
 /// Where a transition leads, why, and what it emits.
 #[derive(Clone)]
 pub struct Step {
-    to: String,
-    reason: Option<String>,
-    emit: Vec<Emitter>,
+    pub(crate) to: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) emit: Vec<Emitter>,
 }
 
 impl Step {
@@ -148,18 +146,18 @@ impl Step {
 /// ```
 #[derive(Clone)]
 pub struct Saga {
-    initial: String,
-    finals: BTreeSet<String>,
+    pub(crate) initial: String,
+    pub(crate) finals: BTreeSet<String>,
     /// Transitions by state left, then by event type.
-    transitions: HashMap<String, HashMap<String, Step>>,
-    timeouts: HashMap<String, (i64, Step)>,
-    summary: Option<(String, Emitter)>,
-    check_every: Duration,
+    pub(crate) transitions: HashMap<String, HashMap<String, Step>>,
+    pub(crate) timeouts: HashMap<String, (i64, Step)>,
+    pub(crate) summary: Option<(String, Emitter)>,
+    pub(crate) check_every: Duration,
     /// Kept after an instance's last change (ms of event time); `None`:
     /// the default, from the timeouts.
-    retention: Option<i64>,
+    pub(crate) retention: Option<i64>,
     /// Taken by an event that cannot be applied.
-    rejected: Option<Step>,
+    pub(crate) rejected: Option<Step>,
 }
 
 impl Saga {
@@ -187,7 +185,7 @@ impl Saga {
     }
 
     /// The transition from `state` on an event of type `kind`.
-    fn transition(&self, state: &str, kind: &str) -> Option<&Step> {
+    pub(crate) fn transition(&self, state: &str, kind: &str) -> Option<&Step> {
         self.transitions.get(state)?.get(kind)
     }
 
@@ -261,7 +259,7 @@ impl Saga {
     }
 
     /// The retention in ms of event time (see [`retention`](Self::retention)).
-    fn retention_ms(&self) -> i64 {
+    pub(crate) fn retention_ms(&self) -> i64 {
         self.retention.unwrap_or_else(|| {
             let longest = self.timeouts.values().map(|(after, _)| *after).max();
             longest.unwrap_or(0).saturating_mul(10).max(3_600_000)
@@ -347,12 +345,7 @@ impl KStream<String, Value> {
         let saga = Arc::new(saga);
         let instances = name.to_owned();
         let out = self.add(Operator::keeps_key("saga"), vec![self.node], move || {
-            SagaProcessor {
-                saga: saga.clone(),
-                names: (instances.clone(), deadlines.clone()),
-                stores: None,
-                outputs: Vec::new(),
-            }
+            SagaProcessor::new(saga.clone(), instances.clone(), deadlines.clone())
         });
         out.uses_stores(stores);
         Ok(out.named(name))
