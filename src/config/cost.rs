@@ -244,16 +244,15 @@ impl Build<'_, '_> {
         self.cond(guard, appended, unchanged)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn comprehension(
-        &mut self,
-        range: IdedExpr,
-        var: String,
-        init: IdedExpr,
-        cond: IdedExpr,
-        step: IdedExpr,
-        result: IdedExpr,
-    ) -> IdedExpr {
+    fn comprehension(&mut self, parts: Loop) -> IdedExpr {
+        let Loop {
+            range,
+            var,
+            init,
+            cond,
+            step,
+            result,
+        } = parts;
         self.node(Expr::Comprehension(Box::new(ComprehensionExpr {
             iter_range: range,
             iter_var: var,
@@ -265,6 +264,18 @@ impl Build<'_, '_> {
             result,
         })))
     }
+}
+
+/// The parts of a CEL comprehension: over `range` with `var`, the
+/// accumulator starts at `init` and takes `step` while `cond` holds; the
+/// value is `result`.
+struct Loop {
+    range: IdedExpr,
+    var: String,
+    init: IdedExpr,
+    cond: IdedExpr,
+    step: IdedExpr,
+    result: IdedExpr,
 }
 
 type Expansion = Result<Option<IdedExpr>, ParseError>;
@@ -316,7 +327,14 @@ fn map(
     let (init, cond) = (b.list(Vec::new()), b.bool(true));
     let step = b.append_if(guard, f);
     let result = b.accu();
-    Ok(Some(b.comprehension(range, var, init, cond, step, result)))
+    Ok(Some(b.comprehension(Loop {
+        range,
+        var,
+        init,
+        cond,
+        step,
+        result,
+    })))
 }
 
 /// `r.filter(x, p)`.
@@ -333,7 +351,14 @@ fn filter(
     let (init, cond) = (b.list(Vec::new()), b.bool(true));
     let step = b.append_if(guard, item);
     let result = b.accu();
-    Ok(Some(b.comprehension(range, var, init, cond, step, result)))
+    Ok(Some(b.comprehension(Loop {
+        range,
+        var,
+        init,
+        cond,
+        step,
+        result,
+    })))
 }
 
 /// `r.all(x, p)` (`conjunction` true) and `r.exists(x, p)` (false): fold
@@ -365,7 +390,14 @@ fn fold(
     };
     let step = b.call(op, vec![accu, p]);
     let result = b.accu();
-    Ok(Some(b.comprehension(range, var, init, cond, step, result)))
+    Ok(Some(b.comprehension(Loop {
+        range,
+        var,
+        init,
+        cond,
+        step,
+        result,
+    })))
 }
 
 fn all(
@@ -401,7 +433,14 @@ fn exists_one(
     let step = b.cond(p, counted, unchanged);
     let (accu, one) = (b.accu(), b.int(1));
     let result = b.call(operators::EQUALS, vec![accu, one]);
-    Ok(Some(b.comprehension(range, var, init, cond, step, result)))
+    Ok(Some(b.comprehension(Loop {
+        range,
+        var,
+        init,
+        cond,
+        step,
+        result,
+    })))
 }
 
 #[cfg(test)]

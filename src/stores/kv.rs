@@ -14,6 +14,60 @@ use crate::serde::Serde;
 ///
 /// Range scans are over the encoded keys' byte order (which for
 /// [`StringSerde`](crate::serde::StringSerde) keys is string order).
+///
+/// A processor declares the stores it uses, opens them in `init` and
+/// reads and writes them per record; the runtime changelogs the writes
+/// and restores the store when its task moves:
+///
+/// ```
+/// use std::sync::Arc;
+/// use eddy::processor::{InitError, Processor, ProcessorContext, Record};
+/// use eddy::serde::I64Serde;
+/// use eddy::stores::{KeyValueStore, StoreSpec};
+/// use eddy::testing::TestTopic;
+/// use eddy::{StreamsBuilder, StringSerde, TopologyTestDriver};
+///
+/// /// Forwards each word with the number of times it was seen.
+/// struct Tally(Option<KeyValueStore<String, i64>>);
+///
+/// impl Processor<String, String, String, i64> for Tally {
+///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), InitError> {
+///         let store = ctx.key_value_store("tally", Arc::new(StringSerde), Arc::new(I64Serde))?;
+///         self.0 = Some(store);
+///         Ok(())
+///     }
+///
+///     fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, i64>) {
+///         let store = self.0.as_ref().expect("opened in init");
+///         let seen = match store.get(&r.value) {
+///             Ok(n) => n.unwrap_or(0) + 1,
+///             Err(e) => return ctx.fail(e),
+///         };
+///         if let Err(e) = store.put(&r.value, &seen) {
+///             return ctx.fail(e);
+///         }
+///         ctx.forward(Record::new(r.value, seen, r.timestamp));
+///     }
+/// }
+///
+/// let b = StreamsBuilder::new();
+/// b.add_state_store(StoreSpec::key_value("tally"));
+/// b.stream("words", StringSerde, StringSerde)
+///     .process_with_stores(|| Tally(None), &["tally"])
+///     .to("tallies", StringSerde, I64Serde);
+/// let mut driver = TopologyTestDriver::new(b.build().unwrap());
+/// let words = TestTopic::new("words", StringSerde, StringSerde);
+/// for (i, w) in ["to", "be", "to"].into_iter().enumerate() {
+///     driver.pipe(&words, "line".into(), w.into(), i as i64).unwrap();
+/// }
+/// let tallies = TestTopic::new("tallies", StringSerde, I64Serde);
+/// assert_eq!(
+///     driver.read_key_values(&tallies).unwrap(),
+///     [("to".into(), 1), ("be".into(), 1), ("to".into(), 2)]
+/// );
+/// let store = driver.key_value_store("tally", 0, StringSerde, I64Serde).unwrap();
+/// assert_eq!(store.get(&"to".into()).unwrap(), Some(2));
+/// ```
 pub struct KeyValueStore<K, V> {
     pub(crate) state: Rc<RefCell<StoreState>>,
     pub(crate) key: Arc<dyn Serde<K>>,

@@ -306,9 +306,16 @@ impl TopologyTestDriver {
         let mut queue = VecDeque::new();
         // The test's own input is processed in place, not copied: only what
         // the topology writes is kept for reading.
-        self.process(
-            topic, partition, key, value, timestamp, &headers, &mut queue,
-        )?;
+        let raw = RawRecord {
+            topic,
+            partition,
+            offset: self.next_offset(topic, partition),
+            timestamp,
+            key,
+            value,
+            headers: RawHeaders::Owned(&headers),
+        };
+        self.process(&raw, &mut queue)?;
         self.deliver(queue)
     }
 
@@ -319,15 +326,16 @@ impl TopologyTestDriver {
         mut queue: VecDeque<(TopicRef, RawTestRecord)>,
     ) -> Result<(), RecordError> {
         while let Some((topic, record)) = queue.pop_front() {
-            let result = self.process(
+            let raw = RawRecord {
                 topic,
-                record.partition,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                record.timestamp,
-                &record.headers,
-                &mut queue,
-            );
+                partition: record.partition,
+                offset: self.next_offset(topic, record.partition),
+                timestamp: record.timestamp,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: RawHeaders::Owned(&record.headers),
+            };
+            let result = self.process(&raw, &mut queue);
             self.logs[topic.0 as usize].push(record);
             result?;
         }
@@ -374,15 +382,16 @@ impl TopologyTestDriver {
                 let (topic, partition) = placed[i];
                 let r = &records[i];
                 let mut queue = VecDeque::new();
-                self.process(
+                let raw = RawRecord {
                     topic,
                     partition,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    r.timestamp,
-                    &Headers::new(),
-                    &mut queue,
-                )?;
+                    offset: self.next_offset(topic, partition),
+                    timestamp: r.timestamp,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: RawHeaders::Owned(&Headers::new()),
+                };
+                self.process(&raw, &mut queue)?;
                 self.deliver(queue)?;
             }
         }
@@ -415,22 +424,21 @@ impl TopologyTestDriver {
         }
     }
 
-    /// Takes the next offset of a partition and, if the topology reads the
-    /// topic, processes the record; its outputs are queued for delivery.
-    #[allow(clippy::too_many_arguments)]
+    /// The offset the next record of a partition takes.
+    fn next_offset(&mut self, topic: TopicRef, partition: i32) -> i64 {
+        let offset = self.offsets.entry((topic, partition)).or_insert(0);
+        *offset += 1;
+        *offset - 1
+    }
+
+    /// Processes a record (at its offset) if the topology reads its topic;
+    /// its outputs are queued for delivery.
     fn process(
         &mut self,
-        topic: TopicRef,
-        partition: i32,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        timestamp: i64,
-        headers: &Headers,
+        raw: &RawRecord<'_>,
         queue: &mut VecDeque<(TopicRef, RawTestRecord)>,
     ) -> Result<(), RecordError> {
-        let offset = self.offsets.entry((topic, partition)).or_insert(0);
-        let this_offset = *offset;
-        *offset += 1;
+        let (topic, partition, key, value) = (raw.topic, raw.partition, raw.key, raw.value);
         let name = self.topics.name(topic);
         if let Some((_, store)) = self.topology.globals.iter().find(|(t, _)| t == name) {
             if let Some(key) = key {
@@ -449,17 +457,8 @@ impl TopologyTestDriver {
             .tasks
             .get_mut(&id)
             .expect("a task per source partition");
-        let raw = RawRecord {
-            topic,
-            partition,
-            offset: this_offset,
-            timestamp,
-            key,
-            value,
-            headers: RawHeaders::Owned(headers),
-        };
-        let stamp = task.stamp(&raw);
-        let result = task.process(&raw, stamp);
+        let stamp = task.stamp(raw);
+        let result = task.process(raw, stamp);
         if let Err(e) = result {
             // As in the runtime, nothing a failed record produced is written.
             task.ctx.output.clear();

@@ -292,6 +292,39 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 }
 
 /// A grouped stream windowed by time, ready to aggregate.
+///
+/// ```
+/// use std::time::Duration;
+/// use eddy::serde::{I64Serde, Nullable};
+/// use eddy::testing::TestTopic;
+/// use eddy::topology::{TimeWindows, WindowedSerde};
+/// use eddy::{StreamsBuilder, StringSerde, TopologyTestDriver};
+///
+/// let b = StreamsBuilder::new();
+/// let minute = TimeWindows::tumbling(Duration::from_secs(60), Duration::ZERO);
+/// b.stream("clicks", StringSerde, StringSerde)
+///     .group_by_key(StringSerde, StringSerde)
+///     .windowed_by(minute)
+///     .count("clicks-per-minute")
+///     .to_stream()
+///     .to("counts", WindowedSerde(StringSerde), Nullable(I64Serde));
+/// let mut driver = TopologyTestDriver::new(b.build().unwrap());
+/// let clicks = TestTopic::new("clicks", StringSerde, StringSerde);
+/// for at in [0, 30_000, 60_000] {
+///     driver.pipe(&clicks, "ann".into(), "home".into(), at).unwrap();
+/// }
+/// let counts = TestTopic::new("counts", WindowedSerde(StringSerde), Nullable(I64Serde));
+/// let seen: Vec<_> = driver
+///     .read_key_values(&counts)
+///     .unwrap()
+///     .into_iter()
+///     .map(|(k, n)| (k.key, k.window.start, n))
+///     .collect();
+/// assert_eq!(
+///     seen,
+///     [("ann".into(), 0, Some(1)), ("ann".into(), 0, Some(2)), ("ann".into(), 60_000, Some(1))]
+/// );
+/// ```
 pub struct TimeWindowedKStream<K, V> {
     stream: KStream<K, V>,
     key: Arc<dyn Serde<K>>,

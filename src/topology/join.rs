@@ -39,6 +39,26 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Inner stream-table join: each record meets the table's current value
     /// for its key; records whose key is absent from the table are dropped.
     ///
+    /// ```
+    /// use eddy::serde::I64Serde;
+    /// use eddy::testing::TestTopic;
+    /// use eddy::{StreamsBuilder, StringSerde, TopologyTestDriver};
+    ///
+    /// let b = StreamsBuilder::new();
+    /// let prices = b.table("prices", StringSerde, I64Serde, "prices");
+    /// b.stream("orders", StringSerde, I64Serde)
+    ///     .join_table(&prices, |qty: &i64, price: &i64| qty * price)
+    ///     .to("totals", StringSerde, I64Serde);
+    /// let mut driver = TopologyTestDriver::new(b.build().unwrap());
+    /// let price = TestTopic::new("prices", StringSerde, I64Serde);
+    /// driver.pipe(&price, "pen".into(), 3, 0).unwrap();
+    /// let orders = TestTopic::new("orders", StringSerde, I64Serde);
+    /// driver.pipe(&orders, "pen".into(), 2, 1).unwrap();
+    /// driver.pipe(&orders, "ink".into(), 5, 2).unwrap(); // no price: dropped
+    /// let totals = TestTopic::new("totals", StringSerde, I64Serde);
+    /// assert_eq!(driver.read_key_values(&totals).unwrap(), [("pen".into(), 6)]);
+    /// ```
+    ///
     /// # Panics
     /// If `table` is not materialized (made by `table` or an aggregation).
     pub fn join_table<VT: Data, VR: Data, F>(

@@ -20,6 +20,28 @@ pub struct Change<V> {
 /// A table: the latest value per key, as a stream of [`Change`]s. Tables
 /// made by aggregations or [`StreamsBuilder::table`](super::StreamsBuilder::table)
 /// are materialized in a store that can be queried.
+///
+/// ```
+/// use eddy::serde::{I64Serde, Nullable};
+/// use eddy::testing::TestTopic;
+/// use eddy::{StreamsBuilder, StringSerde, TopologyTestDriver};
+///
+/// let b = StreamsBuilder::new();
+/// b.table("prices", StringSerde, I64Serde, "prices")
+///     .filter(|_, price| *price < 100)
+///     .to_stream()
+///     .to("cheap", StringSerde, Nullable(I64Serde));
+/// let mut driver = TopologyTestDriver::new(b.build().unwrap());
+/// let prices = TestTopic::new("prices", StringSerde, I64Serde);
+/// driver.pipe(&prices, "pen".into(), 3, 0).unwrap();
+/// driver.pipe(&prices, "pen".into(), 300, 1).unwrap();
+/// // A row that stops passing the filter is deleted downstream.
+/// let cheap = TestTopic::new("cheap", StringSerde, Nullable(I64Serde));
+/// assert_eq!(
+///     driver.read_key_values(&cheap).unwrap(),
+///     [("pen".into(), Some(3)), ("pen".into(), None)]
+/// );
+/// ```
 pub struct KTable<K, V> {
     pub(crate) changes: KStream<K, Change<V>>,
     pub(crate) store: Option<String>,

@@ -230,7 +230,17 @@ impl<'a> Compiler<'a> {
                 window,
                 grace,
                 value,
-            } => self.join(name, left, right, *kind, window, grace, value)?,
+            } => {
+                let spec = JoinSpec {
+                    left,
+                    right,
+                    kind: *kind,
+                    window,
+                    grace,
+                    value,
+                };
+                self.join(name, spec)?
+            }
             Node::Aggregate {
                 input,
                 initial,
@@ -332,14 +342,17 @@ impl<'a> Compiler<'a> {
                 check_every,
                 retention,
             } => {
-                let saga = self.saga(
-                    name,
+                let spec = SagaSpec {
                     initial,
                     final_states,
-                    (transitions, timeouts, rejected.as_deref()),
+                    transitions,
+                    timeouts,
+                    rejected: rejected.as_deref(),
                     summary,
-                    (check_every, retention),
-                )?;
+                    check_every,
+                    retention,
+                };
+                let saga = self.saga(name, spec)?;
                 let s = self.keyed(name, "input", input)?.stream();
                 Out::Stream(
                     s.saga(name, saga)
@@ -403,17 +416,15 @@ impl<'a> Compiler<'a> {
         }))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        &self,
-        name: &str,
-        left: &str,
-        right: &str,
-        kind: model::Kind,
-        window: &Option<String>,
-        grace: &Option<String>,
-        value: &str,
-    ) -> Result<Out, Fail> {
+    fn join(&self, name: &str, spec: JoinSpec<'_>) -> Result<Out, Fail> {
+        let JoinSpec {
+            left,
+            right,
+            kind,
+            window,
+            grace,
+            value,
+        } = spec;
         let f = |field: &str| format!("nodes.{name}.{field}");
         let value = self.expr(&f("value"), value, &["key", "left", "right", "timestamp"])?;
         let l = match self.keyed(name, "left", left)? {
@@ -476,20 +487,17 @@ impl<'a> Compiler<'a> {
         )))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn saga(
-        &mut self,
-        name: &str,
-        initial: &str,
-        final_states: &[String],
-        (transitions, timeouts, rejected): (
-            &[model::Transition],
-            &[model::Transition],
-            Option<&model::Transition>,
-        ),
-        summary: &Option<model::Summary>,
-        (check_every, retention): (&Option<String>, &Option<String>),
-    ) -> Result<Saga, Fail> {
+    fn saga(&mut self, name: &str, spec: SagaSpec<'_>) -> Result<Saga, Fail> {
+        let SagaSpec {
+            initial,
+            final_states,
+            transitions,
+            timeouts,
+            rejected,
+            summary,
+            check_every,
+            retention,
+        } = spec;
         const SCOPE: &[&str] = &[
             "key",
             "event",
@@ -597,4 +605,26 @@ fn scope<'a>(s: &'a SagaScope<'_>) -> [(&'static str, Bind<'a>); 8] {
         ("history", Bind::Object(s.history)),
         ("timestamp", Bind::Int(s.timestamp)),
     ]
+}
+
+/// The fields of a `join` node, as the compiler reads them.
+struct JoinSpec<'a> {
+    left: &'a str,
+    right: &'a str,
+    kind: model::Kind,
+    window: &'a Option<String>,
+    grace: &'a Option<String>,
+    value: &'a str,
+}
+
+/// The fields of a `saga` node, as the compiler reads them.
+struct SagaSpec<'a> {
+    initial: &'a str,
+    final_states: &'a [String],
+    transitions: &'a [model::Transition],
+    timeouts: &'a [model::Transition],
+    rejected: Option<&'a model::Transition>,
+    summary: &'a Option<model::Summary>,
+    check_every: &'a Option<String>,
+    retention: &'a Option<String>,
 }
