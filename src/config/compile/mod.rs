@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 mod nodes;
+mod stateful;
 
 use nodes::Compiler;
 
