@@ -124,7 +124,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// Marks the current record as failed: once processing returns it goes
     /// to the dead-letter topic with the failure's kind and error as its
     /// reason (or stops the worker under the `Fail` policy). A message or a
-    /// boxed error is a [`FailureKind::Processing`] failure (see
+    /// boxed error is a [`FailureKind::Processing`](crate::processor::FailureKind::Processing) failure (see
     /// [`Failure`]). Outputs already forwarded stay; the first failure of a
     /// record is kept.
     pub fn fail(&mut self, failure: impl Into<Failure>) {

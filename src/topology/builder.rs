@@ -6,11 +6,13 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::graph::{NodeDef, NodeFactory, NodeKind, TopicRef, TopicTable, Topology, TopologyError};
+use super::graph::{
+    NodeDef, NodeFactory, NodeKind, ProcessorFactory, TopicRef, TopicTable, Topology, TopologyError,
+};
 use super::operator::Operator;
 use crate::operators::stateless::*;
 use crate::processor::{Data, Processor, TimestampExtractor};
-use crate::runtime::{typed_children, Instance, ProcessorNode, SinkNode, SourceNode};
+use crate::runtime::{typed_children, Instance, SinkNode, SourceNode};
 use crate::serde::Serde;
 use crate::stores::StoreSpec;
 
@@ -50,33 +52,6 @@ impl Graph {
     /// A generated name for a store or internal topic, unique in the graph.
     pub(crate) fn generated_name(&self, op: &str) -> String {
         format!("KSTREAM-{}-{:010}", op.to_uppercase(), self.nodes.len())
-    }
-}
-
-/// The input and output types of a processor, as a zero-sized marker.
-pub(crate) type Signature<KI, VI, KO, VO> = fn(KI, VI) -> (KO, VO);
-
-/// Builds a fresh processor per task from a supplier.
-pub(crate) struct ProcessorFactory<S, KI, VI, KO, VO> {
-    pub(crate) supplier: S,
-    pub(crate) _types: PhantomData<Signature<KI, VI, KO, VO>>,
-}
-
-impl<S, P, KI, VI, KO, VO> NodeFactory for ProcessorFactory<S, KI, VI, KO, VO>
-where
-    S: Fn() -> P + Send + Sync,
-    P: Processor<KI, VI, KO, VO>,
-    KI: Data,
-    VI: Data,
-    KO: Data,
-    VO: Data,
-{
-    fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
-        ProcessorNode::<P, KI, VI, KO, VO>::instance(
-            index,
-            (self.supplier)(),
-            typed_children(children),
-        )
     }
 }
 

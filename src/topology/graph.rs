@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::runtime::Instance;
+use crate::processor::{Data, Processor};
+use crate::runtime::{typed_children, Instance, ProcessorNode};
 use crate::stores::StoreSpec;
 
 /// Index of a topic in a topology's [`TopicTable`].
@@ -89,6 +91,33 @@ pub(crate) trait NodeFactory: Send + Sync {
     /// `children` are the already-built instances of the node's children,
     /// with their names.
     fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance;
+}
+
+/// The input and output types of a processor, as a zero-sized marker.
+pub(crate) type Signature<KI, VI, KO, VO> = fn(KI, VI) -> (KO, VO);
+
+/// Builds a fresh processor per task from a supplier.
+pub(crate) struct ProcessorFactory<S, KI, VI, KO, VO> {
+    pub(crate) supplier: S,
+    pub(crate) _types: PhantomData<Signature<KI, VI, KO, VO>>,
+}
+
+impl<S, P, KI, VI, KO, VO> NodeFactory for ProcessorFactory<S, KI, VI, KO, VO>
+where
+    S: Fn() -> P + Send + Sync,
+    P: Processor<KI, VI, KO, VO>,
+    KI: Data,
+    VI: Data,
+    KO: Data,
+    VO: Data,
+{
+    fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
+        ProcessorNode::<P, KI, VI, KO, VO>::instance(
+            index,
+            (self.supplier)(),
+            typed_children(children),
+        )
+    }
 }
 
 /// What a node of the logical graph is.
