@@ -113,7 +113,9 @@ pub(crate) type GlobalJoiner<V, VG, VR> = Arc<dyn Fn(&V, Option<&VG>) -> VR + Se
 pub(crate) type KeyMapper<K, V, KG> = Arc<dyn Fn(&K, &V) -> KG + Send + Sync>;
 
 pub(crate) struct GlobalJoin<K, V, KG, VG, VR> {
-    pub(crate) store: Arc<GlobalStore>,
+    /// The global table's store, found by name at init.
+    pub(crate) name: String,
+    pub(crate) store: Option<Arc<GlobalStore>>,
     pub(crate) key: Arc<dyn Serde<KG>>,
     pub(crate) value: Arc<dyn Serde<VG>>,
     pub(crate) mapper: KeyMapper<K, V, KG>,
@@ -124,22 +126,27 @@ pub(crate) struct GlobalJoin<K, V, KG, VG, VR> {
 impl<K: Data, V: Data, KG: 'static, VG: 'static, VR: Data> Processor<K, V, K, VR>
     for GlobalJoin<K, V, KG, VG, VR>
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), InitError> {
+        self.store = Some(ctx.global_store(&self.name)?);
+        Ok(())
+    }
+
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>) {
         let mut key = Vec::new();
         if let Err(e) = self
             .key
             .serialize(&(self.mapper)(&r.key, &r.value), &mut key)
         {
-            return ctx.fail(format!("global table {}: {e}", self.store.name()));
+            return ctx.fail(format!("global table {}: {e}", self.name));
         }
-        let found = match self
-            .store
+        let store = self.store.as_ref().expect(OPENED_IN_INIT);
+        let found = match store
             .get(&key)
             .map(|v| self.value.deserialize(Some(&v)))
             .transpose()
         {
             Ok(found) => found,
-            Err(e) => return ctx.fail(format!("global table {}: {e}", self.store.name())),
+            Err(e) => return ctx.fail(format!("global table {}: {e}", self.name)),
         };
         if found.is_some() || self.left {
             let v = (self.joiner)(&r.value, found.as_ref());

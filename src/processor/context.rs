@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::{millis, Data, Failure, PunctuationId, PunctuationType, Record};
 use crate::runtime::{forward_all, Child, TaskContext, TaskId};
 use crate::serde::Serde;
-use crate::stores::{KeyValueStore, SessionStore, StateError, StoreKind, StoreState, WindowStore};
+use crate::stores::{
+    GlobalStore, KeyValueStore, SessionStore, StateError, StoreKind, StoreState, WindowStore,
+};
 
 /// Where the record being processed came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,17 @@ impl<K, V> ProcessorContext<'_, K, V> {
                 kind,
             }),
         }
+    }
+
+    /// The global table's store `name`.
+    pub(crate) fn global_store(&self, name: &str) -> Result<Arc<GlobalStore>, StateError> {
+        self.task
+            .globals
+            .named(name)
+            .cloned()
+            .ok_or_else(|| StateError::UnknownGlobal {
+                store: name.to_owned(),
+            })
     }
 
     /// The key-value store `name`, typed by the given serdes.

@@ -10,7 +10,7 @@ use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
 use crate::processor::{Failure, Header, Headers};
-use crate::stores::StoreState;
+use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
 
 /// A record as it arrives from Kafka (or from the test driver), not yet
@@ -71,6 +71,8 @@ pub(crate) struct TaskContext {
     pub(crate) failure: Option<Failure>,
     /// The task's stores.
     pub(crate) stores: Vec<Rc<RefCell<StoreState>>>,
+    /// The worker's global tables.
+    pub(crate) globals: GlobalTables,
     /// Stream time as seen by store writes (changelog timestamps).
     pub(crate) now: Rc<Cell<i64>>,
     /// Records dropped since the thread last looked, by reason.
@@ -111,6 +113,7 @@ impl TaskContext {
             punctuations: Punctuations::default(),
             failure: None,
             stores: Vec::new(),
+            globals: GlobalTables::default(),
             now: Rc::new(Cell::new(i64::MIN)),
             dropped: DroppedRecords::default(),
         }

@@ -13,8 +13,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::error::Error;
 use crate::kafka::StreamsConfig;
-use crate::stores::GlobalStore;
-use crate::topology::Topology;
+use crate::stores::{GlobalStore, GlobalTables};
 
 fn apply(stores: &HashMap<String, Arc<GlobalStore>>, m: &rdkafka::message::BorrowedMessage<'_>) {
     if let (Some(store), Some(key)) = (stores.get(m.topic()), m.key()) {
@@ -25,13 +24,13 @@ fn apply(stores: &HashMap<String, Arc<GlobalStore>>, m: &rdkafka::message::Borro
 /// Restores every global table, then keeps them current on a thread of
 /// their own until `shutdown`.
 pub(crate) fn start(
-    topology: &Topology,
+    globals: &GlobalTables,
     config: &StreamsConfig,
     servers: &str,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Option<JoinHandle<()>>, Error> {
-    let stores: HashMap<String, Arc<GlobalStore>> = topology
-        .global_tables()
+    let stores: HashMap<String, Arc<GlobalStore>> = globals
+        .iter()
         .map(|(t, s)| (t.to_owned(), s.clone()))
         .collect();
     if stores.is_empty() {

@@ -14,7 +14,7 @@ use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::upstream::Marks;
 use crate::processor::{Extracted, FailureKind, PunctuationType};
-use crate::stores::{CacheBudget, Checkpoint, StoreError, StoreState};
+use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
 use crate::Error;
 
@@ -80,6 +80,8 @@ pub(crate) struct TaskSettings {
     /// timestamp, in ms: the topic's own `message.timestamp.after.max.ms`
     /// where it was read at start, else Kafka 4's default of an hour.
     pub(crate) future_output_limits: Arc<Vec<i64>>,
+    /// The worker's global tables, created from the topology's.
+    pub(crate) globals: GlobalTables,
 }
 
 impl TaskSettings {
@@ -115,6 +117,7 @@ impl TaskSettings {
             refuse_future_outputs: true,
             upstreams: Vec::new(),
             future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
+            globals: GlobalTables::new(topology.global_tables()),
         }
     }
 }
@@ -192,6 +195,7 @@ impl Task {
             settings.topics.clone(),
             now,
         );
+        ctx.globals = settings.globals.clone();
         for spec in topology
             .stores
             .iter()

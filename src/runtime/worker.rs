@@ -226,7 +226,7 @@ impl KafkaStreams {
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
         let shutdown = Arc::new(AtomicBool::new(false));
-        let global = global_thread::start(&self.topology, config, &servers, shutdown.clone())?;
+        let global = global_thread::start(&settings.globals, config, &servers, shutdown.clone())?;
         let mut threads = Vec::new();
         let committed = Arc::new(Latch::new(config.num_stream_threads));
         for (i, query_receiver) in query_receivers.into_iter().enumerate() {

@@ -18,6 +18,7 @@ mod window;
 pub use checkpoint::Checkpoint;
 pub use engine::{Engine, MemoryEngine, RocksConfig, RocksEngine, RocksShared, StoreError};
 pub use global::GlobalStore;
+pub(crate) use global::GlobalTables;
 pub use kv::KeyValueStore;
 pub use session::SessionStore;
 pub(crate) use state::{CacheBudget, StoreState};
@@ -165,6 +166,12 @@ pub enum StateError {
         store: String,
         /// The kind asked for.
         kind: StoreKind,
+    },
+    /// The topology declares no global table of that name.
+    #[error("no global table named {store:?}")]
+    UnknownGlobal {
+        /// The store asked for.
+        store: String,
     },
 }
 

@@ -30,7 +30,9 @@ use crate::runtime::{
 };
 use crate::runtime::{PartitionGroup, Ready, TaskIdle};
 use crate::serde::{Serde, SerdeError};
-use crate::stores::{CacheBudget, KeyValueStore, SessionStore, StoreState, WindowStore};
+use crate::stores::{
+    CacheBudget, GlobalTables, KeyValueStore, SessionStore, StoreState, WindowStore,
+};
 use crate::topology::{TopicRef, TopicTable, Topology};
 
 /// How the driver models the application and its topics.
@@ -109,6 +111,8 @@ pub struct TopologyTestDriver {
     round_robin: HashMap<TopicRef, i32>,
     /// Write-cache budget shared by the tasks' stores.
     cache: Rc<CacheBudget>,
+    /// The global tables, filled by piping to their topics.
+    globals: GlobalTables,
 }
 
 impl TopologyTestDriver {
@@ -142,6 +146,7 @@ impl TopologyTestDriver {
             offsets: HashMap::new(),
             round_robin: HashMap::new(),
             cache: CacheBudget::new(10 << 20),
+            globals: settings.globals.clone(),
         };
         for sub in driver.topology.subtopologies() {
             for topic in &sub.source_topics {
@@ -440,7 +445,7 @@ impl TopologyTestDriver {
     ) -> Result<(), RecordError> {
         let (topic, partition, key, value) = (raw.topic, raw.partition, raw.key, raw.value);
         let name = self.topics.name(topic);
-        if let Some((_, store)) = self.topology.globals.iter().find(|(t, _)| t == name) {
+        if let Some(store) = self.globals.for_topic(name) {
             if let Some(key) = key {
                 store.apply(key, value);
             }

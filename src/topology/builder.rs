@@ -22,7 +22,8 @@ pub(crate) struct Graph {
     pub(crate) topics: TopicTable,
     pub(crate) stores: Vec<Arc<StoreSpec>>,
     /// Global tables: topic and the store it fills.
-    pub(crate) globals: Vec<(String, Arc<crate::stores::GlobalStore>)>,
+    /// Global tables: (topic, store name).
+    pub(crate) globals: Vec<(String, String)>,
 }
 
 impl Graph {

@@ -8,11 +8,10 @@ use super::operator::Operator;
 use crate::operators::join::{GlobalJoin, GlobalJoiner, KeyMapper};
 use crate::processor::Data;
 use crate::serde::Serde;
-use crate::stores::GlobalStore;
 
 /// A global table of `K` to `V`.
 pub struct GlobalKTable<K, V> {
-    store: Arc<GlobalStore>,
+    store: String,
     key: Arc<dyn Serde<K>>,
     value: Arc<dyn Serde<V>>,
 }
@@ -27,13 +26,12 @@ impl StreamsBuilder {
         value_serde: impl Serde<V>,
         store: &str,
     ) -> GlobalKTable<K, V> {
-        let global = Arc::new(GlobalStore::new(store));
         self.graph()
             .borrow_mut()
             .globals
-            .push((topic.to_owned(), global.clone()));
+            .push((topic.to_owned(), store.to_owned()));
         GlobalKTable {
-            store: global,
+            store: store.to_owned(),
             key: Arc::new(key_serde),
             value: Arc::new(value_serde),
         }
@@ -53,7 +51,8 @@ impl<K: Data, V: Data> KStream<K, V> {
             Operator::keeps_key("global-join"),
             vec![self.node],
             move || GlobalJoin {
-                store: store.clone(),
+                name: store.clone(),
+                store: None,
                 key: key.clone(),
                 value: value.clone(),
                 mapper: mapper.clone(),

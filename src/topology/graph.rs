@@ -212,7 +212,8 @@ pub struct Topology {
     /// For each topic ref that is a source: its sub-topology and source node.
     pub(crate) sources: HashMap<TopicRef, (u32, usize)>,
     /// Global tables: topic and the store it fills.
-    pub(crate) globals: Vec<(String, Arc<crate::stores::GlobalStore>)>,
+    /// Global tables: (topic, store name).
+    pub(crate) globals: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Topology {
@@ -389,9 +390,9 @@ impl Topology {
             .unwrap_or(1)
     }
 
-    /// Global tables: their topics and stores.
-    pub fn global_tables(&self) -> impl Iterator<Item = (&str, &Arc<crate::stores::GlobalStore>)> {
-        self.globals.iter().map(|(t, s)| (t.as_str(), s))
+    /// Global tables: their topics and store names.
+    pub fn global_tables(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.globals.iter().map(|(t, s)| (t.as_str(), s.as_str()))
     }
 
     /// The stores the topology declares.
