@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::stateful::{JoinSpec, SagaSpec};
 use super::{fail, json, Fail, JsonStream, Out, Topic};
 use crate::config::cost::Budget;
 use crate::config::expr::Expr;
@@ -223,65 +222,10 @@ impl<'a> Compiler<'a> {
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(s.repartition(name, StringSerde, json()))
             }
-            Node::Join {
-                left,
-                right,
-                kind,
-                window,
-                grace,
-                value,
-            } => {
-                let spec = JoinSpec {
-                    left,
-                    right,
-                    kind: *kind,
-                    window,
-                    grace,
-                    value,
-                };
-                self.join(name, spec)?
-            }
-            Node::Aggregate {
-                input,
-                initial,
-                aggregator,
-                store,
-                window,
-            } => self.aggregate(name, input, initial, aggregator, store, window)?,
-            Node::Gather {
-                input,
-                part,
-                parts,
-                store,
-            } => self.gather(name, input, part, parts, store)?,
-            Node::Saga {
-                input,
-                initial,
-                final_states,
-                transitions,
-                timeouts,
-                summary,
-                rejected,
-                check_every,
-                retention,
-            } => {
-                let spec = SagaSpec {
-                    initial,
-                    final_states,
-                    transitions,
-                    timeouts,
-                    rejected: rejected.as_deref(),
-                    summary,
-                    check_every,
-                    retention,
-                };
-                let saga = self.saga(name, spec)?;
-                let s = self.keyed(name, "input", input)?.stream();
-                Out::Stream(
-                    s.saga(name, saga)
-                        .map_err(|e| (f("transitions"), e.to_string()))?,
-                )
-            }
+            Node::Join { .. }
+            | Node::Aggregate { .. }
+            | Node::Gather { .. }
+            | Node::Saga { .. } => self.stateful(name, node)?,
             Node::Processor {
                 input,
                 processor,

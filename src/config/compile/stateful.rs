@@ -10,7 +10,7 @@ use super::nodes::Compiler;
 use super::{duration, fail, json, Fail, Out};
 use crate::config::expr::Bind;
 use crate::config::gather::{Gather, GatherProcessor};
-use crate::config::model;
+use crate::config::model::{self, Node};
 use crate::config::ops::{Op, Unwindow};
 use crate::serde::StringSerde;
 use crate::stores::StoreSpec;
@@ -19,9 +19,76 @@ use crate::topology::{
 };
 
 impl<'a> Compiler<'a> {
+    /// A stateful node: `join`, `aggregate`, `gather` or `saga` (the
+    /// compiler hands no other kind here).
+    pub(super) fn stateful(&mut self, name: &str, node: &Node) -> Result<Out, Fail> {
+        match node {
+            Node::Join {
+                left,
+                right,
+                kind,
+                window,
+                grace,
+                value,
+            } => {
+                let spec = JoinSpec {
+                    left,
+                    right,
+                    kind: *kind,
+                    window,
+                    grace,
+                    value,
+                };
+                self.join(name, spec)
+            }
+            Node::Aggregate {
+                input,
+                initial,
+                aggregator,
+                store,
+                window,
+            } => self.aggregate(name, input, initial, aggregator, store, window),
+            Node::Gather {
+                input,
+                part,
+                parts,
+                store,
+            } => self.gather(name, input, part, parts, store),
+            Node::Saga {
+                input,
+                initial,
+                final_states,
+                transitions,
+                timeouts,
+                summary,
+                rejected,
+                check_every,
+                retention,
+            } => {
+                let spec = SagaSpec {
+                    initial,
+                    final_states,
+                    transitions,
+                    timeouts,
+                    rejected: rejected.as_deref(),
+                    summary,
+                    check_every,
+                    retention,
+                };
+                let saga = self.saga(name, spec)?;
+                let s = self.keyed(name, "input", input)?.stream();
+                let saga = s
+                    .saga(name, saga)
+                    .map_err(|e| (format!("nodes.{name}.transitions"), e.to_string()))?;
+                Ok(Out::Stream(saga))
+            }
+            _ => unreachable!("{name} is not a stateful node"),
+        }
+    }
+
     /// An `aggregate` node: a table, or with a window the stream of its
     /// windows' values.
-    pub(super) fn aggregate(
+    fn aggregate(
         &mut self,
         name: &str,
         input: &str,
@@ -93,7 +160,7 @@ impl<'a> Compiler<'a> {
 
     /// A `gather` node: the parts of a split record, emitted in order once
     /// all have come.
-    pub(super) fn gather(
+    fn gather(
         &mut self,
         name: &str,
         input: &str,
@@ -117,7 +184,7 @@ impl<'a> Compiler<'a> {
         Ok(Out::Stream(out))
     }
 
-    pub(super) fn join(&self, name: &str, spec: JoinSpec<'_>) -> Result<Out, Fail> {
+    fn join(&self, name: &str, spec: JoinSpec<'_>) -> Result<Out, Fail> {
         let JoinSpec {
             left,
             right,
@@ -189,7 +256,7 @@ impl<'a> Compiler<'a> {
         )))
     }
 
-    pub(super) fn saga(&mut self, name: &str, spec: SagaSpec<'_>) -> Result<Saga, Fail> {
+    fn saga(&mut self, name: &str, spec: SagaSpec<'_>) -> Result<Saga, Fail> {
         let SagaSpec {
             initial,
             final_states,
@@ -310,23 +377,23 @@ fn scope<'a>(s: &'a SagaScope<'_>) -> [(&'static str, Bind<'a>); 8] {
 }
 
 /// The fields of a `join` node, as the compiler reads them.
-pub(super) struct JoinSpec<'a> {
-    pub(super) left: &'a str,
-    pub(super) right: &'a str,
-    pub(super) kind: model::Kind,
-    pub(super) window: &'a Option<String>,
-    pub(super) grace: &'a Option<String>,
-    pub(super) value: &'a str,
+struct JoinSpec<'a> {
+    left: &'a str,
+    right: &'a str,
+    kind: model::Kind,
+    window: &'a Option<String>,
+    grace: &'a Option<String>,
+    value: &'a str,
 }
 
 /// The fields of a `saga` node, as the compiler reads them.
-pub(super) struct SagaSpec<'a> {
-    pub(super) initial: &'a str,
-    pub(super) final_states: &'a [String],
-    pub(super) transitions: &'a [model::Transition],
-    pub(super) timeouts: &'a [model::Transition],
-    pub(super) rejected: Option<&'a model::Transition>,
-    pub(super) summary: &'a Option<model::Summary>,
-    pub(super) check_every: &'a Option<String>,
-    pub(super) retention: &'a Option<String>,
+struct SagaSpec<'a> {
+    initial: &'a str,
+    final_states: &'a [String],
+    transitions: &'a [model::Transition],
+    timeouts: &'a [model::Transition],
+    rejected: Option<&'a model::Transition>,
+    summary: &'a Option<model::Summary>,
+    check_every: &'a Option<String>,
+    retention: &'a Option<String>,
 }
