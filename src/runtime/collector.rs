@@ -175,7 +175,10 @@ impl Collector {
         dead_letter_topic: String,
     ) -> Result<Self, KafkaError> {
         let opaque = (0..topics.len() as u32)
-            .map(|t| usize::from(changelogs.contains(topics.name(TopicRef(t)))) * CHANGELOG)
+            .map(|t| match changelogs.contains(topics.name(TopicRef(t))) {
+                true => CHANGELOG,
+                false => 0,
+            })
             .collect();
         let tracker = DeliveryTracker {
             changelogs,

@@ -276,28 +276,34 @@ impl StoreState {
     pub(crate) fn forget_before(&mut self, start: i64, suffix: usize) {
         self.past_retention = Some((start, suffix));
         if self.dirty.len() >= self.purge_at {
-            let past = self.past_retention;
-            let mut freed = 0;
-            self.dirty.retain(|k, d| {
-                let keep = !Self::forgotten(past, k);
-                if !keep {
-                    freed += k.len() + d.value.as_ref().map_or(0, Vec::len);
-                }
-                keep
-            });
-            self.dirty_bytes -= freed;
-            self.budget.used.set(self.budget.used.get() - freed);
+            self.drop_forgotten();
             self.purge_at = (2 * self.dirty.len()).max(PURGE_MIN);
         }
     }
 
+    /// Drops the cached entries past retention (see
+    /// [`forget_before`](Self::forget_before)).
+    fn drop_forgotten(&mut self) {
+        let Some(past) = self.past_retention else {
+            return;
+        };
+        let mut freed = 0;
+        self.dirty.retain(|k, d| {
+            let keep = !Self::forgotten(past, k);
+            if !keep {
+                freed += k.len() + d.value.as_ref().map_or(0, Vec::len);
+            }
+            keep
+        });
+        self.dirty_bytes -= freed;
+        self.budget.used.set(self.budget.used.get() - freed);
+    }
+
     /// Whether a cached entry is past retention (see
     /// [`forget_before`](Self::forget_before)).
-    fn forgotten(past_retention: Option<(i64, usize)>, key: &[u8]) -> bool {
-        past_retention.is_some_and(|(start, suffix)| {
-            let end = key.len().saturating_sub(suffix);
-            end >= 8 && unsortable(&key[end - 8..end]) < start
-        })
+    fn forgotten((start, suffix): (i64, usize), key: &[u8]) -> bool {
+        let end = key.len().saturating_sub(suffix);
+        end >= 8 && unsortable(&key[end - 8..end]) < start
     }
 
     /// Writes the cache to the engine in one batch and its entries to the
@@ -311,10 +317,8 @@ impl StoreState {
             // Known before the write, exact after it.
             self.engine_latest_start()?;
         }
-        let mut dirty = std::mem::take(&mut self.dirty);
-        if self.past_retention.is_some() {
-            dirty.retain(|k, _| !Self::forgotten(self.past_retention, k));
-        }
+        self.drop_forgotten();
+        let dirty = std::mem::take(&mut self.dirty);
         self.purge_at = PURGE_MIN;
         self.engine.write(
             &mut dirty
