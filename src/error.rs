@@ -92,6 +92,10 @@ pub enum Error {
     /// were not committed.
     #[error("output not acknowledged by the broker: {0}")]
     Delivery(String),
+    /// Exactly-once: a transaction failed in a way that cannot be recovered
+    /// by aborting it (for example the transactional id is not authorized).
+    #[error("exactly-once: transaction failed fatally: {0}")]
+    Transaction(String),
     /// The HTTP server could not start.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {

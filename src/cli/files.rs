@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// file's `application.http_port`.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// Delivery guarantee (at_least_once or exactly_once), overriding the
+    /// file's `application.guarantee`.
+    #[arg(long)]
+    guarantee: Option<crate::kafka::Guarantee>,
     /// State directory, overriding the file's `application.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -88,6 +92,9 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     }
     if let Some(h) = args.http {
         pipeline.config.http_addr = Some(h);
+    }
+    if let Some(g) = args.guarantee {
+        pipeline.config.guarantee = g;
     }
     if let Some(d) = args.state_dir {
         pipeline.config.state_dir = d;

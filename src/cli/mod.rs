@@ -47,7 +47,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, Registry};
-use crate::kafka::StreamsConfig;
+use crate::kafka::{Guarantee, StreamsConfig};
 use crate::runtime::TaskIdle;
 use crate::topology::TopologyError;
 
@@ -174,9 +174,13 @@ struct WorkerArgs {
     /// Serve /metrics on this address.
     #[arg(long)]
     http: Option<SocketAddr>,
-    /// Commit interval in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    commit_interval_ms: u64,
+    /// Delivery guarantee: at_least_once or exactly_once.
+    #[arg(long, default_value = "at_least_once")]
+    guarantee: Guarantee,
+    /// Commit interval in milliseconds (default 1000 at-least-once, 100
+    /// exactly-once).
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
     /// How long a task waits for an input partition with no buffered
     /// records before processing its others (Kafka Streams'
     /// `max.task.idle.ms`): 0 waits only while the broker holds more of
@@ -197,7 +201,12 @@ impl WorkerArgs {
     fn config(&self, application_id: &str) -> StreamsConfig {
         let mut c = StreamsConfig::new(application_id)
             .num_stream_threads(self.threads)
-            .commit_interval(Duration::from_millis(self.commit_interval_ms));
+            .guarantee(self.guarantee);
+        c.commit_interval = match (self.commit_interval_ms, self.guarantee) {
+            (Some(ms), _) => Some(Duration::from_millis(ms)),
+            (None, Guarantee::AtLeastOnce) => Some(Duration::from_secs(1)),
+            (None, Guarantee::ExactlyOnce) => None,
+        };
         c.bootstrap_servers = self.brokers.clone();
         c.http_addr = self.http;
         c.max_task_idle = match u64::try_from(self.max_task_idle_ms) {

@@ -39,15 +39,7 @@ pub struct Expressions {
     pub timeout: Option<String>,
 }
 
-/// Delivery guarantee.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Guarantee {
-    /// Outputs acknowledged before offsets are committed.
-    AtLeastOnce,
-    /// Kafka transactions (not built yet: refused).
-    ExactlyOnce,
-}
+pub use crate::kafka::Guarantee;
 
 /// What to do with a record that fails.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -31,9 +31,12 @@ pub struct StreamsConfig {
     pub bootstrap_servers: Option<String>,
     /// Stream threads per worker (default 1).
     pub num_stream_threads: usize,
-    /// How often offsets are committed (default 30 s, Kafka Streams'
-    /// at-least-once default).
-    pub commit_interval: Duration,
+    /// At-least-once (the default) or exactly-once (Kafka transactions).
+    pub guarantee: Guarantee,
+    /// How often offsets are committed; `None`: the guarantee's default, as
+    /// in Kafka Streams (30 s at-least-once, 100 ms exactly-once; see
+    /// [`commit_interval_or_default`](Self::commit_interval_or_default)).
+    pub commit_interval: Option<Duration>,
     /// Longest wait of one poll when no record is ready (default 100 ms).
     pub poll_timeout: Duration,
     /// Most records taken from the consumer per poll batch (default 1000).
@@ -98,7 +101,8 @@ impl StreamsConfig {
             application_id: application_id.to_owned(),
             bootstrap_servers: None,
             num_stream_threads: 1,
-            commit_interval: Duration::from_secs(30),
+            guarantee: Guarantee::AtLeastOnce,
+            commit_interval: None,
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
             max_task_idle: TaskIdle::default(),
@@ -132,8 +136,31 @@ impl StreamsConfig {
 
     /// Sets the commit interval.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
+        self.commit_interval = Some(interval);
         self
+    }
+
+    /// Sets the delivery guarantee.
+    ///
+    /// ```
+    /// use eddy::kafka::{Guarantee, StreamsConfig};
+    /// use std::time::Duration;
+    /// let config = StreamsConfig::new("payments").guarantee(Guarantee::ExactlyOnce);
+    /// assert_eq!(config.commit_interval_or_default(), Duration::from_millis(100));
+    /// ```
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// The commit interval: the one set, else 30 s at-least-once and
+    /// 100 ms exactly-once (Kafka Streams' defaults: under exactly-once a
+    /// commit is what makes outputs visible downstream).
+    pub fn commit_interval_or_default(&self) -> Duration {
+        self.commit_interval.unwrap_or(match self.guarantee {
+            Guarantee::AtLeastOnce => Duration::from_secs(30),
+            Guarantee::ExactlyOnce => Duration::from_millis(100),
+        })
     }
 
     /// Sets how long a task waits for an empty input partition
@@ -232,6 +259,9 @@ impl StreamsConfig {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "range")
             .set("statistics.interval.ms", "5000");
+        if self.guarantee == Guarantee::ExactlyOnce {
+            c.set("isolation.level", "read_committed");
+        }
         if self.bootstrap_servers.is_none() {
             // The embedded mock broker holds a fetch for its whole wait
             // even when data arrives (a real broker answers at once): keep
@@ -257,9 +287,74 @@ impl StreamsConfig {
         merge(c, self.client(servers, "producer."))
     }
 
+    /// The producer settings of a stream thread: under exactly-once
+    /// transactional, with `transactional_id` (stable per worker process
+    /// and thread, so that a restarted worker fences its former self and
+    /// aborts what it left open) and Kafka Streams' 10 s transaction
+    /// timeout (how long a crashed worker's open transaction can hold back
+    /// read-committed consumers).
+    pub fn stream_producer_config(
+        &self,
+        servers: &str,
+        thread: &str,
+        transactional_id: &str,
+    ) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        if self.guarantee == Guarantee::ExactlyOnce {
+            c.set("transactional.id", transactional_id)
+                .set("transaction.timeout.ms", "10000");
+        }
+        merge(self.producer_client_config(servers, thread), c)
+    }
+
     /// Settings for admin and metadata clients.
     pub fn admin_client_config(&self, servers: &str) -> ClientConfig {
         self.client(servers, "admin.")
+    }
+}
+
+/// Delivery guarantee (Kafka Streams' `processing.guarantee`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs acknowledged before the offsets are committed: after a
+    /// crash, records processed since the last commit are processed again.
+    #[default]
+    AtLeastOnce,
+    /// Kafka Streams' exactly-once v2: a transactional producer per stream
+    /// thread writes outputs, changelogs and dead letters and commits the
+    /// consumed offsets in one transaction; consumers read committed; a
+    /// store holds a transaction's writes only once it committed.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The name topology files and the command line use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+impl std::fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "at_least_once" => Ok(Guarantee::AtLeastOnce),
+            "exactly_once" | "exactly_once_v2" => Ok(Guarantee::ExactlyOnce),
+            _ => Err(format!(
+                "unknown guarantee {s:?}: expected at_least_once or exactly_once"
+            )),
+        }
     }
 }
 
@@ -281,7 +376,7 @@ mod tests {
             .set("producer.linger.ms", "20")
             .set("socket.timeout.ms", "7000");
         let consumer = c.consumer_client_config("b:1", "t0");
-        let producer = c.producer_client_config("b:1", "t0");
+        let producer = c.stream_producer_config("b:1", "t0", "app-p-t0");
         assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
         assert_eq!(producer.get("session.timeout.ms"), None);
         assert_eq!(producer.get("linger.ms"), Some("20"));
@@ -290,5 +385,21 @@ mod tests {
         assert_eq!(producer.get("socket.timeout.ms"), Some("7000"));
         assert_eq!(consumer.get("group.id"), Some("app"));
         assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+        assert_eq!(producer.get("transactional.id"), None);
+        assert_eq!(c.commit_interval_or_default(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn exactly_once_is_transactional_and_reads_committed() {
+        let c = StreamsConfig::new("app").guarantee(Guarantee::ExactlyOnce);
+        let consumer = c.consumer_client_config("b:1", "t0");
+        let producer = c.stream_producer_config("b:1", "t0", "app-p-t0");
+        assert_eq!(producer.get("transactional.id"), Some("app-p-t0"));
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.commit_interval_or_default(), Duration::from_millis(100));
+        let set = c.commit_interval(Duration::from_secs(2));
+        assert_eq!(set.commit_interval_or_default(), Duration::from_secs(2));
+        assert_eq!("exactly_once".parse(), Ok(Guarantee::ExactlyOnce));
+        assert!("twice".parse::<Guarantee>().is_err());
     }
 }

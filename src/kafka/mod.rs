@@ -7,6 +7,6 @@ mod embedded;
 pub mod partitioner;
 mod produce;
 
-pub use config::StreamsConfig;
+pub use config::{Guarantee, StreamsConfig};
 pub use embedded::EmbeddedKafka;
 pub use produce::send_blocking;

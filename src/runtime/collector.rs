@@ -2,9 +2,10 @@
 //!
 //! At-least-once: a commit first flushes the producer and checks that the
 //! broker acknowledged every record sent so far, and only then commits the
-//! consumed offsets. Exactly-once will keep this shape with a transactional
-//! producer: `commit` becomes send-offsets-to-transaction plus
-//! commit-transaction.
+//! consumed offsets. Exactly-once: the producer is transactional; the first
+//! record after a commit opens a transaction, and a commit sends the
+//! consumed offsets into it (with the consumer's group metadata, so that a
+//! member of an older generation is refused: KIP-447) and commits it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
@@ -45,6 +46,16 @@ struct Refused {
     value: Option<Vec<u8>>,
     headers: Vec<(String, Option<Vec<u8>>)>,
     reason: String,
+}
+
+impl Refused {
+    /// Whether an output is this refused one sent again.
+    fn is(&self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) -> bool {
+        self.topic == topic
+            && self.key.as_deref() == key
+            // Without its value when the value was too large.
+            && (self.value.is_none() || self.value.as_deref() == value)
+    }
 }
 
 /// Errors about one record's content, not about the cluster.
@@ -159,45 +170,145 @@ impl ProducerContext for DeliveryTracker {
 
 pub(crate) struct Collector {
     producer: BaseProducer<DeliveryTracker>,
+    /// What the producer was made from, to replace it once fenced.
+    config: ClientConfig,
     topics: Arc<TopicTable>,
     /// The delivery opaque of each topic of `topics`, by index.
     opaque: Vec<usize>,
     flush_timeout: Duration,
+    /// Exactly-once: the producer is transactional.
+    transactional: bool,
+    /// Whether a transaction is open.
+    in_transaction: bool,
+    /// Why the open transaction cannot commit (a send failed in it): the
+    /// next commit aborts it instead.
+    doomed: Option<String>,
+    /// Exactly-once: outputs the broker refused for their content in an
+    /// aborted transaction. Sent again once the tasks have processed their
+    /// inputs again, each goes to the dead-letter topic instead, so that
+    /// one record cannot abort every transaction after it.
+    poisoned: Vec<Refused>,
 }
+
+/// How a commit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// Outputs acknowledged and offsets committed.
+    Yes,
+    /// At-least-once: outputs acknowledged, but the offset commit refused
+    /// (during a rebalance): the records are processed again.
+    Refused,
+    /// Exactly-once: the transaction was aborted (an abortable error, or a
+    /// member of an older group generation); the tasks must go back to
+    /// their committed state.
+    Aborted(String),
+    /// Exactly-once: the producer was fenced by a newer one with its
+    /// transactional id, or its epoch expired (its transaction outlived the
+    /// timeout): it was replaced by a new producer, and the tasks must go
+    /// back to their committed state.
+    Fenced(String),
+}
+
+impl Committed {
+    /// Whether the tasks' outputs and offsets are committed.
+    pub(crate) fn is_yes(&self) -> bool {
+        *self == Committed::Yes
+    }
+}
+
+/// How long a transactional call may take before it is retried.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Collector {
     /// A producer; deliveries to the `changelogs` topics have their offsets
     /// recorded for checkpoints.
+    ///
+    /// A producer with a `transactional.id` is transactional: it is
+    /// registered with the transaction coordinator here, which fences any
+    /// older producer with the same id and aborts what it left open.
     pub(crate) fn new(
         config: &ClientConfig,
         topics: Arc<TopicTable>,
         changelogs: HashSet<String>,
         dead_letter_topic: String,
-    ) -> Result<Self, KafkaError> {
+    ) -> Result<Self, Error> {
         let opaque = (0..topics.len() as u32)
             .map(|t| match changelogs.contains(topics.name(TopicRef(t))) {
                 true => CHANGELOG,
                 false => 0,
             })
             .collect();
+        let transactional = config.get("transactional.id").is_some();
         let tracker = DeliveryTracker {
             changelogs,
             dead_letter_topic,
             ..DeliveryTracker::default()
         };
+        let producer = Self::producer(config, tracker)?;
         Ok(Collector {
-            producer: config.create_with_context(tracker)?,
+            producer,
+            config: config.clone(),
             topics,
             opaque,
             flush_timeout: Duration::from_secs(60),
+            transactional,
+            in_transaction: false,
+            doomed: None,
+            poisoned: Vec::new(),
         })
+    }
+
+    fn producer(
+        config: &ClientConfig,
+        tracker: DeliveryTracker,
+    ) -> Result<BaseProducer<DeliveryTracker>, Error> {
+        let producer: BaseProducer<DeliveryTracker> = config.create_with_context(tracker)?;
+        if config.get("transactional.id").is_some() {
+            producer.init_transactions(TXN_TIMEOUT).map_err(|e| {
+                Error::Transaction(format!(
+                    "cannot register transactional id {}: {e}",
+                    config.get("transactional.id").unwrap_or_default()
+                ))
+            })?;
+        }
+        Ok(producer)
+    }
+
+    /// Opens a transaction if none is open (exactly-once).
+    fn begin(&mut self) -> Result<(), KafkaError> {
+        if self.transactional && !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
     }
 
     /// Hands every record of `output` to the producer, waiting for queue
     /// space when librdkafka's buffer is full. Returns how many were sent.
-    pub(crate) fn send(&self, output: &OutputBuffer) -> Result<usize, Error> {
+    ///
+    /// Under exactly-once a record that cannot be sent dooms the open
+    /// transaction: the next commit aborts it (and the thread resets its
+    /// tasks) instead of stopping the worker.
+    pub(crate) fn send(&mut self, output: &OutputBuffer) -> Result<usize, Error> {
+        if output.is_empty() {
+            return Ok(0);
+        }
+        if self.doomed.is_some() {
+            return Ok(0);
+        }
+        if let Err(e) = self.begin() {
+            self.doomed = Some(format!("cannot begin a transaction: {e}"));
+            return Ok(0);
+        }
         for r in output.iter() {
             let topic = self.topics.name(r.meta.topic);
+            if !self.poisoned.is_empty() {
+                if let Some(i) = self.poisoned.iter().position(|p| p.is(topic, r.key, r.value)) {
+                    let refused = self.poisoned.swap_remove(i);
+                    self.dead_letter_refused(&refused)?;
+                    continue;
+                }
+            }
             let headers = (!r.meta.headers.is_empty()).then(|| {
                 r.meta.headers.iter().fold(
                     OwnedHeaders::new_with_capacity(r.meta.headers.0.len()),
@@ -234,11 +345,21 @@ impl Collector {
                     let tracker = self.producer.context();
                     tracker.refuse(&e, topic, partition, r.key, r.value, headers);
                 }
+                Err(e) if self.transactional => {
+                    self.doomed = Some(format!("{e} (topic {topic})"));
+                    return Ok(0);
+                }
                 Err(e) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
             }
         }
         self.producer.poll(Duration::ZERO);
         Ok(output.len())
+    }
+
+    /// Whether the open transaction is doomed (it will be aborted at the
+    /// next commit, which should come at once).
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.doomed.is_some()
     }
 
     /// Serves delivery reports without blocking.
@@ -327,24 +448,180 @@ impl Collector {
             .clone()
     }
 
-    /// Flushes, then commits `offsets` for the consumer's group. A refused
-    /// commit (for example during a rebalance) is logged and reported as
-    /// `Ok(false)`: the records are re-processed, which at-least-once allows.
+    /// Commits: at-least-once, flushes then commits `offsets` for the
+    /// consumer's group; exactly-once, sends `offsets` into the open
+    /// transaction and commits it. A refused offset commit at-least-once
+    /// (for example during a rebalance) is logged and reported as
+    /// [`Committed::Refused`]: the records are re-processed, which
+    /// at-least-once allows.
     pub(crate) fn commit<C: ConsumerContext>(
-        &self,
+        &mut self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
-    ) -> Result<bool, Error> {
+    ) -> Result<Committed, Error> {
+        if self.transactional {
+            return self.commit_transaction(consumer, offsets);
+        }
         self.flush()?;
         if offsets.count() == 0 {
-            return Ok(true);
+            return Ok(Committed::Yes);
         }
         match consumer.commit(offsets, CommitMode::Sync) {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(Committed::Yes),
             Err(e) => {
                 tracing::warn!("offset commit refused: {e}");
-                Ok(false)
+                Ok(Committed::Refused)
             }
+        }
+    }
+
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> Result<Committed, Error> {
+        if let Some(reason) = self.doomed.take() {
+            return self.abort(reason);
+        }
+        if !self.in_transaction && offsets.count() == 0 {
+            return Ok(Committed::Yes);
+        }
+        if let Err(e) = self.begin() {
+            return self.failed(e);
+        }
+        if offsets.count() > 0 {
+            let Some(group) = consumer.group_metadata() else {
+                return self.abort("the consumer has no group metadata".into());
+            };
+            let sent = retry(|| {
+                self.producer
+                    .send_offsets_to_transaction(offsets, &group, TXN_TIMEOUT)
+            });
+            if let Err(e) = sent {
+                return self.failed(e);
+            }
+        }
+        if let Err(e) = retry(|| self.producer.commit_transaction(TXN_TIMEOUT)) {
+            return self.failed(e);
+        }
+        self.in_transaction = false;
+        // Refusals were part of the committed transaction only if they
+        // were dead-lettered in it; a refusal aborts a transaction, so
+        // none is left here.
+        self.take_refused();
+        Ok(Committed::Yes)
+    }
+
+    /// Handles a failed transactional call: a fenced producer is replaced,
+    /// an abortable error aborts, anything else is fatal.
+    fn failed(&mut self, e: KafkaError) -> Result<Committed, Error> {
+        let reason = e.to_string();
+        let code = e.rdkafka_error_code();
+        let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+        let fenced = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::TransactionCoordinatorFenced
+            )
+        );
+        if fenced {
+            tracing::warn!("producer fenced ({reason}): replacing it; its transaction is void");
+            self.renew()?;
+            return Ok(Committed::Fenced(reason));
+        }
+        if fatal {
+            return Err(Error::Transaction(reason));
+        }
+        self.abort(reason)
+    }
+
+    /// Aborts the open transaction, if any, instead of committing it (its
+    /// tasks were lost to another member): at-least-once there is nothing
+    /// to abort.
+    pub(crate) fn abandon(&mut self, why: &str) -> Result<Committed, Error> {
+        if !self.transactional || !self.in_transaction {
+            self.doomed = None;
+            return Ok(Committed::Yes);
+        }
+        self.doomed = None;
+        self.abort(why.to_owned())
+    }
+
+    /// Aborts the open transaction: its records are never visible to
+    /// read-committed consumers.
+    fn abort(&mut self, reason: String) -> Result<Committed, Error> {
+        tracing::warn!("aborting the transaction: {reason}");
+        if self.in_transaction {
+            if let Err(e) = retry(|| self.producer.abort_transaction(TXN_TIMEOUT)) {
+                if matches!(&e, KafkaError::Transaction(t) if t.is_fatal()) {
+                    self.renew()?;
+                    return Ok(Committed::Fenced(format!("{reason}; abort: {e}")));
+                }
+                return Err(Error::Transaction(format!(
+                    "cannot abort the transaction ({reason}): {e}"
+                )));
+            }
+        }
+        self.in_transaction = false;
+        let tracker = self.producer.context();
+        let refused =
+            std::mem::take(&mut *tracker.refused.lock().unwrap_or_else(|p| p.into_inner()));
+        self.poisoned.extend(refused);
+        self.take_refused();
+        Ok(Committed::Aborted(reason))
+    }
+
+    /// Replaces a fenced producer with a new one of the same transactional
+    /// id (which fences nothing live: the newer producer that fenced this
+    /// one belongs to a worker that took the id over, and is fenced in
+    /// turn only if it is itself a zombie).
+    fn renew(&mut self) -> Result<(), Error> {
+        let old = self.producer.context();
+        let tracker = DeliveryTracker {
+            changelogs: old.changelogs.clone(),
+            dead_letter_topic: old.dead_letter_topic.clone(),
+            ..DeliveryTracker::default()
+        };
+        self.producer = Self::producer(&self.config, tracker)?;
+        self.in_transaction = false;
+        self.doomed = None;
+        Ok(())
+    }
+
+    /// Forgets failed and refused deliveries (of an ended transaction).
+    fn take_refused(&self) {
+        let tracker = self.producer.context();
+        tracker.refused.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        tracker.failed.store(0, Ordering::Relaxed);
+        *tracker.first_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Forgets the acknowledged changelog offsets (their transaction was
+    /// aborted, and the tasks go back to their checkpoints).
+    pub(crate) fn forget_changelog_offsets(&self) {
+        self.producer
+            .context()
+            .acked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// Calls `op` again while it fails with a retriable error (a timeout), at
+/// most five times, as librdkafka's transactional API asks.
+fn retry(mut op: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(KafkaError::Transaction(t)) if t.is_retriable() && tries < 5 => {
+                tracing::info!("transactional call will be retried: {t}");
+                tries += 1;
+            }
+            other => return other,
         }
     }
 }

@@ -40,7 +40,9 @@ pub(crate) fn start(
     client
         .set("group.id", format!("{}-global", config.application_id))
         .set("client.id", format!("{}-global", config.application_id))
-        .set("enable.auto.commit", "false");
+        .set("enable.auto.commit", "false")
+        // Only committed writes, up to the last stable offset.
+        .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = client.create()?;
     let timeout = config.startup_timeout;
     let mut tpl = TopicPartitionList::new();
@@ -69,7 +71,21 @@ pub(crate) fn start(
                 }
             }
             Some(Err(e)) => tracing::warn!("global table restore: {e}"),
-            None => {}
+            // Records of a transactional writer end with a marker the
+            // consumer steps over without handing it out: its position
+            // tells when a partition is read to the end.
+            None => {
+                if let Ok(positions) = consumer.position() {
+                    for e in positions.elements() {
+                        let key = (e.topic().to_owned(), e.partition());
+                        if let (Offset::Offset(o), Some(high)) = (e.offset(), ends.get(&key)) {
+                            if o >= *high {
+                                ends.remove(&key);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     tracing::info!(

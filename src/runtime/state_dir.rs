@@ -84,3 +84,42 @@ impl StoreProvider {
         self.open(task, spec)
     }
 }
+
+impl StoreProvider {
+    /// This worker's process id, part of its transactional ids: kept in
+    /// the state directory (`process.id`), so that a worker restarted on
+    /// the same directory fences its former self at once and aborts what
+    /// it left open (Kafka Streams keeps its process id there too). Without
+    /// a state directory, or when it cannot be read or written, a new one.
+    pub(crate) fn process_id(&self) -> String {
+        let StoreProvider::Rocks { dir, .. } = self else {
+            return random_id();
+        };
+        let path = dir.join("process.id");
+        if let Ok(id) = fs::read_to_string(&path) {
+            let id = id.trim();
+            if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) {
+                return id.to_owned();
+            }
+        }
+        let id = random_id();
+        if let Err(e) = fs::write(&path, &id) {
+            tracing::warn!(path = %path.display(), "cannot keep the process id: {e}");
+        }
+        id
+    }
+}
+
+/// 64 random bits in hex, from the standard library's randomly seeded
+/// hasher, the clock and the process id.
+fn random_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}

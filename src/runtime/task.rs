@@ -82,6 +82,9 @@ pub(crate) struct TaskSettings {
     pub(crate) future_output_limits: Arc<Vec<i64>>,
     /// The worker's global tables, created from the topology's.
     pub(crate) globals: GlobalTables,
+    /// Exactly-once: stores keep a transaction's writes apart until it
+    /// commits.
+    pub(crate) exactly_once: bool,
 }
 
 impl TaskSettings {
@@ -118,6 +121,7 @@ impl TaskSettings {
             upstreams: Vec::new(),
             future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
             globals: GlobalTables::new(topology.global_tables()),
+            exactly_once: false,
         }
     }
 }
@@ -206,13 +210,16 @@ impl Task {
                 .changelogs
                 .get(&spec.name)
                 .map(|&t| (t, id.partition));
-            ctx.stores.push(Rc::new(RefCell::new(StoreState::new(
+            let state = StoreState::new(
                 spec.clone(),
                 engine,
                 cache.clone(),
                 changelog,
                 ctx.now.clone(),
-            ))));
+            );
+            ctx.stores.push(Rc::new(RefCell::new(
+                state.transactional(settings.exactly_once),
+            )));
         }
         let watched = settings
             .upstreams
@@ -253,6 +260,32 @@ impl Task {
             n += s.borrow_mut().flush(&mut self.ctx.output)?;
         }
         Ok(n)
+    }
+
+    /// Writes every store's cache to its changelog (into the task's
+    /// output), keeping the caches: the first half of a commit under
+    /// exactly-once. Returns how many entries were written.
+    pub(crate) fn log_stores(&mut self) -> usize {
+        let mut n = 0;
+        for s in &self.ctx.stores {
+            n += s.borrow_mut().log(&mut self.ctx.output);
+        }
+        n
+    }
+
+    /// Writes every store's cache to its engine: the second half of a
+    /// commit under exactly-once, once the transaction committed.
+    pub(crate) fn apply_stores(&mut self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for s in &self.ctx.stores {
+            n += s.borrow_mut().apply()?;
+        }
+        Ok(n)
+    }
+
+    /// The task's input partitions.
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = (TopicRef, i32)> + '_ {
+        self.positions.iter().map(|p| (p.topic, p.partition))
     }
 
     /// The task's stores.

@@ -18,7 +18,7 @@ use super::task::TaskSettings;
 use super::upstream::{Upstream, UpstreamWatch};
 use crate::error::Error;
 use crate::kafka::admin::{ensure_topic, future_timestamp_limits, topic_partitions};
-use crate::kafka::{EmbeddedKafka, StreamsConfig};
+use crate::kafka::{EmbeddedKafka, Guarantee, StreamsConfig};
 use crate::observability::{HttpServer, Metrics};
 use crate::serde::Serde;
 use crate::stores::RocksShared;
@@ -146,6 +146,8 @@ impl KafkaStreams {
             provider,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
+        settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
+        let process_id = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
                 let existing = prepare_topics(&self.topology, &settings, config, s)?;
@@ -168,6 +170,9 @@ impl KafkaStreams {
                 }
                 cluster.create_topic(&dlq, n)?;
                 tracing::info!("embedded Kafka cluster at {}", cluster.bootstrap_servers());
+                if settings.exactly_once {
+                    tracing::warn!("exactly-once on the embedded cluster is a demonstration only: it does not hide aborted or open transactions from read-committed consumers");
+                }
                 let servers = cluster.bootstrap_servers().to_owned();
                 let external = external_topics(&self.topology)
                     .map(|t| (t.to_owned(), n))
@@ -243,6 +248,7 @@ impl KafkaStreams {
                 shutdown: shutdown.clone(),
                 committed: committed.clone(),
                 queries: query_receiver,
+                transactional_id: format!("{}-{process_id}-{}", config.application_id, i + 1),
             };
             let config = config.clone();
             let handle = std::thread::Builder::new()

@@ -68,6 +68,10 @@ pub(crate) struct StoreState {
     engine_latest: Option<i64>,
     /// The cache size at which entries past retention are next dropped.
     purge_at: usize,
+    /// Exactly-once: ranges expired since the last flush, dropped from the
+    /// engine with the cache once the transaction that expired them has
+    /// committed (`None`: dropped at once).
+    deferred: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// The smallest cache (in entries) that is purged of entries past
@@ -96,7 +100,33 @@ impl StoreState {
             cached_latest: i64::MIN,
             engine_latest: None,
             purge_at: PURGE_MIN,
+            deferred: None,
         }
+    }
+
+    /// Exactly-once: the engine is written only by [`apply`](Self::apply),
+    /// after the transaction that covers the writes committed, so it holds
+    /// committed state only (retention drops wait for it too).
+    pub(crate) fn transactional(mut self, yes: bool) -> Self {
+        self.deferred = yes.then(Vec::new);
+        self
+    }
+
+    /// A read of committed state alone (the engine; see
+    /// [`transactional`](Self::transactional)), for interactive queries
+    /// under exactly-once.
+    pub(crate) fn committed_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get(key)
+    }
+
+    /// Like [`committed_get`](Self::committed_get), of a range.
+    pub(crate) fn committed_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.engine.range(from, to, visit)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -262,7 +292,10 @@ impl StoreState {
             .sum();
         self.dirty_bytes -= size;
         self.budget.used.set(self.budget.used.get() - size);
-        self.engine.delete_range(from, to)?;
+        match &mut self.deferred {
+            Some(ranges) => ranges.push((from.to_vec(), to.to_vec())),
+            None => self.engine.delete_range(from, to)?,
+        }
         self.expired = Some((from.to_vec(), to.to_vec()));
         Ok(())
     }
@@ -310,6 +343,41 @@ impl StoreState {
     /// changelog (through `out`), then empties it; entries past retention
     /// are left out of both. Returns how many entries were flushed.
     pub(crate) fn flush(&mut self, out: &mut OutputBuffer) -> Result<usize, StoreError> {
+        self.log(out);
+        self.apply()
+    }
+
+    /// Writes the cache's entries to the changelog (through `out`),
+    /// leaving the cache as it is: the first half of a flush under
+    /// exactly-once, whose changelog records go into the transaction.
+    /// Returns how many were written.
+    pub(crate) fn log(&mut self, out: &mut OutputBuffer) -> usize {
+        self.drop_forgotten();
+        let Some((topic, partition)) = self.changelog else {
+            return 0;
+        };
+        for (k, d) in &self.dirty {
+            let meta = OutMeta {
+                topic,
+                partition: Some(partition),
+                timestamp: d.timestamp,
+                headers: Headers::new(),
+            };
+            out.push_raw(meta, Some(k), d.value.as_deref());
+        }
+        self.dirty.len()
+    }
+
+    /// Writes the cache to the engine in one batch (after the deferred
+    /// retention drops) and empties it: the second half of a flush, under
+    /// exactly-once once the transaction has committed. Returns how many
+    /// entries were written.
+    pub(crate) fn apply(&mut self) -> Result<usize, StoreError> {
+        if let Some(ranges) = self.deferred.as_mut().filter(|r| !r.is_empty()) {
+            for (from, to) in std::mem::take(ranges) {
+                self.engine.delete_range(&from, &to)?;
+            }
+        }
         if self.dirty.is_empty() {
             return Ok(0);
         }
@@ -329,17 +397,6 @@ impl StoreState {
             *latest = (*latest).max(self.cached_latest);
         }
         self.cached_latest = i64::MIN;
-        if let Some((topic, partition)) = self.changelog {
-            for (k, d) in &dirty {
-                let meta = OutMeta {
-                    topic,
-                    partition: Some(partition),
-                    timestamp: d.timestamp,
-                    headers: Headers::new(),
-                };
-                out.push_raw(meta, Some(k), d.value.as_deref());
-            }
-        }
         self.budget
             .used
             .set(self.budget.used.get() - self.dirty_bytes);

@@ -65,21 +65,31 @@ impl Worker {
         output: &str,
         state_dir: &std::path::Path,
     ) -> Worker {
+        Self::count_with(bootstrap, app_id, (input, output), state_dir, &[])
+    }
+
+    /// An `eddy count` worker with `extra` arguments.
+    pub fn count_with(
+        bootstrap: &str,
+        app_id: &str,
+        (input, output): (&str, &str),
+        state_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Worker {
         let dir = state_dir.to_str().unwrap();
-        Self::spawn(
-            bootstrap,
-            &[
-                "count",
-                "--app-id",
-                app_id,
-                "--input",
-                input,
-                "--output",
-                output,
-                "--state-dir",
-                dir,
-            ],
-        )
+        let mut args = vec![
+            "count",
+            "--app-id",
+            app_id,
+            "--input",
+            input,
+            "--output",
+            output,
+            "--state-dir",
+            dir,
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(bootstrap, &args)
     }
 
     /// An `eddy join` worker of `left` and `right` into `output`, with its

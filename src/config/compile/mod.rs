@@ -16,7 +16,7 @@ mod stateful;
 use nodes::Compiler;
 
 use super::cost::Budget;
-use super::model::{self, File, Guarantee, Node, OnError};
+use super::model::{self, File, Node, OnError};
 use super::read::{read_text, MAX_FILE_BYTES};
 use super::registry::Registry;
 use crate::kafka::StreamsConfig;
@@ -162,11 +162,8 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
         }
         Some(b) => config = config.bootstrap_servers(b),
     }
-    if app.guarantee == Some(Guarantee::ExactlyOnce) {
-        return fail(
-            "application.guarantee",
-            "exactly_once is not available yet; use at_least_once",
-        );
+    if let Some(g) = app.guarantee {
+        config = config.guarantee(g);
     }
     if let Some(n) = app.threads {
         if n == 0 {

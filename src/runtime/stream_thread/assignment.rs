@@ -40,11 +40,14 @@ impl ThreadState {
         for event in consumer.context().take_events() {
             match event {
                 RebalanceEvent::Revoke(tpl) => {
-                    if consumer.assignment_lost() {
+                    let committed = if consumer.assignment_lost() {
                         tracing::warn!(thread = %self.name, "assignment lost; uncommitted records will be re-processed by the new owner");
+                        // Under exactly-once the open transaction holds
+                        // outputs of lost tasks: it must not commit.
+                        self.collector.abandon("assignment lost")?
                     } else {
-                        self.commit(consumer)?;
-                    }
+                        self.commit(consumer)?
+                    };
                     let mut paused = TopicPartitionList::new();
                     for e in tpl.elements() {
                         let Some(topic) = self.settings.topics.get(e.topic()) else {
@@ -77,6 +80,9 @@ impl ThreadState {
                         consumer.resume(&paused)?;
                     }
                     consumer.unassign()?;
+                    // Tasks kept (none with the eager protocol) go back to
+                    // their last commit if the transaction did not commit.
+                    self.recover(committed, consumer, inputs)?;
                     tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");
                 }
                 RebalanceEvent::Assign(tpl) => {

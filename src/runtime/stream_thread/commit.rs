@@ -2,16 +2,29 @@
 //! to the producer, and commits that wait until the broker acknowledged
 //! every output before committing the consumed offsets and writing the
 //! stores' checkpoints.
+//!
+//! Under exactly-once a commit is two-phase for the stores: their caches
+//! go to the changelogs inside the transaction, and to the engines only
+//! once it committed (so an engine holds committed state alone, and a
+//! checkpoint is never ahead of a committed transaction). A transaction
+//! that aborts, or a producer that was fenced, sends every task back to
+//! its committed state: the task is closed without writing its caches,
+//! made anew from its stores and checkpoint, and its partitions are read
+//! again from their committed offsets (Kafka Streams closes such tasks
+//! dirty and revives them).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::ThreadState;
+use super::{now_millis, Inputs, ThreadState};
 use crate::error::Error;
+use crate::runtime::collector::Committed;
 use crate::runtime::consumer::StreamConsumerContext;
+use crate::runtime::partition_group::PartitionGroup;
 use crate::runtime::state_dir::StoreProvider;
+use crate::runtime::task::Task;
 
 impl ThreadState {
     pub(super) fn send_outputs(&mut self) -> Result<(), Error> {
@@ -29,28 +42,61 @@ impl ThreadState {
         Ok(())
     }
 
+    /// Commits when the interval has passed, a processor asked, the write
+    /// caches are full under exactly-once, or the open transaction is
+    /// doomed; after an abort, resets the tasks.
     pub(super) fn maybe_commit(
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
     ) -> Result<(), Error> {
         let requested = self
             .tasks
             .values_mut()
             .fold(false, |any, t| t.take_commit_request() | any);
-        if requested || self.last_commit.elapsed() >= self.commit_interval {
-            self.commit(consumer)?;
+        let due = requested
+            || std::mem::take(&mut self.commit_now)
+            || self.collector.is_doomed()
+            || self.last_commit.elapsed() >= self.commit_interval;
+        if due {
+            let committed = self.commit(consumer)?;
+            self.recover(committed, consumer, inputs)?;
         }
         Ok(())
     }
 
+    /// Resets every task to its committed state after an aborted
+    /// transaction or a fenced producer; nothing to do otherwise.
+    pub(super) fn recover(
+        &mut self,
+        committed: Committed,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+    ) -> Result<(), Error> {
+        match committed {
+            Committed::Yes | Committed::Refused => Ok(()),
+            Committed::Aborted(reason) | Committed::Fenced(reason) => {
+                tracing::warn!(thread = %self.name, tasks = self.tasks.len(), "transaction aborted ({reason}); tasks go back to their last commit");
+                self.metrics.aborts.inc();
+                self.reset_tasks(consumer, inputs)
+            }
+        }
+    }
+
     /// Sends pending outputs, waits for the broker to acknowledge all of
-    /// them, then commits the next offsets of every owned partition.
+    /// them, then commits the next offsets of every owned partition (under
+    /// exactly-once, in the transaction, and then writes the stores'
+    /// caches to their engines).
     pub(super) fn commit(
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
-    ) -> Result<bool, Error> {
+    ) -> Result<Committed, Error> {
         for task in self.tasks.values_mut() {
-            task.flush_stores().map_err(Error::Store)?;
+            if self.exactly_once {
+                task.log_stores();
+            } else {
+                task.flush_stores().map_err(Error::Store)?;
+            }
         }
         self.send_outputs()?;
         let start = Instant::now();
@@ -71,9 +117,12 @@ impl ThreadState {
                 .rocksdb_memtables
                 .set(shared.memtable_usage() as i64);
         }
-        if committed {
+        if committed.is_yes() {
             let acked = self.collector.changelog_offsets();
             for task in self.tasks.values_mut() {
+                if self.exactly_once {
+                    task.apply_stores().map_err(Error::Store)?;
+                }
                 task.mark_committed();
                 task.checkpoint(&self.settings.stores, &acked)
                     .map_err(Error::Store)?;
@@ -85,5 +134,73 @@ impl ThreadState {
             .commit_latency
             .observe(start.elapsed().as_secs_f64());
         Ok(committed)
+    }
+
+    /// Closes every task without writing its caches, makes it anew from
+    /// its stores (which hold committed state alone) and checkpoint, drops
+    /// its buffered records, and moves its partitions back to their
+    /// committed offsets.
+    pub(super) fn reset_tasks(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+    ) -> Result<(), Error> {
+        self.collector.forget_changelog_offsets();
+        let now = now_millis();
+        let mut rewind = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        let ids: Vec<_> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut old = self.tasks.remove(&id).expect("listed");
+            let partitions: Vec<_> = old.partitions().collect();
+            old.ctx.output.clear();
+            old.close();
+            // The engines must be closed before they are opened again.
+            drop(old);
+            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
+            self.restore(&mut task)?;
+            let mut group = PartitionGroup::default();
+            let old_group = inputs.groups.remove(&id);
+            for &(topic, partition) in &partitions {
+                task.add_partition(topic, partition);
+                group.add(topic, partition);
+                let name = self.settings.topics.name(topic);
+                let paused = old_group
+                    .as_ref()
+                    .and_then(|g| g.index(topic, partition).map(|q| g.queues()[q].paused));
+                if paused == Some(true) {
+                    resume.add_partition(name, partition);
+                }
+                rewind.add_partition(name, partition);
+            }
+            inputs.groups.insert(id, group);
+            self.tasks.insert(id, task);
+        }
+        if rewind.count() == 0 {
+            return Ok(());
+        }
+        let committed = consumer.committed_offsets(rewind.clone(), Duration::from_secs(30))?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let start = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                // Never committed: where consumption started.
+                _ => self
+                    .settings
+                    .topics
+                    .get(e.topic())
+                    .and_then(|t| inputs.bounds.get(&(t, e.partition())))
+                    .and_then(|b| b.start)
+                    .map_or(Offset::Beginning, Offset::Offset),
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), start)?;
+        }
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
+        }
+        for e in seek.elements() {
+            consumer.seek(e.topic(), e.partition(), e.offset(), Duration::from_secs(30))?;
+        }
+        Ok(())
     }
 }

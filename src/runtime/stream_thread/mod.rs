@@ -31,7 +31,7 @@ use super::query::Query;
 use super::task::{Outcome, Task, TaskId, TaskSettings};
 use super::upstream::Marks;
 use crate::error::Error;
-use crate::kafka::StreamsConfig;
+use crate::kafka::{Guarantee, StreamsConfig};
 use crate::observability::ThreadMetrics;
 use crate::processor::Extracted;
 use crate::stores::CacheBudget;
@@ -56,6 +56,9 @@ pub(crate) struct ThreadSpec {
     pub(crate) committed: Arc<Latch>,
     /// Interactive queries for this thread's stores.
     pub(crate) queries: mpsc::Receiver<Query>,
+    /// The producer's transactional id under exactly-once: the worker's
+    /// process id and the thread's number, stable across restarts.
+    pub(crate) transactional_id: String,
 }
 
 pub(crate) struct StreamThread {
@@ -104,6 +107,11 @@ struct ThreadState {
     metrics: ThreadMetrics,
     commit_interval: Duration,
     last_commit: Instant,
+    /// Exactly-once: a transaction per commit, two-phase store flushes.
+    exactly_once: bool,
+    /// Commit at the next chance (the write caches filled up under
+    /// exactly-once, where they cannot be flushed between commits).
+    commit_now: bool,
     poll_timeout: Duration,
     max_poll_records: usize,
     idle: TaskIdle,
@@ -130,6 +138,7 @@ impl StreamThread {
             shutdown,
             committed,
             queries,
+            transactional_id,
         } = spec;
         let servers = servers.as_str();
         let consumer_config = config.consumer_client_config(servers, &name);
@@ -145,7 +154,7 @@ impl StreamThread {
             .map(|&t| settings.topics.name(t).to_owned())
             .collect();
         let collector = Collector::new(
-            &config.producer_client_config(servers, &name),
+            &config.stream_producer_config(servers, &name, &transactional_id),
             settings.topics.clone(),
             changelogs,
             settings.topics.name(settings.dead_letter_topic).to_owned(),
@@ -160,7 +169,12 @@ impl StreamThread {
             // formality librdkafka's consumer wants.
             .set("group.id", format!("{}-restore", config.application_id))
             .set("enable.auto.commit", "false")
-            .set("fetch.max.bytes", "52428800");
+            .set("fetch.max.bytes", "52428800")
+            // Writes of aborted or open transactions are never restored;
+            // the end of a changelog is then its last stable offset, which
+            // a transaction marker may follow: the end is told by EOF.
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true");
         let routes = vec![Vec::new(); settings.topics.len()];
         Ok(StreamThread {
             consumer,
@@ -172,8 +186,10 @@ impl StreamThread {
                 tasks: BTreeMap::new(),
                 routes,
                 metrics,
-                commit_interval: config.commit_interval,
+                commit_interval: config.commit_interval_or_default(),
                 last_commit: Instant::now(),
+                exactly_once: config.guarantee == Guarantee::ExactlyOnce,
+                commit_now: false,
                 poll_timeout: config.poll_timeout,
                 max_poll_records: config.max_poll_records.max(1),
                 idle: config.max_task_idle,
@@ -204,6 +220,8 @@ impl StreamThread {
         tracing::info!(thread = %self.state.name, ?topics, "stream thread started");
         let mut result = self.run_loop();
         if result.is_ok() {
+            // Under exactly-once an abort here leaves the stores at their
+            // last commit, which is where the next owner starts.
             result = self.state.commit(&self.consumer).map(drop);
         }
         // Leaving the group rebalances it, and a rebalance makes the broker
@@ -251,7 +269,7 @@ impl StreamThread {
             state.rebalance(consumer, &mut inputs)?;
             state.punctuate(now_millis(), &inputs.bounds)?;
             state.answer_queries();
-            state.maybe_commit(consumer)?;
+            state.maybe_commit(consumer, &mut inputs)?;
         }
         Ok(())
     }
@@ -386,8 +404,14 @@ impl ThreadState {
             return Ok(());
         }
         if self.cache.is_full() {
-            for task in self.tasks.values_mut() {
-                task.flush_stores().map_err(Error::Store)?;
+            if self.exactly_once {
+                // The caches hold the open transaction's writes: they go
+                // to the engines only once it commits.
+                self.commit_now = true;
+            } else {
+                for task in self.tasks.values_mut() {
+                    task.flush_stores().map_err(Error::Store)?;
+                }
             }
         }
         self.count_drops();

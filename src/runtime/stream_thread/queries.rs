@@ -1,5 +1,6 @@
 //! Interactive queries served by the stream thread from its tasks' stores
-//! between batches.
+//! between batches. Under exactly-once they read committed state alone
+//! (the engines), never a write of a transaction that may still abort.
 
 use super::ThreadState;
 use crate::runtime::query::{Answer, QueryOp};
@@ -15,17 +16,27 @@ impl ThreadState {
                 };
                 answer.held.push(task.ctx.id.partition);
                 let store = store.borrow();
+                let committed = self.exactly_once;
                 let found = match &q.op {
-                    QueryOp::Get(k) => store.get(k).map(|v| {
+                    QueryOp::Get(k) => match committed {
+                        true => store.committed_get(k),
+                        false => store.get(k),
+                    }
+                    .map(|v| {
                         if let Some(v) = v {
                             answer.entries.push((k.clone(), v));
                         }
                     }),
                     QueryOp::Range(from, to) => {
-                        store.range(from.as_deref(), to.as_deref(), &mut |k, v| {
+                        let (from, to) = (from.as_deref(), to.as_deref());
+                        let visit = &mut |k: &[u8], v: &[u8]| {
                             answer.entries.push((k.to_vec(), v.to_vec()));
                             true
-                        })
+                        };
+                        match committed {
+                            true => store.committed_range(from, to, visit),
+                            false => store.range(from, to, visit),
+                        }
                     }
                 };
                 if let Err(e) = found {

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::ThreadState;
@@ -100,6 +101,13 @@ impl ThreadState {
                                     if let Some(k) = m.key() {
                                         batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
                                     }
+                                }
+                                // The last stable offset may be followed
+                                // by a transaction marker: at the end,
+                                // position is past it.
+                                Some(Err(KafkaError::PartitionEOF(_))) => {
+                                    position = high;
+                                    break;
                                 }
                                 Some(Err(e)) => {
                                     tracing::warn!(store = %name, "restore poll: {e}");

@@ -67,6 +67,11 @@ pub struct DemoArgs {
     /// Kafka bootstrap servers; without it an embedded cluster is started.
     #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
     brokers: Option<String>,
+    /// Delivery guarantee of the three services, overriding their files':
+    /// at_least_once or exactly_once (on the embedded cluster a
+    /// demonstration only: it fakes transactions).
+    #[arg(long)]
+    guarantee: Option<eddy::kafka::Guarantee>,
     /// Address of /metrics, POST /orders and GET /orders/{id} (default
     /// 127.0.0.1:8080, or a free port if that one is taken).
     #[arg(long)]
@@ -313,6 +318,9 @@ fn start_services(
         let path = args.config_dir.join(file);
         let mut p = Pipeline::load_with(&path, &registry, &overrides)?;
         p.config.bootstrap_servers = args.brokers.clone();
+        if let Some(g) = args.guarantee {
+            p.config.guarantee = g;
+        }
         p.config.state_dir = s.state.to_owned();
         p.config.embedded_partitions = args.partitions;
         let saga = p.config.application_id == topic(args, "order-saga");
