@@ -128,10 +128,15 @@ fn a_poison_record_is_dead_lettered_in_a_transaction_that_commits() {
     c.create_topic(&input, 1);
     c.create_topic(&output, 1);
     let n = |v: i64| v.to_be_bytes().to_vec();
-    let records: Vec<_> = [("a", n(1)), ("b", n(2)), ("a", b"oops".to_vec()), ("a", n(4))]
-        .into_iter()
-        .map(|(k, v)| (Some(k.as_bytes().to_vec()), Some(v)))
-        .collect();
+    let records: Vec<_> = [
+        ("a", n(1)),
+        ("b", n(2)),
+        ("a", b"oops".to_vec()),
+        ("a", n(4)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (Some(k.as_bytes().to_vec()), Some(v)))
+    .collect();
     c.produce(&input, &records);
     let b = StreamsBuilder::new();
     b.stream(&input, StringSerde, I64Serde)
@@ -177,11 +182,16 @@ struct Nonces {
 
 impl Processor<String, String, String, String> for Nonces {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), InitError> {
-        self.store = Some(ctx.key_value_store("nonces", Arc::new(StringSerde), Arc::new(I64Serde))?);
+        self.store =
+            Some(ctx.key_value_store("nonces", Arc::new(StringSerde), Arc::new(I64Serde))?);
         Ok(())
     }
 
-    fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, String, String>) {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) {
         if r.key.starts_with("big") {
             ctx.forward(r.with_value("x".repeat(4000)));
             return;

@@ -186,8 +186,19 @@ fn bad_settings_and_toml_are_refused() {
             .to_string()
     };
     assert_eq!(
-        err("[application]\nid = \"a\"\nguarantee = \"exactly_once\"\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
-        "x.toml: application.guarantee: exactly_once is not available yet; use at_least_once"
+        err("[application]\nid = \"a\"\nguarantee = \"twice\"\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
+        "x.toml: application.guarantee: unknown variant `twice`, expected `at_least_once` or `exactly_once` (line 3, column 13)"
+    );
+    let eos = Pipeline::parse(
+        "[application]\nid = \"a\"\nguarantee = \"exactly_once\"\n[topics.t]\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n",
+        path,
+        &registry,
+    )
+    .unwrap();
+    assert_eq!(eos.config.guarantee, eddy::kafka::Guarantee::ExactlyOnce);
+    assert_eq!(
+        eos.config.commit_interval_or_default(),
+        std::time::Duration::from_millis(100)
     );
     assert_eq!(
         err("[application]\nid = \"a\"\nthreads = \"two\"\n"),

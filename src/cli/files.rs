@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// to run an isolated copy beside others on one cluster.
     #[arg(long)]
     suffix: Option<String>,
+    /// Extra librdkafka properties, `key=value` (prefix `consumer.` or
+    /// `producer.` for one client), over the file's.
+    #[arg(long = "set", value_parser = super::parse_property)]
+    properties: Vec<(String, String)>,
 }
 
 /// Arguments of `describe`.
@@ -98,6 +102,9 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     }
     if let Some(d) = args.state_dir {
         pipeline.config.state_dir = d;
+    }
+    for (k, v) in &args.properties {
+        pipeline.config.properties.insert(k.clone(), v.clone());
     }
     let running = pipeline.into_streams().start()?;
     if let Some(addr) = running.http_addr() {

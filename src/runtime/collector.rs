@@ -303,7 +303,11 @@ impl Collector {
         for r in output.iter() {
             let topic = self.topics.name(r.meta.topic);
             if !self.poisoned.is_empty() {
-                if let Some(i) = self.poisoned.iter().position(|p| p.is(topic, r.key, r.value)) {
+                if let Some(i) = self
+                    .poisoned
+                    .iter()
+                    .position(|p| p.is(topic, r.key, r.value))
+                {
                     let refused = self.poisoned.swap_remove(i);
                     self.dead_letter_refused(&refused)?;
                     continue;
@@ -594,9 +598,16 @@ impl Collector {
     /// Forgets failed and refused deliveries (of an ended transaction).
     fn take_refused(&self) {
         let tracker = self.producer.context();
-        tracker.refused.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        tracker
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         tracker.failed.store(0, Ordering::Relaxed);
-        *tracker.first_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *tracker
+            .first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Forgets the acknowledged changelog offsets (their transaction was

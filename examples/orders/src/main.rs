@@ -1,6 +1,7 @@
 //! `eddy-orders`: eddy's command line with the order pipeline's processors
 //! registered, plus `demo` (the pipeline end to end) and `gen` (load).
 
+mod chaos;
 mod demo;
 mod gen;
 
@@ -29,6 +30,11 @@ enum Command {
     /// Produces generated events (`orders`: `order_created`) at a rate, to
     /// any cluster, for load tests.
     Gen(gen::GenArgs),
+    /// Runs the three services as worker processes on a real cluster under
+    /// load while killing, freezing and restarting workers and a broker,
+    /// then checks every output (exactly one outcome per order, exact
+    /// compensations and stock, no duplicates).
+    Chaos(chaos::ChaosArgs),
     #[command(flatten)]
     Eddy(eddy::cli::Command),
 }
@@ -44,6 +50,10 @@ fn main() -> ExitCode {
         Command::Gen(args) => {
             cli.logs.init("info");
             gen::run(args)
+        }
+        Command::Chaos(args) => {
+            cli.logs.init("warn");
+            chaos::run(args)
         }
         Command::Eddy(command) => {
             cli.logs.init("info");

@@ -199,7 +199,12 @@ impl ThreadState {
             consumer.resume(&resume)?;
         }
         for e in seek.elements() {
-            consumer.seek(e.topic(), e.partition(), e.offset(), Duration::from_secs(30))?;
+            consumer.seek(
+                e.topic(),
+                e.partition(),
+                e.offset(),
+                Duration::from_secs(30),
+            )?;
         }
         Ok(())
     }

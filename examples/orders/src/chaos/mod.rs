@@ -1,0 +1,434 @@
+//! `eddy-orders chaos`: the order pipeline's three services as separate
+//! worker processes on a real cluster, under generated load, while the
+//! harness SIGKILLs random workers (some restarted on an empty state
+//! directory), freezes one worker (SIGSTOP) until its tasks have moved and
+//! thaws it (SIGCONT: a zombie that must be fenced), and restarts a
+//! broker; then every topic is read with a read-committed consumer and
+//! checked (see [`check`]).
+
+mod check;
+mod procs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use eddy::kafka::{send_blocking, Guarantee, StreamsConfig};
+use eddy_orders::order_created;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use serde::Serialize;
+use serde_json::json;
+
+use check::{Topics, Verdict};
+use procs::{Broker, Worker, WorkerSpec};
+
+/// Arguments of `chaos`.
+#[derive(clap::Args)]
+pub struct ChaosArgs {
+    /// Bootstrap servers of the cluster (three nodes for a broker restart).
+    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
+    brokers: String,
+    /// Delivery guarantee of the services.
+    #[arg(long, default_value = "exactly_once")]
+    guarantee: Guarantee,
+    /// Orders to generate.
+    #[arg(long, default_value_t = 20_000)]
+    orders: u64,
+    /// Orders per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Workers SIGKILLed (and restarted) during the load.
+    #[arg(long, default_value_t = 5)]
+    kills: u32,
+    /// Freeze one worker (SIGSTOP) until its tasks move, then thaw it.
+    #[arg(long)]
+    zombie: bool,
+    /// Restart a broker (SIGKILL, then start it again) during the load:
+    /// the folder of the cluster started by `scripts/kafka/start.sh`
+    /// (`<cache>/kafka-data/3node`), whose node 2 is restarted.
+    #[arg(long)]
+    restart_broker: Option<PathBuf>,
+    /// Port of the broker restarted (node 2 of `scripts/kafka/start.sh`).
+    #[arg(long, default_value_t = 19094)]
+    restarted_port: u16,
+    /// Workers per service.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Products (`product-0` …).
+    #[arg(long, default_value_t = 50)]
+    products: u64,
+    /// Every Nth order is malformed (goes to the dead-letter topics).
+    #[arg(long, default_value_t = 997)]
+    malformed_every: u64,
+    /// Folder of the topology files.
+    #[arg(long, default_value = "config")]
+    config_dir: PathBuf,
+    /// Where state directories and worker logs go (default: a new folder
+    /// in the temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Seed of the generator and of the chaos schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Give up waiting for outcomes this many seconds after the load.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Write the report (JSON) here too.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// What a run did and found.
+#[derive(Debug, Serialize)]
+struct Report {
+    guarantee: String,
+    orders: u64,
+    kills: u32,
+    wiped_state: u32,
+    zombie: bool,
+    broker_restarted: bool,
+    workers: usize,
+    partitions: i32,
+    load_secs: f64,
+    total_secs: f64,
+    verdict: Verdict,
+    failures: Vec<String>,
+}
+
+/// splitmix64: the chaos schedule's random numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Kill,
+    Zombie,
+    RestartBroker,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let suffix = format!("chaos{}", now_ms());
+    let topic = |t: &str| format!("{t}-{suffix}");
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(&suffix));
+    std::fs::create_dir_all(&work)?;
+    let admin = StreamsConfig::new("eddy-chaos").admin_client_config(&args.brokers);
+    for t in ["orders", "payments", "inventory", "stock", "order-outcomes"] {
+        eddy::kafka::admin::ensure_topic(
+            &admin,
+            &topic(t),
+            args.partitions,
+            &[],
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("creating {}", topic(t)))?;
+    }
+    // About three quarters of the units the orders ask for (five on
+    // average): some orders are cancelled for lack of stock.
+    let per_product = (args.orders * 15 / 4 / args.products.max(1)).max(10) as i64;
+    let stock: BTreeMap<String, i64> = (0..args.products)
+        .map(|p| (format!("product-{p}"), per_product))
+        .collect();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    for (p, qty) in &stock {
+        let v = json!({"product_id": p, "qty": qty}).to_string();
+        send_blocking(
+            &producer,
+            BaseRecord::to(&topic("stock"))
+                .key(p)
+                .payload(&v)
+                .timestamp(0),
+        )?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+
+    let common: Vec<String> = [
+        "--brokers",
+        &args.brokers,
+        "--suffix",
+        &suffix,
+        "--guarantee",
+        args.guarantee.as_str(),
+        // A dead worker's partitions move within seconds.
+        "--set",
+        "consumer.session.timeout.ms=6000",
+        "--set",
+        "consumer.heartbeat.interval.ms=500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut workers = Vec::new();
+    for service in ["payment", "inventory", "order-saga"] {
+        for index in 0..args.workers {
+            let name = format!("{service}-{index}");
+            workers.push(Worker::start(WorkerSpec {
+                service,
+                index,
+                config: args.config_dir.join(format!("{service}.toml")),
+                state_dir: work.join("state").join(&name),
+                log: procs::log_file(&work.join("logs"), &name)?,
+                common: common.clone(),
+            })?);
+        }
+    }
+    eprintln!(
+        "chaos: {} workers, {} orders at {}/s, guarantee {}; logs in {}",
+        workers.len(),
+        args.orders,
+        args.rate,
+        args.guarantee,
+        work.join("logs").display()
+    );
+
+    // The load, on a thread of its own.
+    let sent = Arc::new(AtomicU64::new(0));
+    let generator = {
+        let (brokers, orders_topic, sent) = (args.brokers.clone(), topic("orders"), sent.clone());
+        let (count, rate, products, seed, bad) = (
+            args.orders,
+            args.rate,
+            args.products,
+            args.seed,
+            args.malformed_every,
+        );
+        std::thread::spawn(move || {
+            generate(
+                &brokers,
+                &orders_topic,
+                (count, rate, products, seed, bad),
+                &sent,
+            )
+        })
+    };
+    let load = Duration::from_secs_f64(args.orders as f64 / args.rate.max(1) as f64);
+
+    // The chaos schedule: events at random moments of the load's middle
+    // 80 %, in order.
+    let mut rng = Rng(args.seed ^ 0xc4a0_5eed);
+    let mut events: Vec<(Duration, Event)> = (0..args.kills)
+        .map(|_| Event::Kill)
+        .chain(args.zombie.then_some(Event::Zombie))
+        .chain(args.restart_broker.as_ref().map(|_| Event::RestartBroker))
+        .map(|e| {
+            let at = load.mul_f64(0.1 + 0.8 * rng.below(10_000) as f64 / 10_000.0);
+            (at, e)
+        })
+        .collect();
+    events.sort_by_key(|(at, _)| *at);
+    let (mut wiped, mut killed) = (0, 0);
+    for (at, event) in events {
+        if let Some(wait) = at.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let sent_now = sent.load(Ordering::Relaxed);
+        match event {
+            Event::Kill => {
+                let i = rng.below(workers.len() as u64) as usize;
+                let wipe = rng.below(3) == 0;
+                eprintln!(
+                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGKILL {}{}",
+                    started.elapsed().as_secs_f64(),
+                    workers[i].name(),
+                    if wipe {
+                        ", restarted on an empty state directory"
+                    } else {
+                        ""
+                    }
+                );
+                workers[i].kill_and_restart(wipe, Duration::from_secs(1 + rng.below(3)))?;
+                killed += 1;
+                wiped += u32::from(wipe);
+            }
+            Event::Zombie => {
+                let i = rng.below(workers.len() as u64) as usize;
+                eprintln!(
+                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGSTOP {} for 20 s (its tasks move, its transaction times out)",
+                    started.elapsed().as_secs_f64(),
+                    workers[i].name()
+                );
+                workers[i].signal("STOP")?;
+                std::thread::sleep(Duration::from_secs(20));
+                workers[i].signal("CONT")?;
+                eprintln!("chaos: SIGCONT {}", workers[i].name());
+            }
+            Event::RestartBroker => {
+                let dir = args
+                    .restart_broker
+                    .as_ref()
+                    .expect("scheduled only with a folder");
+                eprintln!(
+                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGKILL broker 2, restart in 5 s",
+                    started.elapsed().as_secs_f64()
+                );
+                Broker::new(dir, 2, args.restarted_port)
+                    .kill_and_restart(Duration::from_secs(5))?;
+                eprintln!("chaos: broker 2 is back");
+            }
+        }
+    }
+    let (orders, malformed) = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator panicked"))??;
+    let load_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "chaos: load done in {load_secs:.1} s; waiting for {} outcomes",
+        orders.len()
+    );
+    for w in &mut workers {
+        if !w.is_running() {
+            bail!("worker {} exited; see its log", w.name());
+        }
+    }
+    check::wait_for_keys(
+        &args.brokers,
+        &topic("order-outcomes"),
+        orders.len(),
+        Duration::from_secs(args.timeout_secs),
+        |n| eprintln!("chaos: {n} of {} orders have an outcome", orders.len()),
+    )?;
+    // Compensations follow outcomes, and stock follows compensations.
+    std::thread::sleep(Duration::from_secs(10));
+    let mut clean = true;
+    for w in &mut workers {
+        clean &= w.stop(Duration::from_secs(30));
+    }
+    if !clean {
+        eprintln!("chaos: a worker did not stop cleanly; see the logs");
+    }
+    let topics = Topics {
+        outcomes: topic("order-outcomes"),
+        payments: topic("payments"),
+        inventory: topic("inventory"),
+        stock_changelog: format!("inventory-service-{suffix}-stock-levels-changelog"),
+        dead_letters: ["payment-service", "inventory-service", "order-saga"]
+            .iter()
+            .map(|a| format!("{a}-{suffix}-dlq"))
+            .collect(),
+    };
+    let verdict = check::verify(&args.brokers, &topics, &orders, malformed, &stock)?;
+    let exactly_once = args.guarantee == Guarantee::ExactlyOnce;
+    let report = Report {
+        guarantee: args.guarantee.to_string(),
+        orders: args.orders,
+        kills: killed,
+        wiped_state: wiped,
+        zombie: args.zombie,
+        broker_restarted: args.restart_broker.is_some(),
+        workers: workers.len(),
+        partitions: args.partitions,
+        load_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+        failures: verdict.failures(exactly_once),
+        verdict,
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, &text)?;
+    }
+    if !report.failures.is_empty() {
+        bail!("the run failed its checks: {}", report.failures.join("; "));
+    }
+    Ok(())
+}
+
+type Orders = HashMap<String, Vec<(String, i64)>>;
+
+/// Produces the orders at `rate` (every `bad`th malformed) with an
+/// idempotent producer; returns the valid orders' units per product and
+/// the number of malformed records.
+fn generate(
+    brokers: &str,
+    topic: &str,
+    (count, rate, products, seed, bad): (u64, u64, u64, u64, u64),
+    sent: &AtomicU64,
+) -> anyhow::Result<(Orders, usize)> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    let start = Instant::now();
+    let mut orders = HashMap::new();
+    let mut malformed = 0;
+    for i in 0..count {
+        let due = Duration::from_secs_f64(i as f64 / rate.max(1) as f64);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(wait);
+        }
+        let now = now_ms();
+        if bad > 0 && i % bad == bad - 1 {
+            let key = format!("bad-{seed}-{i}");
+            send_blocking(
+                &producer,
+                BaseRecord::to(topic)
+                    .key(&key)
+                    .payload("{not json")
+                    .timestamp(now),
+            )?;
+            malformed += 1;
+        } else {
+            let o = order_created(seed, i, products, now);
+            let id = o["order_id"].as_str().unwrap_or_default().to_owned();
+            let units = o["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|it| {
+                    (
+                        it["product_id"].as_str().unwrap_or_default().to_owned(),
+                        it["qty"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            send_blocking(
+                &producer,
+                BaseRecord::to(topic)
+                    .key(&id)
+                    .payload(&o.to_string())
+                    .timestamp(now),
+            )?;
+            orders.insert(id, units);
+        }
+        sent.store(i + 1, Ordering::Relaxed);
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok((orders, malformed))
+}
