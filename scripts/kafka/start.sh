@@ -40,7 +40,9 @@ elif [[ "$live" -gt 0 ]]; then
 fi
 for other in 1 3; do
   [[ "$other" == "$nodes" ]] && continue
-  if [[ "$(live_nodes "$other")" -gt 0 ]]; then
+  # The other cluster may run beside this one on other ports ($EDDY_KAFKA_PORT).
+  if [[ "$(live_nodes "$other")" -gt 0 ]] &&
+    grep -q "^listeners=PLAINTEXT://$KAFKA_HOST:$(broker_port 1)," "$(node_dir "$other" 1)/server.properties" 2>/dev/null; then
     kdie "the ${other}-node cluster is running on the same ports; run scripts/kafka/stop.sh --nodes $other first"
   fi
 done

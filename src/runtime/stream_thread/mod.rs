@@ -171,10 +171,8 @@ impl StreamThread {
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", "52428800")
             // Writes of aborted or open transactions are never restored;
-            // the end of a changelog is then its last stable offset, which
-            // a transaction marker may follow: the end is told by EOF.
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true");
+            // the end of a changelog is then its last stable offset.
+            .set("isolation.level", "read_committed");
         let routes = vec![Vec::new(); settings.topics.len()];
         Ok(StreamThread {
             consumer,

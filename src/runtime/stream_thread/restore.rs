@@ -5,8 +5,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::ThreadState;
@@ -92,7 +91,11 @@ impl ThreadState {
                     let mut last_log = Instant::now();
                     while position < high {
                         let mut batch = Vec::with_capacity(10_000);
-                        let mut timeout = Duration::from_millis(500);
+                        // Short waits: the end of a changelog written in
+                        // transactions is a marker, never handed out, so
+                        // an empty poll is followed by a look at the
+                        // position (which steps over markers).
+                        let mut timeout = Duration::from_millis(10);
                         while batch.len() < 10_000 {
                             match consumer.poll(timeout) {
                                 Some(Ok(m)) => {
@@ -102,13 +105,6 @@ impl ThreadState {
                                         batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
                                     }
                                 }
-                                // The last stable offset may be followed
-                                // by a transaction marker: at the end,
-                                // position is past it.
-                                Some(Err(KafkaError::PartitionEOF(_))) => {
-                                    position = high;
-                                    break;
-                                }
                                 Some(Err(e)) => {
                                     tracing::warn!(store = %name, "restore poll: {e}");
                                     break;
@@ -116,6 +112,9 @@ impl ThreadState {
                                 None => break,
                             }
                             timeout = Duration::ZERO;
+                        }
+                        if batch.is_empty() {
+                            position = position.max(consumer_position(consumer, &topic, partition));
                         }
                         let n = batch.len() as u64;
                         if n > 0 && tx.send(batch).is_err() {
@@ -153,4 +152,18 @@ impl ThreadState {
         }
         Ok(())
     }
+}
+
+/// The consumer's position in a partition (`-1` if unknown).
+fn consumer_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    let Ok(positions) = consumer.position() else {
+        return -1;
+    };
+    positions
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .unwrap_or(-1)
 }

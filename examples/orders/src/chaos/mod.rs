@@ -238,68 +238,88 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let load = Duration::from_secs_f64(args.orders as f64 / args.rate.max(1) as f64);
 
     // The chaos schedule: events at random moments of the load's middle
-    // 80 %, in order.
+    // 80 %, in order. The frozen worker and the restarted broker take
+    // their time on threads of their own; kills spare the frozen worker.
+    let load_start = Instant::now();
     let mut rng = Rng(args.seed ^ 0xc4a0_5eed);
-    let mut events: Vec<(Duration, Event)> = (0..args.kills)
+    let events = (0..args.kills)
         .map(|_| Event::Kill)
         .chain(args.zombie.then_some(Event::Zombie))
-        .chain(args.restart_broker.as_ref().map(|_| Event::RestartBroker))
+        .chain(args.restart_broker.as_ref().map(|_| Event::RestartBroker));
+    let mut events: Vec<(Duration, Event)> = events
         .map(|e| {
-            let at = load.mul_f64(0.1 + 0.8 * rng.below(10_000) as f64 / 10_000.0);
-            (at, e)
+            (
+                load.mul_f64(0.1 + 0.8 * rng.below(10_000) as f64 / 10_000.0),
+                e,
+            )
         })
         .collect();
     events.sort_by_key(|(at, _)| *at);
+    let frozen = rng.below(workers.len() as u64) as usize;
     let (mut wiped, mut killed) = (0, 0);
+    let mut background = Vec::new();
+    let log = |what: String| {
+        eprintln!(
+            "chaos: {:>6.1} s, {:>7} orders sent: {what}",
+            load_start.elapsed().as_secs_f64(),
+            sent.load(Ordering::Relaxed)
+        )
+    };
     for (at, event) in events {
-        if let Some(wait) = at.checked_sub(started.elapsed()) {
+        if let Some(wait) = at.checked_sub(load_start.elapsed()) {
             std::thread::sleep(wait);
         }
-        let sent_now = sent.load(Ordering::Relaxed);
         match event {
             Event::Kill => {
-                let i = rng.below(workers.len() as u64) as usize;
+                let mut i = rng.below(workers.len() as u64 - 1) as usize;
+                if args.zombie && i >= frozen {
+                    i += 1;
+                }
+                let i = i.min(workers.len() - 1);
                 let wipe = rng.below(3) == 0;
-                eprintln!(
-                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGKILL {}{}",
-                    started.elapsed().as_secs_f64(),
-                    workers[i].name(),
-                    if wipe {
-                        ", restarted on an empty state directory"
-                    } else {
-                        ""
-                    }
-                );
+                let how = if wipe {
+                    ", restarted on an empty state directory"
+                } else {
+                    ""
+                };
+                log(format!("SIGKILL {}{how}", workers[i].name()));
                 workers[i].kill_and_restart(wipe, Duration::from_secs(1 + rng.below(3)))?;
                 killed += 1;
                 wiped += u32::from(wipe);
             }
             Event::Zombie => {
-                let i = rng.below(workers.len() as u64) as usize;
-                eprintln!(
-                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGSTOP {} for 20 s (its tasks move, its transaction times out)",
-                    started.elapsed().as_secs_f64(),
-                    workers[i].name()
-                );
-                workers[i].signal("STOP")?;
-                std::thread::sleep(Duration::from_secs(20));
-                workers[i].signal("CONT")?;
-                eprintln!("chaos: SIGCONT {}", workers[i].name());
+                let w = &workers[frozen];
+                log(format!(
+                    "SIGSTOP {} for 20 s (its tasks move, its transaction times out)",
+                    w.name()
+                ));
+                let (name, pid) = (w.name(), w.pid().context("the worker runs")?);
+                background.push(std::thread::spawn(move || -> anyhow::Result<()> {
+                    procs::signal(pid, "STOP")?;
+                    std::thread::sleep(Duration::from_secs(20));
+                    procs::signal(pid, "CONT")?;
+                    eprintln!("chaos: SIGCONT {name}");
+                    Ok(())
+                }));
             }
             Event::RestartBroker => {
                 let dir = args
                     .restart_broker
-                    .as_ref()
+                    .clone()
                     .expect("scheduled only with a folder");
-                eprintln!(
-                    "chaos: {:>6.1} s, {sent_now} orders sent: SIGKILL broker 2, restart in 5 s",
-                    started.elapsed().as_secs_f64()
-                );
-                Broker::new(dir, 2, args.restarted_port)
-                    .kill_and_restart(Duration::from_secs(5))?;
-                eprintln!("chaos: broker 2 is back");
+                log("SIGKILL broker 2, restarted 5 s later".into());
+                let port = args.restarted_port;
+                background.push(std::thread::spawn(move || -> anyhow::Result<()> {
+                    Broker::new(&dir, 2, port).kill_and_restart(Duration::from_secs(5))?;
+                    eprintln!("chaos: broker 2 is back");
+                    Ok(())
+                }));
             }
         }
+    }
+    for b in background {
+        b.join()
+            .map_err(|_| anyhow::anyhow!("a chaos thread panicked"))??;
     }
     let (orders, malformed) = generator
         .join()

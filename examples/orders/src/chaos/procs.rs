@@ -71,7 +71,7 @@ impl Worker {
         Ok(())
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(super) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
@@ -87,21 +87,6 @@ impl Worker {
         }
         std::thread::sleep(pause);
         self.spawn()
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`, `TERM`) to the process.
-    pub(super) fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let Some(pid) = self.pid() else {
-            bail!("{} is not running", self.name())
-        };
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed");
-        }
-        Ok(())
     }
 
     /// Whether the process is still running (not exited).
@@ -131,6 +116,18 @@ impl Worker {
         let _ = c.wait();
         false
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to process `pid`.
+pub(super) fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
 }
 
 /// A broker of the cluster started by `scripts/kafka/start.sh`, found by
