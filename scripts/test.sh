@@ -2,8 +2,8 @@
 # The whole test suite of the workspace (the eddy library and the order
 # pipeline example): sets up the machine (packages, Kafka jars), checks
 # formatting and lints, starts a single-node Apache Kafka broker, runs every
-# test against it, runs them again against the embedded cluster, and stops
-# the broker.
+# test against it, runs the chaos harness on a three-node cluster, runs the
+# tests again against the embedded cluster, and stops the brokers.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$here/setup.sh" --kafka
@@ -21,6 +21,17 @@ bootstrap="$("$here/kafka/start.sh" | tail -n1)"
 
 echo "== tests against Apache Kafka at $bootstrap" >&2
 EDDY_TEST_BOOTSTRAP="$bootstrap" cargo test --workspace --quiet -- --test-threads 2
+"$here/kafka/stop.sh" >/dev/null 2>&1
+
+echo "== the chaos harness on a three-node cluster" >&2
+trap '"$here/kafka/stop.sh" >/dev/null 2>&1 || true' EXIT
+chaos_bootstrap="$("$here/kafka/start.sh" --nodes 3 | tail -n1)"
+# shellcheck source=kafka/common.sh
+chaos_dir="$(source "$here/kafka/common.sh" && cluster_dir 3)"
+EDDY_CHAOS_BOOTSTRAP="$chaos_bootstrap" EDDY_CHAOS_KAFKA_DIR="$chaos_dir" \
+  EDDY_CHAOS_RESTART_PORT="$(source "$here/kafka/common.sh" && broker_port 2)" \
+  cargo test -p eddy-orders --test broker_chaos --quiet -- --test-threads 1
+"$here/kafka/stop.sh" >/dev/null 2>&1
 echo "== tests against the embedded cluster" >&2
 env -u EDDY_TEST_BOOTSTRAP cargo test --workspace --quiet -- --test-threads 2
 echo "== all tests passed" >&2

@@ -122,7 +122,8 @@ struct ThreadState {
     /// Write-cache budget of this thread's stores.
     cache: Rc<CacheBudget>,
     restore_config: ClientConfig,
-    /// Reads changelogs (no group), made on first use.
+    /// Looks up changelog ends (no group, never assigned), made on first
+    /// use; each restore reads with a consumer of its own.
     restore_consumer: Option<BaseConsumer>,
     queries: mpsc::Receiver<Query>,
 }

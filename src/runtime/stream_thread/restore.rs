@@ -36,7 +36,10 @@ impl ThreadState {
         if self.restore_consumer.is_none() {
             self.restore_consumer = Some(self.restore_config.create()?);
         }
-        let consumer = self.restore_consumer.as_ref().expect("just made");
+        // Looks up the changelogs' ends: never assigned, it answers at once
+        // (a consumer assigned and unassigned before waits about 500 ms
+        // for each new lookup or assignment).
+        let lookup = self.restore_consumer.as_ref().expect("just made");
         for store in stores {
             let mut state = store.borrow_mut();
             let (topic, partition) = state.changelog.expect("filtered on changelog");
@@ -58,7 +61,7 @@ impl ThreadState {
             }
             state.changelog_offset = checkpointed;
             let (low, high) =
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+                lookup.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
             let started = Instant::now();
             let mut restored = 0u64;
@@ -67,6 +70,8 @@ impl ThreadState {
             if start < high {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
+                // A reader of its own, for the same reason.
+                let consumer: BaseConsumer = self.restore_config.create()?;
                 consumer.assign(&tpl)?;
                 // Consuming and writing overlap: this thread fetches and
                 // copies batches, a scoped thread writes them to the engine.
@@ -114,7 +119,8 @@ impl ThreadState {
                             timeout = Duration::ZERO;
                         }
                         if batch.is_empty() {
-                            position = position.max(consumer_position(consumer, &topic, partition));
+                            position =
+                                position.max(consumer_position(&consumer, &topic, partition));
                         }
                         let n = batch.len() as u64;
                         if n > 0 && tx.send(batch).is_err() {
@@ -137,7 +143,6 @@ impl ThreadState {
                 if let Some(o) = written.map_err(Error::Store)? {
                     state.changelog_offset = Some(o);
                 }
-                consumer.unassign()?;
             }
             remaining.set(0);
             tracing::info!(
