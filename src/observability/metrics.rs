@@ -17,6 +17,7 @@ pub struct Metrics {
     poll_latency: HistogramVec,
     process_latency: HistogramVec,
     commit_latency: HistogramVec,
+    commit_phases: HistogramVec,
     assigned: IntGaugeVec,
     lag: IntGaugeVec,
     dropped_late: IntCounterVec,
@@ -29,6 +30,23 @@ pub struct Metrics {
     restore_remaining: IntGaugeVec,
     rocksdb_cache: IntGauge,
     rocksdb_memtables: IntGauge,
+}
+
+/// The phases of a stream thread's commits (`eddy_commit_phase_seconds`).
+#[derive(Clone)]
+pub(crate) struct CommitPhases {
+    pub(crate) stores: Histogram,
+    pub(crate) flush: Histogram,
+    pub(crate) offsets: Histogram,
+    pub(crate) transaction: Histogram,
+    pub(crate) apply: Histogram,
+}
+
+/// Times a phase into `h` from `since`, and restarts the clock.
+pub(crate) fn lap(h: &Histogram, since: &mut std::time::Instant) {
+    let now = std::time::Instant::now();
+    h.observe((now - *since).as_secs_f64());
+    *since = now;
 }
 
 /// The metrics of one stream thread, resolved once so the hot path touches
@@ -44,6 +62,7 @@ pub(crate) struct ThreadMetrics {
     pub(crate) poll_latency: Histogram,
     pub(crate) process_latency: Histogram,
     pub(crate) commit_latency: Histogram,
+    pub(crate) commit_phases: CommitPhases,
     pub(crate) assigned: IntGauge,
     pub(crate) lag: IntGaugeVec,
     pub(crate) dropped_late: IntCounterVec,
@@ -158,8 +177,23 @@ impl Metrics {
                 &registry,
                 "eddy_commit_latency_seconds",
                 "Time to flush outputs and commit offsets.",
-                milli,
+                milli.clone(),
             ),
+            commit_phases: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "eddy_commit_phase_seconds",
+                        "Time of each phase of a commit: stores (caches to changelogs, outputs handed to the producer), flush (until the broker acknowledged them), offsets (offsets committed, or sent into the transaction), transaction (commit_transaction), apply (caches to the stores' engines under exactly-once, checkpoints).",
+                    )
+                    .buckets(milli),
+                    &["thread", "phase"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             assigned,
             lag,
             dropped_late: counter_by(
@@ -260,6 +294,15 @@ impl Metrics {
             poll_latency: self.poll_latency.with_label_values(l),
             process_latency: self.process_latency.with_label_values(l),
             commit_latency: self.commit_latency.with_label_values(l),
+            commit_phases: CommitPhases {
+                stores: self.commit_phases.with_label_values(&[thread, "stores"]),
+                flush: self.commit_phases.with_label_values(&[thread, "flush"]),
+                offsets: self.commit_phases.with_label_values(&[thread, "offsets"]),
+                transaction: self
+                    .commit_phases
+                    .with_label_values(&[thread, "transaction"]),
+                apply: self.commit_phases.with_label_values(&[thread, "apply"]),
+            },
             assigned: self.assigned.with_label_values(l),
             lag: self.lag.clone(),
             dropped_late: self.dropped_late.clone(),

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -21,6 +21,7 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use super::output::OutputBuffer;
 use crate::error::Error;
 use crate::kafka::send_blocking;
+use crate::observability::{lap, CommitPhases};
 use crate::processor::FailureKind;
 use crate::topology::{TopicRef, TopicTable};
 
@@ -462,15 +463,20 @@ impl Collector {
         &mut self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
+        phases: &CommitPhases,
     ) -> Result<Committed, Error> {
         if self.transactional {
-            return self.commit_transaction(consumer, offsets);
+            return self.commit_transaction(consumer, offsets, phases);
         }
+        let mut clock = Instant::now();
         self.flush()?;
+        lap(&phases.flush, &mut clock);
         if offsets.count() == 0 {
             return Ok(Committed::Yes);
         }
-        match consumer.commit(offsets, CommitMode::Sync) {
+        let committed = consumer.commit(offsets, CommitMode::Sync);
+        lap(&phases.offsets, &mut clock);
+        match committed {
             Ok(()) => Ok(Committed::Yes),
             Err(e) => {
                 tracing::warn!("offset commit refused: {e}");
@@ -483,6 +489,7 @@ impl Collector {
         &mut self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
+        phases: &CommitPhases,
     ) -> Result<Committed, Error> {
         if let Some(reason) = self.doomed.take() {
             return self.abort(reason);
@@ -493,6 +500,12 @@ impl Collector {
         if let Err(e) = self.begin() {
             return self.failed(e);
         }
+        let mut clock = Instant::now();
+        // Flushed here (commit_transaction would) to time it apart.
+        if let Err(e) = self.producer.flush(self.flush_timeout) {
+            return self.failed(e);
+        }
+        lap(&phases.flush, &mut clock);
         if offsets.count() > 0 {
             let Some(group) = consumer.group_metadata() else {
                 return self.abort("the consumer has no group metadata".into());
@@ -505,9 +518,11 @@ impl Collector {
                 return self.failed(e);
             }
         }
+        lap(&phases.offsets, &mut clock);
         if let Err(e) = retry(|| self.producer.commit_transaction(TXN_TIMEOUT)) {
             return self.failed(e);
         }
+        lap(&phases.transaction, &mut clock);
         self.in_transaction = false;
         // Refusals were part of the committed transaction only if they
         // were dead-lettered in it; a refusal aborts a transaction, so

@@ -9,6 +9,9 @@
 //!   300) for 10 s; latency is outcome read time minus order creation time.
 //! - Yardstick, same run: a raw librdkafka consume of the same number of
 //!   order records.
+//! - `EDDY_BENCH_GUARANTEE`: `at_least_once` (default) or `exactly_once`;
+//!   the run ends with the time its commits spent in each phase
+//!   (`eddy_commit_phase_seconds`), summed over the three workers.
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
@@ -63,9 +66,41 @@ fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
     (latencies, Instant::now())
 }
 
+/// Seconds and count of each commit phase, summed over `workers`.
+fn commit_phases(workers: &[RunningStreams]) -> Vec<(String, f64, f64)> {
+    let mut phases: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for w in workers {
+        for line in w.metrics().encode().lines() {
+            let (kind, rest) = match line.strip_prefix("eddy_commit_phase_seconds_") {
+                Some(r) if r.starts_with("sum{") => ("sum", r),
+                Some(r) if r.starts_with("count{") => ("count", r),
+                _ => continue,
+            };
+            let Some(phase) = rest
+                .split("phase=\"")
+                .nth(1)
+                .and_then(|p| p.split('"').next())
+            else {
+                continue;
+            };
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let e = phases.entry(phase.to_owned()).or_default();
+            match kind {
+                "sum" => e.0 += value,
+                _ => e.1 += value,
+            }
+        }
+    }
+    phases.into_iter().map(|(p, (s, n))| (p, s, n)).collect()
+}
+
 fn main() {
     let n = common::env_usize("EDDY_BENCH_ORDERS", 20_000);
     let rate = common::env_usize("EDDY_BENCH_RATE", 300);
+    let guarantee: eddy::kafka::Guarantee = std::env::var("EDDY_BENCH_GUARANTEE")
+        .unwrap_or_else(|_| "at_least_once".into())
+        .parse()
+        .unwrap();
     let partitions = 4;
     let c = TestCluster::from_env();
     let u = unique("ob");
@@ -101,6 +136,7 @@ fn main() {
             }
             p.config.state_dir = state.clone();
             p.config.embedded_partitions = partitions;
+            p.config.guarantee = guarantee;
             let mut s = p.into_streams();
             if let Some(e) = c.embedded() {
                 s = s.embedded_cluster(e);
@@ -160,6 +196,7 @@ fn main() {
     producer.flush(Duration::from_secs(60)).unwrap();
     let mut latencies = reader.join().unwrap();
     latencies.sort_unstable();
+    let phases = commit_phases(&workers);
     for w in workers {
         w.close().unwrap();
     }
@@ -169,7 +206,7 @@ fn main() {
 
     let per_s = |k: usize, d: Duration| k as f64 / d.as_secs_f64();
     let cluster = common::cluster_name(&c);
-    println!("order pipeline benchmark: payment + inventory + saga workers, one thread each, {partitions} partitions, {cluster}");
+    println!("order pipeline benchmark: payment + inventory + saga workers, one thread each, {partitions} partitions, {guarantee}, {cluster}");
     println!(
         "  burst of {n} orders        {:>9.0} orders/s ({:.2} s to the last outcome; produced in {:.2} s)",
         per_s(n, burst),
@@ -196,4 +233,10 @@ fn main() {
         latencies.last().unwrap(),
         latencies.len()
     );
+    for (phase, secs, count) in phases {
+        println!(
+            "  commit phase {phase:<12} {secs:>7.2} s in {count:.0} commits ({:.2} ms each)",
+            1000.0 * secs / count.max(1.0)
+        );
+    }
 }

@@ -20,6 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{now_millis, Inputs, ThreadState};
 use crate::error::Error;
+use crate::observability::lap;
 use crate::runtime::collector::Committed;
 use crate::runtime::consumer::StreamConsumerContext;
 use crate::runtime::partition_group::PartitionGroup;
@@ -91,6 +92,8 @@ impl ThreadState {
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
     ) -> Result<Committed, Error> {
+        let start = Instant::now();
+        let mut clock = start;
         for task in self.tasks.values_mut() {
             if self.exactly_once {
                 task.log_stores();
@@ -99,7 +102,7 @@ impl ThreadState {
             }
         }
         self.send_outputs()?;
-        let start = Instant::now();
+        lap(&self.metrics.commit_phases.stores, &mut clock);
         let mut offsets = TopicPartitionList::new();
         for task in self.tasks.values() {
             for (topic, partition, next) in task.uncommitted() {
@@ -110,7 +113,10 @@ impl ThreadState {
                 )?;
             }
         }
-        let committed = self.collector.commit(consumer, &offsets)?;
+        let committed = self
+            .collector
+            .commit(consumer, &offsets, &self.metrics.commit_phases)?;
+        let mut clock = Instant::now();
         if let StoreProvider::Rocks { shared, .. } = &self.settings.stores {
             self.metrics.rocksdb_cache.set(shared.cache_usage() as i64);
             self.metrics
@@ -127,6 +133,7 @@ impl ThreadState {
                 task.checkpoint(&self.settings.stores, &acked)
                     .map_err(Error::Store)?;
             }
+            lap(&self.metrics.commit_phases.apply, &mut clock);
         }
         self.last_commit = Instant::now();
         self.metrics.commits.inc();
