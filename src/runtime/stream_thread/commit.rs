@@ -186,7 +186,9 @@ impl ThreadState {
         if rewind.count() == 0 {
             return Ok(());
         }
-        let committed = consumer.committed_offsets(rewind.clone(), Duration::from_secs(30))?;
+        let committed = super::restore::retrying("looking up committed offsets", || {
+            consumer.committed_offsets(rewind.clone(), Duration::from_secs(10))
+        })?;
         let mut seek = TopicPartitionList::new();
         for e in committed.elements() {
             let start = match e.offset() {

@@ -60,8 +60,7 @@ impl ThreadState {
                 state.replace_engine(engine);
             }
             state.changelog_offset = checkpointed;
-            let (low, high) =
-                lookup.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+            let (low, high) = watermarks(lookup, &topic, partition)?;
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
             let started = Instant::now();
             let mut restored = 0u64;
@@ -171,4 +170,37 @@ fn consumer_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i6
             _ => None,
         })
         .unwrap_or(-1)
+}
+
+/// How long a changelog's bounds may stay out of reach (its leader moving
+/// after a broker failure) before the thread gives up: Kafka Streams'
+/// `task.timeout.ms` default.
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(300);
+
+/// A changelog partition's low watermark and end (its last stable
+/// offset, read committed).
+fn watermarks(lookup: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), Error> {
+    retrying("looking up a changelog's end", || {
+        lookup.fetch_watermarks(topic, partition, Duration::from_secs(10))
+    })
+}
+
+/// Calls `op` again (each second) while it fails, until
+/// [`LOOKUP_DEADLINE`]: a request the cluster cannot answer while a
+/// partition's leader moves.
+pub(super) fn retrying<T>(
+    what: &str,
+    mut op: impl FnMut() -> Result<T, rdkafka::error::KafkaError>,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + LOOKUP_DEADLINE;
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!("{what}: {e}; trying again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

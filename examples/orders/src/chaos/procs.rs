@@ -118,6 +118,16 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    /// A run that fails leaves no worker behind.
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Sends `signal` (`STOP`, `CONT`) to process `pid`.
 pub(super) fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
