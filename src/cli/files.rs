@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// file's `application.guarantee`.
     #[arg(long)]
     guarantee: Option<crate::kafka::Guarantee>,
+    /// Commit interval in milliseconds, overriding the file's
+    /// `application.commit_interval`.
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
     /// State directory, overriding the file's `application.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -99,6 +103,9 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     }
     if let Some(g) = args.guarantee {
         pipeline.config.guarantee = g;
+    }
+    if let Some(ms) = args.commit_interval_ms {
+        pipeline.config.commit_interval = Some(std::time::Duration::from_millis(ms));
     }
     if let Some(d) = args.state_dir {
         pipeline.config.state_dir = d;

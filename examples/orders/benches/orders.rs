@@ -137,6 +137,11 @@ fn main() {
             p.config.state_dir = state.clone();
             p.config.embedded_partitions = partitions;
             p.config.guarantee = guarantee;
+            if guarantee == eddy::kafka::Guarantee::ExactlyOnce {
+                // The files' 1 s is for at-least-once: exactly-once at its
+                // default, Kafka Streams' 100 ms.
+                p.config.commit_interval = None;
+            }
             let mut s = p.into_streams();
             if let Some(e) = c.embedded() {
                 s = s.embedded_cluster(e);

@@ -46,7 +46,7 @@ impl ThreadState {
                         // outputs of lost tasks: it must not commit.
                         self.collector.abandon("assignment lost")?
                     } else {
-                        self.commit(consumer)?
+                        self.commit(consumer, true)?
                     };
                     let mut paused = TopicPartitionList::new();
                     for e in tpl.elements() {

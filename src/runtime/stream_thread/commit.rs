@@ -27,6 +27,9 @@ use crate::runtime::partition_group::PartitionGroup;
 use crate::runtime::state_dir::StoreProvider;
 use crate::runtime::task::Task;
 
+/// How often the stores of a thread's tasks are checkpointed (at least).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
 impl ThreadState {
     pub(super) fn send_outputs(&mut self) -> Result<(), Error> {
         let mut sent = 0;
@@ -60,7 +63,7 @@ impl ThreadState {
             || self.collector.is_doomed()
             || self.last_commit.elapsed() >= self.commit_interval;
         if due {
-            let committed = self.commit(consumer)?;
+            let committed = self.commit(consumer, false)?;
             self.recover(committed, consumer, inputs)?;
         }
         Ok(())
@@ -87,10 +90,15 @@ impl ThreadState {
     /// Sends pending outputs, waits for the broker to acknowledge all of
     /// them, then commits the next offsets of every owned partition (under
     /// exactly-once, in the transaction, and then writes the stores'
-    /// caches to their engines).
+    /// caches to their engines). The stores are persisted and their
+    /// checkpoints written every [`CHECKPOINT_INTERVAL`], or when `close`
+    /// (the tasks are about to close): a checkpoint costs a memtable flush
+    /// and an fsync per store, too much for every commit of 100 ms, and an
+    /// older one only means a longer (idempotent) replay after a crash.
     pub(super) fn commit(
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
+        close: bool,
     ) -> Result<Committed, Error> {
         let start = Instant::now();
         let mut clock = start;
@@ -125,13 +133,19 @@ impl ThreadState {
         }
         if committed.is_yes() {
             let acked = self.collector.changelog_offsets();
+            let checkpoint = close || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
             for task in self.tasks.values_mut() {
                 if self.exactly_once {
                     task.apply_stores().map_err(Error::Store)?;
                 }
                 task.mark_committed();
-                task.checkpoint(&self.settings.stores, &acked)
-                    .map_err(Error::Store)?;
+                if checkpoint {
+                    task.checkpoint(&self.settings.stores, &acked)
+                        .map_err(Error::Store)?;
+                }
+            }
+            if checkpoint {
+                self.last_checkpoint = Instant::now();
             }
             lap(&self.metrics.commit_phases.apply, &mut clock);
         }

@@ -107,6 +107,7 @@ struct ThreadState {
     metrics: ThreadMetrics,
     commit_interval: Duration,
     last_commit: Instant,
+    last_checkpoint: Instant,
     /// Exactly-once: a transaction per commit, two-phase store flushes.
     exactly_once: bool,
     /// Commit at the next chance (the write caches filled up under
@@ -187,6 +188,7 @@ impl StreamThread {
                 metrics,
                 commit_interval: config.commit_interval_or_default(),
                 last_commit: Instant::now(),
+                last_checkpoint: Instant::now(),
                 exactly_once: config.guarantee == Guarantee::ExactlyOnce,
                 commit_now: false,
                 poll_timeout: config.poll_timeout,
@@ -221,7 +223,7 @@ impl StreamThread {
         if result.is_ok() {
             // Under exactly-once an abort here leaves the stores at their
             // last commit, which is where the next owner starts.
-            result = self.state.commit(&self.consumer).map(drop);
+            result = self.state.commit(&self.consumer, true).map(drop);
         }
         // Leaving the group rebalances it, and a rebalance makes the broker
         // refuse commits: leave only once every thread has committed.

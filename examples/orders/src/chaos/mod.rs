@@ -176,6 +176,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
 
+    // The files commit every second (for at-least-once); exactly-once
+    // runs at its own default, Kafka Streams' 100 ms.
+    let interval = match args.guarantee {
+        Guarantee::AtLeastOnce => "1000",
+        Guarantee::ExactlyOnce => "100",
+    };
     let common: Vec<String> = [
         "--brokers",
         &args.brokers,
@@ -183,6 +189,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         &suffix,
         "--guarantee",
         args.guarantee.as_str(),
+        "--commit-interval-ms",
+        interval,
         // A dead worker's partitions move within seconds.
         "--set",
         "consumer.session.timeout.ms=6000",

@@ -320,6 +320,10 @@ fn start_services(
         p.config.bootstrap_servers = args.brokers.clone();
         if let Some(g) = args.guarantee {
             p.config.guarantee = g;
+            if g == eddy::kafka::Guarantee::ExactlyOnce {
+                // The files' 1 s is for at-least-once.
+                p.config.commit_interval = None;
+            }
         }
         p.config.state_dir = s.state.to_owned();
         p.config.embedded_partitions = args.partitions;
