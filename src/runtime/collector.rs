@@ -20,7 +20,7 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use super::output::OutputBuffer;
 use crate::error::Error;
-use crate::kafka::send_blocking;
+use crate::kafka::{flush, send_blocking};
 use crate::observability::{lap, CommitPhases};
 use crate::processor::FailureKind;
 use crate::topology::{TopicRef, TopicTable};
@@ -375,8 +375,7 @@ impl Collector {
     /// Waits until the broker acknowledged everything sent; fails if any
     /// record was not acknowledged.
     pub(crate) fn flush(&self) -> Result<(), Error> {
-        self.producer
-            .flush(self.flush_timeout)
+        flush(&self.producer, self.flush_timeout)
             .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         let tracker = self.producer.context();
         let refused =
@@ -385,8 +384,7 @@ impl Collector {
             for r in &refused {
                 self.dead_letter_refused(r)?;
             }
-            self.producer
-                .flush(self.flush_timeout)
+            flush(&self.producer, self.flush_timeout)
                 .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         }
         if tracker.failed.load(Ordering::Relaxed) > 0 {
@@ -502,7 +500,7 @@ impl Collector {
         }
         let mut clock = Instant::now();
         // Flushed here (commit_transaction would) to time it apart.
-        if let Err(e) = self.producer.flush(self.flush_timeout) {
+        if let Err(e) = flush(&self.producer, self.flush_timeout) {
             return self.failed(e);
         }
         lap(&phases.flush, &mut clock);
