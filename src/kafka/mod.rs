@@ -9,4 +9,4 @@ mod produce;
 
 pub use config::{Guarantee, StreamsConfig};
 pub use embedded::EmbeddedKafka;
-pub use produce::{flush, send_blocking};
+pub use produce::send_blocking;

@@ -7,6 +7,7 @@
 //! consumed offsets into it (with the consumer's group metadata, so that a
 //! member of an older generation is refused: KIP-447) and commits it.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use super::output::OutputBuffer;
 use crate::error::Error;
-use crate::kafka::{flush, send_blocking};
+use crate::kafka::send_blocking;
 use crate::observability::{lap, CommitPhases};
 use crate::processor::FailureKind;
 use crate::topology::{TopicRef, TopicTable};
@@ -29,6 +30,8 @@ use crate::topology::{TopicRef, TopicTable};
 /// records the last acknowledged offset of each changelog partition.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
+    /// Delivery reports served (acknowledged or failed).
+    reported: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
     changelogs: HashSet<String>,
@@ -131,6 +134,7 @@ impl ProducerContext for DeliveryTracker {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         use rdkafka::Message;
+        self.reported.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(msg) => {
                 if opaque == CHANGELOG {
@@ -184,6 +188,9 @@ pub(crate) struct Collector {
     /// Why the open transaction cannot commit (a send failed in it): the
     /// next commit aborts it instead.
     doomed: Option<String>,
+    /// Records handed to the producer; a flush waits until as many
+    /// delivery reports were served.
+    sent: Cell<u64>,
     /// Exactly-once: outputs the broker refused for their content in an
     /// aborted transaction. Sent again once the tasks have processed their
     /// inputs again, each goes to the dead-letter topic instead, so that
@@ -255,6 +262,7 @@ impl Collector {
             transactional,
             in_transaction: false,
             doomed: None,
+            sent: Cell::new(0),
             poisoned: Vec::new(),
         })
     }
@@ -341,7 +349,7 @@ impl Collector {
                 record = record.headers(h);
             }
             match send_blocking(&self.producer, record) {
-                Ok(()) => {}
+                Ok(()) => self.sent.set(self.sent.get() + 1),
                 // librdkafka refuses an oversized record before sending it.
                 Err(e) if self.producer.context().dead_letters(&e, topic) => {
                     let headers = r.meta.headers.iter();
@@ -375,7 +383,7 @@ impl Collector {
     /// Waits until the broker acknowledged everything sent; fails if any
     /// record was not acknowledged.
     pub(crate) fn flush(&self) -> Result<(), Error> {
-        flush(&self.producer, self.flush_timeout)
+        self.wait_for_reports()
             .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         let tracker = self.producer.context();
         let refused =
@@ -384,7 +392,7 @@ impl Collector {
             for r in &refused {
                 self.dead_letter_refused(r)?;
             }
-            flush(&self.producer, self.flush_timeout)
+            self.wait_for_reports()
                 .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         }
         if tracker.failed.load(Ordering::Relaxed) > 0 {
@@ -396,6 +404,26 @@ impl Collector {
             return Err(Error::Delivery(first.unwrap_or_default()));
         }
         Ok(())
+    }
+
+    /// Waits until a delivery report was served for every record sent
+    /// (acknowledged or failed), checking every millisecond.
+    /// rust-rdkafka's `flush` polls in steps of up to 100 ms that each run
+    /// to their end whatever arrives, so a commit cost at least 100 ms
+    /// whenever a record was in flight.
+    fn wait_for_reports(&self) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + self.flush_timeout;
+        let reported = &self.producer.context().reported;
+        loop {
+            self.producer.poll(Duration::ZERO);
+            if reported.load(Ordering::Relaxed) >= self.sent.get() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 
     /// Writes an output the broker refused to the dead-letter topic: its
@@ -433,6 +461,7 @@ impl Collector {
         }
         // No timestamp: its own may be what was refused, so the producer
         // stamps it now.
+        self.sent.set(self.sent.get() + 1);
         send_blocking(&self.producer, record).map_err(|e| {
             Error::Delivery(format!(
                 "{e} (dead letter of an output refused by {}: {})",
@@ -500,7 +529,7 @@ impl Collector {
         }
         let mut clock = Instant::now();
         // Flushed here (commit_transaction would) to time it apart.
-        if let Err(e) = flush(&self.producer, self.flush_timeout) {
+        if let Err(e) = self.wait_for_reports() {
             return self.failed(e);
         }
         lap(&phases.flush, &mut clock);
@@ -603,6 +632,7 @@ impl Collector {
             ..DeliveryTracker::default()
         };
         self.producer = Self::producer(&self.config, tracker)?;
+        self.sent.set(0);
         self.in_transaction = false;
         self.doomed = None;
         Ok(())

@@ -58,9 +58,11 @@ fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
             "{} of {n} outcomes",
             latencies.len()
         );
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.unwrap();
-            latencies.push(now_ms() - m.timestamp().to_millis().unwrap());
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => latencies.push(now_ms() - m.timestamp().to_millis().unwrap()),
+            // A connection lost for a moment: the consumer reconnects.
+            Some(Err(e)) => eprintln!("outcome consumer: {e}"),
+            None => {}
         }
     }
     (latencies, Instant::now())
