@@ -11,6 +11,7 @@ mod collector;
 mod consumer;
 mod context;
 mod dead_letter;
+mod delivery;
 mod global_thread;
 mod lag;
 mod node;

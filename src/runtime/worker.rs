@@ -415,7 +415,16 @@ fn prepare_topics(
     servers: &str,
 ) -> Result<HashMap<String, i32>, Error> {
     let admin = config.admin_client_config(servers);
-    let existing = topic_partitions(&admin, config.startup_timeout)?;
+    // A topic created a moment ago may not be in every broker's metadata
+    // yet: asked again until the startup timeout.
+    let deadline = std::time::Instant::now() + config.startup_timeout;
+    let mut existing = topic_partitions(&admin, config.startup_timeout)?;
+    while external_topics(topology).any(|t| !existing.contains_key(t))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        existing = topic_partitions(&admin, config.startup_timeout)?;
+    }
     for t in external_topics(topology) {
         if !existing.contains_key(t) {
             let role = if topology.source_topics().contains(&t) {
