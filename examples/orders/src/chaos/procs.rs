@@ -192,7 +192,8 @@ impl Broker {
         fs::write(&pid_file, child.id().to_string())?;
         // The broker outlives the harness, as started by the script.
         std::mem::forget(child);
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // A killed broker recovers its logs first: minutes on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(600);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if Instant::now() > deadline {
                 bail!("the restarted broker did not listen on {}", self.port);
