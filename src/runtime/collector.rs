@@ -442,11 +442,10 @@ impl Collector {
     /// tasks were lost to another member): at-least-once there is nothing
     /// to abort.
     pub(crate) fn abandon(&mut self, why: &str) -> Result<Committed, Error> {
+        self.doomed = None;
         if !self.transactional || !self.in_transaction {
-            self.doomed = None;
             return Ok(Committed::Yes);
         }
-        self.doomed = None;
         self.abort(why.to_owned())
     }
 
