@@ -1,12 +1,12 @@
 //! Topic checks and creation at start-up.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use crate::error::Error;
@@ -27,7 +27,11 @@ pub fn topic_partitions(
         source,
     };
     let client: BaseConsumer = config.create().map_err(unreachable)?;
-    let metadata = client.fetch_metadata(None, timeout).map_err(unreachable)?;
+    let deadline = Instant::now() + timeout;
+    let metadata = retrying(deadline, || {
+        client.fetch_metadata(None, deadline.saturating_duration_since(Instant::now()))
+    })
+    .map_err(unreachable)?;
     Ok(metadata
         .topics()
         .iter()
@@ -58,19 +62,61 @@ pub fn ensure_topic(
             what: "an async runtime".into(),
             source,
         })?;
-    let results = runtime.block_on(admin.create_topics([&new], &options))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Error::CreateTopic {
-                    topic,
-                    reason: code.to_string(),
-                })
+    let deadline = Instant::now() + timeout;
+    let created = retrying(deadline, || {
+        let results = runtime.block_on(admin.create_topics([&new], &options))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
             }
         }
+        Ok(())
+    });
+    created.map_err(|e| Error::CreateTopic {
+        topic: topic.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Runs `op` again, every half second until `deadline`, while it fails
+/// for a reason that passes: a broker that restarts refuses connections
+/// for a while, and librdkafka sends an admin request to one broker (the
+/// controller it last heard of) without trying another.
+fn retrying<T>(
+    deadline: Instant,
+    mut op: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    loop {
+        match op() {
+            Err(KafkaError::AdminOp(code) | KafkaError::MetadataFetch(code))
+                if passes(code) && Instant::now() < deadline =>
+            {
+                tracing::warn!("a Kafka admin request failed ({code}); trying again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            result => return result,
+        }
     }
-    Ok(())
+}
+
+/// Whether an admin request that failed with `code` may succeed later.
+fn passes(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        BrokerTransportFailure
+            | AllBrokersDown
+            | OperationTimedOut
+            | RequestTimedOut
+            | NotController
+            | LeaderNotAvailable
+            | NotLeaderForPartition
+            | NetworkException
+            | BrokerNotAvailable
+            | CoordinatorNotAvailable
+            | KafkaStorageError
+    )
 }
 
 /// How far ahead of the broker's clock each of `topics` accepts a record

@@ -33,6 +33,9 @@ fn chaos(args: &[&str]) -> Option<Value> {
         .expect("run eddy-orders chaos");
     let text = std::fs::read_to_string(&report).expect("the harness wrote its report");
     let report: Value = serde_json::from_str(&text).unwrap();
+    if let Some(error) = report["error"].as_str() {
+        panic!("the harness could not finish its run: {error}");
+    }
     assert!(status.success(), "the run failed its checks: {report:#}");
     Some(report)
 }

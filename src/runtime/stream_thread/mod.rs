@@ -124,8 +124,9 @@ struct ThreadState {
     cache: Rc<CacheBudget>,
     restore_config: ClientConfig,
     /// Looks up changelog ends (no group, never assigned), made on first
-    /// use; each restore reads with a consumer of its own.
-    restore_consumer: Option<BaseConsumer>,
+    /// use, made anew after a failed lookup; each restore reads with a
+    /// consumer of its own.
+    changelog_lookup: Option<BaseConsumer>,
     queries: mpsc::Receiver<Query>,
 }
 
@@ -198,7 +199,7 @@ impl StreamThread {
                 reset_to_latest,
                 cache: CacheBudget::new(config.cache_max_bytes),
                 restore_config: restore,
-                restore_consumer: None,
+                changelog_lookup: None,
                 queries,
             },
             shutdown,

@@ -33,13 +33,6 @@ impl ThreadState {
             .stores
             .task_dir(id)
             .and_then(|d| Checkpoint::read(&d));
-        if self.restore_consumer.is_none() {
-            self.restore_consumer = Some(self.restore_config.create()?);
-        }
-        // Looks up the changelogs' ends: never assigned, it answers at once
-        // (a consumer assigned and unassigned before waits about 500 ms
-        // for each new lookup or assignment).
-        let lookup = self.restore_consumer.as_ref().expect("just made");
         for store in stores {
             let mut state = store.borrow_mut();
             let (topic, partition) = state.changelog.expect("filtered on changelog");
@@ -60,7 +53,7 @@ impl ThreadState {
                 state.replace_engine(engine);
             }
             state.changelog_offset = checkpointed;
-            let (low, high) = watermarks(lookup, &topic, partition)?;
+            let (low, high) = self.changelog_bounds(&topic, partition)?;
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
             let started = Instant::now();
             let mut restored = 0u64;
@@ -177,12 +170,40 @@ fn consumer_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i6
 /// `task.timeout.ms` default.
 const LOOKUP_DEADLINE: Duration = Duration::from_secs(300);
 
-/// A changelog partition's low watermark and end (its last stable
-/// offset, read committed).
-fn watermarks(lookup: &BaseConsumer, topic: &str, partition: i32) -> Result<(i64, i64), Error> {
-    retrying("looking up a changelog's end", || {
-        lookup.fetch_watermarks(topic, partition, Duration::from_secs(10))
-    })
+impl ThreadState {
+    /// A changelog partition's low watermark and end (its last stable
+    /// offset, read committed), asked of a consumer that is never
+    /// assigned: it answers at once (a consumer assigned and unassigned
+    /// before waits about 500 ms for each new lookup or assignment).
+    /// While the cluster cannot answer (a partition's leader moving after
+    /// a broker failure) the lookup is tried again each second, by a new
+    /// consumer, until [`LOOKUP_DEADLINE`]: a consumer that asked during
+    /// the failure was seen to answer `UnknownPartition` for minutes after
+    /// the broker was back.
+    fn changelog_bounds(&mut self, topic: &str, partition: i32) -> Result<(i64, i64), Error> {
+        let deadline = Instant::now() + LOOKUP_DEADLINE;
+        loop {
+            let lookup = match self.changelog_lookup.take() {
+                Some(c) => c,
+                None => self.restore_config.create()?,
+            };
+            match lookup.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok(bounds) => {
+                    self.changelog_lookup = Some(lookup);
+                    return Ok(bounds);
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        "looking up a changelog's end: {e}; trying again"
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// Calls `op` again (each second) while it fails, until

@@ -132,7 +132,31 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Runs the chaos harness; its report (also written to `--report`, with
+/// the error alone when the run could not finish).
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let path = args.report.clone();
+    let report = match execute(args) {
+        Ok(report) => report,
+        Err(e) => {
+            if let Some(path) = &path {
+                std::fs::write(path, json!({ "error": format!("{e:#}") }).to_string())?;
+            }
+            return Err(e);
+        }
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(path) = &path {
+        std::fs::write(path, &text)?;
+    }
+    if !report.failures.is_empty() {
+        bail!("the run failed its checks: {}", report.failures.join("; "));
+    }
+    Ok(())
+}
+
+fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
     let suffix = format!("chaos{}", now_ms());
     let topic = |t: &str| format!("{t}-{suffix}");
@@ -339,7 +363,11 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     );
     for w in &mut workers {
         if !w.is_running() {
-            bail!("worker {} exited; see its log", w.name());
+            bail!(
+                "worker {} exited; the end of its log:\n{}",
+                w.name(),
+                w.log_tail(20)
+            );
         }
     }
     check::wait_for_keys(
@@ -384,15 +412,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         failures: verdict.failures(exactly_once),
         verdict,
     };
-    let text = serde_json::to_string_pretty(&report)?;
-    println!("{text}");
-    if let Some(path) = &args.report {
-        std::fs::write(path, &text)?;
-    }
-    if !report.failures.is_empty() {
-        bail!("the run failed its checks: {}", report.failures.join("; "));
-    }
-    Ok(())
+    Ok(report)
 }
 
 type Orders = HashMap<String, Vec<(String, i64)>>;

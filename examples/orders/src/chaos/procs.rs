@@ -71,6 +71,13 @@ impl Worker {
         Ok(())
     }
 
+    /// The last `lines` lines of the worker's log.
+    pub(super) fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.spec.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     pub(super) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
