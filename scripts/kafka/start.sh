@@ -127,6 +127,12 @@ transaction.state.log.min.isr=$min_isr
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$min_isr
 group.initial.rebalance.delay.ms=0
+# Consumer groups of the KIP-848 protocol (eddy's default): a member that
+# stops heartbeating loses its partitions after 6 s (Kafka's default: 45 s).
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.heartbeat.interval.ms=500
 
 # small machine (2 cores): keep thread pools modest
 num.network.threads=2

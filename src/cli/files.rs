@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// file's `application.guarantee`.
     #[arg(long)]
     guarantee: Option<crate::kafka::Guarantee>,
+    /// Consumer group protocol (consumer or classic), overriding the
+    /// file's `application.group_protocol`.
+    #[arg(long)]
+    group_protocol: Option<crate::kafka::GroupProtocol>,
     /// Commit interval in milliseconds, overriding the file's
     /// `application.commit_interval`.
     #[arg(long)]
@@ -103,6 +107,9 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     }
     if let Some(g) = args.guarantee {
         pipeline.config.guarantee = g;
+    }
+    if let Some(p) = args.group_protocol {
+        pipeline.config.group_protocol = Some(p);
     }
     if let Some(ms) = args.commit_interval_ms {
         pipeline.config.commit_interval = Some(std::time::Duration::from_millis(ms));

@@ -47,7 +47,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, Registry};
-use crate::kafka::{Guarantee, StreamsConfig};
+use crate::kafka::{GroupProtocol, Guarantee, StreamsConfig};
 use crate::runtime::TaskIdle;
 use crate::topology::TopologyError;
 
@@ -177,6 +177,10 @@ struct WorkerArgs {
     /// Delivery guarantee: at_least_once or exactly_once.
     #[arg(long, default_value = "at_least_once")]
     guarantee: Guarantee,
+    /// Consumer group protocol: consumer (KIP-848, incremental; the
+    /// default on a real cluster) or classic (the embedded cluster's).
+    #[arg(long)]
+    group_protocol: Option<GroupProtocol>,
     /// Commit interval in milliseconds (default 1000 at-least-once, 100
     /// exactly-once).
     #[arg(long)]
@@ -202,6 +206,7 @@ impl WorkerArgs {
         let mut c = StreamsConfig::new(application_id)
             .num_stream_threads(self.threads)
             .guarantee(self.guarantee);
+        c.group_protocol = self.group_protocol;
         c.commit_interval = match (self.commit_interval_ms, self.guarantee) {
             (Some(ms), _) => Some(Duration::from_millis(ms)),
             (None, Guarantee::AtLeastOnce) => Some(Duration::from_secs(1)),

@@ -39,7 +39,7 @@ pub struct Expressions {
     pub timeout: Option<String>,
 }
 
-pub use crate::kafka::Guarantee;
+pub use crate::kafka::{GroupProtocol, Guarantee};
 
 /// What to do with a record that fails.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub struct Application {
     pub brokers: Option<String>,
     /// `at_least_once` (default) or `exactly_once`.
     pub guarantee: Option<Guarantee>,
+    /// `consumer` (KIP-848, default) or `classic`.
+    pub group_protocol: Option<GroupProtocol>,
     /// Stream threads.
     pub threads: Option<usize>,
     /// State directory (relative to the file's folder).

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
+use super::GroupProtocol;
+use crate::error::Error;
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::stores::RocksConfig;
 
@@ -20,19 +22,34 @@ use crate::stores::RocksConfig;
 ///     .bootstrap_servers("127.0.0.1:9092")
 ///     .num_stream_threads(2)
 ///     .commit_interval(Duration::from_secs(1))
-///     .set("consumer.session.timeout.ms", "10000");
+///     .set("consumer.fetch.wait.max.ms", "100");
 /// assert_eq!(config.dead_letter_topic_name(), "clicks-app-dlq");
 /// ```
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
     /// Consumer group id, prefix of internal topics.
     pub application_id: String,
+    /// Whether a worker with a state directory joins a group of the
+    /// classic protocol as a static member (`group.instance.id`: its
+    /// process id, kept in the state directory, and the thread's number;
+    /// default true): restarted, it takes its partitions back at once,
+    /// without a rebalance; stopped, it keeps them until its session times
+    /// out, as in Kafka Streams. Not under the consumer protocol: there the
+    /// broker refuses an instance id whose holder did not leave
+    /// (`UNRELEASED_INSTANCE_ID`, until the session expires), which
+    /// librdkafka treats as fatal, so a worker restarted after a crash
+    /// would not start; see [`static_members`](Self::static_members).
+    pub static_membership: bool,
     /// Kafka bootstrap servers; `None` starts an embedded in-process cluster.
     pub bootstrap_servers: Option<String>,
     /// Stream threads per worker (default 1).
     pub num_stream_threads: usize,
     /// At-least-once (the default) or exactly-once (Kafka transactions).
     pub guarantee: Guarantee,
+    /// The consumer group protocol; `None`: KIP-848's incremental
+    /// `consumer` on a real cluster, `classic` on the embedded one (see
+    /// [`group_protocol_or_default`](Self::group_protocol_or_default)).
+    pub group_protocol: Option<GroupProtocol>,
     /// How often offsets are committed; `None`: the guarantee's default, as
     /// in Kafka Streams (30 s at-least-once, 100 ms exactly-once; see
     /// [`commit_interval_or_default`](Self::commit_interval_or_default)).
@@ -99,9 +116,11 @@ impl StreamsConfig {
     pub fn new(application_id: &str) -> Self {
         StreamsConfig {
             application_id: application_id.to_owned(),
+            static_membership: true,
             bootstrap_servers: None,
             num_stream_threads: 1,
             guarantee: Guarantee::AtLeastOnce,
+            group_protocol: None,
             commit_interval: None,
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
@@ -151,6 +170,41 @@ impl StreamsConfig {
     pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
         self.guarantee = guarantee;
         self
+    }
+
+    /// Sets the consumer group protocol.
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = Some(protocol);
+        self
+    }
+
+    /// The group protocol: the one set, else `consumer` on a real cluster
+    /// and `classic` on the embedded one, whose consumer-protocol groups
+    /// have a fixed 30 s session and an assignor that is not sticky (it is
+    /// not where rebalancing is proven).
+    pub fn group_protocol_or_default(&self) -> GroupProtocol {
+        self.group_protocol.unwrap_or(match self.bootstrap_servers {
+            Some(_) => GroupProtocol::Consumer,
+            None => GroupProtocol::Classic,
+        })
+    }
+
+    /// Whether stream threads join as static members: static membership
+    /// is on and the group protocol is the classic one.
+    pub fn static_members(&self) -> bool {
+        self.static_membership && self.group_protocol_or_default() == GroupProtocol::Classic
+    }
+
+    /// Refuses settings the worker could not start with: consumer
+    /// properties that the group protocol leaves to the broker.
+    pub fn check(&self) -> Result<(), Error> {
+        for key in self.properties.keys() {
+            let prop = key.strip_prefix("consumer.").unwrap_or(key);
+            if let Some(reason) = self.group_protocol_or_default().refused_property(prop) {
+                return Err(Error::Config(format!("property {key:?}: {reason}")));
+            }
+        }
+        Ok(())
     }
 
     /// The commit interval: the one set, else 30 s at-least-once and
@@ -248,8 +302,9 @@ impl StreamsConfig {
     }
 
     /// Consumer settings for stream thread `thread`. Offsets are stored and
-    /// committed by eddy only; the range assignor keeps partition `p` of
-    /// every input topic on the same member.
+    /// committed by eddy only; a range assignor (the broker's under the
+    /// consumer protocol, librdkafka's under the classic one) keeps
+    /// partition `p` of every input topic on the same member.
     pub fn consumer_client_config(&self, servers: &str, thread: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("group.id", &self.application_id)
@@ -257,8 +312,12 @@ impl StreamsConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "range")
+            .set("group.protocol", self.group_protocol_or_default().as_str())
             .set("statistics.interval.ms", "5000");
+        match self.group_protocol_or_default() {
+            GroupProtocol::Consumer => c.set("group.remote.assignor", "range"),
+            GroupProtocol::Classic => c.set("partition.assignment.strategy", "range"),
+        };
         if self.guarantee == Guarantee::ExactlyOnce {
             c.set("isolation.level", "read_committed");
         }
@@ -370,8 +429,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_consumer_protocol_refuses_what_the_broker_decides() {
+        let c = StreamsConfig::new("app")
+            .bootstrap_servers("b:1")
+            .set("consumer.session.timeout.ms", "6000");
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("\"consumer.session.timeout.ms\""), "{err}");
+        assert!(err.contains("group.consumer.session.timeout.ms"), "{err}");
+        let consumer = c.consumer_client_config("b:1", "t0");
+        assert_eq!(consumer.get("group.remote.assignor"), Some("range"));
+        assert_eq!(consumer.get("partition.assignment.strategy"), None);
+        let classic = c.group_protocol(GroupProtocol::Classic);
+        classic.check().unwrap();
+        let consumer = classic.consumer_client_config("b:1", "t0");
+        assert_eq!(consumer.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(consumer.get("group.remote.assignor"), None);
+    }
+
+    #[test]
     fn prefixed_properties_reach_one_client_only() {
         let c = StreamsConfig::new("app")
+            .group_protocol(GroupProtocol::Classic)
             .set("consumer.session.timeout.ms", "6000")
             .set("producer.linger.ms", "20")
             .set("socket.timeout.ms", "7000");

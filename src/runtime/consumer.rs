@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -94,14 +94,23 @@ impl ConsumerContext for StreamConsumerContext {
             }
             other => {
                 tracing::error!("rebalance error: {other:?}");
-                let _ = consumer.unassign();
+                let _ = match consumer.rebalance_protocol() {
+                    RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+                    _ => consumer.unassign(),
+                };
                 return;
             }
         };
         if self.closing.load(Ordering::Acquire) {
-            let _ = match event {
-                RebalanceEvent::Assign(_) => consumer.assign(tpl),
-                RebalanceEvent::Revoke(_) => consumer.unassign(),
+            let incremental = matches!(
+                consumer.rebalance_protocol(),
+                RebalanceProtocol::Cooperative
+            );
+            let _ = match (event, incremental) {
+                (RebalanceEvent::Assign(_), true) => consumer.incremental_assign(tpl),
+                (RebalanceEvent::Assign(_), false) => consumer.assign(tpl),
+                (RebalanceEvent::Revoke(_), true) => consumer.incremental_unassign(tpl),
+                (RebalanceEvent::Revoke(_), false) => consumer.unassign(),
             };
             return;
         }

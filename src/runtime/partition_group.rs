@@ -105,15 +105,6 @@ impl<T> PartitionGroup<T> {
         self.queues.len() - 1
     }
 
-    /// Removes an input partition and its buffered records; returns the
-    /// removed queue (to resume it if it was paused).
-    pub(crate) fn remove(&mut self, topic: TopicRef, partition: i32) -> Option<RecordQueue<T>> {
-        let i = self.index(topic, partition)?;
-        let queue = self.queues.remove(i);
-        self.buffered -= queue.records.len();
-        Some(queue)
-    }
-
     /// The queue index of a partition.
     pub(crate) fn index(&self, topic: TopicRef, partition: i32) -> Option<usize> {
         self.queues
@@ -130,10 +121,6 @@ impl<T> PartitionGroup<T> {
     /// Records buffered over all partitions.
     pub(crate) fn buffered(&self) -> usize {
         self.buffered
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queues.is_empty()
     }
 
     pub(crate) fn queues(&self) -> &[RecordQueue<T>] {
@@ -292,8 +279,5 @@ mod tests {
             g.ready(0, TaskIdle::default(), &mut |_, _| None),
             Ready::Yes { enforced: false }
         );
-        let removed = g.remove(A, 3).unwrap();
-        assert_eq!(removed.len(), 1);
-        assert_eq!(g.buffered(), 0);
     }
 }

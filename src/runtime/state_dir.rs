@@ -90,23 +90,35 @@ impl StoreProvider {
     /// the state directory (`process.id`), so that a worker restarted on
     /// the same directory fences its former self at once and aborts what
     /// it left open (Kafka Streams keeps its process id there too). Without
-    /// a state directory, or when it cannot be read or written, a new one.
-    pub(crate) fn process_id(&self) -> String {
+    /// a state directory, or when it cannot be read or written, a new one
+    /// (and `false`: the id does not outlive the process).
+    pub(crate) fn process_id(&self) -> (String, bool) {
+        match self.stable_process_id() {
+            Some(id) => (id, true),
+            None => (random_id(), false),
+        }
+    }
+
+    /// The process id kept in the state directory; `None` without one.
+    fn stable_process_id(&self) -> Option<String> {
         let StoreProvider::Rocks { dir, .. } = self else {
-            return random_id();
+            return None;
         };
         let path = dir.join("process.id");
         if let Ok(id) = fs::read_to_string(&path) {
             let id = id.trim();
             if !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit()) {
-                return id.to_owned();
+                return Some(id.to_owned());
             }
         }
         let id = random_id();
-        if let Err(e) = fs::write(&path, &id) {
-            tracing::warn!(path = %path.display(), "cannot keep the process id: {e}");
+        match fs::write(&path, &id) {
+            Ok(()) => Some(id),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot keep the process id: {e}");
+                None
+            }
         }
-        id
     }
 }
 

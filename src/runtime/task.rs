@@ -340,13 +340,6 @@ impl Task {
         }
     }
 
-    /// Removes an input partition; returns whether the task has none left.
-    pub(crate) fn remove_partition(&mut self, topic: TopicRef, partition: i32) -> bool {
-        self.positions
-            .retain(|p| !(p.topic == topic && p.partition == partition));
-        self.positions.is_empty()
-    }
-
     /// The event time of a record of one of the task's partitions, taken
     /// when the record is buffered (its place in the task's event-time
     /// order): the source's extractor, then the bound on how far ahead of

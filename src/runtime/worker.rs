@@ -127,6 +127,7 @@ impl KafkaStreams {
     /// cluster all of them are created with `embedded_partitions`.
     pub fn start(self) -> Result<RunningStreams, Error> {
         let config = &self.config;
+        config.check()?;
         let dlq = config.dead_letter_topic_name();
         // Only a topology with persistent stores takes (and locks) a state
         // directory.
@@ -147,7 +148,7 @@ impl KafkaStreams {
         );
         settings.max_future_timestamp = config.max_future_timestamp;
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
-        let process_id = settings.stores.process_id();
+        let (process_id, stable_id) = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
                 let existing = prepare_topics(&self.topology, &settings, config, s)?;
@@ -248,7 +249,8 @@ impl KafkaStreams {
                 shutdown: shutdown.clone(),
                 committed: committed.clone(),
                 queries: query_receiver,
-                transactional_id: format!("{}-{process_id}-{}", config.application_id, i + 1),
+                member_id: format!("{}-{process_id}-{}", config.application_id, i + 1),
+                static_member: stable_id && config.static_members(),
             };
             let config = config.clone();
             let handle = std::thread::Builder::new()

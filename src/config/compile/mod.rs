@@ -165,6 +165,9 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
     if let Some(g) = app.guarantee {
         config = config.guarantee(g);
     }
+    if let Some(p) = app.group_protocol {
+        config = config.group_protocol(p);
+    }
     if let Some(n) = app.threads {
         if n == 0 {
             return fail("application.threads", "must be at least 1");

@@ -1,11 +1,11 @@
 //! Task management on assignment changes (Kafka Streams' `TaskManager`
 //! and rebalance listener): which task owns each input partition, tasks
-//! created and restored for assigned partitions, committed and closed for
-//! revoked ones.
+//! created and restored once all their partitions are assigned, committed
+//! and closed when one is revoked.
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
 use rdkafka::TopicPartitionList;
 
 use super::{now_millis, Inputs, ThreadState};
@@ -32,110 +32,219 @@ impl ThreadState {
     }
 
     /// Applies the rebalance events queued during `poll`.
+    ///
+    /// Under the consumer protocol (cooperative) an event names only the
+    /// partitions that arrive or leave; under the classic (eager) one a
+    /// revocation names every partition and an assignment the whole new
+    /// set. Both are handled alike: a task runs only while the thread holds
+    /// every input partition it needs (partition `p` of each source topic
+    /// of its sub-topology), so that co-partitioning holds while partitions
+    /// move one at a time. Partitions of a task that is not complete are
+    /// held paused ([`ThreadState::waiting`]); the task is made (and
+    /// restored) once the last of them arrives, and closed as soon as one
+    /// of them leaves. Other tasks are not touched.
     pub(super) fn rebalance(
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
         inputs: &mut Inputs<'_>,
     ) -> Result<(), Error> {
         for event in consumer.context().take_events() {
+            let incremental = matches!(
+                consumer.rebalance_protocol(),
+                RebalanceProtocol::Cooperative
+            );
             match event {
-                RebalanceEvent::Revoke(tpl) => {
-                    let committed = if consumer.assignment_lost() {
-                        tracing::warn!(thread = %self.name, "assignment lost; uncommitted records will be re-processed by the new owner");
-                        // Under exactly-once the open transaction holds
-                        // outputs of lost tasks: it must not commit.
-                        self.collector.abandon("assignment lost")?
-                    } else {
-                        self.commit(consumer, true)?
-                    };
-                    let mut paused = TopicPartitionList::new();
-                    for e in tpl.elements() {
-                        let Some(topic) = self.settings.topics.get(e.topic()) else {
-                            continue;
-                        };
-                        let Some(id) = self.route(topic, e.partition()) else {
-                            continue;
-                        };
-                        self.set_route(topic, e.partition(), None);
-                        inputs.bounds.remove(&(topic, e.partition()));
-                        if let Some(group) = inputs.groups.get_mut(&id) {
-                            // Unprocessed records are dropped: the next owner
-                            // reads them from the committed offset.
-                            if group.remove(topic, e.partition()).is_some_and(|q| q.paused) {
-                                paused.add_partition(e.topic(), e.partition());
-                            }
-                            if group.is_empty() {
-                                inputs.groups.remove(&id);
-                            }
-                        }
-                        let task = self.tasks.get_mut(&id).expect("routes point at live tasks");
-                        if task.remove_partition(topic, e.partition()) {
-                            task.close();
-                            self.tasks.remove(&id);
-                        }
-                    }
-                    // librdkafka keeps an application pause across
-                    // assignments.
-                    if paused.count() > 0 {
-                        consumer.resume(&paused)?;
-                    }
-                    consumer.unassign()?;
-                    // Tasks kept (none with the eager protocol) go back to
-                    // their last commit if the transaction did not commit.
-                    self.recover(committed, consumer, inputs)?;
-                    tracing::info!(thread = %self.name, revoked = tpl.count(), "partitions revoked");
-                }
-                RebalanceEvent::Assign(tpl) => {
-                    let now = now_millis();
-                    let bounds = assigned_bounds(
-                        consumer,
-                        &tpl,
-                        self.reset_to_latest,
-                        Duration::from_secs(30),
-                    );
-                    for e in tpl.elements() {
-                        let Some(topic) = self.settings.topics.get(e.topic()) else {
-                            continue;
-                        };
-                        let Some(&(subtopology, _)) = self.topology.sources.get(&topic) else {
-                            continue;
-                        };
-                        let id = TaskId {
-                            subtopology,
-                            partition: e.partition(),
-                        };
-                        if !self.tasks.contains_key(&id) {
-                            let mut task =
-                                Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
-                            self.restore(&mut task)?;
-                            self.tasks.insert(id, task);
-                        }
-                        let task = self.tasks.get_mut(&id).expect("just inserted");
-                        task.add_partition(topic, e.partition());
-                        inputs
-                            .groups
-                            .entry(id)
-                            .or_default()
-                            .add(topic, e.partition());
-                        let known = bounds
-                            .get(&(e.topic().to_owned(), e.partition()))
-                            .copied()
-                            .unwrap_or_default();
-                        inputs.bounds.insert((topic, e.partition()), known);
-                        self.set_route(topic, e.partition(), Some(id));
-                    }
-                    consumer.assign(&tpl)?;
-                    let assigned: Vec<String> = tpl
-                        .elements()
-                        .iter()
-                        .map(|e| format!("{}-{}", e.topic(), e.partition()))
-                        .collect();
-                    tracing::info!(thread = %self.name, ?assigned, "partitions assigned");
-                }
+                RebalanceEvent::Revoke(tpl) => self.revoke(consumer, inputs, &tpl, incremental)?,
+                RebalanceEvent::Assign(tpl) => self.assign(consumer, inputs, &tpl, incremental)?,
             }
         }
         let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
         self.metrics.assigned.set(owned as i64);
+        Ok(())
+    }
+
+    /// The task a source partition belongs to.
+    fn task_of(&self, topic: &str, partition: i32) -> Option<(TopicRef, TaskId)> {
+        let topic = self.settings.topics.get(topic)?;
+        let &(subtopology, _) = self.topology.sources.get(&topic)?;
+        Some((
+            topic,
+            TaskId {
+                subtopology,
+                partition,
+            },
+        ))
+    }
+
+    /// Whether `held` holds every input partition task `id` reads.
+    fn complete(&self, id: TaskId, held: &[(TopicRef, i32)]) -> bool {
+        self.topology
+            .sources
+            .iter()
+            .filter(|(_, (s, _))| *s == id.subtopology)
+            .all(|(t, _)| held.contains(&(*t, id.partition)))
+    }
+
+    fn revoke(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+        tpl: &TopicPartitionList,
+        incremental: bool,
+    ) -> Result<(), Error> {
+        let committed = if consumer.assignment_lost() {
+            tracing::warn!(thread = %self.name, "assignment lost; uncommitted records will be re-processed by the new owner");
+            // Under exactly-once the open transaction holds outputs of
+            // lost tasks: it must not commit.
+            self.collector.abandon("assignment lost")?
+        } else {
+            self.commit(consumer, true)?
+        };
+        // librdkafka keeps an application pause across assignments.
+        let mut resume = TopicPartitionList::new();
+        let mut closing = Vec::new();
+        for e in tpl.elements() {
+            let Some((topic, id)) = self.task_of(e.topic(), e.partition()) else {
+                continue;
+            };
+            inputs.bounds.remove(&(topic, e.partition()));
+            if let Some(held) = self.waiting.get_mut(&id) {
+                held.retain(|&p| p != (topic, e.partition()));
+                resume.add_partition(e.topic(), e.partition());
+                if held.is_empty() {
+                    self.waiting.remove(&id);
+                }
+            } else if self.tasks.contains_key(&id) && !closing.contains(&id) {
+                closing.push(id);
+            }
+        }
+        let gone: Vec<(TopicRef, i32)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| Some((self.settings.topics.get(e.topic())?, e.partition())))
+            .collect();
+        let mut pause = TopicPartitionList::new();
+        let mut kept = Vec::new();
+        for id in closing {
+            let mut task = self.tasks.remove(&id).expect("listed");
+            let group = inputs.groups.remove(&id);
+            for (topic, partition) in task.partitions().collect::<Vec<_>>() {
+                self.set_route(topic, partition, None);
+                let name = self.settings.topics.name(topic);
+                let paused = group
+                    .as_ref()
+                    .and_then(|g| g.index(topic, partition).map(|q| g.queues()[q].paused))
+                    .unwrap_or(false);
+                if gone.contains(&(topic, partition)) {
+                    // Unprocessed records are dropped: the next owner
+                    // reads them from the committed offset.
+                    if paused {
+                        resume.add_partition(name, partition);
+                    }
+                } else {
+                    // Still held, but its task is gone: it waits, paused,
+                    // for the partitions that left to come back.
+                    kept.push((topic, partition));
+                    if !paused {
+                        pause.add_partition(name, partition);
+                    }
+                }
+            }
+            task.close();
+            self.metrics.tasks_closed.inc();
+            if !kept.is_empty() {
+                self.waiting.insert(id, std::mem::take(&mut kept));
+            }
+        }
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
+        }
+        if pause.count() > 0 {
+            consumer.pause(&pause)?;
+        }
+        if incremental {
+            consumer.incremental_unassign(tpl)?;
+        } else {
+            consumer.unassign()?;
+        }
+        // Tasks kept (none with the eager protocol) go back to their last
+        // commit if the transaction did not commit.
+        self.recover(committed, consumer, inputs)?;
+        tracing::info!(thread = %self.name, revoked = tpl.count(), tasks = self.tasks.len(), "partitions revoked");
+        Ok(())
+    }
+
+    fn assign(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+        tpl: &TopicPartitionList,
+        incremental: bool,
+    ) -> Result<(), Error> {
+        let bounds = assigned_bounds(consumer, tpl, self.reset_to_latest, Duration::from_secs(30));
+        let mut arrived: Vec<(TaskId, Vec<(TopicRef, i32)>)> = Vec::new();
+        for e in tpl.elements() {
+            let Some((topic, id)) = self.task_of(e.topic(), e.partition()) else {
+                continue;
+            };
+            let known = bounds
+                .get(&(e.topic().to_owned(), e.partition()))
+                .copied()
+                .unwrap_or_default();
+            inputs.bounds.insert((topic, e.partition()), known);
+            match arrived.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, parts)) => parts.push((topic, e.partition())),
+                None => arrived.push((id, vec![(topic, e.partition())])),
+            }
+        }
+        if incremental {
+            consumer.incremental_assign(tpl)?;
+        } else {
+            consumer.assign(tpl)?;
+        }
+        let now = now_millis();
+        let (mut pause, mut rewind) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for (id, parts) in arrived {
+            // Partitions that waited were fetched from before they were
+            // paused; what was fetched was dropped, so they start again
+            // from their committed offsets.
+            let waited = self.waiting.remove(&id).unwrap_or_default();
+            let held: Vec<_> = waited.iter().chain(&parts).copied().collect();
+            if !self.complete(id, &held) {
+                for &(t, p) in &parts {
+                    pause.add_partition(self.settings.topics.name(t), p);
+                }
+                tracing::info!(thread = %self.name, task = %id, "task waits for the rest of its input partitions");
+                self.waiting.insert(id, held);
+                continue;
+            }
+            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
+            self.restore(&mut task)?;
+            let group = inputs.groups.entry(id).or_default();
+            for &(topic, partition) in &held {
+                task.add_partition(topic, partition);
+                group.add(topic, partition);
+                self.set_route(topic, partition, Some(id));
+            }
+            for &(t, p) in &waited {
+                rewind.add_partition(self.settings.topics.name(t), p);
+            }
+            self.tasks.insert(id, task);
+            self.metrics.tasks_created.inc();
+        }
+        if pause.count() > 0 {
+            consumer.pause(&pause)?;
+        }
+        if rewind.count() > 0 {
+            consumer.resume(&rewind)?;
+            self.rewind(consumer, &rewind, inputs)?;
+        }
+        let assigned: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| format!("{}-{}", e.topic(), e.partition()))
+            .collect();
+        tracing::info!(thread = %self.name, ?assigned, tasks = self.tasks.len(), "partitions assigned");
         Ok(())
     }
 }

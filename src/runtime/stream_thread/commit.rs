@@ -197,13 +197,26 @@ impl ThreadState {
             inputs.groups.insert(id, group);
             self.tasks.insert(id, task);
         }
-        if rewind.count() == 0 {
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
+        }
+        self.rewind(consumer, &rewind, inputs)
+    }
+
+    /// Seeks `partitions` to their committed offsets (where consumption
+    /// started, if none).
+    pub(super) fn rewind(
+        &self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        partitions: &TopicPartitionList,
+        inputs: &Inputs<'_>,
+    ) -> Result<(), Error> {
+        if partitions.count() == 0 {
             return Ok(());
         }
         let committed = super::restore::retrying("looking up committed offsets", || {
-            consumer.committed_offsets(rewind.clone(), Duration::from_secs(10))
+            consumer.committed_offsets(partitions.clone(), Duration::from_secs(10))
         })?;
-        let mut seek = TopicPartitionList::new();
         for e in committed.elements() {
             let start = match e.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
@@ -216,18 +229,7 @@ impl ThreadState {
                     .and_then(|b| b.start)
                     .map_or(Offset::Beginning, Offset::Offset),
             };
-            seek.add_partition_offset(e.topic(), e.partition(), start)?;
-        }
-        if resume.count() > 0 {
-            consumer.resume(&resume)?;
-        }
-        for e in seek.elements() {
-            consumer.seek(
-                e.topic(),
-                e.partition(),
-                e.offset(),
-                Duration::from_secs(30),
-            )?;
+            consumer.seek(e.topic(), e.partition(), start, Duration::from_secs(30))?;
         }
         Ok(())
     }

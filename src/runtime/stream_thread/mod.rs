@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
@@ -56,9 +57,14 @@ pub(crate) struct ThreadSpec {
     pub(crate) committed: Arc<Latch>,
     /// Interactive queries for this thread's stores.
     pub(crate) queries: mpsc::Receiver<Query>,
-    /// The producer's transactional id under exactly-once: the worker's
-    /// process id and the thread's number, stable across restarts.
-    pub(crate) transactional_id: String,
+    /// The worker's process id and the thread's number, stable across
+    /// restarts when the worker has a state directory: the producer's
+    /// transactional id under exactly-once, and the consumer's
+    /// `group.instance.id` if `static_member`.
+    pub(crate) member_id: String,
+    /// Whether the consumer joins as a static member (`member_id` is
+    /// stable and static membership is on).
+    pub(crate) static_member: bool,
 }
 
 pub(crate) struct StreamThread {
@@ -104,6 +110,9 @@ struct ThreadState {
     tasks: BTreeMap<TaskId, Task>,
     /// Task of each owned input partition: `routes[topic][partition]`.
     routes: Vec<Vec<Option<TaskId>>>,
+    /// Input partitions held, paused, for tasks that lack some of theirs
+    /// (a rebalance moving partitions one at a time).
+    waiting: BTreeMap<TaskId, Vec<(TopicRef, i32)>>,
     metrics: ThreadMetrics,
     commit_interval: Duration,
     last_commit: Instant,
@@ -141,10 +150,14 @@ impl StreamThread {
             shutdown,
             committed,
             queries,
-            transactional_id,
+            member_id,
+            static_member,
         } = spec;
         let servers = servers.as_str();
-        let consumer_config = config.consumer_client_config(servers, &name);
+        let mut consumer_config = config.consumer_client_config(servers, &name);
+        if static_member {
+            consumer_config.set("group.instance.id", &member_id);
+        }
         let reset_to_latest = matches!(
             consumer_config.get("auto.offset.reset"),
             Some("latest" | "largest" | "end")
@@ -157,7 +170,7 @@ impl StreamThread {
             .map(|&t| settings.topics.name(t).to_owned())
             .collect();
         let collector = Collector::new(
-            &config.stream_producer_config(servers, &name, &transactional_id),
+            &config.stream_producer_config(servers, &name, &member_id),
             settings.topics.clone(),
             changelogs,
             settings.topics.name(settings.dead_letter_topic).to_owned(),
@@ -186,6 +199,7 @@ impl StreamThread {
                 collector,
                 tasks: BTreeMap::new(),
                 routes,
+                waiting: BTreeMap::new(),
                 metrics,
                 commit_interval: config.commit_interval_or_default(),
                 last_commit: Instant::now(),
@@ -253,6 +267,9 @@ impl StreamThread {
             while polled < state.max_poll_records {
                 match consumer.poll(timeout) {
                     Some(Ok(m)) => state.enqueue(&mut inputs, m),
+                    // The consumer cannot go on (fenced by a static member
+                    // of the same instance id, refused by the group...).
+                    Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e.into()),
                     Some(Err(e)) => {
                         tracing::warn!(thread = %state.name, "poll: {e}");
                         break;
@@ -340,7 +357,12 @@ impl ThreadState {
             }),
         };
         let Some((topic, id)) = topic.and_then(|t| Some((t, self.route(t, m.partition())?))) else {
-            tracing::warn!("record for unowned partition {name}-{}", m.partition());
+            // A partition waiting for the rest of its task's, fetched from
+            // before it was paused: it is read again once the task runs.
+            tracing::debug!(
+                "record for a partition without a task: {name}-{}",
+                m.partition()
+            );
             return;
         };
         let (Some(group), Some(task)) = (inputs.groups.get_mut(&id), self.tasks.get_mut(&id))

@@ -215,11 +215,6 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         args.guarantee.as_str(),
         "--commit-interval-ms",
         interval,
-        // A dead worker's partitions move within seconds.
-        "--set",
-        "consumer.session.timeout.ms=6000",
-        "--set",
-        "consumer.heartbeat.interval.ms=500",
     ]
     .iter()
     .map(|s| s.to_string())
