@@ -85,6 +85,16 @@ pub enum Error {
     /// A Kafka client call failed.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The cluster did not answer for a partition.
+    #[error("no answer from Kafka for {topic}-{partition}: {what}")]
+    NoAnswer {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What was asked.
+        what: &'static str,
+    },
     /// A record failed under the `fail` error policy.
     #[error(transparent)]
     Record(#[from] RecordError),

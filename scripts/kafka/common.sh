@@ -113,3 +113,18 @@ kafka_tool() {
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$conf" \
     -cp "$KAFKA_LIBS/*" "$@"
 }
+
+# The bootstrap servers of the cluster the tools talk to: $EDDY_KAFKA_BOOTSTRAP
+# if set, else the running cluster started by start.sh (3-node if it is up,
+# else 1-node).
+running_bootstrap() {
+  if [[ -n "${EDDY_KAFKA_BOOTSTRAP:-}" ]]; then
+    echo "$EDDY_KAFKA_BOOTSTRAP"
+  elif [[ "$(live_nodes 3)" -gt 0 ]]; then
+    bootstrap_servers 3
+  elif [[ "$(live_nodes 1)" -gt 0 ]]; then
+    bootstrap_servers 1
+  else
+    kdie "no cluster running (start one with scripts/kafka/start.sh, or set EDDY_KAFKA_BOOTSTRAP)"
+  fi
+}

@@ -15,14 +15,6 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 case "${1:-}" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
 libs_ready || kdie "Kafka jars not fetched yet; run scripts/kafka/fetch.sh (or start.sh)"
 
-if [[ -n "${EDDY_KAFKA_BOOTSTRAP:-}" ]]; then
-  bs="$EDDY_KAFKA_BOOTSTRAP"
-elif [[ "$(live_nodes 3)" -gt 0 ]]; then
-  bs="$(bootstrap_servers 3)"
-elif [[ "$(live_nodes 1)" -gt 0 ]]; then
-  bs="$(bootstrap_servers 1)"
-else
-  kdie "no cluster running (start one with scripts/kafka/start.sh, or set EDDY_KAFKA_BOOTSTRAP)"
-fi
+bs="$(running_bootstrap)"
 for a in "$@"; do [[ "$a" == --bootstrap-server* ]] && kdie "--bootstrap-server is filled in by this script"; done
 kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" "$@"

@@ -32,6 +32,7 @@
 mod count;
 mod files;
 mod join;
+mod lag;
 mod pipe;
 
 pub use count::CountArgs;
@@ -63,6 +64,9 @@ pub enum CliError {
     /// The worker could not start or had to stop.
     #[error(transparent)]
     Streams(#[from] crate::Error),
+    /// The arguments cannot work together.
+    #[error("{0}")]
+    Usage(String),
     /// `validate` refused some of its files (each was reported on stderr).
     #[error("{failed} of {total} files refused")]
     Refused {
@@ -119,6 +123,9 @@ pub enum Command {
     Run(files::RunArgs),
     /// Draws the topology a file describes: sub-topologies, topics, stores.
     Describe(files::DescribeArgs),
+    /// Prints the application's consumer lag per input partition
+    /// (repartition topics included): committed offset, end offset, lag.
+    Lag(lag::LagArgs),
 }
 
 impl Command {
@@ -132,6 +139,7 @@ impl Command {
             Command::Validate(args) => files::validate(args, registry),
             Command::Run(args) => files::run(args, registry),
             Command::Describe(args) => files::describe(args, registry),
+            Command::Lag(args) => lag::run(args, registry),
         }
     }
 }

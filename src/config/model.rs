@@ -61,8 +61,10 @@ pub struct Application {
     pub brokers: Option<String>,
     /// `at_least_once` (default) or `exactly_once`.
     pub guarantee: Option<Guarantee>,
-    /// `consumer` (KIP-848, default) or `classic`.
+    /// `consumer` (KIP-848; the default on a real cluster) or `classic`.
     pub group_protocol: Option<GroupProtocol>,
+    /// Static membership under the classic protocol (default true).
+    pub static_membership: Option<bool>,
     /// Stream threads.
     pub threads: Option<usize>,
     /// State directory (relative to the file's folder).

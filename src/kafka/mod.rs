@@ -5,10 +5,12 @@ pub mod admin;
 mod config;
 mod embedded;
 mod group;
+mod group_lag;
 pub mod partitioner;
 mod produce;
 
 pub use config::{Guarantee, StreamsConfig};
 pub use embedded::EmbeddedKafka;
 pub use group::GroupProtocol;
+pub use group_lag::{group_lag, PartitionLag};
 pub use produce::send_blocking;

@@ -342,6 +342,27 @@ impl Topology {
             .collect()
     }
 
+    /// The Kafka names of the topics the stream threads of application
+    /// `application_id` consume: its source topics and its repartition
+    /// topics (named `<application_id>-<name>`), not its global tables.
+    ///
+    /// ```
+    /// use eddy::serde::StringSerde;
+    /// use eddy::topology::StreamsBuilder;
+    /// let b = StreamsBuilder::new();
+    /// b.stream("words", StringSerde, StringSerde)
+    ///     .repartition("by-word", StringSerde, StringSerde)
+    ///     .to("out", StringSerde, StringSerde);
+    /// let topology = b.build().unwrap();
+    /// assert_eq!(topology.input_topics("app"), ["words", "app-by-word-repartition"]);
+    /// ```
+    pub fn input_topics(&self, application_id: &str) -> Vec<String> {
+        let names = self.topics.resolve(application_id);
+        let mut refs: Vec<TopicRef> = self.sources.keys().copied().collect();
+        refs.sort_by_key(|t| t.0);
+        refs.into_iter().map(|t| names.name(t).to_owned()).collect()
+    }
+
     /// Every topic the topology writes, in order of appearance.
     pub fn sink_topics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();

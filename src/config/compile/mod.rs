@@ -168,6 +168,9 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
     if let Some(p) = app.group_protocol {
         config = config.group_protocol(p);
     }
+    if let Some(s) = app.static_membership {
+        config.static_membership = s;
+    }
     if let Some(n) = app.threads {
         if n == 0 {
             return fail("application.threads", "must be at least 1");

@@ -3,7 +3,7 @@
 //! created and restored once all their partitions are assigned, committed
 //! and closed when one is revoked.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
 use rdkafka::TopicPartitionList;
@@ -108,6 +108,12 @@ impl ThreadState {
                 continue;
             };
             inputs.bounds.remove(&(topic, e.partition()));
+            if let Some(mut r) = self.restoring.remove(&id) {
+                // Not running yet: its partitions wait, paused, like those
+                // of a task that lacks one.
+                r.task.close();
+                self.waiting.insert(id, r.partitions);
+            }
             if let Some(held) = self.waiting.get_mut(&id) {
                 held.retain(|&p| p != (topic, e.partition()));
                 resume.add_partition(e.topic(), e.partition());
@@ -203,41 +209,26 @@ impl ThreadState {
             consumer.assign(tpl)?;
         }
         let now = now_millis();
-        let (mut pause, mut rewind) = (TopicPartitionList::new(), TopicPartitionList::new());
+        let mut pause = TopicPartitionList::new();
         for (id, parts) in arrived {
-            // Partitions that waited were fetched from before they were
-            // paused; what was fetched was dropped, so they start again
-            // from their committed offsets.
+            // Held paused until the task runs (the partitions that waited
+            // already are).
+            for &(t, p) in &parts {
+                pause.add_partition(self.settings.topics.name(t), p);
+            }
             let waited = self.waiting.remove(&id).unwrap_or_default();
             let held: Vec<_> = waited.iter().chain(&parts).copied().collect();
             if !self.complete(id, &held) {
-                for &(t, p) in &parts {
-                    pause.add_partition(self.settings.topics.name(t), p);
-                }
                 tracing::info!(thread = %self.name, task = %id, "task waits for the rest of its input partitions");
                 self.waiting.insert(id, held);
                 continue;
             }
-            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
-            self.restore(&mut task)?;
-            let group = inputs.groups.entry(id).or_default();
-            for &(topic, partition) in &held {
-                task.add_partition(topic, partition);
-                group.add(topic, partition);
-                self.set_route(topic, partition, Some(id));
-            }
-            for &(t, p) in &waited {
-                rewind.add_partition(self.settings.topics.name(t), p);
-            }
-            self.tasks.insert(id, task);
-            self.metrics.tasks_created.inc();
+            let task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
+            let restoring = self.begin_restore(task, held)?;
+            self.restoring.insert(id, restoring);
         }
         if pause.count() > 0 {
             consumer.pause(&pause)?;
-        }
-        if rewind.count() > 0 {
-            consumer.resume(&rewind)?;
-            self.rewind(consumer, &rewind, inputs)?;
         }
         let assigned: Vec<String> = tpl
             .elements()
@@ -247,4 +238,51 @@ impl ThreadState {
         tracing::info!(thread = %self.name, ?assigned, tasks = self.tasks.len(), "partitions assigned");
         Ok(())
     }
+
+    /// Restores the tasks being restored for at most [`RESTORE_SLICE`],
+    /// then lets each one that is done run: its partitions resume from
+    /// their committed offsets (anything fetched before they were paused
+    /// was dropped).
+    pub(super) fn restore_pass(
+        &mut self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        inputs: &mut Inputs<'_>,
+    ) -> Result<(), Error> {
+        if self.restoring.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + RESTORE_SLICE;
+        let mut ready = TopicPartitionList::new();
+        let ids: Vec<TaskId> = self.restoring.keys().copied().collect();
+        for id in ids {
+            let mut r = self.restoring.remove(&id).expect("listed");
+            // Past the deadline a task still gets a batch: each one moves.
+            if !self.restore_step(&mut r, deadline)? {
+                self.restoring.insert(id, r);
+                continue;
+            }
+            let mut task = r.task;
+            let group = inputs.groups.entry(id).or_default();
+            for &(topic, partition) in &r.partitions {
+                task.add_partition(topic, partition);
+                group.add(topic, partition);
+                self.set_route(topic, partition, Some(id));
+                ready.add_partition(self.settings.topics.name(topic), partition);
+            }
+            self.tasks.insert(id, task);
+            self.metrics.tasks_created.inc();
+        }
+        if ready.count() > 0 {
+            consumer.resume(&ready)?;
+            self.rewind(consumer, &ready, inputs)?;
+            let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
+            self.metrics.assigned.set(owned as i64);
+        }
+        Ok(())
+    }
 }
+
+/// How long one pass of the poll loop spends restoring: the thread's
+/// running tasks wait at most this long, and the group consumer is polled
+/// between passes.
+const RESTORE_SLICE: Duration = Duration::from_millis(100);

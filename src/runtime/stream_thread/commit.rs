@@ -178,8 +178,8 @@ impl ThreadState {
             old.close();
             // The engines must be closed before they are opened again.
             drop(old);
-            let mut task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
-            self.restore(&mut task)?;
+            let task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
+            let mut task = self.restore_now(task)?;
             let mut group = PartitionGroup::default();
             let old_group = inputs.groups.remove(&id);
             for &(topic, partition) in &partitions {

@@ -113,6 +113,8 @@ struct ThreadState {
     /// Input partitions held, paused, for tasks that lack some of theirs
     /// (a rebalance moving partitions one at a time).
     waiting: BTreeMap<TaskId, Vec<(TopicRef, i32)>>,
+    /// Tasks whose stores are being restored, their partitions held paused.
+    restoring: BTreeMap<TaskId, restore::Restoring>,
     metrics: ThreadMetrics,
     commit_interval: Duration,
     last_commit: Instant,
@@ -200,6 +202,7 @@ impl StreamThread {
                 tasks: BTreeMap::new(),
                 routes,
                 waiting: BTreeMap::new(),
+                restoring: BTreeMap::new(),
                 metrics,
                 commit_interval: config.commit_interval_or_default(),
                 last_commit: Instant::now(),
@@ -246,6 +249,9 @@ impl StreamThread {
         for (_, mut task) in std::mem::take(&mut self.state.tasks) {
             task.close();
         }
+        for (_, mut r) in std::mem::take(&mut self.state.restoring) {
+            r.task.close();
+        }
         let ctx = self.consumer.context();
         ctx.closing.store(true, Ordering::Release);
         ctx.clear_lag();
@@ -262,7 +268,11 @@ impl StreamThread {
         let mut inputs = Inputs::default();
         while !shutdown.load(Ordering::Acquire) {
             let poll_start = Instant::now();
-            let mut timeout = state.poll_timeout;
+            // Restores go on between polls: no waiting while one runs.
+            let mut timeout = match state.restoring.is_empty() {
+                true => state.poll_timeout,
+                false => Duration::ZERO,
+            };
             let mut polled = 0;
             while polled < state.max_poll_records {
                 match consumer.poll(timeout) {
@@ -286,6 +296,7 @@ impl StreamThread {
             state.process(&mut inputs, consumer, shutdown)?;
             state.pause_or_resume(&mut inputs, consumer)?;
             state.rebalance(consumer, &mut inputs)?;
+            state.restore_pass(consumer, &mut inputs)?;
             state.punctuate(now_millis(), &inputs.bounds)?;
             state.answer_queries();
             state.maybe_commit(consumer, &mut inputs)?;

@@ -1,8 +1,15 @@
 //! Changelog restore (Kafka Streams' `StoreChangelogReader`): a new task's
 //! logged stores are brought up to the end of their changelogs before it
-//! processes anything.
+//! processes anything, a bounded batch at a time between polls of the
+//! group consumer, so that a long restore neither stops the thread's other
+//! tasks nor outlives `max.poll.interval.ms` (Kafka Streams 3.7+ does it on
+//! a state-updater thread).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -11,29 +18,120 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::ThreadState;
 use crate::error::Error;
 use crate::runtime::task::Task;
-use crate::stores::Checkpoint;
+use crate::stores::{Checkpoint, Engine, StoreError, StoreState};
+use crate::topology::TopicRef;
+
+/// A task whose stores are being restored, with the input partitions it
+/// will read (held paused until then).
+pub(super) struct Restoring {
+    pub(super) task: Task,
+    pub(super) partitions: Vec<(TopicRef, i32)>,
+    /// Stores still behind their changelog's end, in order.
+    stores: VecDeque<StoreRestore>,
+    /// The one being read.
+    reading: Option<Reader>,
+}
+
+/// A store to bring from `start` to `high` of its changelog partition.
+struct StoreRestore {
+    store: Rc<RefCell<StoreState>>,
+    name: String,
+    topic: String,
+    partition: i32,
+    start: i64,
+    high: i64,
+}
+
+type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The reading of one store's changelog: this thread fetches and copies
+/// batches, a writer thread applies them to the store's engine (lent to it
+/// until the store is restored), so that consuming and writing overlap.
+struct Reader {
+    target: StoreRestore,
+    /// A consumer of its own: one assigned and unassigned before waits
+    /// about 500 ms for each new assignment.
+    consumer: BaseConsumer,
+    writer: Option<Writer>,
+    position: i64,
+    last_offset: Option<i64>,
+    restored: u64,
+    started: Instant,
+    last_log: Instant,
+}
+
+struct Writer {
+    batches: mpsc::SyncSender<Batch>,
+    thread: JoinHandle<(Result<(), StoreError>, Box<dyn Engine>)>,
+}
+
+impl Writer {
+    fn spawn(mut engine: Box<dyn Engine>) -> Result<Writer, Error> {
+        let (batches, rx) = mpsc::sync_channel::<Batch>(4);
+        let thread = std::thread::Builder::new()
+            .name("eddy-restore".into())
+            .spawn(move || {
+                let result = (|| {
+                    engine.set_bulk_loading(true)?;
+                    for batch in rx {
+                        engine
+                            .write(&mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
+                    }
+                    engine.set_bulk_loading(false)
+                })();
+                (result, engine)
+            })
+            .map_err(|source| Error::Spawn {
+                what: "a restore writer".into(),
+                source,
+            })?;
+        Ok(Writer { batches, thread })
+    }
+
+    /// Waits for the last batch to be written; the engine back, and how
+    /// the writing went.
+    fn finish(self) -> (Result<(), StoreError>, Box<dyn Engine>) {
+        drop(self.batches);
+        self.thread
+            .join()
+            .expect("the restore writer does not panic")
+    }
+}
+
+impl Drop for Reader {
+    /// A restore given up (its task revoked): the engine is closed here,
+    /// before the store can be opened again.
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            drop(writer.finish());
+        }
+    }
+}
 
 impl ThreadState {
-    /// Brings a new task's logged stores up to the end of their changelogs
-    /// before it processes anything: from the checkpointed offset if the
-    /// checkpoint is valid, else from the start into a wiped store.
-    pub(super) fn restore(&mut self, task: &mut Task) -> Result<(), Error> {
-        let stores: Vec<_> = task
-            .stores()
-            .iter()
-            .filter(|s| s.borrow().changelog.is_some())
-            .cloned()
-            .collect();
-        if stores.is_empty() {
-            return Ok(());
-        }
+    /// Plans the restore of a new task's logged stores: from the
+    /// checkpointed offset if the checkpoint is valid, else from the start
+    /// into a wiped store. Stores already at their changelog's end need
+    /// nothing more.
+    pub(super) fn begin_restore(
+        &mut self,
+        task: Task,
+        partitions: Vec<(TopicRef, i32)>,
+    ) -> Result<Restoring, Error> {
         let id = task.ctx.id;
         let checkpoint = self
             .settings
             .stores
             .task_dir(id)
             .and_then(|d| Checkpoint::read(&d));
-        for store in stores {
+        let logged: Vec<_> = task
+            .stores()
+            .iter()
+            .filter(|s| s.borrow().changelog.is_some())
+            .cloned()
+            .collect();
+        let mut stores = VecDeque::new();
+        for store in logged {
             let mut state = store.borrow_mut();
             let (topic, partition) = state.changelog.expect("filtered on changelog");
             let topic = self.settings.topics.name(topic).to_owned();
@@ -55,100 +153,158 @@ impl ThreadState {
             state.changelog_offset = checkpointed;
             let (low, high) = self.changelog_bounds(&topic, partition)?;
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
-            let started = Instant::now();
-            let mut restored = 0u64;
-            let remaining = self.metrics.restore_remaining.with_label_values(&[&name]);
-            remaining.set(high - start);
+            drop(state);
             if start < high {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(start))?;
-                // A reader of its own, for the same reason.
-                let consumer: BaseConsumer = self.restore_config.create()?;
-                consumer.assign(&tpl)?;
-                // Consuming and writing overlap: this thread fetches and
-                // copies batches, a scoped thread writes them to the engine.
-                let mut engine = state.take_engine();
-                let metrics = &self.metrics;
-                let (written, engine_back) = std::thread::scope(|scope| {
-                    let (tx, rx) = mpsc::sync_channel::<Vec<(Vec<u8>, Option<Vec<u8>>)>>(4);
-                    let writer = scope.spawn(move || {
-                        let result = (|| {
-                            engine.set_bulk_loading(true)?;
-                            for batch in rx {
-                                engine.write(
-                                    &mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
-                                )?;
-                            }
-                            engine.set_bulk_loading(false)
-                        })();
-                        (result, engine)
-                    });
-                    let mut position = start;
-                    let mut last_offset = None;
-                    let mut last_log = Instant::now();
-                    while position < high {
-                        let mut batch = Vec::with_capacity(10_000);
-                        // Short waits: the end of a changelog written in
-                        // transactions is a marker, never handed out, so
-                        // an empty poll is followed by a look at the
-                        // position (which steps over markers).
-                        let mut timeout = Duration::from_millis(10);
-                        while batch.len() < 10_000 {
-                            match consumer.poll(timeout) {
-                                Some(Ok(m)) => {
-                                    position = m.offset() + 1;
-                                    last_offset = Some(m.offset());
-                                    if let Some(k) = m.key() {
-                                        batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
-                                    }
-                                }
-                                Some(Err(e)) => {
-                                    tracing::warn!(store = %name, "restore poll: {e}");
-                                    break;
-                                }
-                                None => break,
-                            }
-                            timeout = Duration::ZERO;
-                        }
-                        if batch.is_empty() {
-                            position =
-                                position.max(consumer_position(&consumer, &topic, partition));
-                        }
-                        let n = batch.len() as u64;
-                        if n > 0 && tx.send(batch).is_err() {
-                            break; // the writer failed; its error is reported below
-                        }
-                        restored += n;
-                        metrics.restored.with_label_values(&[&name]).inc_by(n);
-                        remaining.set((high - position).max(0));
-                        if last_log.elapsed() > Duration::from_secs(5) {
-                            tracing::info!(task = %id, store = %name, restored, remaining = high - position, "restoring");
-                            last_log = Instant::now();
-                        }
-                    }
-                    drop(tx);
-                    let (result, engine) =
-                        writer.join().expect("the restore writer does not panic");
-                    (result.map(|()| last_offset), engine)
+                self.metrics
+                    .restore_remaining
+                    .with_label_values(&[&name])
+                    .set(high - start);
+                stores.push_back(StoreRestore {
+                    store,
+                    name,
+                    topic,
+                    partition,
+                    start,
+                    high,
                 });
-                state.put_engine(engine_back);
-                if let Some(o) = written.map_err(Error::Store)? {
+            } else {
+                tracing::info!(task = %id, store = %name, restored = 0, from = start, to = high, "store restored");
+            }
+        }
+        Ok(Restoring {
+            task,
+            partitions,
+            stores,
+            reading: None,
+        })
+    }
+
+    /// Restores `r` until it is done (true) or `deadline` passes (false),
+    /// a batch of up to 10 000 changelog records at a time.
+    pub(super) fn restore_step(
+        &mut self,
+        r: &mut Restoring,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
+        loop {
+            let reader = match &mut r.reading {
+                Some(reader) => reader,
+                None => {
+                    let Some(target) = r.stores.pop_front() else {
+                        return Ok(true);
+                    };
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset(
+                        &target.topic,
+                        target.partition,
+                        Offset::Offset(target.start),
+                    )?;
+                    let consumer: BaseConsumer = self.restore_config.create()?;
+                    consumer.assign(&tpl)?;
+                    let writer = Writer::spawn(target.store.borrow_mut().take_engine())?;
+                    r.reading.insert(Reader {
+                        position: target.start,
+                        target,
+                        consumer,
+                        writer: Some(writer),
+                        last_offset: None,
+                        restored: 0,
+                        started: Instant::now(),
+                        last_log: Instant::now(),
+                    })
+                }
+            };
+            let batch = read_batch(reader);
+            let n = batch.len() as u64;
+            if n > 0 {
+                let writer = reader.writer.as_ref().expect("a writer while reading");
+                if writer.batches.send(batch).is_err() {
+                    // The writer stopped on an error: finishing reports it.
+                    let (result, engine) = reader.writer.take().expect("checked").finish();
+                    reader.target.store.borrow_mut().put_engine(engine);
+                    result.map_err(Error::Store)?;
+                }
+            } else {
+                let (t, p) = (&reader.target.topic, reader.target.partition);
+                reader.position = reader
+                    .position
+                    .max(consumer_position(&reader.consumer, t, p));
+            }
+            reader.restored += n;
+            let name = &reader.target.name;
+            self.metrics.restored.with_label_values(&[name]).inc_by(n);
+            let left = (reader.target.high - reader.position).max(0);
+            self.metrics
+                .restore_remaining
+                .with_label_values(&[name])
+                .set(left);
+            if left == 0 {
+                let mut reader = r.reading.take().expect("reading");
+                let writer = reader.writer.take().expect("a writer while reading");
+                let (result, engine) = writer.finish();
+                let mut state = reader.target.store.borrow_mut();
+                state.put_engine(engine);
+                result.map_err(Error::Store)?;
+                if let Some(o) = reader.last_offset {
                     state.changelog_offset = Some(o);
                 }
+                tracing::info!(
+                    task = %r.task.ctx.id,
+                    store = %reader.target.name,
+                    restored = reader.restored,
+                    from = reader.target.start,
+                    to = reader.target.high,
+                    secs = reader.started.elapsed().as_secs_f64(),
+                    "store restored"
+                );
+                continue;
             }
-            remaining.set(0);
-            tracing::info!(
-                task = %id,
-                store = %name,
-                restored,
-                from = start,
-                to = high,
-                secs = started.elapsed().as_secs_f64(),
-                "store restored"
-            );
+            if reader.last_log.elapsed() > Duration::from_secs(5) {
+                tracing::info!(task = %r.task.ctx.id, store = %name, restored = reader.restored, remaining = left, "restoring");
+                reader.last_log = Instant::now();
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
         }
-        Ok(())
     }
+
+    /// Restores a task's stores completely, at once (a task made again
+    /// after an aborted transaction).
+    pub(super) fn restore_now(&mut self, task: Task) -> Result<Task, Error> {
+        let mut r = self.begin_restore(task, Vec::new())?;
+        let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        while !self.restore_step(&mut r, forever)? {}
+        Ok(r.task)
+    }
+}
+
+/// Up to 10 000 records of the reader's changelog, as (key, value) pairs
+/// (a record without a key restores nothing). Short waits: the end of a
+/// changelog written in transactions is a marker, never handed out, so an
+/// empty batch is followed by a look at the position (which steps over
+/// markers).
+fn read_batch(reader: &mut Reader) -> Batch {
+    let mut batch = Vec::new();
+    let mut timeout = Duration::from_millis(10);
+    while batch.len() < 10_000 {
+        match reader.consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                reader.position = m.offset() + 1;
+                reader.last_offset = Some(m.offset());
+                if let Some(k) = m.key() {
+                    batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(store = %reader.target.name, "restore poll: {e}");
+                break;
+            }
+            None => break,
+        }
+        timeout = Duration::ZERO;
+    }
+    batch
 }
 
 /// The consumer's position in a partition (`-1` if unknown).
