@@ -1,6 +1,7 @@
 //! A restore does not stop the thread's other tasks nor hold up the group:
 //! a worker that restores a 1 M-key store (task 0_0) keeps processing its
-//! three other tasks meanwhile, and no rebalance happens. On the real broker
+//! three other tasks meanwhile, no rebalance happens, and `/ready` answers
+//! 503 until the restore is done. On the real broker
 //! (`EDDY_TEST_BOOTSTRAP`); on the embedded cluster it returns at once.
 
 mod common;
@@ -58,9 +59,18 @@ fn other_tasks_keep_processing_while_a_million_keys_restore() {
             .map(|k| (Some(k.clone().into_bytes()), Some(b"x".to_vec())))
             .collect();
         c.produce(&input, &records);
+        // Asked before the gauge: a restore ends (the gauge drops to 0)
+        // before its task runs (and the worker turns ready).
+        let ready = worker.get("/ready").map(|(status, _)| status);
         let left = worker.metric("eddy_restore_remaining_records");
         let processed = worker.metric("eddy_records_processed_total");
         samples.push((started.elapsed(), processed, left));
+        if left > 0 {
+            assert!(
+                matches!(ready, Some(503) | None),
+                "ready while restoring: {ready:?}"
+            );
+        }
         restoring_seen |= left > 0;
         if restoring_seen && left == 0 && worker.assigned() == 4 {
             break;
@@ -95,6 +105,7 @@ fn other_tasks_keep_processing_while_a_million_keys_restore() {
         worker.metric("eddy_restored_records_total"),
         i64::from(KEYS)
     );
+    assert_eq!(worker.get("/ready").map(|(status, _)| status), Some(200));
     assert_eq!(
         worker.metric("eddy_tasks_closed_total"),
         0,

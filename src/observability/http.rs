@@ -225,6 +225,7 @@ impl Drop for HttpServer {
 /// limit and the request timeout.
 fn app(metrics: Arc<Metrics>, extra: Router, limits: &HttpLimits) -> Router {
     let timeout = limits.request_timeout;
+    let ready = metrics.clone();
     Router::new()
         .route(
             "/metrics",
@@ -234,6 +235,22 @@ fn app(metrics: Arc<Metrics>, extra: Router, limits: &HttpLimits) -> Router {
             }),
         )
         .route("/health", get(|| async { "ok" }))
+        .route(
+            "/ready",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.ready() {
+                        Ok("ready")
+                    } else {
+                        Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "tasks are being restored or wait for their input partitions",
+                        ))
+                    }
+                }
+            }),
+        )
         .merge(extra)
         .fallback(|uri: Uri| async move {
             ApiError::new(

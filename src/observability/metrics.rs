@@ -28,6 +28,7 @@ pub struct Metrics {
     future_timestamp: IntCounterVec,
     enforced_processing: IntCounterVec,
     paused: IntGaugeVec,
+    starting: IntGaugeVec,
     restored: IntCounterVec,
     restore_remaining: IntGaugeVec,
     rocksdb_cache: IntGauge,
@@ -75,6 +76,7 @@ pub(crate) struct ThreadMetrics {
     pub(crate) future_timestamp: IntCounter,
     pub(crate) enforced_processing: IntCounter,
     pub(crate) paused: IntGauge,
+    pub(crate) starting: IntGauge,
     pub(crate) restored: IntCounterVec,
     pub(crate) restore_remaining: IntGaugeVec,
     pub(crate) rocksdb_cache: IntGauge,
@@ -242,6 +244,11 @@ impl Metrics {
                 "eddy_paused_partitions",
                 "Input partitions paused because their buffer is full while their task waits for another input.",
             ),
+            starting: gauge(
+                &registry,
+                "eddy_starting_tasks",
+                "Tasks that do not run yet: their stores are being restored, or they wait for the rest of their input partitions.",
+            ),
             restored: {
                 let c = IntCounterVec::new(
                     Opts::new(
@@ -327,6 +334,7 @@ impl Metrics {
             future_timestamp: self.future_timestamp.with_label_values(l),
             enforced_processing: self.enforced_processing.with_label_values(l),
             paused: self.paused.with_label_values(l),
+            starting: self.starting.with_label_values(l),
             restored: self.restored.clone(),
             restore_remaining: self.restore_remaining.clone(),
             rocksdb_cache: self.rocksdb_cache.clone(),
@@ -337,6 +345,18 @@ impl Metrics {
     /// The registry, to add metrics of your own.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Whether no stream thread has a task that does not run yet (being
+    /// restored, or waiting for the rest of its input partitions): what
+    /// `/ready` answers. A worker that holds no partition is ready.
+    pub fn ready(&self) -> bool {
+        use prometheus::core::Collector;
+        self.starting
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .all(|m| m.get_gauge().get_value() == 0.0)
     }
 
     /// All metrics in Prometheus' text format.

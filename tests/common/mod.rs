@@ -133,12 +133,19 @@ impl Worker {
     }
 
     pub fn metrics(&self) -> Option<String> {
+        self.get("/metrics").map(|(_, body)| body)
+    }
+
+    /// `GET path` of the worker's HTTP server: the status and the whole
+    /// response.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(1)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        Some((status, response))
     }
 
     /// Sum of a metric's samples (all label sets).

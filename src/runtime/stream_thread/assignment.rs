@@ -60,7 +60,14 @@ impl ThreadState {
         }
         let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
         self.metrics.assigned.set(owned as i64);
+        self.count_starting();
         Ok(())
+    }
+
+    /// Exports how many tasks do not run yet (`/ready` waits for none).
+    fn count_starting(&self) {
+        let n = self.restoring.len() + self.waiting.len();
+        self.metrics.starting.set(n as i64);
     }
 
     /// The task a source partition belongs to.
@@ -277,6 +284,7 @@ impl ThreadState {
             self.rewind(consumer, &ready, inputs)?;
             let owned = self.routes.iter().flatten().filter(|r| r.is_some()).count();
             self.metrics.assigned.set(owned as i64);
+            self.count_starting();
         }
         Ok(())
     }

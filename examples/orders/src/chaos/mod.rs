@@ -233,6 +233,26 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             })?);
         }
     }
+    // The chaos is for a running pipeline: the load and the schedule start
+    // once every worker runs tasks (its internal topics created, its
+    // partitions assigned). A worker that cannot start while a broker is
+    // down gives up after its start-up timeout, as it should.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !workers.iter().all(|w| w.assigned().is_some_and(|n| n > 0)) {
+        for w in &mut workers {
+            if !w.is_running() {
+                bail!(
+                    "worker {} exited at start; the end of its log:\n{}",
+                    w.name(),
+                    w.log_tail(20)
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the workers did not all get partitions within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     eprintln!(
         "chaos: {} workers, {} orders at {}/s, guarantee {}; logs in {}",
         workers.len(),

@@ -2,6 +2,7 @@
 //! (each an `eddy-orders run` process) and the brokers of the cluster.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -101,6 +102,22 @@ impl Worker {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Input partitions the worker's stream threads run tasks for, from its
+    /// `/metrics` (`None` while it does not answer).
+    pub(super) fn assigned(&self) -> Option<i64> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let sum = text
+            .lines()
+            .filter(|l| l.starts_with("eddy_assigned_partitions{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        Some(sum as i64)
     }
 
     /// SIGTERM, and waits (up to `timeout`) for a clean stop.
