@@ -7,6 +7,7 @@
 //! checked (see [`check`]).
 
 mod check;
+mod pauses;
 mod procs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use eddy::kafka::{send_blocking, Guarantee, StreamsConfig};
+use eddy::kafka::{send_blocking, GroupProtocol, Guarantee, StreamsConfig};
 use eddy_orders::order_created;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -58,6 +59,18 @@ pub struct ChaosArgs {
     /// Workers per service.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Scale each service to this many workers a third into the load, and
+    /// back (SIGTERM) two thirds into it; the report gives each worker's
+    /// longest stretch without a processed record.
+    #[arg(long)]
+    scale_to: Option<usize>,
+    /// Scale only this service (`payment`, `inventory` or `order-saga`):
+    /// the others' pauses then do not starve it of input.
+    #[arg(long)]
+    scale_service: Option<String>,
+    /// The workers' consumer group protocol (default: eddy's, `consumer`).
+    #[arg(long)]
+    group_protocol: Option<GroupProtocol>,
     /// Partitions of each topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
@@ -95,8 +108,14 @@ struct Report {
     zombie: bool,
     broker_restarted: bool,
     workers: usize,
+    scaled_to: Option<usize>,
+    group_protocol: String,
     partitions: i32,
     load_secs: f64,
+    /// Per worker watched from its first record to the end of the load
+    /// (and not stopped on purpose): its longest stretch without
+    /// processing a record, sampled every 100 ms or so.
+    longest_pause_ms: BTreeMap<String, u64>,
     total_secs: f64,
     verdict: Verdict,
     failures: Vec<String>,
@@ -124,6 +143,17 @@ enum Event {
     Kill,
     Zombie,
     RestartBroker,
+    ScaleUp,
+    ScaleDown,
+}
+
+/// Samples each worker's processed count into `pauses`.
+fn sample(workers: &[Worker], pauses: &mut pauses::Pauses) {
+    for w in workers {
+        if let Some(n) = w.metric("eddy_records_processed_total") {
+            pauses.observe(&w.name(), n, Instant::now());
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -206,7 +236,7 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         Guarantee::AtLeastOnce => "1000",
         Guarantee::ExactlyOnce => "100",
     };
-    let common: Vec<String> = [
+    let mut common: Vec<String> = [
         "--brokers",
         &args.brokers,
         "--suffix",
@@ -219,26 +249,43 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut workers = Vec::new();
-    for service in ["payment", "inventory", "order-saga"] {
-        for index in 0..args.workers {
-            let name = format!("{service}-{index}");
-            workers.push(Worker::start(WorkerSpec {
-                service,
-                index,
-                config: args.config_dir.join(format!("{service}.toml")),
-                state_dir: work.join("state").join(&name),
-                log: procs::log_file(&work.join("logs"), &name)?,
-                common: common.clone(),
-            })?);
+    let protocol = args.group_protocol.unwrap_or(GroupProtocol::Consumer);
+    common.extend(["--group-protocol".into(), protocol.as_str().into()]);
+    if protocol == GroupProtocol::Classic {
+        // The broker's 6 s session of consumer-protocol groups, set here.
+        for p in [
+            "consumer.session.timeout.ms=6000",
+            "consumer.heartbeat.interval.ms=500",
+        ] {
+            common.extend(["--set".into(), p.into()]);
         }
     }
+    const SERVICES: [&str; 3] = ["payment", "inventory", "order-saga"];
+    let start_worker = |service: &'static str, index: usize| -> anyhow::Result<Worker> {
+        let name = format!("{service}-{index}");
+        Worker::start(WorkerSpec {
+            service,
+            index,
+            config: args.config_dir.join(format!("{service}.toml")),
+            state_dir: work.join("state").join(&name),
+            log: procs::log_file(&work.join("logs"), &name)?,
+            common: common.clone(),
+        })
+    };
+    let mut workers = Vec::new();
+    for service in SERVICES {
+        for index in 0..args.workers {
+            workers.push(start_worker(service, index)?);
+        }
+    }
+    let initial = workers.len();
     // The chaos is for a running pipeline: the load and the schedule start
     // once every worker runs tasks (its internal topics created, its
     // partitions assigned). A worker that cannot start while a broker is
     // down gives up after its start-up timeout, as it should.
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !workers.iter().all(|w| w.assigned().is_some_and(|n| n > 0)) {
+    let assigned = |w: &Worker| w.metric("eddy_assigned_partitions").is_some_and(|n| n > 0);
+    while !workers.iter().all(assigned) {
         for w in &mut workers {
             if !w.is_running() {
                 bail!(
@@ -293,6 +340,9 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         .map(|_| Event::Kill)
         .chain(args.zombie.then_some(Event::Zombie))
         .chain(args.restart_broker.as_ref().map(|_| Event::RestartBroker));
+    let scale = args
+        .scale_to
+        .map(|_| [(load / 3, Event::ScaleUp), (load * 2 / 3, Event::ScaleDown)]);
     let mut events: Vec<(Duration, Event)> = events
         .map(|e| {
             (
@@ -301,8 +351,12 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             )
         })
         .collect();
+    events.extend(scale.into_iter().flatten());
     events.sort_by_key(|(at, _)| *at);
-    let frozen = rng.below(workers.len() as u64) as usize;
+    let frozen = rng.below(initial as u64) as usize;
+    let mut pauses = pauses::Pauses::default();
+    // The workers sampled: all but those scaled down.
+    let mut watched = usize::MAX;
     let (mut wiped, mut killed) = (0, 0);
     let mut background = Vec::new();
     let log = |what: String| {
@@ -313,16 +367,19 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         )
     };
     for (at, event) in events {
-        if let Some(wait) = at.checked_sub(load_start.elapsed()) {
-            std::thread::sleep(wait);
+        while load_start.elapsed() < at {
+            sample(&workers[..watched.min(workers.len())], &mut pauses);
+            std::thread::sleep(
+                Duration::from_millis(100).min(at.saturating_sub(load_start.elapsed())),
+            );
         }
         match event {
             Event::Kill => {
-                let mut i = rng.below(workers.len() as u64 - 1) as usize;
+                let mut i = rng.below(initial as u64 - 1) as usize;
                 if args.zombie && i >= frozen {
                     i += 1;
                 }
-                let i = i.min(workers.len() - 1);
+                let i = i.min(initial - 1);
                 let wipe = rng.below(3) == 0;
                 let how = if wipe {
                     ", restarted on an empty state directory"
@@ -330,6 +387,8 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
                     ""
                 };
                 log(format!("SIGKILL {}{how}", workers[i].name()));
+                // Its silence is the kill's, not a rebalance's.
+                pauses.forget(&workers[i].name());
                 workers[i].kill_and_restart(wipe, Duration::from_secs(1 + rng.below(3)))?;
                 killed += 1;
                 wiped += u32::from(wipe);
@@ -349,6 +408,32 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
                     Ok(())
                 }));
             }
+            Event::ScaleUp => {
+                let to = args.scale_to.expect("scheduled only when scaling");
+                log(format!(
+                    "scaling each service from {} to {to} workers",
+                    args.workers
+                ));
+                let scaled = SERVICES
+                    .into_iter()
+                    .filter(|s| args.scale_service.as_deref().is_none_or(|only| only == *s));
+                for service in scaled {
+                    for index in args.workers..to {
+                        workers.push(start_worker(service, index)?);
+                    }
+                }
+            }
+            Event::ScaleDown => {
+                log(format!(
+                    "scaling each service back to {} workers (SIGTERM)",
+                    args.workers
+                ));
+                for w in &workers[initial..] {
+                    pauses.forget(&w.name());
+                    w.terminate();
+                }
+                watched = initial;
+            }
             Event::RestartBroker => {
                 let dir = args
                     .restart_broker
@@ -364,6 +449,11 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             }
         }
     }
+    while !generator.is_finished() {
+        sample(&workers[..watched.min(workers.len())], &mut pauses);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let longest_pause_ms = pauses.longest_ms();
     for b in background {
         b.join()
             .map_err(|_| anyhow::anyhow!("a chaos thread panicked"))??;
@@ -376,7 +466,7 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         "chaos: load done in {load_secs:.1} s; waiting for {} outcomes",
         orders.len()
     );
-    for w in &mut workers {
+    for w in &mut workers[..initial] {
         if !w.is_running() {
             bail!(
                 "worker {} exited; the end of its log:\n{}",
@@ -420,8 +510,11 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         wiped_state: wiped,
         zombie: args.zombie,
         broker_restarted: args.restart_broker.is_some(),
-        workers: workers.len(),
+        workers: initial,
+        scaled_to: args.scale_to,
+        group_protocol: protocol.as_str().into(),
         partitions: args.partitions,
+        longest_pause_ms,
         load_secs,
         total_secs: started.elapsed().as_secs_f64(),
         failures: verdict.failures(exactly_once),

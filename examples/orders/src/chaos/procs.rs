@@ -104,9 +104,9 @@ impl Worker {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Input partitions the worker's stream threads run tasks for, from its
-    /// `/metrics` (`None` while it does not answer).
-    pub(super) fn assigned(&self) -> Option<i64> {
+    /// The sum of a metric's samples on the worker's `/metrics` (`None`
+    /// while it does not answer).
+    pub(super) fn metric(&self, name: &str) -> Option<i64> {
         let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(1)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
@@ -114,10 +114,17 @@ impl Worker {
         s.read_to_string(&mut text).ok()?;
         let sum = text
             .lines()
-            .filter(|l| l.starts_with("eddy_assigned_partitions{"))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
         Some(sum as i64)
+    }
+
+    /// SIGTERM, without waiting (see [`stop`](Self::stop)).
+    pub(super) fn terminate(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = signal(pid, "TERM");
+        }
     }
 
     /// SIGTERM, and waits (up to `timeout`) for a clean stop.
