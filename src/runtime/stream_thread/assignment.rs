@@ -215,6 +215,10 @@ impl ThreadState {
         } else {
             consumer.assign(tpl)?;
         }
+        // Not ready from before any restore shows as remaining (the count
+        // is made exact once the assignment is handled).
+        let starting = self.restoring.len() + self.waiting.len() + arrived.len();
+        self.metrics.starting.set(starting as i64);
         let now = now_millis();
         let mut pause = TopicPartitionList::new();
         for (id, parts) in arrived {
