@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
 use rdkafka::TopicPartitionList;
 
+use super::restore::Restoring;
 use super::{now_millis, Inputs, ThreadState};
 use crate::error::Error;
 use crate::runtime::consumer::{RebalanceEvent, StreamConsumerContext};
@@ -200,6 +201,15 @@ impl ThreadState {
             let Some((topic, id)) = self.task_of(e.topic(), e.partition()) else {
                 continue;
             };
+            let held = |r: &Restoring| r.partitions.contains(&(topic, e.partition()));
+            if self.route(topic, e.partition()).is_some()
+                || self.restoring.get(&id).is_some_and(held)
+            {
+                // Already held (assigned again after a lost assignment, or
+                // twice): pausing it would stall its running task.
+                tracing::warn!(thread = %self.name, partition = %format!("{}-{}", e.topic(), e.partition()), "assigned a partition already held; left as it is");
+                continue;
+            }
             let known = bounds
                 .get(&(e.topic().to_owned(), e.partition()))
                 .copied()
