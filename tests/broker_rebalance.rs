@@ -176,15 +176,7 @@ fn under_the_consumer_protocol_a_dead_workers_partitions_move_within_10_s() {
 
 #[test]
 fn a_static_member_of_the_classic_protocol_restarted_at_once_is_back_within_5_s() {
-    let classic = [
-        "--group-protocol",
-        "classic",
-        "--set",
-        "consumer.session.timeout.ms=6000",
-        "--set",
-        "consumer.heartbeat.interval.ms=500",
-    ];
-    let Some((back, moved, closed)) = crash_restart_and_death(&classic) else {
+    let Some((back, moved, closed)) = crash_restart_and_death(&common::CLASSIC_6S_SESSION) else {
         return;
     };
     // Same instance id: the broker hands it its partitions without a

@@ -29,15 +29,18 @@ fn fast_group_args() -> Vec<&'static str> {
     if std::env::var("EDDY_TEST_BOOTSTRAP").is_ok() {
         return Vec::new();
     }
-    vec![
-        "--group-protocol",
-        "classic",
-        "--set",
-        "consumer.session.timeout.ms=6000",
-        "--set",
-        "consumer.heartbeat.interval.ms=500",
-    ]
+    CLASSIC_6S_SESSION.to_vec()
 }
+
+/// Worker arguments: the classic group protocol with a 6 s session.
+pub const CLASSIC_6S_SESSION: [&str; 6] = [
+    "--group-protocol",
+    "classic",
+    "--set",
+    "consumer.session.timeout.ms=6000",
+    "--set",
+    "consumer.heartbeat.interval.ms=500",
+];
 
 impl Worker {
     /// `eddy <args> --brokers <bootstrap>` with test-friendly timeouts,
