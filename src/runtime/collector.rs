@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -28,7 +30,9 @@ use crate::processor::FailureKind;
 use crate::topology::{TopicRef, TopicTable};
 
 pub(crate) struct Collector {
-    producer: BaseProducer<DeliveryTracker>,
+    /// Shared only with a call to [`send_offsets`] that outlived its
+    /// timeout.
+    producer: Arc<BaseProducer<DeliveryTracker>>,
     /// What the producer was made from, to replace it once fenced.
     config: ClientConfig,
     topics: Arc<TopicTable>,
@@ -106,7 +110,7 @@ impl Collector {
             dead_letter_topic,
             ..DeliveryTracker::default()
         };
-        let producer = Self::producer(config, tracker)?;
+        let producer = Arc::new(Self::producer(config, tracker)?);
         Ok(Collector {
             producer,
             config: config.clone(),
@@ -391,12 +395,20 @@ impl Collector {
             let Some(group) = consumer.group_metadata() else {
                 return self.abort("the consumer has no group metadata".into());
             };
-            let sent = retry(|| {
-                self.producer
-                    .send_offsets_to_transaction(offsets, &group, TXN_TIMEOUT)
-            });
-            if let Err(e) = sent {
-                return self.failed(e);
+            match send_offsets(&self.producer, offsets, group)? {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return self.failed(e),
+                None => {
+                    let reason = format!(
+                        "sending the consumed offsets into the transaction did not end within {:?} \
+                         (librdkafka can wait for ever on a group coordinator that left the \
+                         cluster's metadata: librdkafka#5456, #5511)",
+                        OFFSETS_DEADLINE
+                    );
+                    tracing::error!("{reason}; replacing the producer: the new one fences it and its transaction is aborted");
+                    self.renew()?;
+                    return Ok(Committed::Fenced(reason));
+                }
             }
         }
         lap(&phases.offsets, &mut clock);
@@ -484,7 +496,7 @@ impl Collector {
             dead_letter_topic: old.dead_letter_topic.clone(),
             ..DeliveryTracker::default()
         };
-        self.producer = Self::producer(&self.config, tracker)?;
+        self.producer = Arc::new(Self::producer(&self.config, tracker)?);
         self.sent.set(0);
         self.in_transaction = false;
         self.doomed = None;
@@ -516,6 +528,39 @@ impl Collector {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
+}
+
+/// How long [`send_offsets`] waits for librdkafka's answer: its own
+/// timeout and a margin.
+const OFFSETS_DEADLINE: Duration = Duration::from_secs(TXN_TIMEOUT.as_secs() + 5);
+
+/// Sends `offsets` into the open transaction (retried as [`retry`] does)
+/// on a helper thread, which the caller waits for at most
+/// [`OFFSETS_DEADLINE`]: `Ok(None)` when it did not answer by then.
+/// librdkafka sends the offsets to the group coordinator through a request
+/// that never checks its timeout, and waits for ever when the coordinator
+/// it cached is a broker that left the metadata while down (seen here when
+/// one broker of three was killed and restarted). The caller then replaces
+/// the producer; the helper holds the old one until librdkafka answers.
+fn send_offsets(
+    producer: &Arc<BaseProducer<DeliveryTracker>>,
+    offsets: &TopicPartitionList,
+    group: ConsumerGroupMetadata,
+) -> Result<Option<Result<(), KafkaError>>, Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (producer, offsets) = (Arc::clone(producer), offsets.clone());
+    std::thread::Builder::new()
+        .name("eddy-txn-offsets".into())
+        .spawn(move || {
+            let sent =
+                retry(|| producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT));
+            let _ = tx.send(sent);
+        })
+        .map_err(|source| Error::Spawn {
+            what: "a thread to send offsets into the transaction".into(),
+            source,
+        })?;
+    Ok(rx.recv_timeout(OFFSETS_DEADLINE).ok())
 }
 
 /// Calls `op` again while it fails with a retriable error (a timeout), at
