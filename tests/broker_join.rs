@@ -55,6 +55,7 @@ fn join_results_equal_the_reference_across_a_rebalance_from_two_to_three_workers
         for s in ["join-left", "join-right", "join-unmatched"] {
             c.create_topic(&format!("{app}-{s}-changelog"), 6);
         }
+        c.create_topic(&format!("{app}-members"), 1);
     }
     produce(&c, &left, "L", 0..300);
     produce(&c, &right, "R", 0..300);

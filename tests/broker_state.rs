@@ -33,6 +33,7 @@ fn setup(c: &TestCluster, name: &str, partitions: i32) -> (String, String, Strin
         // The embedded cluster has no CreateTopics API for the worker.
         c.create_topic(&format!("{app}-dlq"), 1);
         c.create_topic(&format!("{app}-counts-changelog"), partitions);
+        c.create_topic(&format!("{app}-members"), 1);
     }
     (input, output, app)
 }

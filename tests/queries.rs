@@ -32,6 +32,7 @@ fn stores_answer_gets_and_ranges_for_the_partitions_held() {
     if c.is_embedded() {
         c.create_topic(&format!("{app}-dlq"), 1);
         c.create_topic(&format!("{app}-counts-changelog"), 2);
+        c.create_topic(&format!("{app}-members"), 1);
     }
     let records: Vec<_> = ["apple", "pear", "apple", "fig", "apple"]
         .iter()
@@ -147,6 +148,7 @@ fn a_global_table_is_restored_in_full_before_processing_starts() {
     c.create_topic(&output, 2);
     if c.is_embedded() {
         c.create_topic(&format!("{app}-dlq"), 1);
+        c.create_topic(&format!("{app}-members"), 1);
     }
     let catalogue: Vec<_> = (0..30)
         .map(|i| {

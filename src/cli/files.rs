@@ -43,6 +43,15 @@ pub struct RunArgs {
     /// State directory, overriding the file's `application.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Standby replicas of each task's stores, overriding the file's
+    /// `application.standby_replicas`.
+    #[arg(long)]
+    standby_replicas: Option<usize>,
+    /// The address other workers and clients reach this one's HTTP
+    /// endpoints at (published for query routing), overriding the file's
+    /// `application.application_server`; default `http://<--http>`.
+    #[arg(long)]
+    application_server: Option<String>,
     /// Appended to the application id and every topic name (`<topic>-<S>`),
     /// to run an isolated copy beside others on one cluster.
     #[arg(long)]
@@ -116,6 +125,12 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     }
     if let Some(d) = args.state_dir {
         pipeline.config.state_dir = d;
+    }
+    if let Some(n) = args.standby_replicas {
+        pipeline.config.num_standby_replicas = n;
+    }
+    if let Some(a) = args.application_server {
+        pipeline.config.application_server = Some(a);
     }
     for (k, v) in &args.properties {
         pipeline.config.properties.insert(k.clone(), v.clone());

@@ -67,6 +67,11 @@ pub struct Application {
     pub static_membership: Option<bool>,
     /// Stream threads.
     pub threads: Option<usize>,
+    /// Standby replicas of each task's persistent stores (default 0).
+    pub standby_replicas: Option<usize>,
+    /// The address published for query routing (default
+    /// `http://<the HTTP address>`).
+    pub application_server: Option<String>,
     /// State directory (relative to the file's folder).
     pub state_dir: Option<PathBuf>,
     /// RocksDB memory budget in MiB.

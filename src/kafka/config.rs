@@ -93,6 +93,17 @@ pub struct StreamsConfig {
     pub on_error: ErrorPolicy,
     /// Where to serve `/metrics` and `/health`; `None` serves nothing.
     pub http_addr: Option<SocketAddr>,
+    /// The HTTP address other workers and clients reach this one at, as
+    /// published to the application's members topic (Kafka Streams'
+    /// `application.server`): where a query for a key this worker holds is
+    /// sent. Default: `http://<http_addr>` unless it is an unspecified
+    /// address (`0.0.0.0`).
+    pub application_server: Option<String>,
+    /// Warm copies kept of each task's persistent stores on other workers
+    /// (Kafka Streams' `num.standby.replicas`, default 0): a standby tails
+    /// the task's changelogs, so that the task resumes on its worker after
+    /// a failover with only the changelog's tail to restore.
+    pub num_standby_replicas: usize,
     /// How long to wait for the cluster at start (default 10 s).
     pub startup_timeout: Duration,
     /// Partitions of topics created on the embedded cluster (default 4).
@@ -132,6 +143,8 @@ impl StreamsConfig {
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
+            application_server: None,
+            num_standby_replicas: 0,
             startup_timeout: Duration::from_secs(10),
             embedded_partitions: 4,
             state_dir: std::env::temp_dir().join("eddy-state"),
@@ -369,6 +382,23 @@ impl StreamsConfig {
     /// Settings for admin and metadata clients.
     pub fn admin_client_config(&self, servers: &str) -> ClientConfig {
         self.client(servers, "admin.")
+    }
+
+    /// A consumer that is only ever assigned partitions (restores,
+    /// standbys, the members topic), named `<application_id>-<role>`: it
+    /// reads committed records only, and never commits.
+    pub fn assigned_consumer_config(&self, servers: &str, role: &str) -> ClientConfig {
+        let mut c = self.admin_client_config(servers);
+        c.set("client.id", format!("{}-{role}", self.application_id))
+            // Never subscribed nor committed: the group is a formality
+            // librdkafka's consumer wants.
+            .set("group.id", format!("{}-restore", self.application_id))
+            .set("enable.auto.commit", "false")
+            .set("fetch.max.bytes", "52428800")
+            // Writes of aborted or open transactions are never restored;
+            // the end of a changelog is then its last stable offset.
+            .set("isolation.level", "read_committed");
+        c
     }
 }
 

@@ -33,6 +33,18 @@ pub struct Metrics {
     restore_remaining: IntGaugeVec,
     rocksdb_cache: IntGauge,
     rocksdb_memtables: IntGauge,
+    standby: StandbyMetrics,
+}
+
+/// The metrics of a worker's standby replicas.
+#[derive(Clone)]
+pub(crate) struct StandbyMetrics {
+    /// Tasks kept standby.
+    pub(crate) tasks: IntGauge,
+    /// Changelog records a standby store has yet to read, by task and store.
+    pub(crate) lag: IntGaugeVec,
+    /// Changelog records applied to standby stores.
+    pub(crate) records: IntCounter,
 }
 
 /// The phases of a stream thread's commits (`eddy_commit_phase_seconds`).
@@ -299,8 +311,51 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            standby: StandbyMetrics {
+                tasks: {
+                    let g = IntGauge::new(
+                        "eddy_standby_tasks",
+                        "Tasks whose stores this worker keeps warm as standby replicas.",
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("unique metric");
+                    g
+                },
+                lag: {
+                    let g = IntGaugeVec::new(
+                        Opts::new(
+                            "eddy_standby_lag_records",
+                            "Changelog records a standby store has yet to read (its changelog's end less its position).",
+                        ),
+                        &["task", "store"],
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("unique metric");
+                    g
+                },
+                records: {
+                    let c = IntCounter::new(
+                        "eddy_standby_records_total",
+                        "Changelog records applied to standby stores.",
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(c.clone()))
+                        .expect("unique metric");
+                    c
+                },
+            },
             registry,
         }
+    }
+
+    /// The metrics of the worker's standby replicas.
+    pub(crate) fn standby(&self) -> StandbyMetrics {
+        self.standby.clone()
     }
 
     pub(crate) fn thread(&self, thread: &str) -> ThreadMetrics {

@@ -10,4 +10,4 @@ pub use http::{
 };
 pub use logging::init_logging;
 pub use metrics::Metrics;
-pub(crate) use metrics::{lap, CommitPhases, ThreadMetrics};
+pub(crate) use metrics::{lap, CommitPhases, StandbyMetrics, ThreadMetrics};

@@ -8,6 +8,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::membership::MembersView;
+use super::task::TaskId;
 use crate::error::Error;
 use crate::kafka::partitioner::partition_for_key;
 use crate::serde::Serde;
@@ -47,7 +49,21 @@ pub enum Lookup<V> {
         partition: i32,
         /// The partitions this worker holds.
         held: Vec<i32>,
+        /// The worker that runs the key's task, as the members topic last
+        /// said; `None` while no one does (a rebalance).
+        owner: Option<Owner>,
     },
+}
+
+/// The worker that holds a key (Kafka Streams' `KeyQueryMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Its process id.
+    pub process: String,
+    /// Where its HTTP endpoints answer, if it serves them.
+    pub address: Option<String>,
+    /// Workers that keep a standby copy of the key's task (stale reads).
+    pub standbys: Vec<(String, Option<String>)>,
 }
 
 /// Entries of a range query over the partitions this worker holds.
@@ -65,6 +81,10 @@ pub struct StoreQueries {
     pub(crate) threads: Vec<mpsc::Sender<Query>>,
     /// Partitions of each store (its sub-topology's input partitions).
     pub(crate) partitions: Arc<HashMap<String, i32>>,
+    /// The sub-topology of each store.
+    pub(crate) subtopologies: Arc<HashMap<String, u32>>,
+    /// Who runs which task.
+    pub(crate) members: Arc<MembersView>,
 }
 
 impl StoreQueries {
@@ -98,6 +118,23 @@ impl StoreQueries {
         self.partitions.get(store).copied()
     }
 
+    /// The worker that runs partition `partition` of `store`, and those
+    /// that keep a standby of it (Kafka Streams' `queryMetadataForKey`).
+    pub fn owner(&self, store: &str, partition: i32) -> Option<Owner> {
+        let task = TaskId {
+            subtopology: *self.subtopologies.get(store)?,
+            partition,
+        };
+        let owner = self.members.owner(task)?;
+        Some(Owner {
+            process: owner.process,
+            address: owner.address,
+            standbys: (self.members.standbys(task).into_iter())
+                .map(|m| (m.process, m.address))
+                .collect(),
+        })
+    }
+
     /// Looks `key` up in key-value store `store`.
     pub fn get<K: 'static, V: 'static>(
         &self,
@@ -119,6 +156,7 @@ impl StoreQueries {
             return Ok(Lookup::Remote {
                 partition,
                 held: answer.held,
+                owner: self.owner(store, partition),
             });
         }
         let value = answer
@@ -251,14 +289,27 @@ pub(crate) fn routes(
                     json!({ "error": "no such key", "store": store, "key": key, "partition": partition }),
                 ),
             ),
-            Ok(Ok(Lookup::Remote { partition, held })) => (
-                StatusCode::MISDIRECTED_REQUEST,
-                Json(json!({
-                    "error": format!("partition {partition} of {store} is held by another worker"),
-                    "partition": partition,
-                    "held_partitions": held,
-                })),
-            ),
+            Ok(Ok(Lookup::Remote {
+                partition,
+                held,
+                owner,
+            })) => {
+                let owner = owner.map(|o| {
+                    let standbys: Vec<_> = (o.standbys.iter())
+                        .map(|(p, a)| json!({ "process": p, "address": a }))
+                        .collect();
+                    json!({ "process": o.process, "address": o.address, "standbys": standbys })
+                });
+                (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    Json(json!({
+                        "error": format!("partition {partition} of {store} is held by another worker"),
+                        "partition": partition,
+                        "held_partitions": held,
+                        "owner": owner,
+                    })),
+                )
+            }
             Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }

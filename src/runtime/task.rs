@@ -13,6 +13,7 @@ use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::upstream::Marks;
+use super::membership::LocalTasks;
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -85,6 +86,8 @@ pub(crate) struct TaskSettings {
     /// Exactly-once: stores keep a transaction's writes apart until it
     /// commits.
     pub(crate) exactly_once: bool,
+    /// The tasks this worker's threads run and keep standby.
+    pub(crate) local: Arc<LocalTasks>,
 }
 
 impl TaskSettings {
@@ -122,6 +125,7 @@ impl TaskSettings {
             future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
             globals: GlobalTables::new(topology.global_tables()),
             exactly_once: false,
+            local: Arc::default(),
         }
     }
 }

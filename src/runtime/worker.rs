@@ -11,10 +11,12 @@ use std::time::Duration;
 use axum::Router;
 
 use super::global_thread;
+use super::membership::{members_topic, Membership, MembershipSpec, MembersView};
 use super::query::{self, Renderer, StoreQueries};
+use super::standby::{StandbySpec, StandbyStore, Standbys};
 use super::state_dir::StoreProvider;
 use super::stream_thread::{Latch, StreamThread, ThreadSpec};
-use super::task::TaskSettings;
+use super::task::{TaskId, TaskSettings};
 use super::upstream::{Upstream, UpstreamWatch};
 use crate::error::Error;
 use crate::kafka::admin::{ensure_topic, future_timestamp_limits, topic_partitions};
@@ -170,6 +172,9 @@ impl KafkaStreams {
                     cluster.create_topic(&plan.name, plan.partitions)?;
                 }
                 cluster.create_topic(&dlq, n)?;
+                if self.topology.stores().next().is_some() {
+                    cluster.create_topic(&members_topic(&config.application_id), 1)?;
+                }
                 tracing::info!("embedded Kafka cluster at {}", cluster.bootstrap_servers());
                 if settings.exactly_once {
                     tracing::warn!("exactly-once on the embedded cluster is a demonstration only: it does not hide aborted or open transactions from read-committed consumers");
@@ -218,9 +223,17 @@ impl KafkaStreams {
         let (query_senders, query_receivers): (Vec<_>, Vec<_>) = (0..config.num_stream_threads)
             .map(|_| std::sync::mpsc::channel())
             .unzip();
+        let view = Arc::new(MembersView::default());
+        let store_tasks: HashMap<String, u32> = self
+            .topology
+            .stores()
+            .filter_map(|s| Some((s.name.clone(), self.topology.store_subtopology(&s.name)?.id)))
+            .collect();
         let queries = StoreQueries {
             threads: query_senders,
-            partitions: Arc::new(store_partitions),
+            partitions: Arc::new(store_partitions.clone()),
+            subtopologies: Arc::new(store_tasks),
+            members: view.clone(),
         };
         let routes = self.routes.clone().merge(query::routes(
             queries.clone(),
@@ -231,6 +244,8 @@ impl KafkaStreams {
             .http_addr
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
+        let (membership, standbys) =
+            self.start_membership(&settings, &process_id, &servers, &http, &store_partitions, &view)?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let global = global_thread::start(&settings.globals, config, &servers, shutdown.clone())?;
         let mut threads = Vec::new();
@@ -277,6 +292,8 @@ impl KafkaStreams {
             threads.push((name, handle));
         }
         Ok(RunningStreams {
+            standbys,
+            membership,
             watch,
             global,
             queries,
@@ -287,6 +304,80 @@ impl KafkaStreams {
             servers,
             metrics: self.metrics,
         })
+    }
+}
+
+impl KafkaStreams {
+    /// Starts publishing this worker's tasks to the members topic (when
+    /// the topology has stores) and, with `num_standby_replicas` and a
+    /// state directory, the standby thread.
+    fn start_membership(
+        &self,
+        settings: &TaskSettings,
+        process: &str,
+        servers: &str,
+        http: &Option<HttpServer>,
+        store_partitions: &HashMap<String, i32>,
+        view: &Arc<MembersView>,
+    ) -> Result<(Option<Membership>, Option<Standbys>), Error> {
+        let config = &self.config;
+        if self.topology.stores().next().is_none() {
+            return Ok((None, None));
+        }
+        let process = process.to_owned();
+        let address = config.application_server.clone().or_else(|| {
+            let addr = http.as_ref()?.addr();
+            (!addr.ip().is_unspecified()).then(|| format!("http://{addr}"))
+        });
+        let mut producer = config.producer_client_config(servers, "members");
+        producer.set("linger.ms", "0");
+        let membership = Membership::start(MembershipSpec {
+            topic: members_topic(&config.application_id),
+            process: process.clone(),
+            address,
+            consumer: config.assigned_consumer_config(servers, "members"),
+            producer,
+            local: settings.local.clone(),
+            view: view.clone(),
+        })?;
+        let persistent = matches!(settings.stores, StoreProvider::Rocks { .. });
+        if config.num_standby_replicas == 0 || !persistent {
+            if config.num_standby_replicas > 0 {
+                tracing::warn!("standby replicas need persistent stores and a state directory: none kept");
+            }
+            return Ok((Some(membership), None));
+        }
+        let mut tasks: BTreeMap<TaskId, Vec<StandbyStore>> = BTreeMap::new();
+        for spec in self.topology.stores().filter(|s| s.logged && !s.in_memory) {
+            let (Some(sub), Some(&n), Some(&changelog)) = (
+                self.topology.store_subtopology(&spec.name),
+                store_partitions.get(&spec.name),
+                settings.changelogs.get(&spec.name),
+            ) else {
+                continue;
+            };
+            for partition in 0..n {
+                let task = TaskId {
+                    subtopology: sub.id,
+                    partition,
+                };
+                tasks.entry(task).or_default().push(StandbyStore {
+                    spec: spec.clone(),
+                    changelog: settings.topics.name(changelog).to_owned(),
+                });
+            }
+        }
+        let standbys = Standbys::start(StandbySpec {
+            process,
+            replicas: config.num_standby_replicas,
+            tasks,
+            stores: settings.stores.clone(),
+            consumer: config.assigned_consumer_config(servers, "standby"),
+            local: settings.local.clone(),
+            view: view.clone(),
+            metrics: self.metrics.standby(),
+        })?;
+        Ok((Some(membership), Some(standbys)))
     }
 }
 
@@ -462,6 +553,11 @@ fn prepare_topics(
             .unwrap_or(1);
         ensure_topic(&admin, dlq, partitions, &[], timeout)?;
     }
+    let members = members_topic(&config.application_id);
+    if topology.stores().next().is_some() && !existing.contains_key(&members) {
+        let compact = [("cleanup.policy", "compact")];
+        ensure_topic(&admin, &members, 1, &compact, timeout)?;
+    }
     Ok(existing)
 }
 
@@ -500,6 +596,8 @@ fn future_output_limits(
 
 /// A started worker.
 pub struct RunningStreams {
+    standbys: Option<Standbys>,
+    membership: Option<Membership>,
     watch: Option<UpstreamWatch>,
     global: Option<JoinHandle<()>>,
     queries: StoreQueries,
@@ -557,6 +655,8 @@ impl RunningStreams {
         if let Some(g) = self.global.take() {
             let _ = g.join();
         }
+        self.standbys.take();
+        self.membership.take();
         self.watch.take();
         self.http.take();
         self.embedded.take();

@@ -171,6 +171,18 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
     if let Some(s) = app.static_membership {
         config.static_membership = s;
     }
+    if let Some(n) = app.standby_replicas {
+        config.num_standby_replicas = n;
+    }
+    if let Some(a) = &app.application_server {
+        if !(a.starts_with("http://") || a.starts_with("https://")) {
+            return fail(
+                "application.application_server",
+                "must be an http:// or https:// address",
+            );
+        }
+        config.application_server = Some(a.clone());
+    }
     if let Some(n) = app.threads {
         if n == 0 {
             return fail("application.threads", "must be at least 1");

@@ -120,7 +120,10 @@ impl ThreadState {
                 // Not running yet: its partitions wait, paused, like those
                 // of a task that lacks one.
                 r.task.close();
-                self.waiting.insert(id, r.partitions);
+                let partitions = std::mem::take(&mut r.partitions);
+                drop(r);
+                self.settings.local.unclaim(id);
+                self.waiting.insert(id, partitions);
             }
             if let Some(held) = self.waiting.get_mut(&id) {
                 held.retain(|&p| p != (topic, e.partition()));
@@ -165,6 +168,9 @@ impl ThreadState {
                 }
             }
             task.close();
+            // Its stores are closed: a standby may open them.
+            drop(task);
+            self.settings.local.unclaim(id);
             self.metrics.tasks_closed.inc();
             if !kept.is_empty() {
                 self.waiting.insert(id, std::mem::take(&mut kept));
@@ -244,6 +250,8 @@ impl ThreadState {
                 self.waiting.insert(id, held);
                 continue;
             }
+            // A standby of the task on this worker hands its stores over.
+            self.settings.local.claim(id);
             let task = Task::new(&self.topology, id, &self.settings, now, &self.cache)?;
             let restoring = self.begin_restore(task, held)?;
             self.restoring.insert(id, restoring);

@@ -177,20 +177,7 @@ impl StreamThread {
             changelogs,
             settings.topics.name(settings.dead_letter_topic).to_owned(),
         )?;
-        let mut restore = config.admin_client_config(servers);
-        restore
-            .set(
-                "client.id",
-                format!("{}-{name}-restore", config.application_id),
-            )
-            // Only assigned, never subscribed or committed: the group is a
-            // formality librdkafka's consumer wants.
-            .set("group.id", format!("{}-restore", config.application_id))
-            .set("enable.auto.commit", "false")
-            .set("fetch.max.bytes", "52428800")
-            // Writes of aborted or open transactions are never restored;
-            // the end of a changelog is then its last stable offset.
-            .set("isolation.level", "read_committed");
+        let restore = config.assigned_consumer_config(servers, &format!("{name}-restore"));
         let routes = vec![Vec::new(); settings.topics.len()];
         Ok(StreamThread {
             consumer,
