@@ -1,6 +1,6 @@
 //! `eddy count`: counts records per key into a changelogged store and
-//! writes each new count; the minimal stateful worker for restore and
-//! failure tests.
+//! writes each new count (queryable at `/stores/<store>/<key>`); the minimal
+//! stateful worker for restore and failure tests.
 
 use std::path::PathBuf;
 
@@ -44,7 +44,9 @@ pub(super) fn run(args: CountArgs) -> Result<(), CliError> {
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
     }
-    let running = KafkaStreams::new(builder.build()?, config).start()?;
+    let running = KafkaStreams::new(builder.build()?, config)
+        .queryable_store(&args.store, I64Serde)
+        .start()?;
     running.run_until_signal()?;
     Ok(())
 }

@@ -193,6 +193,14 @@ struct WorkerArgs {
     /// exactly-once).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// Standby replicas of each task's persistent stores, kept warm on
+    /// other workers for a fast failover.
+    #[arg(long, default_value_t = 0)]
+    standby_replicas: usize,
+    /// The address other workers and clients reach this one's HTTP
+    /// endpoints at (published for query routing); default `http://<--http>`.
+    #[arg(long)]
+    application_server: Option<String>,
     /// How long a task waits for an input partition with no buffered
     /// records before processing its others (Kafka Streams'
     /// `max.task.idle.ms`): 0 waits only while the broker holds more of
@@ -222,6 +230,8 @@ impl WorkerArgs {
         };
         c.bootstrap_servers = self.brokers.clone();
         c.http_addr = self.http;
+        c.num_standby_replicas = self.standby_replicas;
+        c.application_server = self.application_server.clone();
         c.max_task_idle = match u64::try_from(self.max_task_idle_ms) {
             Ok(ms) => TaskIdle::Wait(Duration::from_millis(ms)),
             Err(_) => TaskIdle::Never,

@@ -29,13 +29,13 @@ mod worker;
 
 pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
 pub use dead_letter::{dlq_headers, ErrorPolicy, RecordError};
+pub use membership::{Member, MembersView};
 pub(crate) use node::{
     forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
 };
 pub(crate) use output::{OutMeta, OutputBuffer};
 pub use partition_group::TaskIdle;
 pub(crate) use partition_group::{PartitionGroup, Ready};
-pub use membership::{Member, MembersView};
 pub use query::{Lookup, Owner, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
 pub use task::TaskId;

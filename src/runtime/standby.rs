@@ -329,7 +329,8 @@ impl Keeper {
     fn export_lag(&self) {
         for (task, copies) in &self.held {
             for c in copies {
-                let Some(end) = fetched_high_watermark(&self.consumer, &c.changelog, task.partition)
+                let Some(end) =
+                    fetched_high_watermark(&self.consumer, &c.changelog, task.partition)
                 else {
                     continue;
                 };

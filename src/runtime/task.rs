@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use super::context::{RawRecord, TaskContext};
 use super::dead_letter::{dlq_headers, ErrorPolicy, RecordError};
+use super::membership::LocalTasks;
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::upstream::Marks;
-use super::membership::LocalTasks;
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};

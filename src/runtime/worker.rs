@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 
 use super::global_thread;
-use super::membership::{members_topic, Membership, MembershipSpec, MembersView};
+use super::membership::{members_topic, MembersView, Membership, MembershipSpec};
 use super::query::{self, Renderer, StoreQueries};
 use super::standby::{StandbySpec, StandbyStore, Standbys};
 use super::state_dir::StoreProvider;
@@ -244,8 +244,14 @@ impl KafkaStreams {
             .http_addr
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
-        let (membership, standbys) =
-            self.start_membership(&settings, &process_id, &servers, &http, &store_partitions, &view)?;
+        let (membership, standbys) = self.start_membership(
+            &settings,
+            &process_id,
+            &servers,
+            &http,
+            &store_partitions,
+            &view,
+        )?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let global = global_thread::start(&settings.globals, config, &servers, shutdown.clone())?;
         let mut threads = Vec::new();
@@ -343,7 +349,9 @@ impl KafkaStreams {
         let persistent = matches!(settings.stores, StoreProvider::Rocks { .. });
         if config.num_standby_replicas == 0 || !persistent {
             if config.num_standby_replicas > 0 {
-                tracing::warn!("standby replicas need persistent stores and a state directory: none kept");
+                tracing::warn!(
+                    "standby replicas need persistent stores and a state directory: none kept"
+                );
             }
             return Ok((Some(membership), None));
         }
