@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod autoscale;
 pub mod cli;
 pub mod config;
 mod error;

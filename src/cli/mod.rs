@@ -29,6 +29,7 @@
 //! [`LogArgs`] for the logging flags and ends with [`exit`], as the
 //! example application in the workspace's `examples/` folder does.
 
+mod autoscale;
 mod count;
 mod files;
 mod join;
@@ -126,6 +127,11 @@ pub enum Command {
     /// Prints the application's consumer lag per input partition
     /// (repartition topics included): committed offset, end offset, lag.
     Lag(lag::LagArgs),
+    /// Runs the topology a file describes on as many local worker
+    /// processes as its lag asks for (KEDA's rule, held back while a new
+    /// worker would not be ready before the lag drains), until
+    /// SIGINT/SIGTERM.
+    Autoscale(autoscale::AutoscaleArgs),
 }
 
 impl Command {
@@ -140,6 +146,7 @@ impl Command {
             Command::Run(args) => files::run(args, registry),
             Command::Describe(args) => files::describe(args, registry),
             Command::Lag(args) => lag::run(args, registry),
+            Command::Autoscale(args) => autoscale::run(args, registry),
         }
     }
 }

@@ -40,4 +40,5 @@ pub use query::{Lookup, Owner, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
 pub use task::TaskId;
 pub(crate) use task::{Task, TaskSettings};
+pub(crate) use worker::spawn_signal_listener;
 pub use worker::{KafkaStreams, RunningStreams};

@@ -698,7 +698,7 @@ impl Drop for RunningStreams {
 }
 
 /// Sets `flag` on SIGINT or SIGTERM.
-fn spawn_signal_listener(flag: Arc<AtomicBool>) {
+pub(crate) fn spawn_signal_listener(flag: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new()
         .name("eddy-signals".into())
         .spawn(move || {

@@ -363,6 +363,15 @@ impl Topology {
         refs.into_iter().map(|t| names.name(t).to_owned()).collect()
     }
 
+    /// The changelog topics of the topology's logged stores under
+    /// `application_id`.
+    pub fn changelog_topics(&self, application_id: &str) -> Vec<String> {
+        self.stores()
+            .filter(|s| s.logged)
+            .map(|s| format!("{application_id}-{}", s.changelog_suffix()))
+            .collect()
+    }
+
     /// Every topic the topology writes, in order of appearance.
     pub fn sink_topics(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
