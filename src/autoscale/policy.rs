@@ -9,8 +9,9 @@
 //! processes anything. This policy does as they do, and also estimates:
 //!
 //! - **drain time**: how long the current workers need to consume the lag,
-//!   at their capacity (the highest consumption rate seen while there was a
-//!   lag, over the last [`CAPACITY_WINDOW`]) less the rate records arrive;
+//!   at their capacity (the mean consumption rate of the latest
+//!   observations with a lag, within [`CAPACITY_WINDOW`]) less the rate
+//!   records arrive;
 //! - **ready time**: how long a new worker needs before it is useful: its
 //!   start and group join, then the restore of its share of the state (the
 //!   changelogs' records over the workers it would make, at the measured
@@ -27,6 +28,11 @@ use serde::Serialize;
 
 /// How far back the consumption capacity is remembered.
 pub const CAPACITY_WINDOW: Duration = Duration::from_secs(120);
+/// The capacity is the mean consumption rate of this many latest
+/// observations with a lag (the highest one overestimates: a worker that
+/// has just caught up on one stage of its topology is then busy with the
+/// next).
+pub const CAPACITY_SAMPLES: usize = 5;
 
 /// The autoscaler's settings.
 #[derive(Debug, Clone)]
@@ -90,7 +96,7 @@ pub struct Decision {
     pub in_rate: f64,
     /// Records consumed per second (since the previous observation).
     pub out_rate: f64,
-    /// Highest consumption rate seen with a lag, over the window.
+    /// Mean consumption rate of the latest observations with a lag.
     pub capacity: f64,
     /// KEDA's recommendation.
     pub recommended: usize,
@@ -117,6 +123,9 @@ pub struct Autoscaler {
     recommendations: VecDeque<(f64, usize)>,
     /// Whether the previous observation wanted more workers.
     wanted_up: bool,
+    /// Since when the recommendations are kept (the start, or the last
+    /// scale-up): no scale-down before a whole cooldown of them.
+    window_start: Option<f64>,
 }
 
 impl Autoscaler {
@@ -128,6 +137,7 @@ impl Autoscaler {
             rates: VecDeque::new(),
             recommendations: VecDeque::new(),
             wanted_up: false,
+            window_start: None,
         }
     }
 
@@ -139,25 +149,37 @@ impl Autoscaler {
     /// Decides on `now`.
     pub fn decide(&mut self, now: Observation) -> Decision {
         let p = &self.policy;
-        let (in_rate, out_rate) = match self.last {
+        let rates = match self.last {
             Some(last) if now.at > last.at => {
                 let secs = now.at - last.at;
-                (
+                Some((
                     (now.end - last.end).max(0) as f64 / secs,
                     (now.committed - last.committed).max(0) as f64 / secs,
-                )
+                ))
             }
-            _ => (0.0, 0.0),
+            _ => None,
         };
+        let (in_rate, out_rate) = rates.unwrap_or_default();
         self.last = Some(now);
-        if now.lag > 0 {
+        if now.lag > 0 && rates.is_some() {
             self.rates.push_back((now.at, out_rate));
         }
         let window = CAPACITY_WINDOW.as_secs_f64();
-        while self.rates.front().is_some_and(|&(t, _)| now.at - t > window) {
+        while self
+            .rates
+            .front()
+            .is_some_and(|&(t, _)| now.at - t > window)
+        {
             self.rates.pop_front();
         }
-        let capacity = self.rates.iter().map(|&(_, r)| r).fold(0.0, f64::max);
+        let busy: Vec<f64> = self
+            .rates
+            .iter()
+            .rev()
+            .take(CAPACITY_SAMPLES)
+            .map(|&(_, r)| r)
+            .collect();
+        let capacity = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
 
         let cap = p.max.min(now.partitions.max(1)).max(p.min);
         let recommended = if now.lag < p.activation_lag {
@@ -237,6 +259,7 @@ impl Autoscaler {
                 // A scale-up restarts the stabilization window.
                 self.recommendations.clear();
                 self.recommendations.push_back((now.at, recommended));
+                self.window_start = Some(now.at);
             }
             return decision;
         }
@@ -249,10 +272,8 @@ impl Autoscaler {
             .map(|&(_, r)| r)
             .max()
             .unwrap_or(recommended);
-        let full = self
-            .recommendations
-            .front()
-            .is_some_and(|&(t, _)| now.at - t >= cooldown - 1e-9);
+        let since = *self.window_start.get_or_insert(now.at);
+        let full = now.at - since >= cooldown - 1e-9;
         if highest < now.workers && full {
             decision.desired = highest;
             decision.action = Action::Down;
@@ -261,9 +282,8 @@ impl Autoscaler {
                 now.lag
             );
         } else if highest < now.workers {
-            decision.reason = format!(
-                "{highest} workers would do; waiting out the {cooldown:.0} s cooldown"
-            );
+            decision.reason =
+                format!("{highest} workers would do; waiting out the {cooldown:.0} s cooldown");
         } else {
             decision.reason = format!("a lag of {} needs {recommended} workers", now.lag);
         }
@@ -306,11 +326,17 @@ mod tests {
         assert_eq!(a.decide(obs(0.0, 0, 0, 1, 0)).action, Action::Hold);
         // 10 000 records a second arrive; one worker consumes 2 000.
         let d = a.decide(obs(1.0, 8_000, 2_000, 1, 0));
-        assert_eq!((d.action, d.recommended, d.drain_secs), (Action::Hold, 4, None));
+        assert_eq!(
+            (d.action, d.recommended, d.drain_secs),
+            (Action::Hold, 4, None)
+        );
         assert!(d.reason.contains("second observation"), "{}", d.reason);
         let d = a.decide(obs(2.0, 16_000, 4_000, 1, 0));
         assert_eq!((d.action, d.desired), (Action::Up, 4));
-        assert_eq!((d.in_rate, d.out_rate, d.capacity), (10_000.0, 2_000.0, 2_000.0));
+        assert_eq!(
+            (d.in_rate, d.out_rate, d.capacity),
+            (10_000.0, 2_000.0, 2_000.0)
+        );
     }
 
     #[test]
@@ -318,24 +344,36 @@ mod tests {
         let mut a = Autoscaler::new(policy());
         // Capacity seen: 10 000 records a second with a small lag.
         a.decide(obs(0.0, 500, 0, 1, 1_000_000));
-        assert_eq!(a.decide(obs(1.0, 500, 10_000, 1, 1_000_000)).capacity, 10_000.0);
+        assert_eq!(
+            a.decide(obs(1.0, 500, 10_000, 1, 1_000_000)).capacity,
+            10_000.0
+        );
         // A spike of 34 500 records, then nothing more arrives.
         let d = a.decide(obs(2.0, 30_000, 15_000, 1, 1_000_000));
         assert_eq!((d.action, d.drain_secs), (Action::Hold, None));
         let d = a.decide(obs(3.0, 20_000, 25_000, 1, 1_000_000));
-        // 20 000 left at 10 000/s: 2 s; a new worker restores 500 000
-        // records (its half of the state) at 100 000/s after a 3 s start.
-        assert_eq!(d.drain_secs, Some(2.0));
+        // Capacity (10 000 + 5 000 + 10 000) / 3: 20 000 left drain in
+        // 2.4 s; a new worker restores 500 000 records (its half of the
+        // state) at 100 000/s after a 3 s start.
+        assert_eq!(d.capacity, 25_000.0 / 3.0);
+        assert_eq!(d.drain_secs, Some(2.4));
         assert_eq!(d.ready_secs, 8.0);
         assert_eq!(d.action, Action::Hold);
-        assert!(d.reason.contains("before a new worker would be ready"), "{}", d.reason);
+        assert!(
+            d.reason.contains("before a new worker would be ready"),
+            "{}",
+            d.reason
+        );
         // Without state the same lag outlasts the 3 s start: up.
         let mut a = Autoscaler::new(policy());
         a.decide(obs(0.0, 500, 0, 1, 0));
         a.decide(obs(1.0, 500, 10_000, 1, 0));
         a.decide(obs(2.0, 50_000, 15_000, 1, 0));
         let d = a.decide(obs(3.0, 40_000, 25_000, 1, 0));
-        assert_eq!((d.action, d.desired, d.drain_secs), (Action::Up, 4, Some(4.0)));
+        assert_eq!(
+            (d.action, d.desired, d.drain_secs),
+            (Action::Up, 4, Some(4.8))
+        );
     }
 
     #[test]
@@ -371,7 +409,10 @@ mod tests {
 
     #[test]
     fn never_more_workers_than_partitions_nor_fewer_than_the_minimum() {
-        let mut a = Autoscaler::new(Policy { max: 10, ..policy() });
+        let mut a = Autoscaler::new(Policy {
+            max: 10,
+            ..policy()
+        });
         a.decide(obs(0.0, 100_000, 0, 1, 0));
         let d = a.decide(obs(1.0, 200_000, 0, 1, 0));
         assert_eq!((d.recommended, d.desired), (4, 4));

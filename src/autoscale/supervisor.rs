@@ -300,7 +300,12 @@ fn observe(
     started: Instant,
     workers: usize,
 ) -> Result<Observation, Error> {
-    let lag = group_lag(&spec.admin, &spec.group, &spec.topics, Duration::from_secs(10))?;
+    let lag = group_lag(
+        &spec.admin,
+        &spec.group,
+        &spec.topics,
+        Duration::from_secs(10),
+    )?;
     let mut partitions: BTreeMap<&str, usize> = BTreeMap::new();
     for p in &lag {
         *partitions.entry(p.topic.as_str()).or_default() += 1;

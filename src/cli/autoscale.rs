@@ -92,7 +92,10 @@ pub(super) fn run(args: AutoscaleArgs, registry: &Registry) -> Result<(), CliErr
     let group = config.application_id.clone();
     let exe = std::env::current_exe().map_err(|e| CliError::Usage(e.to_string()))?;
     let mut command = vec![exe.to_string_lossy().into_owned(), "run".into()];
-    command.extend(["--config".into(), args.config.to_string_lossy().into_owned()]);
+    command.extend([
+        "--config".into(),
+        args.config.to_string_lossy().into_owned(),
+    ]);
     command.extend(["--brokers".into(), servers.clone()]);
     if let Some(s) = &args.suffix {
         command.extend(["--suffix".into(), s.clone()]);

@@ -1,0 +1,217 @@
+//! `eddy autoscale` on the real broker (`EDDY_TEST_BOOTSTRAP`; on the
+//! embedded cluster it returns at once): the supervisor runs
+//! `config/page-views.toml` on one worker, leaves a spike that drains
+//! before a new worker would be ready alone (and says so), scales up on the
+//! second observation of a backlog that outlasts a new worker's start, and
+//! back to one worker once the cooldown has passed without need.
+//!
+//! A new worker's start is stated as 8 s (`--startup-secs`); the state the
+//! page views keep is small, so that is also its ready time. The spike and
+//! the backlog are sized from the consumption capacity the autoscaler
+//! measured during a warm-up: about two and twenty seconds' worth.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cluster, unique, wait_for};
+use eddy::testing::TestCluster;
+use serde_json::Value;
+
+struct Supervisor(Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn decisions(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `n` page views stamped now.
+fn views(c: &TestCluster, topic: &str, n: usize) {
+    let now = chrono_now();
+    let records: Vec<_> = (0..n)
+        .map(|i| {
+            let value = format!(
+                r#"{{"page":"/p{}","user":"u{}","at":"{now}"}}"#,
+                i % 50,
+                i % 1000
+            );
+            (Some(format!("v{i}").into_bytes()), Some(value.into_bytes()))
+        })
+        .collect();
+    c.produce(topic, &records);
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+fn chrono_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
+    let c = cluster();
+    if c.is_embedded() {
+        eprintln!("skipped: proven on the real broker only");
+        return;
+    }
+    let suffix = unique("as");
+    let (input, output) = (
+        format!("views-{suffix}"),
+        format!("views-per-minute-{suffix}"),
+    );
+    c.create_topic(&input, 4);
+    c.create_topic(&output, 4);
+    let state = std::env::temp_dir().join(unique("as-state"));
+    let log = std::env::temp_dir().join(format!("{}.jsonl", unique("as-decisions")));
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/page-views.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["autoscale", "--config", config, "--brokers", &c.bootstrap])
+        .args(["--suffix", &suffix, "--min", "1", "--max", "4"])
+        .args(["--lag-threshold", "1000", "--activation-lag", "500"])
+        .args(["--cooldown-secs", "15", "--interval-ms", "1000"])
+        .args([
+            "--startup-secs",
+            "8",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args(["--decisions", log.to_str().unwrap()])
+        .args(["--", "--commit-interval-ms", "200"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn eddy autoscale");
+    let _supervisor = Supervisor(child);
+    wait_for("one worker", Duration::from_secs(60), || {
+        decisions(&log)
+            .last()
+            .is_some_and(|d| d["observed"]["workers"] == 1)
+    });
+    // Warm-up: a backlog one worker consumes, so that its capacity shows.
+    views(&c, &input, 50_000);
+    std::thread::sleep(Duration::from_secs(8));
+    let seen = decisions(&log);
+    let capacity = seen
+        .iter()
+        .filter_map(|d| d["capacity"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(capacity > 0.0, "no consumption rate measured: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|d| d["action"] != "up" || d["observed"]["workers"] == 0),
+        "scaled up on the warm-up: {seen:#?}"
+    );
+
+    // A spike of two seconds' consumption (each view is consumed twice,
+    // from the input and from the repartition topic, and the capacity
+    // counts both): it drains before a new worker (4 s) would be ready.
+    let spike = (capacity as usize).max(2_000);
+    let before = decisions(&log).len();
+    views(&c, &input, spike);
+    std::thread::sleep(Duration::from_secs(6));
+    let during: Vec<Value> = decisions(&log).split_off(before);
+    assert!(
+        during.iter().all(|d| d["action"] != "up"),
+        "scaled up for a {spike}-record spike at capacity {capacity:.0}/s: {during:#?}"
+    );
+    assert!(
+        during.iter().any(|d| d["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("before a new worker would be ready")),
+        "no decision held back for the spike: {during:#?}"
+    );
+
+    // A backlog of twenty seconds' consumption: scaled up on its second
+    // observation, within the interval's reaction time.
+    let backlog = (capacity * 10.0) as usize;
+    let before = decisions(&log).len();
+    let produced = Instant::now();
+    views(&c, &input, backlog);
+    let made = produced.elapsed().as_secs_f64();
+    wait_for("a scale-up", Duration::from_secs(30), || {
+        decisions(&log)[before..]
+            .iter()
+            .any(|d| d["action"] == "up")
+    });
+    let after: Vec<Value> = decisions(&log).split_off(before);
+    let up = after.iter().position(|d| d["action"] == "up").unwrap();
+    assert!(
+        up <= (made.ceil() as usize) + 2,
+        "the scale-up came {up} decisions after a backlog made in {made:.1} s: {after:#?}"
+    );
+    let desired = after[up]["desired"].as_u64().unwrap();
+    assert!(desired > 1, "{:?}", after[up]);
+
+    // Drained and quiet: back to one worker after the 15 s cooldown.
+    wait_for("the scale-down", Duration::from_secs(120), || {
+        decisions(&log)[before..]
+            .iter()
+            .any(|d| d["action"] == "down" && d["desired"] == 1)
+    });
+    let all = decisions(&log);
+    let up_at = after[up]["observed"]["at"].as_f64().unwrap();
+    let down = all
+        .iter()
+        .find(|d| d["action"] == "down" && d["observed"]["at"].as_f64().unwrap() > up_at)
+        .unwrap();
+    let quiet_from = all
+        .iter()
+        .rev()
+        .find(|d| {
+            d["recommended"].as_u64() > Some(1)
+                && d["observed"]["at"].as_f64() < down["observed"]["at"].as_f64()
+        })
+        .map(|d| d["observed"]["at"].as_f64().unwrap())
+        .unwrap();
+    let waited = down["observed"]["at"].as_f64().unwrap() - quiet_from;
+    assert!(
+        (14.0..=17.0).contains(&waited),
+        "scaled down {waited:.1} s after the last need of more than one worker"
+    );
+    eprintln!(
+        "capacity {capacity:.0}/s; spike {spike} held; backlog {backlog} up to {desired} on decision {up} ({made:.1} s to produce); down {waited:.1} s after the need ended"
+    );
+    let _ = std::fs::remove_dir_all(&state);
+    if let Ok(dir) = std::env::var("EDDY_AUTOSCALE_RECORD") {
+        let _ = std::fs::copy(&log, std::path::Path::new(&dir).join("autoscaler.jsonl"));
+    }
+}
