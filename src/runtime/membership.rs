@@ -26,7 +26,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::task::TaskId;
+use super::task_id::TaskId;
 use crate::error::Error;
 
 /// How often a worker repeats what it runs.

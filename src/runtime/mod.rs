@@ -24,6 +24,7 @@ mod standby;
 mod state_dir;
 mod stream_thread;
 mod task;
+mod task_id;
 mod upstream;
 mod worker;
 
@@ -38,7 +39,7 @@ pub use partition_group::TaskIdle;
 pub(crate) use partition_group::{PartitionGroup, Ready};
 pub use query::{Lookup, Owner, RangeResult, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
-pub use task::TaskId;
 pub(crate) use task::{Task, TaskSettings};
+pub use task_id::TaskId;
 pub(crate) use worker::spawn_signal_listener;
 pub use worker::{KafkaStreams, RunningStreams};

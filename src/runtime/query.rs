@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::membership::MembersView;
-use super::task::TaskId;
+use super::task_id::TaskId;
 use crate::error::Error;
 use crate::kafka::partitioner::partition_for_key;
 use crate::serde::Serde;

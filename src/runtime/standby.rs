@@ -29,7 +29,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use super::lag::fetched_high_watermark;
 use super::membership::{LocalTasks, Member, MembersView};
 use super::state_dir::StoreProvider;
-use super::task::TaskId;
+use super::task_id::TaskId;
 use crate::error::Error;
 use crate::observability::StandbyMetrics;
 use crate::stores::{Checkpoint, Engine, StoreError, StoreSpec};

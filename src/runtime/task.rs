@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,27 +12,12 @@ use super::membership::LocalTasks;
 use super::node::{Instance, Lifecycle, RawSource};
 use super::output::OutMeta;
 use super::state_dir::StoreProvider;
+use super::task_id::TaskId;
 use super::upstream::Marks;
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
 use crate::Error;
-
-/// Identifies a task: sub-topology number and partition number, shown as
-/// `<subtopology>_<partition>` like Kafka Streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology.
-    pub subtopology: u32,
-    /// The partition number of its input topics.
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
-    }
-}
 
 /// How far ahead of its clock Kafka 4 accepts a record timestamp by default
 /// (`log.message.timestamp.after.max.ms`).

@@ -13,7 +13,8 @@ use super::{now_millis, Inputs, ThreadState};
 use crate::error::Error;
 use crate::runtime::consumer::{RebalanceEvent, StreamConsumerContext};
 use crate::runtime::lag::assigned_bounds;
-use crate::runtime::task::{Task, TaskId};
+use crate::runtime::task::Task;
+use crate::runtime::task_id::TaskId;
 use crate::topology::TopicRef;
 
 impl ThreadState {
