@@ -12,15 +12,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eddy/target}"
 cd "$here/.."
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo build --workspace --all-targets --quiet
+# Everything in the release profile: the demo's build (scripts/demo.sh) of
+# RocksDB and librdkafka serves the tests too, instead of a second one.
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+cargo build --release --workspace --all-targets --quiet
 
 "$here/kafka/stop.sh" >/dev/null 2>&1 || true
 trap '"$here/kafka/stop.sh" >/dev/null 2>&1 || true' EXIT
 bootstrap="$("$here/kafka/start.sh" | tail -n1)"
 
 echo "== tests against Apache Kafka at $bootstrap" >&2
-EDDY_TEST_BOOTSTRAP="$bootstrap" cargo test --workspace --quiet -- --test-threads 2
+EDDY_TEST_BOOTSTRAP="$bootstrap" cargo test --release --workspace --quiet -- --test-threads 2
 "$here/kafka/stop.sh" >/dev/null 2>&1
 
 echo "== the chaos harness on a three-node cluster" >&2
@@ -30,8 +32,8 @@ chaos_bootstrap="$("$here/kafka/start.sh" --nodes 3 | tail -n1)"
 chaos_dir="$(source "$here/kafka/common.sh" && cluster_dir 3)"
 EDDY_CHAOS_BOOTSTRAP="$chaos_bootstrap" EDDY_CHAOS_KAFKA_DIR="$chaos_dir" \
   EDDY_CHAOS_RESTART_PORT="$(source "$here/kafka/common.sh" && broker_port 2)" \
-  cargo test -p eddy-orders --test broker_chaos --quiet -- --test-threads 1
+  cargo test --release -p eddy-orders --test broker_chaos --quiet -- --test-threads 1
 "$here/kafka/stop.sh" >/dev/null 2>&1
 echo "== tests against the embedded cluster" >&2
-env -u EDDY_TEST_BOOTSTRAP cargo test --workspace --quiet -- --test-threads 2
+env -u EDDY_TEST_BOOTSTRAP cargo test --release --workspace --quiet -- --test-threads 2
 echo "== all tests passed" >&2

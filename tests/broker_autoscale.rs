@@ -5,10 +5,10 @@
 //! second observation of a backlog that outlasts a new worker's start, and
 //! back to one worker once the cooldown has passed without need.
 //!
-//! A new worker's start is stated as 8 s (`--startup-secs`); the state the
-//! page views keep is small, so that is also its ready time. The spike and
-//! the backlog are sized from the consumption capacity the autoscaler
-//! measured during a warm-up: about two and twenty seconds' worth.
+//! A new worker's start is stated as 20 s (`--startup-secs`); the state
+//! the page views keep is small, so that is also its ready time. The spike
+//! and the backlog are sized from the consumption capacity the autoscaler
+//! measured during a warm-up: five and thirty seconds' worth.
 
 mod common;
 
@@ -110,7 +110,7 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         .args(["--cooldown-secs", "15", "--interval-ms", "1000"])
         .args([
             "--startup-secs",
-            "8",
+            "20",
             "--state-dir",
             state.to_str().unwrap(),
         ])
@@ -125,8 +125,16 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
             .last()
             .is_some_and(|d| d["observed"]["workers"] == 1)
     });
+    // A first record through both stages: the worker is up and running
+    // (a cold worker's first seconds would read as no capacity at all).
+    views(&c, &input, 100);
+    wait_for("the first views consumed", Duration::from_secs(60), || {
+        decisions(&log)
+            .last()
+            .is_some_and(|d| d["observed"]["end"] == 200 && d["observed"]["lag"] == 0)
+    });
     // Warm-up: a backlog one worker consumes, so that its capacity shows.
-    views(&c, &input, 50_000);
+    views(&c, &input, 40_000);
     std::thread::sleep(Duration::from_secs(8));
     let seen = decisions(&log);
     let capacity = seen
@@ -140,13 +148,13 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         "scaled up on the warm-up: {seen:#?}"
     );
 
-    // A spike of two seconds' consumption (each view is consumed twice,
+    // A spike of five seconds' consumption (each view is consumed twice,
     // from the input and from the repartition topic, and the capacity
-    // counts both): it drains before a new worker (4 s) would be ready.
-    let spike = (capacity as usize).max(2_000);
+    // counts both): it drains before a new worker (20 s) would be ready.
+    let spike = (capacity * 2.5) as usize;
     let before = decisions(&log).len();
     views(&c, &input, spike);
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(10));
     let during: Vec<Value> = decisions(&log).split_off(before);
     assert!(
         during.iter().all(|d| d["action"] != "up"),
@@ -160,9 +168,9 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         "no decision held back for the spike: {during:#?}"
     );
 
-    // A backlog of twenty seconds' consumption: scaled up on its second
+    // A backlog of thirty seconds' consumption: scaled up on its second
     // observation, within the interval's reaction time.
-    let backlog = (capacity * 10.0) as usize;
+    let backlog = (capacity * 15.0) as usize;
     let before = decisions(&log).len();
     let produced = Instant::now();
     views(&c, &input, backlog);

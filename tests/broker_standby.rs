@@ -2,8 +2,9 @@
 //! (`EDDY_TEST_BOOTSTRAP`; on the embedded cluster they return at once):
 //! a task with a million keys fails over to the worker that keeps its
 //! standby and restores only the changelog's tail there (against a full
-//! restore without one); a query for a key another worker holds names that
-//! worker, and names its successor once it is killed.
+//! restore without one), and answers stale reads from its copy when asked;
+//! a query for a key another worker holds names that worker, and names its
+//! successor once it is killed.
 
 mod common;
 
@@ -85,6 +86,21 @@ fn fail_over(standbys: &str) -> (f64, i64) {
         assert_eq!(b.metric("eddy_standby_tasks"), 0);
     }
     assert_eq!(b.assigned(), 0, "the second worker took the task early");
+    if standbys == "1" {
+        // B names A as the key's owner, and reads its standby copy when
+        // asked for a stale read.
+        let (status, v) = json(&b, "/stores/counts/key-7").unwrap();
+        assert_eq!(status, 421, "{v}");
+        assert_eq!(v["owner"]["address"], format!("http://{}", a.http));
+        let (status, v) = json(&b, "/stores/counts/key-7?stale=true").unwrap();
+        assert_eq!(
+            (status, &v["value"], &v["standby"]),
+            (200, &1.into(), &true.into()),
+            "{v}"
+        );
+        let (status, v) = json(&b, "/stores/counts/no-such-key?stale=true").unwrap();
+        assert_eq!(status, 404, "{v}");
+    }
     a.kill();
     let killed = Instant::now();
     let mut n = 0;

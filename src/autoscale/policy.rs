@@ -28,10 +28,10 @@ use serde::Serialize;
 
 /// How far back the consumption capacity is remembered.
 pub const CAPACITY_WINDOW: Duration = Duration::from_secs(120);
-/// The capacity is the mean consumption rate of this many latest
-/// observations with a lag (the highest one overestimates: a worker that
-/// has just caught up on one stage of its topology is then busy with the
-/// next).
+/// The capacity is the mean consumption rate over this many latest
+/// intervals with a lag at both ends (the workers had work throughout; the
+/// highest one overestimates: a worker that has just caught up on one
+/// stage of its topology is then busy with the next).
 pub const CAPACITY_SAMPLES: usize = 5;
 
 /// The autoscaler's settings.
@@ -149,19 +149,20 @@ impl Autoscaler {
     /// Decides on `now`.
     pub fn decide(&mut self, now: Observation) -> Decision {
         let p = &self.policy;
-        let rates = match self.last {
+        let (in_rate, out_rate, busy) = match self.last {
             Some(last) if now.at > last.at => {
                 let secs = now.at - last.at;
-                Some((
+                (
                     (now.end - last.end).max(0) as f64 / secs,
                     (now.committed - last.committed).max(0) as f64 / secs,
-                ))
+                    // A lag at both ends: the workers had work throughout.
+                    last.lag > 0 && now.lag > 0,
+                )
             }
-            _ => None,
+            _ => (0.0, 0.0, false),
         };
-        let (in_rate, out_rate) = rates.unwrap_or_default();
         self.last = Some(now);
-        if now.lag > 0 && rates.is_some() {
+        if busy {
             self.rates.push_back((now.at, out_rate));
         }
         let window = CAPACITY_WINDOW.as_secs_f64();

@@ -142,7 +142,16 @@ pub fn supervise(
         while !stop.load(Ordering::Acquire) {
             let tick = Instant::now();
             reap(&mut slots);
-            let observed = observe(&spec, &mut state, started, slots.len())?;
+            let observed = match observe(&spec, &mut state, started, slots.len()) {
+                Ok(o) => o,
+                Err(e) => {
+                    // A broker starting or moving its coordinator: asked
+                    // again on the next interval.
+                    tracing::warn!("reading the group's lag: {e}; no decision this interval");
+                    std::thread::sleep(spec.interval);
+                    continue;
+                }
+            };
             let decision = autoscaler.decide(observed);
             tracing::info!(
                 action = ?decision.action,

@@ -37,7 +37,7 @@ pub(crate) use node::{
 pub(crate) use output::{OutMeta, OutputBuffer};
 pub use partition_group::TaskIdle;
 pub(crate) use partition_group::{PartitionGroup, Ready};
-pub use query::{Lookup, Owner, RangeResult, StoreQueries};
+pub use query::{Lookup, Owner, RangeResult, StaleValue, StoreQueries};
 pub(crate) use state_dir::StoreProvider;
 pub(crate) use task::{Task, TaskSettings};
 pub use task_id::TaskId;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::membership::MembersView;
+use super::standby::StandbyRead;
 use super::task_id::TaskId;
 use crate::error::Error;
 use crate::kafka::partitioner::partition_for_key;
@@ -85,6 +86,19 @@ pub struct StoreQueries {
     pub(crate) subtopologies: Arc<HashMap<String, u32>>,
     /// Who runs which task.
     pub(crate) members: Arc<MembersView>,
+    /// Stale reads of this worker's standby stores.
+    pub(crate) standby: mpsc::Sender<StandbyRead>,
+}
+
+/// A value read from a standby copy of a store (a stale read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleValue<V> {
+    /// The key's partition.
+    pub partition: i32,
+    /// The value, if the copy holds the key.
+    pub value: Option<V>,
+    /// Changelog records the copy had yet to read.
+    pub lag: i64,
 }
 
 impl StoreQueries {
@@ -116,6 +130,55 @@ impl StoreQueries {
     /// Partitions of `store`, if the topology has it.
     pub fn partitions(&self, store: &str) -> Option<i32> {
         self.partitions.get(store).copied()
+    }
+
+    /// Looks `key` up in this worker's standby copy of key-value store
+    /// `store`, if it keeps one of the key's task: possibly stale (by the
+    /// copy's lag), and only when asked for. `None` without a copy.
+    pub fn get_standby<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serde: &dyn Serde<K>,
+        value_serde: &dyn Serde<V>,
+    ) -> Result<Option<StaleValue<V>>, Error> {
+        let (Some(n), Some(&subtopology)) = (self.partitions(store), self.subtopologies.get(store))
+        else {
+            return Err(Error::Query(format!("no store named {store:?}")));
+        };
+        let mut k = Vec::new();
+        key_serde
+            .serialize(key, &mut k)
+            .map_err(|e| Error::Query(e.to_string()))?;
+        let partition = partition_for_key(&k, n);
+        let (reply, answer) = mpsc::channel();
+        let read = StandbyRead {
+            task: TaskId {
+                subtopology,
+                partition,
+            },
+            store: store.to_owned(),
+            key: k,
+            reply,
+        };
+        if self.standby.send(read).is_err() {
+            return Ok(None);
+        }
+        let Some((value, lag)) = answer
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| Error::Query("the standby thread did not answer within 10 s".into()))?
+        else {
+            return Ok(None);
+        };
+        let value = value
+            .map(|v| value_serde.deserialize(Some(&v)))
+            .transpose()
+            .map_err(|e| Error::Query(e.to_string()))?;
+        Ok(Some(StaleValue {
+            partition,
+            value,
+            lag,
+        }))
     }
 
     /// The worker that runs partition `partition` of `store`, and those
@@ -218,6 +281,13 @@ struct HttpState {
     renderers: Arc<HashMap<String, Renderer>>,
 }
 
+#[derive(serde::Deserialize, Default)]
+struct KeyParams {
+    /// Read a standby copy when another worker holds the key.
+    #[serde(default)]
+    stale: bool,
+}
+
 #[derive(serde::Deserialize)]
 struct RangeParams {
     from: Option<String>,
@@ -225,7 +295,10 @@ struct RangeParams {
 }
 
 /// `GET /stores/{store}/{key}` and `GET /stores/{store}?from=&to=` for the
-/// stores registered with a renderer; keys are UTF-8 strings.
+/// stores registered with a renderer; keys are UTF-8 strings. A key held
+/// by another worker answers 421 with its owner, unless `?stale=true` asks
+/// for this worker's standby copy (then 200 with `"standby": true` and the
+/// copy's `"lag"`).
 pub(crate) fn routes(
     queries: StoreQueries,
     renderers: HashMap<String, Renderer>,
@@ -246,11 +319,47 @@ pub(crate) fn routes(
     async fn get_key(
         State(s): State<HttpState>,
         Path((store, key)): Path<(String, String)>,
+        Params(p): Params<KeyParams>,
     ) -> Reply {
-        lookup(s, store, key).await
+        lookup(s, store, key, p.stale).await
     }
 
-    async fn lookup(s: HttpState, store: String, key: String) -> Reply {
+    /// A stale read of this worker's standby copy of the key's task.
+    async fn stale(s: HttpState, store: String, key: String, render: Renderer) -> Option<Reply> {
+        let (q, st, k) = (s.queries.clone(), store.clone(), key.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            q.get_standby(
+                &st,
+                &k,
+                &crate::serde::StringSerde,
+                &crate::serde::BytesSerde,
+            )
+        })
+        .await;
+        let StaleValue {
+            partition,
+            value,
+            lag,
+        } = found.ok()?.ok()??;
+        let base = json!({ "store": store, "key": key, "partition": partition, "standby": true, "lag": lag });
+        Some(match value {
+            Some(v) => match render(&v) {
+                Ok(value) => {
+                    let mut body = base;
+                    body["value"] = value;
+                    (StatusCode::OK, Json(body))
+                }
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            },
+            None => {
+                let mut body = base;
+                body["error"] = json!("no such key");
+                (StatusCode::NOT_FOUND, Json(body))
+            }
+        })
+    }
+
+    async fn lookup(s: HttpState, store: String, key: String, allow_stale: bool) -> Reply {
         let Some(render) = s.renderers.get(&store).cloned() else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -294,6 +403,12 @@ pub(crate) fn routes(
                 held,
                 owner,
             })) => {
+                if allow_stale {
+                    if let Some(reply) = stale(s.clone(), store.clone(), key.clone(), render).await
+                    {
+                        return reply;
+                    }
+                }
                 let owner = owner.map(|o| {
                     let standbys: Vec<_> = (o.standbys.iter())
                         .map(|(p, a)| json!({ "process": p, "address": a }))
@@ -361,9 +476,13 @@ pub(crate) fn routes(
         let store = store.clone();
         router = router.route(
             &format!("{prefix}/{{key}}"),
-            get(move |State(s): State<HttpState>, Path(key): Path<String>| {
-                lookup(s, store.clone(), key)
-            }),
+            get(
+                move |State(s): State<HttpState>,
+                      Path(key): Path<String>,
+                      Params(p): Params<KeyParams>| {
+                    lookup(s, store.clone(), key, p.stale)
+                },
+            ),
         );
     }
     router

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,16 @@ pub(crate) struct StandbyStore {
     pub(crate) changelog: String,
 }
 
+/// A read of a standby's store (a stale read, asked for explicitly).
+pub(crate) struct StandbyRead {
+    pub(crate) task: TaskId,
+    pub(crate) store: String,
+    pub(crate) key: Vec<u8>,
+    /// `None` if this worker keeps no standby of the task; else the value
+    /// and the copy's lag behind its changelog.
+    pub(crate) reply: mpsc::Sender<Option<(Option<Vec<u8>>, i64)>>,
+}
+
 /// What the standby thread needs.
 pub(crate) struct StandbySpec {
     pub(crate) process: String,
@@ -87,6 +97,8 @@ pub(crate) struct StandbySpec {
     pub(crate) local: Arc<LocalTasks>,
     pub(crate) view: Arc<MembersView>,
     pub(crate) metrics: StandbyMetrics,
+    /// Stale reads of the standby stores.
+    pub(crate) reads: mpsc::Receiver<StandbyRead>,
 }
 
 /// The worker's standby thread.
@@ -201,8 +213,31 @@ impl Keeper {
                 self.last_checkpoint = Instant::now();
             }
             self.export_lag();
+            while let Ok(read) = self.spec.reads.try_recv() {
+                let answer = self.read(&read);
+                let _ = read.reply.send(answer);
+            }
         }
         Ok(())
+    }
+
+    /// Answers a stale read from a standby store.
+    fn read(&self, read: &StandbyRead) -> Option<(Option<Vec<u8>>, i64)> {
+        let copy = self
+            .held
+            .get(&read.task)?
+            .iter()
+            .find(|c| c.name == read.store)?;
+        let value = match copy.engine.get(&read.key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(task = %read.task, store = %read.store, "standby read: {e}");
+                return None;
+            }
+        };
+        let end = fetched_high_watermark(&self.consumer, &copy.changelog, read.task.partition);
+        let lag = end.map_or(0, |e| (e - copy.offset.map_or(0, |o| o + 1)).max(0));
+        Some((value, lag))
     }
 
     /// Opens a task's stores from their checkpoint (wiped without one) and

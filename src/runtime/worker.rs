@@ -13,7 +13,7 @@ use axum::Router;
 use super::global_thread;
 use super::membership::{members_topic, MembersView, Membership, MembershipSpec};
 use super::query::{self, Renderer, StoreQueries};
-use super::standby::{StandbySpec, StandbyStore, Standbys};
+use super::standby::{StandbyRead, StandbySpec, StandbyStore, Standbys};
 use super::state_dir::StoreProvider;
 use super::stream_thread::{Latch, StreamThread, ThreadSpec};
 use super::task::TaskSettings;
@@ -230,7 +230,9 @@ impl KafkaStreams {
             .stores()
             .filter_map(|s| Some((s.name.clone(), self.topology.store_subtopology(&s.name)?.id)))
             .collect();
+        let (standby_reads, standby_rx) = std::sync::mpsc::channel();
         let queries = StoreQueries {
+            standby: standby_reads,
             threads: query_senders,
             partitions: Arc::new(store_partitions.clone()),
             subtopologies: Arc::new(store_tasks),
@@ -245,13 +247,17 @@ impl KafkaStreams {
             .http_addr
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))
             .transpose()?;
+        let address = config.application_server.clone().or_else(|| {
+            let addr = http.as_ref()?.addr();
+            (!addr.ip().is_unspecified()).then(|| format!("http://{addr}"))
+        });
         let (membership, standbys) = self.start_membership(
             &settings,
-            &process_id,
+            (&process_id, address),
             &servers,
-            &http,
             &store_partitions,
             &view,
+            standby_rx,
         )?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let global = global_thread::start(&settings.globals, config, &servers, shutdown.clone())?;
@@ -315,27 +321,24 @@ impl KafkaStreams {
 }
 
 impl KafkaStreams {
-    /// Starts publishing this worker's tasks to the members topic (when
-    /// the topology has stores) and, with `num_standby_replicas` and a
-    /// state directory, the standby thread.
+    /// Starts publishing this worker's tasks and `address` (its HTTP
+    /// address for queries) to the members topic (when the topology has
+    /// stores) and, with `num_standby_replicas` and a state directory, the
+    /// standby thread.
     fn start_membership(
         &self,
         settings: &TaskSettings,
-        process: &str,
+        (process, address): (&str, Option<String>),
         servers: &str,
-        http: &Option<HttpServer>,
         store_partitions: &HashMap<String, i32>,
         view: &Arc<MembersView>,
+        reads: std::sync::mpsc::Receiver<StandbyRead>,
     ) -> Result<(Option<Membership>, Option<Standbys>), Error> {
         let config = &self.config;
         if self.topology.stores().next().is_none() {
             return Ok((None, None));
         }
         let process = process.to_owned();
-        let address = config.application_server.clone().or_else(|| {
-            let addr = http.as_ref()?.addr();
-            (!addr.ip().is_unspecified()).then(|| format!("http://{addr}"))
-        });
         let mut producer = config.producer_client_config(servers, "members");
         producer.set("linger.ms", "0");
         let membership = Membership::start(MembershipSpec {
@@ -385,6 +388,7 @@ impl KafkaStreams {
             local: settings.local.clone(),
             view: view.clone(),
             metrics: self.metrics.standby(),
+            reads,
         })?;
         Ok((Some(membership), Some(standbys)))
     }
