@@ -7,8 +7,8 @@
 //!
 //! A new worker's start is stated as 20 s (`--startup-secs`); the state
 //! the page views keep is small, so that is also its ready time. The spike
-//! and the backlog are sized from the consumption capacity the autoscaler
-//! measured during a warm-up: five and thirty seconds' worth.
+//! is as large as the warm-up that measures the consumption capacity; the
+//! backlog is thirty seconds' worth of that capacity.
 
 mod common;
 
@@ -148,10 +148,11 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         "scaled up on the warm-up: {seen:#?}"
     );
 
-    // A spike of five seconds' consumption (each view is consumed twice,
-    // from the input and from the repartition topic, and the capacity
-    // counts both): it drains before a new worker (20 s) would be ready.
-    let spike = (capacity * 2.5) as usize;
+    // A spike like the warm-up, produced within one interval (a burst
+    // still arriving on two observations in a row looks like a load the
+    // workers do not keep up with, and is scaled for): it drains before a
+    // new worker (20 s) would be ready.
+    let spike = 40_000;
     let before = decisions(&log).len();
     views(&c, &input, spike);
     std::thread::sleep(Duration::from_secs(10));
