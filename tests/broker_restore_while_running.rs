@@ -8,10 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cluster, unique, wait_for, Worker};
+use common::{cluster, fill_counts, unique, wait_for, Worker};
 use eddy::kafka::partitioner::partition_for_key;
-use eddy::kafka::send_blocking;
-use rdkafka::producer::{BaseRecord, Producer};
 
 const KEYS: u32 = 1_000_000;
 
@@ -27,19 +25,7 @@ fn other_tasks_keep_processing_while_a_million_keys_restore() {
     c.create_topic(&output, 4);
     // The count store's changelog, partition 0 holding a million counts:
     // what task 0_0 restores on a new state directory.
-    let changelog = format!("{app}-counts-changelog");
-    c.create_topic_with(&changelog, 4, &[("cleanup.policy", "compact")]);
-    let producer = c.producer();
-    let one = 1i64.to_be_bytes();
-    for i in 0..KEYS {
-        let key = format!("key-{i}");
-        let record = BaseRecord::<[u8], [u8]>::to(&changelog)
-            .partition(0)
-            .key(key.as_bytes())
-            .payload(&one);
-        send_blocking(&producer, record).expect("produce");
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    fill_counts(&c, &format!("{app}-counts-changelog"), 4, KEYS);
 
     let dir = std::env::temp_dir().join(unique("rw-state"));
     let worker = Worker::count(&c.bootstrap, &app, &input, &output, &dir);

@@ -10,11 +10,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cluster, unique, wait_for, Worker};
+use common::{cluster, fill_counts, unique, wait_for, Worker};
 use eddy::kafka::partitioner::partition_for_key;
-use eddy::kafka::send_blocking;
 use eddy::testing::TestCluster;
-use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::Value;
 
 const KEYS: u32 = 1_000_000;
@@ -25,19 +23,7 @@ fn a_million_counts(c: &TestCluster, app: &str) -> (String, String) {
     let (input, output) = (unique("sb-in"), unique("sb-out"));
     c.create_topic(&input, 1);
     c.create_topic(&output, 1);
-    let changelog = format!("{app}-counts-changelog");
-    c.create_topic_with(&changelog, 1, &[("cleanup.policy", "compact")]);
-    let producer = c.producer();
-    let one = 1i64.to_be_bytes();
-    for i in 0..KEYS {
-        let key = format!("key-{i}");
-        let record = BaseRecord::<[u8], [u8]>::to(&changelog)
-            .partition(0)
-            .key(key.as_bytes())
-            .payload(&one);
-        send_blocking(&producer, record).expect("produce");
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    fill_counts(c, &format!("{app}-counts-changelog"), 1, KEYS);
     (input, output)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::CliError;
 use crate::autoscale::{supervise, Autoscaler, Policy, SupervisorSpec};
-use crate::config::{Overrides, Pipeline, Registry};
+use crate::config::Registry;
 use crate::observability::{HttpServer, Metrics};
 use crate::runtime::spawn_signal_listener;
 
@@ -65,18 +65,14 @@ pub struct AutoscaleArgs {
 }
 
 pub(super) fn run(args: AutoscaleArgs, registry: &Registry) -> Result<(), CliError> {
-    let overrides = Overrides {
-        suffix: args.suffix.clone(),
-        ..Overrides::default()
-    };
-    let pipeline = Pipeline::load_with(&args.config, registry, &overrides)?;
+    let (pipeline, servers) = super::lag::load_on_cluster(
+        &args.config,
+        args.suffix.clone(),
+        args.brokers.clone(),
+        registry,
+        "autoscale",
+    )?;
     let config = pipeline.config;
-    let Some(servers) = args.brokers.clone().or(config.bootstrap_servers.clone()) else {
-        return Err(CliError::Usage(
-            "eddy autoscale watches a real cluster's lag: give --brokers (or application.brokers)"
-                .into(),
-        ));
-    };
     if args.max < args.min.max(1) {
         return Err(CliError::Usage(format!(
             "--max ({}) must be at least --min ({}) and 1",

@@ -46,19 +46,33 @@ struct Report<'a> {
     rate: Option<f64>,
 }
 
-pub(super) fn run(args: LagArgs, registry: &Registry) -> Result<(), CliError> {
+/// The topology file `file` (run with `suffix`) and the real cluster it
+/// runs on (`brokers`, else the file's): what `command` reads the
+/// group's offsets from.
+pub(super) fn load_on_cluster(
+    file: &std::path::Path,
+    suffix: Option<String>,
+    brokers: Option<String>,
+    registry: &Registry,
+    command: &str,
+) -> Result<(Pipeline, String), CliError> {
     let overrides = Overrides {
-        suffix: args.suffix.clone(),
+        suffix,
         ..Overrides::default()
     };
-    let pipeline = Pipeline::load_with(&args.config, registry, &overrides)?;
-    let config = pipeline.config;
-    let Some(servers) = args.brokers.or(config.bootstrap_servers.clone()) else {
-        return Err(CliError::Usage(
-            "eddy lag reads a real cluster's offsets: give --brokers (or application.brokers)"
-                .into(),
-        ));
+    let pipeline = Pipeline::load_with(file, registry, &overrides)?;
+    let Some(servers) = brokers.or(pipeline.config.bootstrap_servers.clone()) else {
+        return Err(CliError::Usage(format!(
+            "eddy {command} reads a real cluster's offsets: give --brokers (or application.brokers)"
+        )));
     };
+    Ok((pipeline, servers))
+}
+
+pub(super) fn run(args: LagArgs, registry: &Registry) -> Result<(), CliError> {
+    let (pipeline, servers) =
+        load_on_cluster(&args.config, args.suffix, args.brokers, registry, "lag")?;
+    let config = pipeline.config;
     let group = config.application_id.clone();
     let topics = pipeline.topology.input_topics(&group);
     let admin = config.admin_client_config(&servers);

@@ -18,7 +18,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,6 +25,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::background::Background;
 use super::task_id::TaskId;
 use crate::error::Error;
 
@@ -197,10 +197,9 @@ impl LocalTasks {
 }
 
 /// Publishes this worker's tasks and reads everyone's, on a thread of its
-/// own; a clean stop deletes this worker's entry.
+/// own; stopping it (dropped) deletes this worker's entry.
 pub(crate) struct Membership {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 /// What the membership thread needs.
@@ -221,33 +220,10 @@ impl Membership {
         tpl.add_partition_offset(&spec.topic, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;
         let producer: BaseProducer = spec.producer.create()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("eddy-members".into())
-            .spawn(move || run(spec, consumer, producer, &flag))
-            .map_err(|source| Error::Spawn {
-                what: "the membership thread".into(),
-                source,
-            })?;
-        Ok(Membership {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Deletes this worker's entry and stops.
-    pub(crate) fn close(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.close();
+        let thread = Background::spawn("eddy-members", "the membership thread", move |stop| {
+            run(spec, consumer, producer, stop)
+        })?;
+        Ok(Membership { _thread: thread })
     }
 }
 

@@ -7,6 +7,7 @@
 //! the outputs to the producer. A commit flushes the producer, checks every
 //! delivery was acknowledged, and only then commits the consumed offsets.
 
+mod background;
 mod collector;
 mod consumer;
 mod context;

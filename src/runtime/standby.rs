@@ -20,12 +20,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use super::background::Background;
 use super::lag::fetched_high_watermark;
 use super::membership::{LocalTasks, Member, MembersView};
 use super::state_dir::StoreProvider;
@@ -101,55 +101,28 @@ pub(crate) struct StandbySpec {
     pub(crate) reads: mpsc::Receiver<StandbyRead>,
 }
 
-/// The worker's standby thread.
+/// The worker's standby thread; dropped, it checkpoints and closes the
+/// standbys.
 pub(crate) struct Standbys {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), Error>>>,
+    _thread: Background,
 }
 
 impl Standbys {
     pub(crate) fn start(spec: StandbySpec) -> Result<Standbys, Error> {
         let consumer: BaseConsumer = spec.consumer.create()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("eddy-standby".into())
-            .spawn(move || {
-                let mut keeper = Keeper {
-                    spec,
-                    consumer,
-                    held: BTreeMap::new(),
-                    last_checkpoint: Instant::now(),
-                };
-                let result = keeper.run(&flag);
-                if let Err(e) = &result {
-                    tracing::error!("standby replicas stopped: {e}");
-                }
-                keeper.close_all();
-                result
-            })
-            .map_err(|source| Error::Spawn {
-                what: "the standby thread".into(),
-                source,
-            })?;
-        Ok(Standbys {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Checkpoints and closes the standbys.
-    pub(crate) fn close(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Standbys {
-    fn drop(&mut self) {
-        self.close();
+        let thread = Background::spawn("eddy-standby", "the standby thread", move |stop| {
+            let mut keeper = Keeper {
+                spec,
+                consumer,
+                held: BTreeMap::new(),
+                last_checkpoint: Instant::now(),
+            };
+            if let Err(e) = keeper.run(stop) {
+                tracing::error!("standby replicas stopped: {e}");
+            }
+            keeper.close_all();
+        })?;
+        Ok(Standbys { _thread: thread })
     }
 }
 

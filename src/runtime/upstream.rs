@@ -33,15 +33,15 @@
 //! [`StreamsConfig::upstream`]: crate::kafka::StreamsConfig::upstream
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use super::background::Background;
 use crate::error::Error;
 use crate::topology::TopicRef;
 
@@ -369,8 +369,7 @@ impl Reader {
 
 /// The watch thread of a worker's upstream groups; stops when dropped.
 pub(crate) struct UpstreamWatch {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl UpstreamWatch {
@@ -389,45 +388,34 @@ impl UpstreamWatch {
             let tracker = Tracker::new(&u.group);
             readers.push((u, reader, tracker, Instant::now()));
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("eddy-upstream".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    for (u, reader, tracker, last_progress) in &mut readers {
-                        let before = tracker.time;
-                        match look(u, reader, tracker) {
-                            Ok(()) => {}
-                            Err(e) => tracing::debug!(group = %u.group, "upstream watch: {e}"),
-                        }
-                        if tracker.time > before || tracker.time == i64::MAX {
-                            *last_progress = Instant::now();
-                        }
-                        let stalled = last_progress.elapsed() >= stall;
-                        if stalled != u.marks.is_stalled() {
-                            tracing::info!(
-                                group = %u.group,
-                                "upstream group {}",
-                                if stalled { "made no progress: no longer waited for" } else { "progresses again" }
-                            );
-                        }
-                        u.marks.set_stalled(stalled);
+        let thread = Background::spawn("eddy-upstream", "the upstream watch", move |flag| {
+            while !flag.load(Ordering::Acquire) {
+                for (u, reader, tracker, last_progress) in &mut readers {
+                    let before = tracker.time;
+                    match look(u, reader, tracker) {
+                        Ok(()) => {}
+                        Err(e) => tracing::debug!(group = %u.group, "upstream watch: {e}"),
                     }
-                    let until = Instant::now() + period;
-                    while Instant::now() < until && !flag.load(Ordering::Acquire) {
-                        std::thread::sleep(Duration::from_millis(50));
+                    if tracker.time > before || tracker.time == i64::MAX {
+                        *last_progress = Instant::now();
                     }
+                    let stalled = last_progress.elapsed() >= stall;
+                    if stalled != u.marks.is_stalled() {
+                        tracing::info!(
+                            group = %u.group,
+                            "upstream group {}",
+                            if stalled { "made no progress: no longer waited for" } else { "progresses again" }
+                        );
+                    }
+                    u.marks.set_stalled(stalled);
                 }
-            })
-            .map_err(|source| Error::Spawn {
-                what: "the upstream watch".into(),
-                source,
-            })?;
-        Ok(UpstreamWatch {
-            stop,
-            thread: Some(thread),
-        })
+                let until = Instant::now() + period;
+                while Instant::now() < until && !flag.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })?;
+        Ok(UpstreamWatch { _thread: thread })
     }
 }
 
@@ -446,15 +434,6 @@ fn look(u: &Upstream, reader: &Reader, tracker: &mut Tracker) -> Result<(), Kafk
     tracing::debug!(group = %u.group, time, "upstream group progressed");
     u.marks.publish(Mark { time, ends });
     Ok(())
-}
-
-impl Drop for UpstreamWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,25 @@ use std::time::{Duration, Instant};
 pub use eddy::testing::{free_addr, unique, wait_for, Consumed, TestCluster};
 
 /// The cluster under test.
+/// Creates the compacted topic `changelog` with `partitions` partitions
+/// and writes a count of 1 for each of `keys` keys (`key-0`, `key-1`, ...)
+/// to its partition 0: a count store's state for task 0_0 to restore.
+pub fn fill_counts(c: &TestCluster, changelog: &str, partitions: i32, keys: u32) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    c.create_topic_with(changelog, partitions, &[("cleanup.policy", "compact")]);
+    let producer = c.producer();
+    let one = 1i64.to_be_bytes();
+    for i in 0..keys {
+        let key = format!("key-{i}");
+        let record = BaseRecord::<[u8], [u8]>::to(changelog)
+            .partition(0)
+            .key(key.as_bytes())
+            .payload(&one);
+        eddy::kafka::send_blocking(&producer, record).expect("produce");
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
 pub fn cluster() -> TestCluster {
     TestCluster::from_env()
 }
