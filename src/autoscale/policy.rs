@@ -19,7 +19,9 @@
 //!
 //! It scales up only when the lag would outlast a new worker's ready time,
 //! and says so when it holds back; the condition must hold on two
-//! observations in a row (one spike of arrivals alone is not a trend).
+//! observations in a row, both with a measured capacity (one spike of
+//! arrivals alone is not a trend, and a lag seen before any interval of
+//! work says nothing of what the workers consume).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -181,6 +183,10 @@ impl Autoscaler {
             .map(|&(_, r)| r)
             .collect();
         let capacity = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
+        // Until one interval with work throughout has been seen, nothing
+        // says whether the workers keep up: a lag that has just appeared
+        // is not yet a trend.
+        let measured = !busy.is_empty();
 
         let cap = p.max.min(now.partitions.max(1)).max(p.min);
         let recommended = if now.lag < p.activation_lag {
@@ -224,6 +230,14 @@ impl Autoscaler {
             decision.desired = p.min;
             decision.action = Action::Up;
             decision.reason = format!("fewer than the minimum of {}", p.min);
+            return decision;
+        }
+        if recommended > now.workers && !measured {
+            self.wanted_up = false;
+            decision.reason = format!(
+                "a lag of {} asks for {recommended} workers; no consumption rate measured yet",
+                now.lag
+            );
             return decision;
         }
         if recommended > now.workers {
@@ -322,17 +336,21 @@ mod tests {
     }
 
     #[test]
-    fn a_lasting_lag_scales_up_on_its_second_observation_to_kedas_count() {
+    fn a_lasting_lag_scales_up_on_its_second_measured_observation_to_kedas_count() {
         let mut a = Autoscaler::new(policy());
         assert_eq!(a.decide(obs(0.0, 0, 0, 1, 0)).action, Action::Hold);
-        // 10 000 records a second arrive; one worker consumes 2 000.
+        // 10 000 records a second arrive; one worker consumes 2 000. The
+        // first lag follows none: no capacity is known yet.
         let d = a.decide(obs(1.0, 8_000, 2_000, 1, 0));
+        assert_eq!((d.action, d.recommended), (Action::Hold, 4));
+        assert!(d.reason.contains("no consumption rate"), "{}", d.reason);
+        let d = a.decide(obs(2.0, 16_000, 4_000, 1, 0));
         assert_eq!(
             (d.action, d.recommended, d.drain_secs),
             (Action::Hold, 4, None)
         );
         assert!(d.reason.contains("second observation"), "{}", d.reason);
-        let d = a.decide(obs(2.0, 16_000, 4_000, 1, 0));
+        let d = a.decide(obs(3.0, 24_000, 6_000, 1, 0));
         assert_eq!((d.action, d.desired), (Action::Up, 4));
         assert_eq!(
             (d.in_rate, d.out_rate, d.capacity),
@@ -415,9 +433,10 @@ mod tests {
             ..policy()
         });
         a.decide(obs(0.0, 100_000, 0, 1, 0));
-        let d = a.decide(obs(1.0, 200_000, 0, 1, 0));
+        a.decide(obs(1.0, 200_000, 0, 1, 0));
+        let d = a.decide(obs(2.0, 300_000, 0, 1, 0));
         assert_eq!((d.recommended, d.desired), (4, 4));
-        let d = a.decide(obs(2.0, 0, 0, 0, 0));
+        let d = a.decide(obs(3.0, 0, 0, 0, 0));
         assert_eq!((d.action, d.desired), (Action::Up, 1));
     }
 }
