@@ -55,12 +55,56 @@ pub(crate) struct RecordQueue<T> {
     /// Set when the queue filled up: the thread's polled-record count at
     /// which it is paused if still full (see `pause_or_resume`).
     pub(crate) pause_at: Option<u64>,
+    /// The offset the next record must have at least: one past the last
+    /// one admitted, or where the partition was last positioned
+    /// (`i64::MIN` while unknown).
+    next_offset: i64,
+    /// Whether records already admitted are being delivered again.
+    redelivering: bool,
 }
 
 impl<T> RecordQueue<T> {
     pub(crate) fn len(&self) -> usize {
         self.records.len()
     }
+
+    /// The partition was positioned at `offset`: the next record is that
+    /// one.
+    pub(crate) fn positioned(&mut self, offset: i64) {
+        self.next_offset = offset;
+        self.redelivering = false;
+    }
+
+    /// Whether the record at `offset` is new to the task, not one the
+    /// consumer delivers a second time (librdkafka can fetch a partition
+    /// again from an older position, e.g. when a stale offset lookup lands
+    /// after a seek). Returns [`Admit::Again`] for the first record of such
+    /// a run, so that it is reported once.
+    pub(crate) fn admit(&mut self, offset: i64) -> Admit {
+        if offset >= self.next_offset {
+            self.next_offset = offset + 1;
+            self.redelivering = false;
+            return Admit::New;
+        }
+        match std::mem::replace(&mut self.redelivering, true) {
+            false => Admit::Again {
+                expected: self.next_offset,
+            },
+            true => Admit::AgainStill,
+        }
+    }
+}
+
+/// What [`RecordQueue::admit`] says of a polled record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// A record the task has not had yet.
+    New,
+    /// The first record of a redelivery: the task has had it already and
+    /// expects `expected` next.
+    Again { expected: i64 },
+    /// A further record of the same redelivery.
+    AgainStill,
 }
 
 /// Whether a task may process its next buffered record now.
@@ -101,6 +145,8 @@ impl<T> PartitionGroup<T> {
             idle_deadline: None,
             paused: false,
             pause_at: None,
+            next_offset: i64::MIN,
+            redelivering: false,
         });
         self.queues.len() - 1
     }
@@ -193,6 +239,25 @@ impl<T> PartitionGroup<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_delivered_again_are_refused_until_new_ones_come() {
+        let mut g = PartitionGroup::<()>::default();
+        let q = g.add(A, 0);
+        let queue = &mut g.queues_mut()[q];
+        // Unknown position: anything goes, then offsets must grow.
+        assert_eq!(queue.admit(7), Admit::New);
+        assert_eq!(queue.admit(8), Admit::New);
+        assert_eq!(queue.admit(3), Admit::Again { expected: 9 });
+        assert_eq!(queue.admit(4), Admit::AgainStill);
+        assert_eq!(queue.admit(8), Admit::AgainStill);
+        assert_eq!(queue.admit(9), Admit::New);
+        assert_eq!(queue.admit(5), Admit::Again { expected: 10 });
+        // A seek back makes the older offsets wanted again.
+        queue.positioned(2);
+        assert_eq!(queue.admit(2), Admit::New);
+        assert_eq!(queue.admit(1), Admit::Again { expected: 3 });
+    }
 
     const A: TopicRef = TopicRef(0);
     const B: TopicRef = TopicRef(1);

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, RebalanceProtocol};
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::restore::Restoring;
 use super::{now_millis, Inputs, ThreadState};
@@ -204,7 +204,16 @@ impl ThreadState {
     ) -> Result<(), Error> {
         let bounds = assigned_bounds(consumer, tpl, self.reset_to_latest, Duration::from_secs(30));
         let mut arrived: Vec<(TaskId, Vec<(TopicRef, i32)>)> = Vec::new();
+        // Each new partition is assigned at the offset just looked up (its
+        // committed offset, else where `auto.offset.reset` points), not a
+        // logical one: librdkafka would look that up itself, and a reply to
+        // its lookup that lands after the seek of `restore_pass` restarts
+        // the lookup (an outdated reply does, `rd_kafka_toppar_handle_Offset`
+        // in librdkafka 2.x), which then fetches the partition again from
+        // its start.
+        let mut positioned = TopicPartitionList::new();
         for e in tpl.elements() {
+            positioned.add_partition_offset(e.topic(), e.partition(), e.offset())?;
             let Some((topic, id)) = self.task_of(e.topic(), e.partition()) else {
                 continue;
             };
@@ -222,15 +231,18 @@ impl ThreadState {
                 .copied()
                 .unwrap_or_default();
             inputs.bounds.insert((topic, e.partition()), known);
+            if let Some(start) = known.start {
+                positioned.set_partition_offset(e.topic(), e.partition(), Offset::Offset(start))?;
+            }
             match arrived.iter_mut().find(|(i, _)| *i == id) {
                 Some((_, parts)) => parts.push((topic, e.partition())),
                 None => arrived.push((id, vec![(topic, e.partition())])),
             }
         }
         if incremental {
-            consumer.incremental_assign(tpl)?;
+            consumer.incremental_assign(&positioned)?;
         } else {
-            consumer.assign(tpl)?;
+            consumer.assign(&positioned)?;
         }
         // Not ready from before any restore shows as remaining (the count
         // is made exact once the assignment is handled).

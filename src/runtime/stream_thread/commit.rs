@@ -204,12 +204,12 @@ impl ThreadState {
     }
 
     /// Seeks `partitions` to their committed offsets (where consumption
-    /// started, if none).
+    /// started, if none); their queues then take records from there.
     pub(super) fn rewind(
         &self,
         consumer: &BaseConsumer<StreamConsumerContext>,
         partitions: &TopicPartitionList,
-        inputs: &Inputs<'_>,
+        inputs: &mut Inputs<'_>,
     ) -> Result<(), Error> {
         if partitions.count() == 0 {
             return Ok(());
@@ -230,6 +230,18 @@ impl ThreadState {
                     .map_or(Offset::Beginning, Offset::Offset),
             };
             consumer.seek(e.topic(), e.partition(), start, Duration::from_secs(30))?;
+            let Offset::Offset(start) = start else {
+                continue;
+            };
+            let topic = self.settings.topics.get(e.topic());
+            let queue = topic.and_then(|t| {
+                let group = inputs.groups.get_mut(&self.route(t, e.partition())?)?;
+                let i = group.index(t, e.partition())?;
+                Some(&mut group.queues_mut()[i])
+            });
+            if let Some(queue) = queue {
+                queue.positioned(start);
+            }
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use super::collector::Collector;
 use super::consumer::StreamConsumerContext;
 use super::context::{RawHeaders, RawRecord};
 use super::lag::{prefetched, Bounds, LagView};
-use super::partition_group::{PartitionGroup, Ready, TaskIdle};
+use super::partition_group::{Admit, PartitionGroup, Ready, TaskIdle};
 use super::query::Query;
 use super::task::{Outcome, Task, TaskSettings};
 use super::task_id::TaskId;
@@ -371,6 +371,19 @@ impl ThreadState {
         let Some(queue) = group.index(topic, m.partition()) else {
             return;
         };
+        match group.queues_mut()[queue].admit(m.offset()) {
+            Admit::New => {}
+            Admit::Again { expected } => {
+                tracing::warn!(
+                    thread = %self.name,
+                    "{name}-{} delivered again from offset {} (the task is at {expected}): skipping what it has had",
+                    m.partition(),
+                    m.offset()
+                );
+                return;
+            }
+            Admit::AgainStill => return,
+        }
         let stamp = task.stamp(&raw_record(topic, &m));
         let order = match stamp {
             Extracted::At(t) => t,
