@@ -19,10 +19,12 @@
 //!     at, lag, end: committed + lag, committed, workers: 1, partitions: 4, state_records: 0,
 //! };
 //! a.decide(seen(0.0, 0, 0));
-//! // 10 000 records a second arrive and one worker consumes 2 000: the
-//! // second observation of a growing lag starts workers.
+//! // 10 000 records a second arrive and one worker consumes 2 000. A lag
+//! // seen after none measures nothing yet; the second observation of a
+//! // lag with the workers' capacity known starts workers.
 //! assert_eq!(a.decide(seen(1.0, 8_000, 2_000)).action, Action::Hold);
-//! let d = a.decide(seen(2.0, 16_000, 4_000));
+//! assert_eq!(a.decide(seen(2.0, 16_000, 4_000)).action, Action::Hold);
+//! let d = a.decide(seen(3.0, 24_000, 6_000));
 //! assert_eq!((d.action, d.desired), (Action::Up, 4));
 //! ```
 
