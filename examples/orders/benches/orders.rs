@@ -12,6 +12,8 @@
 //! - `EDDY_BENCH_GUARANTEE`: `at_least_once` (default) or `exactly_once`;
 //!   the run ends with the time its commits spent in each phase
 //!   (`eddy_commit_phase_seconds`), summed over the three workers.
+//! - `EDDY_BENCH_SET`: client settings for every worker, as
+//!   `key=value,key=value` (e.g. `producer.linger.ms=0`).
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
@@ -96,6 +98,19 @@ fn commit_phases(workers: &[RunningStreams]) -> Vec<(String, f64, f64)> {
     phases.into_iter().map(|(p, (s, n))| (p, s, n)).collect()
 }
 
+/// `EDDY_BENCH_SET`'s `key=value` pairs.
+fn settings() -> Vec<(String, String)> {
+    std::env::var("EDDY_BENCH_SET")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("EDDY_BENCH_SET: key=value");
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
+}
+
 fn main() {
     let n = common::env_usize("EDDY_BENCH_ORDERS", 20_000);
     let rate = common::env_usize("EDDY_BENCH_RATE", 300);
@@ -139,6 +154,9 @@ fn main() {
             p.config.state_dir = state.clone();
             p.config.embedded_partitions = partitions;
             p.config.guarantee = guarantee;
+            for (key, value) in settings() {
+                p.config = p.config.clone().set(&key, &value);
+            }
             if guarantee == eddy::kafka::Guarantee::ExactlyOnce {
                 // The files' 1 s is for at-least-once: exactly-once at its
                 // default, Kafka Streams' 100 ms.
