@@ -14,6 +14,10 @@
 //!   (`eddy_commit_phase_seconds`), summed over the three workers.
 //! - `EDDY_BENCH_SET`: client settings for every worker, as
 //!   `key=value,key=value` (e.g. `producer.linger.ms=0`).
+//! - `EDDY_BENCH_HOPS=1`: during the paced run, every topic of the
+//!   pipeline (inputs, internal repartition topics, outputs) is read too,
+//!   and the latency up to each is reported (read time minus the record's
+//!   timestamp, which every hop carries over from its order).
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
@@ -68,6 +72,51 @@ fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
         }
     }
     (latencies, Instant::now())
+}
+
+/// Reads every topic whose name holds `suffix` until `stop`: by topic, the
+/// latency of each record timestamped from `since` on (read time minus
+/// its timestamp), in the order the pipeline reaches the topics (by median).
+fn hop_latencies(
+    bootstrap: &str,
+    suffix: &str,
+    since: i64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<(String, Vec<i64>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("ob-hops"))
+        .set("auto.offset.reset", "latest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    let topics: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| n.contains(suffix) && !n.ends_with("-changelog") && !n.contains("members"))
+        .collect();
+    consumer.subscribe(&topics).unwrap();
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            let ts = m.timestamp().to_millis().unwrap_or(0);
+            if ts >= since {
+                let topic = m.topic().replace(&format!("-{suffix}"), "");
+                by_topic.entry(topic).or_default().push(now_ms() - ts);
+            }
+        }
+    }
+    let mut hops: Vec<(String, Vec<i64>)> = by_topic.into_iter().collect();
+    hops.sort_by_cached_key(|(_, l)| {
+        let mut l = l.clone();
+        l.sort_unstable();
+        percentile(&l, 0.5)
+    });
+    hops
 }
 
 /// Seconds and count of each commit phase, summed over `workers`.
@@ -209,6 +258,13 @@ fn main() {
     // Latency: paced orders, outcomes read as they come.
     let paced = rate * 10;
     let reader = std::thread::spawn(move || outcomes(&consumer, paced).0);
+    let hops = std::env::var("EDDY_BENCH_HOPS").is_ok_and(|v| v == "1");
+    let stop_hops = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hop_reader = hops.then(|| {
+        let (bootstrap, u, stop) = (c.bootstrap.clone(), u.clone(), stop_hops.clone());
+        let since = now_ms();
+        std::thread::spawn(move || hop_latencies(&bootstrap, &u, since, &stop))
+    });
     let t0 = Instant::now();
     for i in 0..paced as u64 {
         let due = Duration::from_secs_f64(i as f64 / rate as f64);
@@ -221,6 +277,8 @@ fn main() {
     producer.flush(Duration::from_secs(60)).unwrap();
     let mut latencies = reader.join().unwrap();
     latencies.sort_unstable();
+    stop_hops.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hops = hop_reader.map(|h| h.join().unwrap()).unwrap_or_default();
     let phases = commit_phases(&workers);
     for w in workers {
         w.close().unwrap();
@@ -258,6 +316,16 @@ fn main() {
         latencies.last().unwrap(),
         latencies.len()
     );
+    for (topic, mut l) in hops {
+        l.sort_unstable();
+        println!(
+            "  latency up to {topic:<60} p50 {:>4} ms, p99 {:>4} ms, max {:>4} ms ({} records)",
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            l.last().unwrap(),
+            l.len()
+        );
+    }
     for (phase, secs, count) in phases {
         println!(
             "  commit phase {phase:<12} {secs:>7.2} s in {count:.0} commits ({:.2} ms each)",
