@@ -1,0 +1,563 @@
+#!/usr/bin/env bash
+# Runs the order pipeline (payment, inventory, order saga) on eddy and on the Kafka Streams
+# baseline, one after the other on the same broker, and prints a table.
+#
+#   benches/baseline/compare.sh [--bootstrap HOST:PORT] [--orders N] [--rounds R]
+#                               [--timeout-s S] [--ks-java-opts "OPTS"] [--build]
+#
+# Each round runs both engines, eddy first in odd rounds and Kafka Streams first in even
+# ones. For each engine and round: fresh 4-partition topics (orders, payments, inventory,
+# stock, order-outcomes) under a fresh suffix, 100 products of 1 000 000 units on `stock`,
+# the three services as three processes (state under a temporary directory), a wait until
+# they are ready (eddy: /ready and assigned partitions; Kafka Streams: its "running" line),
+# then a burst of N orders from `baseline.jar generate` (seed 1: the same orders every
+# time). A reader of `order-outcomes` takes the time at which the N-th order's outcome
+# arrives, and the services' CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) at that
+# moment; it then reads on until 3 s pass without an outcome, to catch duplicates.
+# Throughput is N over the time from the first order's timestamp (the wall clock when
+# `generate` sent it) to that arrival.
+#
+# --bootstrap    the broker to use; default: scripts/kafka/start.sh (and stop.sh at the end
+#                if this script started it)
+# --orders       orders per burst (default 20000)
+# --rounds       rounds (default 3)
+# --timeout-s    how long to wait for all outcomes of a burst (default 600)
+# --ks-java-opts JVM options for the three Kafka Streams services (default: none)
+# --build        rebuild eddy-orders and baseline.jar even if they exist
+#
+# Needs: java 17+ with javac, curl. eddy-orders comes from $CARGO_TARGET_DIR (default
+# ~/.cache/eddy/target)/release, built if missing. Each run's topics are deleted after it, the
+# consumer groups at the end. Exit status 1 if a burst did not complete, an order got no or
+# more than one outcome, or the outcome kinds differ between the engines.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+jar="$here/target/baseline.jar"
+config_dir="$repo/examples/orders/config"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eddy/target}"
+eddy_bin="$CARGO_TARGET_DIR/release/eddy-orders"
+
+bootstrap=""
+orders=20000
+rounds=3
+timeout_s=600
+ks_java_opts=""
+build=0
+partitions=4
+products=100
+stock_qty=1000000
+quiet_ms=3000
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+die() { printf '[compare] ERROR: %s\n' "$*" >&2; exit 1; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --bootstrap) bootstrap="${2:?--bootstrap needs a value}"; shift 2 ;;
+    --bootstrap=*) bootstrap="${1#*=}"; shift ;;
+    --orders) orders="${2:?--orders needs a value}"; shift 2 ;;
+    --orders=*) orders="${1#*=}"; shift ;;
+    --rounds) rounds="${2:?--rounds needs a value}"; shift 2 ;;
+    --rounds=*) rounds="${1#*=}"; shift ;;
+    --timeout-s) timeout_s="${2:?--timeout-s needs a value}"; shift 2 ;;
+    --timeout-s=*) timeout_s="${1#*=}"; shift ;;
+    --ks-java-opts) ks_java_opts="${2?--ks-java-opts needs a value}"; shift 2 ;;
+    --ks-java-opts=*) ks_java_opts="${1#*=}"; shift ;;
+    --build) build=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+[[ "$orders" =~ ^[1-9][0-9]*$ ]] || die "--orders takes a positive number"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive number"
+[[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die "--timeout-s takes a positive number"
+for tool in java javac curl awk getconf; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+clk_tck="$(getconf CLK_TCK)"
+
+# ---- binaries -------------------------------------------------------------------------
+if [[ $build -eq 1 || ! -x "$eddy_bin" ]]; then
+  log "building eddy-orders (release, into $CARGO_TARGET_DIR)"
+  [[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+  (cd "$repo" && cargo build --release --quiet -p eddy-orders --bin eddy-orders)
+fi
+if [[ $build -eq 1 || ! -f "$jar" ]]; then
+  log "building $jar"
+  mvn -q -B -f "$here/pom.xml" package
+fi
+
+# ---- work directory, cleanup ------------------------------------------------------------
+work="$(mktemp -d "${TMPDIR:-/tmp}/eddy-compare.XXXXXX")"
+tag="cmp$(date +%s)x$$"          # in every topic and group name of this run
+started_broker=0
+helper_ready=0
+svc_pids=()
+reader_pid=""
+
+stop_services() {
+  local pid waited
+  [[ ${#svc_pids[@]} -gt 0 ]] || return 0
+  for pid in "${svc_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${svc_pids[@]}"; do
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && [[ $waited -lt 600 ]]; do sleep 0.1; waited=$((waited + 1)); done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid still running 60 s after SIGTERM: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  svc_pids=()
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n "$reader_pid" ]]; then kill -TERM "$reader_pid" 2>/dev/null || true; wait "$reader_pid" 2>/dev/null || true; fi
+  stop_services
+  if [[ $helper_ready -eq 1 && -n "$bootstrap" ]]; then
+    log "deleting this run's topics and consumer groups (*$tag*)"
+    helper delete "$bootstrap" ".*$tag.*" groups >&2 || log "could not delete every topic or group of *$tag*"
+  fi
+  rm -rf "$work"
+  if [[ $started_broker -eq 1 ]]; then
+    log "stopping the broker this script started"
+    "$repo/scripts/kafka/stop.sh" --nodes 1 >&2 || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- broker -----------------------------------------------------------------------------
+if [[ -z "$bootstrap" ]]; then
+  port="${EDDY_KAFKA_PORT:-19092}"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "a broker already answers on 127.0.0.1:$port: using it (and leaving it running)"
+  else
+    started_broker=1
+  fi
+  bootstrap="$("$repo/scripts/kafka/start.sh" --nodes 1 | tail -n1)"
+fi
+log "broker $bootstrap; $orders orders per burst, $rounds round(s); work dir $work"
+
+# ---- helper: topic admin and the outcome reader (Java, kafka-clients of baseline.jar) ------
+mkdir -p "$work/helper"
+cat >"$work/helper/CompareHelper.java" <<'JAVA'
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.*;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.common.KafkaFuture;
+import org.apache.kafka.common.PartitionInfo;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+
+/** compare.sh's helper: create/delete topics, and read one burst's outcomes. */
+public class CompareHelper {
+    public static void main(String[] a) throws Exception {
+        switch (a[0]) {
+            case "create" -> create(a[1], Integer.parseInt(a[2]), Arrays.copyOfRange(a, 3, a.length));
+            case "delete" -> delete(a[1], Pattern.compile(a[2]), a.length > 3 && a[3].equals("groups"));
+            case "await" -> System.exit(await(a[1], a[2], a[3], Long.parseLong(a[4]), Long.parseLong(a[5]),
+                    Long.parseLong(a[6]), a.length > 7 ? a[7] : ""));
+            default -> throw new IllegalArgumentException("unknown command " + a[0]);
+        }
+        System.exit(0);
+    }
+
+    static Admin admin(String bootstrap) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        return Admin.create(p);
+    }
+
+    static void create(String bootstrap, int partitions, String[] topics) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            List<NewTopic> nt = new ArrayList<>();
+            for (String t : topics) {
+                nt.add(new NewTopic(t, Optional.of(partitions), Optional.empty()));
+            }
+            admin.createTopics(nt).all().get(60, TimeUnit.SECONDS);
+            // Until every partition has a leader.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (true) {
+                boolean ok = true;
+                try {
+                    for (TopicDescription d : admin.describeTopics(List.of(topics)).allTopicNames()
+                            .get(10, TimeUnit.SECONDS).values()) {
+                        ok &= d.partitions().size() == partitions
+                                && d.partitions().stream().allMatch(p -> p.leader() != null && !p.leader().isEmpty());
+                    }
+                } catch (Exception e) {
+                    ok = false;
+                }
+                if (ok) {
+                    break;
+                }
+                if (System.nanoTime() > deadline) {
+                    throw new IllegalStateException("topics have no leaders after 60 s");
+                }
+                Thread.sleep(200);
+            }
+        }
+    }
+
+    static void delete(String bootstrap, Pattern names, boolean groups) throws Exception {
+        try (Admin admin = admin(bootstrap)) {
+            List<String> topics = admin.listTopics().names().get(60, TimeUnit.SECONDS).stream()
+                    .filter(t -> names.matcher(t).matches()).sorted().toList();
+            if (!topics.isEmpty()) {
+                admin.deleteTopics(topics).all().get(120, TimeUnit.SECONDS);
+            }
+            System.out.println("deleted " + topics.size() + " topic(s)");
+            if (!groups) {
+                return;
+            }
+            List<String> ids = admin.listGroups().all().get(60, TimeUnit.SECONDS).stream()
+                    .map(GroupListing::groupId).filter(g -> names.matcher(g).matches()).sorted().toList();
+            int deleted = 0;
+            if (!ids.isEmpty()) {
+                for (Map.Entry<String, KafkaFuture<Void>> e : admin.deleteConsumerGroups(ids).deletedGroups().entrySet()) {
+                    try {
+                        e.getValue().get(60, TimeUnit.SECONDS);
+                        deleted++;
+                    } catch (Exception ex) {
+                        System.out.println("group " + e.getKey() + " not deleted: "
+                                + (ex.getCause() != null ? ex.getCause().getMessage() : ex.getMessage()));
+                    }
+                }
+            }
+            System.out.println("deleted " + deleted + " of " + ids.size() + " consumer group(s)");
+        }
+    }
+
+    /** utime+stime (clock ticks) and VmHWM (kB) of a process. */
+    static String proc(String pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc", pid, "stat"));
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            long ticks = Long.parseLong(f[11]) + Long.parseLong(f[12]);
+            long hwm = -1;
+            for (String line : Files.readAllLines(Path.of("/proc", pid, "status"))) {
+                if (line.startsWith("VmHWM:")) {
+                    hwm = Long.parseLong(line.replaceAll("[^0-9]", ""));
+                }
+            }
+            return "proc " + pid + " " + ticks + " " + hwm;
+        } catch (Exception e) {
+            return "proc " + pid + " -1 -1";
+        }
+    }
+
+    static String kind(String value) {
+        String type = "?";
+        String reason = null;
+        try {
+            var v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(value);
+            type = v.path("type").asText("?");
+            if (v.has("reason")) {
+                reason = v.get("reason").asText();
+            }
+        } catch (Exception e) {
+            type = "not-json";
+        }
+        String k = reason == null ? type : type + "/" + reason;
+        return k.replaceAll("[\\s=]+", "_");
+    }
+
+    static int await(String bootstrap, String outcomes, String ordersTopic, long n, long timeoutS,
+                     long quietMs, String pids) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("enable.auto.commit", "false");
+        p.put("fetch.max.wait.ms", "100");
+        Map<String, Integer> perOrder = new HashMap<>();
+        Map<String, Integer> kinds = new TreeMap<>();
+        long records = 0;
+        long doneAt = -1;
+        List<String> atDone = new ArrayList<>();
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(outcomes)) {
+                tps.add(new TopicPartition(outcomes, pi.partition()));
+            }
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            for (TopicPartition tp : tps) {
+                c.position(tp);
+            }
+            System.out.println("listening");
+            System.out.flush();
+            long deadline = System.currentTimeMillis() + timeoutS * 1000;
+            long lastRecord = System.currentTimeMillis();
+            while (true) {
+                ConsumerRecords<String, String> batch = c.poll(Duration.ofMillis(50));
+                long now = System.currentTimeMillis();
+                for (ConsumerRecord<String, String> r : batch) {
+                    records++;
+                    kinds.merge(kind(r.value()), 1, Integer::sum);
+                    if (perOrder.merge(String.valueOf(r.key()), 1, Integer::sum) == 1
+                            && perOrder.size() == n && doneAt < 0) {
+                        doneAt = now;
+                        for (String pid : pids.split(",")) {
+                            if (!pid.isEmpty()) {
+                                atDone.add(proc(pid));
+                            }
+                        }
+                    }
+                }
+                if (!batch.isEmpty()) {
+                    lastRecord = now;
+                }
+                if (doneAt >= 0 && now - lastRecord >= quietMs) {
+                    break;
+                }
+                if (doneAt < 0 && now > deadline) {
+                    break;
+                }
+            }
+        }
+        long first = -1;
+        long produced = 0;
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(ordersTopic)) {
+                tps.add(new TopicPartition(ordersTopic, pi.partition()));
+            }
+            for (long end : c.endOffsets(tps).values()) {
+                produced += end;
+            }
+            Map<TopicPartition, Long> zero = new HashMap<>();
+            tps.forEach(tp -> zero.put(tp, 0L));
+            for (OffsetAndTimestamp ot : c.offsetsForTimes(zero).values()) {
+                if (ot != null && (first < 0 || ot.timestamp() < first)) {
+                    first = ot.timestamp();
+                }
+            }
+        }
+        long dups = perOrder.values().stream().filter(v -> v > 1).count();
+        System.out.println("status " + (doneAt >= 0 ? "complete" : "timeout"));
+        System.out.println("first_ms " + first);
+        System.out.println("last_ms " + doneAt);
+        System.out.println("orders_produced " + produced);
+        System.out.println("orders_with_outcome " + perOrder.size());
+        System.out.println("outcome_records " + records);
+        System.out.println("orders_with_several " + dups);
+        atDone.forEach(System.out::println);
+        kinds.forEach((k, v) -> System.out.println("kind " + k + " " + v));
+        return doneAt >= 0 ? 0 : 1;
+    }
+}
+JAVA
+javac -nowarn -cp "$jar" -d "$work/helper" "$work/helper/CompareHelper.java" 2>"$work/helper/javac.log" ||
+  { cat "$work/helper/javac.log" >&2; die "could not compile the helper"; }
+helper() {
+  java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -cp "$work/helper:$jar" CompareHelper "$@"
+}
+helper_ready=1
+
+# ---- one engine, one round ------------------------------------------------------------------
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+eddy_ready() { # port
+  local m
+  curl -sf -m 2 "http://127.0.0.1:$1/ready" >/dev/null || return 1
+  m="$(curl -sf -m 2 "http://127.0.0.1:$1/metrics")" || return 1
+  awk '/^eddy_assigned_partitions[{ ]/ { s += $NF } END { exit !(s > 0) }' <<<"$m"
+}
+
+cpu_ticks() { # pid -> utime+stime in clock ticks
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# Results by "round,engine,what" (what: rate, secs, cpu, rss, kinds, ok, check).
+declare -A res=()
+
+run_one() { # engine round
+  local engine="$1" round="$2"
+  local suffix="$tag-r$round-$engine" dir="$work/r$round-$engine"
+  local names=() services=() ports=() logs=() i pid
+  mkdir -p "$dir/state" "$dir/logs"
+  log "round $round, $engine: topics *-$suffix"
+  helper create "$bootstrap" "$partitions" orders-"$suffix" payments-"$suffix" inventory-"$suffix" \
+    stock-"$suffix" order-outcomes-"$suffix"
+  java -jar "$jar" generate --bootstrap "$bootstrap" --suffix "$suffix" --count 0 \
+    --products "$products" --stock "$stock_qty" >"$dir/logs/stock.log" 2>&1 ||
+    { cat "$dir/logs/stock.log" >&2; die "seeding the stock failed"; }
+
+  if [[ "$engine" == eddy ]]; then
+    names=(payment inventory order-saga)
+  else
+    names=(payment inventory saga)
+  fi
+  for i in 0 1 2; do
+    logs[i]="$dir/logs/${names[i]}.log"
+    if [[ "$engine" == eddy ]]; then
+      ports[i]="$(free_port)"
+      "$eddy_bin" run --config "$config_dir/${names[i]}.toml" --brokers "$bootstrap" --suffix "$suffix" \
+        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" >"${logs[i]}" 2>&1 &
+    else
+      # shellcheck disable=SC2086  # the options are words
+      java $ks_java_opts -jar "$jar" "${names[i]}" --bootstrap "$bootstrap" --suffix "$suffix" \
+        --state-dir "$dir/state/${names[i]}" >"${logs[i]}" 2>&1 &
+    fi
+    svc_pids+=($!)
+  done
+
+  local deadline=$((SECONDS + 180)) ready
+  while :; do
+    ready=0
+    for i in 0 1 2; do
+      pid="${svc_pids[i]}"
+      kill -0 "$pid" 2>/dev/null || { tail -n 30 "${logs[i]}" >&2; die "$engine ${names[i]} exited at start"; }
+      if [[ "$engine" == eddy ]]; then
+        eddy_ready "${ports[i]}" && ready=$((ready + 1))
+      else
+        grep -q ': running (' "${logs[i]}" && ready=$((ready + 1))
+      fi
+    done
+    [[ $ready -eq 3 ]] && break
+    [[ $SECONDS -lt $deadline ]] || die "$engine services not ready after 180 s (logs in $dir/logs)"
+    sleep 0.5
+  done
+  log "round $round, $engine: services ready (pids ${svc_pids[*]})"
+
+  local out="$dir/reader.out"
+  helper await "$bootstrap" order-outcomes-"$suffix" orders-"$suffix" "$orders" "$timeout_s" "$quiet_ms" \
+    "$(IFS=,; echo "${svc_pids[*]}")" >"$out" 2>"$dir/logs/reader.log" &
+  reader_pid=$!
+  until grep -q '^listening' "$out" 2>/dev/null; do
+    kill -0 "$reader_pid" 2>/dev/null || { cat "$dir/logs/reader.log" >&2; die "the outcome reader failed"; }
+    sleep 0.1
+  done
+  local before=()
+  for i in 0 1 2; do before[i]="$(cpu_ticks "${svc_pids[i]}")"; done
+
+  java -jar "$jar" generate --bootstrap "$bootstrap" --suffix "$suffix" --count "$orders" --seed 1 \
+    --products "$products" --stock -1 >"$dir/logs/generate.log" 2>&1 ||
+    { cat "$dir/logs/generate.log" >&2; die "generate failed"; }
+  local reader_rc=0
+  wait "$reader_pid" || reader_rc=$?
+  reader_pid=""
+  [[ -s "$out" ]] || { cat "$dir/logs/reader.log" >&2; die "the outcome reader printed nothing"; }
+
+  # Parse the reader's answer.
+  local key="$round,$engine" status first last produced with several cpu_ms=0 rss_kb=0 kinds="" per=""
+  status="$(awk '$1 == "status" { print $2 }' "$out")"
+  first="$(awk '$1 == "first_ms" { print $2 }' "$out")"
+  last="$(awk '$1 == "last_ms" { print $2 }' "$out")"
+  produced="$(awk '$1 == "orders_produced" { print $2 }' "$out")"
+  with="$(awk '$1 == "orders_with_outcome" { print $2 }' "$out")"
+  several="$(awk '$1 == "orders_with_several" { print $2 }' "$out")"
+  kinds="$(awk '$1 == "kind" { printf "%s%s=%s", sep, $2, $3; sep = " " }' "$out")"
+  local ok=1
+  if [[ "$status" == complete && $reader_rc -eq 0 ]]; then
+    for i in 0 1 2; do
+      local line ticks hwm ms
+      line="$(awk -v p="${svc_pids[i]}" '$1 == "proc" && $2 == p' "$out")"
+      ticks="$(awk '{ print $3 }' <<<"$line")"
+      hwm="$(awk '{ print $4 }' <<<"$line")"
+      ms="$(awk -v a="$ticks" -v b="${before[i]}" -v t="$clk_tck" 'BEGIN { printf "%.0f", (a - b) * 1000 / t }')"
+      cpu_ms=$((cpu_ms + ms))
+      rss_kb=$((rss_kb + hwm))
+      per+="${per:+, }${names[i]} ${ms} ms / $((hwm / 1024)) MiB"
+    done
+    res[$key,rate]="$(awk -v n="$orders" -v a="$first" -v b="$last" 'BEGIN { printf "%.1f", n * 1000 / (b - a) }')"
+    res[$key,cpu]="$(awk -v c="$cpu_ms" -v n="$orders" 'BEGIN { printf "%.1f", c * 1000 / n }')"
+    res[$key,rss]="$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')"
+    res[$key,secs]="$(awk -v a="$first" -v b="$last" 'BEGIN { printf "%.2f", (b - a) / 1000 }')"
+  else
+    ok=0
+    log "round $round, $engine: INCOMPLETE: $with of $orders orders got an outcome within ${timeout_s} s"
+  fi
+  [[ "$produced" == "$orders" ]] || { ok=0; log "round $round, $engine: $produced orders on the topic, not $orders"; }
+  [[ "$with" == "$orders" && "$several" == 0 ]] || ok=0
+  res[$key,ok]=$ok
+  res[$key,kinds]="$kinds"
+  res[$key,check]="$with/$orders with an outcome, $several with several"
+  log "round $round, $engine: ${res[$key,rate]:-?} orders/s (${res[$key,secs]:-?} s); CPU and peak RSS: ${per:-?}; ${res[$key,check]}"
+
+  stop_services
+  helper delete "$bootstrap" ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
+    log "could not delete the topics of $suffix: $(cat "$dir/logs/delete.log")"
+  rm -rf "$dir"
+}
+
+# ---- rounds ----------------------------------------------------------------------------------
+for ((r = 1; r <= rounds; r++)); do
+  if ((r % 2 == 1)); then order=(eddy kstreams); else order=(kstreams eddy); fi
+  for engine in "${order[@]}"; do run_one "$engine" "$r"; done
+done
+
+# ---- table -------------------------------------------------------------------------------------
+median() { # numbers... -> median ("-" if none)
+  printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+failed=0
+echo
+echo "order pipeline, eddy vs Kafka Streams 4.3.1: $orders orders per burst, $partitions partitions, broker $bootstrap"
+echo "(CPU: utime+stime of the three services from before the burst to the last outcome; RSS: sum of their VmHWM)"
+echo
+fmt='%-6s %-9s %10s %10s %9s %10s  %s\n'
+# shellcheck disable=SC2059
+printf "$fmt" round engine "orders/s" "seconds" "CPU ms/1k" "RSS MiB" "outcomes"
+for ((r = 1; r <= rounds; r++)); do
+  for engine in eddy kstreams; do
+    k="$r,$engine"
+    mark=""
+    [[ "${res[$k,ok]:-}" == 1 ]] || { mark=" [FAILED: ${res[$k,check]:-}]"; failed=1; }
+    # shellcheck disable=SC2059
+    printf "$fmt" "$r" "$engine" "${res[$k,rate]:--}" "${res[$k,secs]:--}" "${res[$k,cpu]:--}" \
+      "${res[$k,rss]:--}" "${res[$k,kinds]:-}$mark"
+  done
+done
+echo
+declare -A med=()
+for engine in eddy kstreams; do
+  for m in rate cpu rss; do
+    vals=()
+    for ((r = 1; r <= rounds; r++)); do vals+=("${res[$r,$engine,$m]:-}"); done
+    med[$engine,$m]="$(median "${vals[@]}")"
+  done
+  # shellcheck disable=SC2059
+  printf "$fmt" median "$engine" "${med[$engine,rate]}" "" "${med[$engine,cpu]}" "${med[$engine,rss]}" ""
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+echo
+echo "throughput, eddy / Kafka Streams:           $(ratio "${med[eddy,rate]}" "${med[kstreams,rate]}")"
+echo "CPU per order, Kafka Streams / eddy:        $(ratio "${med[kstreams,cpu]}" "${med[eddy,cpu]}")"
+echo "peak RSS, Kafka Streams / eddy:             $(ratio "${med[kstreams,rss]}" "${med[eddy,rss]}")"
+
+# The same orders every time: the counts per outcome kind must agree between the engines.
+reference="${res[1,eddy,kinds]:-}"
+same=1
+for ((r = 1; r <= rounds; r++)); do
+  for engine in eddy kstreams; do
+    [[ "${res[$r,$engine,kinds]:-}" == "$reference" ]] || same=0
+  done
+done
+if [[ $same -eq 1 ]]; then
+  echo "outcome kinds: the same counts for both engines in every round"
+else
+  echo "outcome kinds: DIFFER between engines or rounds (see the table)"
+  failed=1
+fi
+[[ $failed -eq 0 ]] || { log "some checks failed"; exit 1; }
