@@ -84,8 +84,8 @@ final class Service {
         p.put(StreamsConfig.PROCESSING_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueProcessingExceptionHandler.class);
         p.put(StreamsConfig.ERRORS_DEAD_LETTER_QUEUE_TOPIC_NAME_CONFIG, dlq);
         p.put(StreamsConfig.PROCESSING_EXCEPTION_HANDLER_GLOBAL_ENABLED_CONFIG, true); // no global stores; quiets a warning
-        // eddy's producers linger 5 ms (Kafka Streams' default for its producer is 100 ms).
-        p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 5);
+        // eddy's producers linger 1 ms (Kafka Streams' default for its producer is 100 ms).
+        p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 1);
         for (String s : o.sets) {
             int eq = s.indexOf('=');
             if (eq <= 0) {
