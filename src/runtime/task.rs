@@ -131,9 +131,6 @@ pub(crate) struct Task {
     upstream_time: i64,
     /// Timestamp lead each topic accepts (ms), by topic ref.
     future_limits: Arc<Vec<i64>>,
-    /// A checkpoint whose stores are being persisted in the background
-    /// (see [`Task::begin_checkpoint`]).
-    pending_checkpoint: Option<Checkpoint>,
 }
 
 impl Task {
@@ -230,7 +227,6 @@ impl Task {
                 .max_future_timestamp
                 .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             refuse_future_outputs: settings.refuse_future_outputs,
-            pending_checkpoint: None,
         };
         for (i, p) in &task.processors {
             p.borrow_mut()
@@ -293,60 +289,9 @@ impl Task {
         provider: &StoreProvider,
         acked: &HashMap<(String, i32), i64>,
     ) -> Result<(), StoreError> {
-        self.pending_checkpoint = None;
         let Some(dir) = provider.task_dir(self.ctx.id) else {
             return Ok(());
         };
-        let checkpoint = self.checkpoint_offsets(acked, StoreState::persist)?;
-        if checkpoint.offsets.is_empty() {
-            return Ok(());
-        }
-        checkpoint.write(&dir).map_err(StoreError::Io)
-    }
-
-    /// Starts a checkpoint without waiting for the stores to be persisted:
-    /// their offsets are taken now and their engines' flushes started;
-    /// [`finish_checkpoint`](Self::finish_checkpoint) writes it once they
-    /// are done. A memtable flush takes tens of milliseconds, which a
-    /// stream thread must not stand still for. Nothing is started while an
-    /// earlier one is pending.
-    pub(crate) fn begin_checkpoint(
-        &mut self,
-        provider: &StoreProvider,
-        acked: &HashMap<(String, i32), i64>,
-    ) -> Result<(), StoreError> {
-        if self.pending_checkpoint.is_some() || provider.task_dir(self.ctx.id).is_none() {
-            return Ok(());
-        }
-        let checkpoint = self.checkpoint_offsets(acked, StoreState::start_persist)?;
-        if !checkpoint.offsets.is_empty() {
-            self.pending_checkpoint = Some(checkpoint);
-        }
-        Ok(())
-    }
-
-    /// Writes the pending checkpoint if its stores are persisted.
-    pub(crate) fn finish_checkpoint(&mut self, provider: &StoreProvider) -> Result<(), StoreError> {
-        let Some(dir) = provider.task_dir(self.ctx.id) else {
-            return Ok(());
-        };
-        let persisted = || self.ctx.stores.iter().all(|s| s.borrow().persisted());
-        if self.pending_checkpoint.is_none() || !persisted() {
-            return Ok(());
-        }
-        if let Some(checkpoint) = self.pending_checkpoint.take() {
-            checkpoint.write(&dir).map_err(StoreError::Io)?;
-        }
-        Ok(())
-    }
-
-    /// The changelog offset of each changelogged store, after `persist`
-    /// was called on it.
-    fn checkpoint_offsets(
-        &mut self,
-        acked: &HashMap<(String, i32), i64>,
-        persist: fn(&mut StoreState) -> Result<(), StoreError>,
-    ) -> Result<Checkpoint, StoreError> {
         let mut checkpoint = Checkpoint::default();
         for s in &self.ctx.stores {
             let mut s = s.borrow_mut();
@@ -354,13 +299,16 @@ impl Task {
                 if let Some(&o) = acked.get(&(self.ctx.topics.name(topic).to_owned(), partition)) {
                     s.changelog_offset = Some(s.changelog_offset.map_or(o, |c| c.max(o)));
                 }
-                persist(&mut s)?;
+                s.persist()?;
                 if let Some(o) = s.changelog_offset {
                     checkpoint.offsets.insert(s.name().to_owned(), o);
                 }
             }
         }
-        Ok(checkpoint)
+        if checkpoint.offsets.is_empty() {
+            return Ok(());
+        }
+        checkpoint.write(&dir).map_err(StoreError::Io)
     }
 
     /// Adds an input partition (after an assignment).

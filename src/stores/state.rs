@@ -423,18 +423,6 @@ impl StoreState {
         self.engine.flush()
     }
 
-    /// Starts persisting the engine without waiting (see
-    /// [`Engine::start_flush`]).
-    pub(crate) fn start_persist(&mut self) -> Result<(), StoreError> {
-        self.engine.start_flush()
-    }
-
-    /// Whether what [`start_persist`](Self::start_persist) covered is
-    /// persisted.
-    pub(crate) fn persisted(&self) -> bool {
-        self.engine.flushed()
-    }
-
     /// Replaces the engine (after wiping its files).
     pub(crate) fn replace_engine(&mut self, engine: Box<dyn Engine>) {
         self.engine = engine;

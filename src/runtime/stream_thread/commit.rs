@@ -133,25 +133,16 @@ impl ThreadState {
         }
         if committed.is_yes() {
             let acked = self.collector.changelog_offsets();
-            let checkpoint = self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
-            let stores = &self.settings.stores;
+            let checkpoint = close || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
             for task in self.tasks.values_mut() {
                 if self.exactly_once {
                     task.apply_stores().map_err(Error::Store)?;
                 }
                 task.mark_committed();
-                let written = if close {
-                    task.checkpoint(stores, &acked)
-                } else {
-                    // Started at one commit, written at a later one once
-                    // the stores' flushes are done.
-                    task.finish_checkpoint(stores)
-                        .and_then(|()| match checkpoint {
-                            true => task.begin_checkpoint(stores, &acked),
-                            false => Ok(()),
-                        })
-                };
-                written.map_err(Error::Store)?;
+                if checkpoint {
+                    task.checkpoint(&self.settings.stores, &acked)
+                        .map_err(Error::Store)?;
+                }
             }
             if checkpoint {
                 self.last_checkpoint = Instant::now();

@@ -69,19 +69,6 @@ pub trait Engine: Send {
     fn delete_range(&mut self, from: &[u8], to: &[u8]) -> Result<(), StoreError>;
     /// Persists all writes (RocksDB: flush memtables; memory: no-op).
     fn flush(&mut self) -> Result<(), StoreError>;
-    /// Starts persisting all writes so far without waiting for it (RocksDB:
-    /// the memtable is switched and its flush scheduled);
-    /// [`flushed`](Self::flushed) tells when that is done. Default: a
-    /// [`flush`](Self::flush).
-    fn start_flush(&mut self) -> Result<(), StoreError> {
-        self.flush()
-    }
-    /// Whether the writes a [`start_flush`](Self::start_flush) covered are
-    /// persisted (it may answer no for longer than needed, never yes too
-    /// early). Default: yes.
-    fn flushed(&self) -> bool {
-        true
-    }
     /// Estimated number of keys (RocksDB "rocksdb.estimate-num-keys"; exact for memory).
     fn approximate_len(&self) -> u64;
     /// Switches bulk loading (restore) on or off: RocksDB defers

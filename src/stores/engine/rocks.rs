@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::cell::RefCell;
 
 use rocksdb::{
-    properties, BlockBasedOptions, Cache, DBCompressionType, DBRawIterator, FlushOptions, Options,
-    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+    properties, BlockBasedOptions, Cache, DBCompressionType, DBRawIterator, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use super::{empty_range, Engine, StoreError};
@@ -419,23 +419,6 @@ impl Engine for RocksEngine {
         // Also lets go of the memtables and files the iterator pinned.
         self.forget_iterator();
         Ok(self.db().flush()?)
-    }
-
-    fn start_flush(&mut self) -> Result<(), StoreError> {
-        self.forget_iterator();
-        let mut opts = FlushOptions::default();
-        opts.set_wait(false);
-        Ok(self.db().flush_opt(&opts)?)
-    }
-
-    fn flushed(&self) -> bool {
-        // No memtable left waiting for its flush: the one switched by
-        // `start_flush` (and any filled since) is on disk.
-        self.db()
-            .property_int_value(properties::NUM_IMMUTABLE_MEM_TABLE)
-            .ok()
-            .flatten()
-            == Some(0)
     }
 
     fn approximate_len(&self) -> u64 {
