@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{cluster, fill_counts, unique, wait_for, Worker};
@@ -57,11 +58,24 @@ fn fail_over(standbys: &str) -> (f64, i64) {
         .collect();
     c.produce(&input, &records);
     if standbys == "1" {
-        wait_for("the standby to catch up", Duration::from_secs(120), || {
+        let caught_up = || {
             b.metric("eddy_standby_tasks") == 1
                 && b.metric("eddy_standby_records_total") >= i64::from(KEYS) + 1000
                 && b.metric("eddy_standby_lag_records") == 0
-        });
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !caught_up() {
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not catch up: standby tasks {}, records copied {}, lag {}; \
+                 the active worker processed {} records",
+                b.metric("eddy_standby_tasks"),
+                b.metric("eddy_standby_records_total"),
+                b.metric("eddy_standby_lag_records"),
+                a.metric("eddy_records_processed_total")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     } else {
         wait_for(
             "the first worker to count them",
@@ -115,8 +129,15 @@ fn fail_over(standbys: &str) -> (f64, i64) {
     (resumed, restored)
 }
 
+/// The tests of this file run one at a time: each keeps a million-key
+/// store and several workers busy, and side by side on two cores the
+/// standby of the failover test did not catch up within two minutes
+/// (one run in two, cause not found yet).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn a_task_fails_over_to_its_standby_without_a_full_restore() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if cluster().is_embedded() {
         eprintln!("skipped: proven on the real broker only");
         return;
@@ -156,6 +177,7 @@ fn named_owner(w: &Worker, key: &str) -> Option<String> {
 
 #[test]
 fn a_query_names_the_worker_that_holds_the_key_and_its_successor() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = cluster();
     if c.is_embedded() {
         eprintln!("skipped: proven on the real broker only");
