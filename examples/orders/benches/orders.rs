@@ -52,6 +52,17 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[i]
 }
 
+/// `p50 … ms, p99 … ms, max … ms (n` of sorted latencies.
+fn summary(sorted: &[i64]) -> String {
+    format!(
+        "p50 {:>4} ms, p99 {:>4} ms, max {:>4} ms ({}",
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99),
+        sorted.last().unwrap(),
+        sorted.len()
+    )
+}
+
 /// Reads outcomes until `n` arrived; returns the latency of each (read
 /// time minus the outcome's event time, which is its order's creation time
 /// for completions and payment failures) and when the last one was read.
@@ -111,11 +122,10 @@ fn hop_latencies(
         }
     }
     let mut hops: Vec<(String, Vec<i64>)> = by_topic.into_iter().collect();
-    hops.sort_by_cached_key(|(_, l)| {
-        let mut l = l.clone();
+    for (_, l) in &mut hops {
         l.sort_unstable();
-        percentile(&l, 0.5)
-    });
+    }
+    hops.sort_by_key(|(_, l)| percentile(l, 0.5));
     hops
 }
 
@@ -310,21 +320,11 @@ fn main() {
         per_s(n, burst) / per_s(n, raw)
     );
     println!(
-        "  latency at {rate} orders/s for 10 s, order_created -> outcome: p50 {} ms, p99 {} ms, max {} ms ({} orders)",
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().unwrap(),
-        latencies.len()
+        "  latency at {rate} orders/s for 10 s, order_created -> outcome: {} orders)",
+        summary(&latencies)
     );
-    for (topic, mut l) in hops {
-        l.sort_unstable();
-        println!(
-            "  latency up to {topic:<60} p50 {:>4} ms, p99 {:>4} ms, max {:>4} ms ({} records)",
-            percentile(&l, 0.5),
-            percentile(&l, 0.99),
-            l.last().unwrap(),
-            l.len()
-        );
+    for (topic, l) in hops {
+        println!("  latency up to {topic:<60} {} records)", summary(&l));
     }
     for (phase, secs, count) in phases {
         println!(

@@ -35,15 +35,10 @@ final class InventoryService {
         StreamsBuilder b = Service.builder(config);
         var json = Json.JsonSerde.plain();
         var str = Serdes.String();
-        KStream<String, JsonNode> orders = b.stream(t.orders(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.ORDER))
-                        .withTimestampExtractor(new Schemas.CreatedAt()).withName("orders"));
-        KStream<String, JsonNode> payments = b.stream(t.payments(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.PAYMENT)).withName("payments"));
-        KStream<String, JsonNode> inventory = b.stream(t.inventory(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.INVENTORY)).withName("inventory"));
-        KStream<String, JsonNode> stock = b.stream(t.stock(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.STOCK)).withName("stock"));
+        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders");
+        KStream<String, JsonNode> payments = Service.source(b, t.payments(), Schemas.PAYMENT, "payments");
+        KStream<String, JsonNode> inventory = Service.source(b, t.inventory(), Schemas.INVENTORY, "inventory");
+        KStream<String, JsonNode> stock = Service.source(b, t.stock(), Schemas.STOCK, "stock");
 
         KStream<String, JsonNode> paid =
                 payments.filter((k, v) -> v.get("type").textValue().equals("payment_successful"), Named.as("paid"));

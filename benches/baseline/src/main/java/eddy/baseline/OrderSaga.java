@@ -30,13 +30,9 @@ final class OrderSaga {
         StreamsBuilder b = Service.builder(config);
         var json = Json.JsonSerde.plain();
         var str = Serdes.String();
-        KStream<String, JsonNode> orders = b.stream(t.orders(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.ORDER))
-                        .withTimestampExtractor(new Schemas.CreatedAt()).withName("orders"));
-        KStream<String, JsonNode> payments = b.stream(t.payments(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.PAYMENT)).withName("payments"));
-        KStream<String, JsonNode> inventory = b.stream(t.inventory(),
-                Consumed.with(str, Json.JsonSerde.checked(Schemas.INVENTORY)).withName("inventory"));
+        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders");
+        KStream<String, JsonNode> payments = Service.source(b, t.payments(), Schemas.PAYMENT, "payments");
+        KStream<String, JsonNode> inventory = Service.source(b, t.inventory(), Schemas.INVENTORY, "inventory");
 
         KStream<String, JsonNode> saga = orders
                 .merge(payments.filter((k, v) -> PAYMENT_RESULTS.contains(type(v)), Named.as("payment-results")),

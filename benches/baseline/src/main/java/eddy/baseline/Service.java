@@ -36,6 +36,17 @@ final class Service {
                 new org.apache.kafka.streams.TopologyConfig(new StreamsConfig(config)));
     }
 
+    /** A source of JSON values checked against {@code schema}, node named {@code name}; orders take their time from created_at. */
+    static org.apache.kafka.streams.kstream.KStream<String, com.fasterxml.jackson.databind.JsonNode> source(
+            org.apache.kafka.streams.StreamsBuilder b, String topic, Schemas.Schema schema, String name) {
+        var consumed = org.apache.kafka.streams.kstream.Consumed.with(
+                org.apache.kafka.common.serialization.Serdes.String(), Json.JsonSerde.checked(schema));
+        if (schema == Schemas.ORDER) {
+            consumed = consumed.withTimestampExtractor(new Schemas.CreatedAt());
+        }
+        return b.stream(topic, consumed.withName(name));
+    }
+
     static Topology topology(String service, Topics topics, Properties config) {
         return switch (service) {
             case "payment" -> PaymentService.build(topics, config);
