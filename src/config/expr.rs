@@ -2,7 +2,7 @@
 //! the file is loaded, evaluated per record against a per-thread root
 //! context that carries the standard library and eddy's helper functions.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use cel::{Context, ExecutionError, Program, Value as Cel};
 use serde_json::{Map, Number, Value};
 
 use super::cost::{self, Budget};
+use super::direct::{self, Env, Node};
 use super::scan::scan;
 use crate::kafka::partitioner::murmur2;
 use crate::processor::{Failure, FailureKind};
@@ -70,6 +71,9 @@ pub struct Expr {
     /// to CEL and bound when it is evaluated.
     reads: Arc<[String]>,
     budget: Budget,
+    /// The expression for direct evaluation over JSON, if it is simple
+    /// enough ([`direct`]).
+    direct: Option<Arc<Node>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -121,11 +125,13 @@ impl Expr {
                 ordinal(scan.nesting)
             )));
         }
+        let direct = direct::compile(program.expression()).map(Arc::new);
         Ok(Expr {
             source: source.into(),
             program: Arc::new(program),
             reads: scan.free.into(),
             budget: *budget,
+            direct,
         })
     }
 
@@ -139,6 +145,12 @@ impl Expr {
     /// exceeds the budget stops with an error that says so.
     pub fn eval(&self, vars: &Value, bindings: &[(&str, Bind<'_>)]) -> Result<Value, ExprError> {
         Scope::with(vars, bindings, &[self], |scope| scope.eval(self, &[]))
+    }
+
+    /// Whether the expression is evaluated directly over JSON where it can
+    /// be (see [`direct`]), not only in CEL.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Whether the expression reads the variable `name`.
@@ -165,37 +177,64 @@ impl Expr {
 /// operator that evaluates expressions many times per record (a `flat_map`,
 /// once per element) binds the record here once rather than per
 /// evaluation: its cost is then linear in the number of elements, not in
-/// elements times the record's size.
-pub struct Scope<'p> {
-    ctx: Context<'p, 'static>,
+/// elements times the record's size. The conversion happens at the first
+/// evaluation that needs CEL: expressions evaluated directly over the JSON
+/// ([`direct`]) need none.
+pub struct Scope<'p, 'a> {
+    root: &'p Context<'static, 'static>,
+    vars: &'a Value,
+    bindings: &'a [(&'a str, Bind<'a>)],
+    exprs: &'a [&'a Expr],
+    ctx: OnceCell<Context<'p, 'static>>,
 }
 
-impl Scope<'_> {
-    /// Calls `f` with a scope holding `vars` and `bindings`, converted for
-    /// those names some expression of `exprs` reads (the others are not
-    /// converted).
+impl<'a> Scope<'_, 'a> {
+    /// Calls `f` with a scope holding `vars` and `bindings`, converted (when
+    /// CEL needs them) for those names some expression of `exprs` reads.
     pub fn with<R>(
-        vars: &Value,
-        bindings: &[(&str, Bind<'_>)],
-        exprs: &[&Expr],
-        f: impl FnOnce(&Scope<'_>) -> R,
+        vars: &'a Value,
+        bindings: &'a [(&'a str, Bind<'a>)],
+        exprs: &'a [&'a Expr],
+        f: impl FnOnce(&Scope<'_, 'a>) -> R,
     ) -> R {
-        let read = |name: &str| exprs.iter().any(|e| e.reads(name));
         ROOT.with(|root| {
             let root = root.borrow();
-            let mut ctx = root.new_inner_scope();
+            f(&Scope {
+                root: &root,
+                vars,
+                bindings,
+                exprs,
+                ctx: OnceCell::new(),
+            })
+        })
+    }
+
+    /// The scope's bindings in CEL, converted on first use.
+    fn cel(&self) -> &Context<'_, 'static> {
+        self.ctx.get_or_init(|| {
+            let read = |name: &str| self.exprs.iter().any(|e| e.reads(name));
+            let mut ctx = self.root.new_inner_scope();
             if read("vars") {
-                ctx.add_variable_as_val("vars", to_val(vars));
+                ctx.add_variable_as_val("vars", to_val(self.vars));
             }
-            bind(&mut ctx, bindings, read);
-            f(&Scope { ctx })
+            bind(&mut ctx, self.bindings, read);
+            ctx
         })
     }
 
     /// Evaluates `expr` in this scope plus `bindings` (which shadow the
     /// scope's names), within the expression's budget.
     pub fn eval(&self, expr: &Expr, bindings: &[(&str, Bind<'_>)]) -> Result<Value, ExprError> {
-        let mut ctx = self.ctx.new_inner_scope();
+        if let Some(node) = &expr.direct {
+            let env = Env {
+                vars: self.vars,
+                layers: [bindings, self.bindings],
+            };
+            if let Some(v) = direct::eval(node, &env) {
+                return Ok(v);
+            }
+        }
+        let mut ctx = self.cel().new_inner_scope();
         bind(&mut ctx, bindings, |name| expr.reads(name));
         let source = &*expr.source;
         let (result, exceeded) = cost::metered(&expr.budget, || expr.program.execute(&ctx));
@@ -523,6 +562,93 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("bad expression \"value.type ==\": 1:"));
+    }
+
+    #[test]
+    fn direct_evaluation_agrees_with_cel() {
+        let records = [
+            json!({"type": "paid", "amount": 12, "n": 2.0, "big": 1e20, "s": "h\u{e9}llo",
+                   "flag": true, "nil": null, "x": 1.5,
+                   "items": [{"product_id": "p1", "qty": 2, "unit_price": 3.5}]}),
+            json!({"type": 5, "amount": 9223372036854775807i64, "s": 3, "items": {"a": 1}}),
+            json!({"type": "failed", "amount": -3, "items": [], "s": ""}),
+            json!({}),
+            json!([1, 2]),
+            json!("text"),
+        ];
+        let sources = [
+            "value.type == 'paid'",
+            "value.type in ['paid', 'failed']",
+            "value.type in [5, 'paid']",
+            "value.type != 'paid' || value.amount > 10",
+            "!(value.type == 'paid') && has(value.items)",
+            "value.type == 'paid' && value.flag",
+            "has(value.items) ? size(value.items) : -1",
+            "value.items.size()",
+            "size(value.s)",
+            "{'op': 'reserve', 'order_id': key, 'qty': value.amount * 2, 'n': value.n, \
+              'big': value.big, 'items': value.items, 'at': timestamp}",
+            "{'a': 2.0, 'b': [1, 'x', null, true], 'c': {'d': vars.limit}}",
+            "value.amount + 9223372036854775807",
+            "value.amount - 1",
+            "value.n == 2",
+            "value.n == 2.0",
+            "value.x == 1.5",
+            "value.x < 2.0",
+            "value.x < 2",
+            "key + '-' + value.type",
+            "value.missing == 'x'",
+            "value.type == 5",
+            "value.nil == null",
+            "value.type == null",
+            "value.amount - 20 < 0",
+            "value.s >= 'h'",
+            "timestamp > 5 && timestamp <= 7",
+            "value",
+            "value.items",
+            "vars",
+            "{'k': key}.k",
+            "has({'k': key}.k)",
+        ];
+        let vars = json!({"limit": 600.0});
+        let mut answered = 0;
+        for source in sources {
+            let fast = Expr::compile(source, &["key", "value", "timestamp"]).unwrap();
+            assert!(fast.is_direct(), "{source} is not evaluated directly");
+            let mut slow = fast.clone();
+            slow.direct = None;
+            for r in &records {
+                let b = [
+                    ("key", Bind::Str("o-1")),
+                    ("value", Bind::Json(r)),
+                    ("timestamp", Bind::Int(7)),
+                ];
+                let env = Env {
+                    vars: &vars,
+                    layers: [&b, &[]],
+                };
+                let node = fast.direct.as_ref().unwrap();
+                answered += usize::from(direct::eval(node, &env).is_some());
+                assert_eq!(
+                    fast.eval(&vars, &b),
+                    slow.eval(&vars, &b),
+                    "{source} on {r}"
+                );
+            }
+        }
+        // Many were answered without CEL (the others need CEL's error or
+        // its rules for mixed types).
+        assert!(answered >= sources.len() * 2, "{answered}");
+        for source in [
+            "value.items.map(i, i.qty)",
+            "sum(value.items)",
+            "value.items[0]",
+            "1u == value.n",
+            "{key: 1}",
+        ] {
+            let e = Expr::compile(source, &["key", "value"]).unwrap();
+            assert!(!e.is_direct(), "{source}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@
 
 mod compile;
 mod cost;
+mod direct;
 mod expr;
 mod gather;
 mod model;
