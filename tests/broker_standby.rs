@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{cluster, fill_counts, unique, wait_for, Worker};
@@ -36,7 +35,13 @@ fn fail_over(standbys: &str) -> (f64, i64) {
     let c = cluster();
     let app = unique("standby");
     let (input, output) = a_million_counts(&c, &app);
-    let args = ["--standby-replicas", standbys];
+    // The classic protocol: under the consumer protocol, Kafka 4.3.1's
+    // assignor moved the one task to the worker that joined second in 3
+    // runs of 8 (which then restored it whole, while the first kept the
+    // standby), so which worker kept the standby was a coin toss. The
+    // cooperative-sticky assignor leaves the task where it runs.
+    let mut args = vec!["--standby-replicas", standbys];
+    args.extend(common::CLASSIC_6S_SESSION);
     let dir = |n| std::env::temp_dir().join(unique(n));
     let (dir_a, dir_b) = (dir("sb-a"), dir("sb-b"));
     let mut a = Worker::count_with(&c.bootstrap, &app, (&input, &output), &dir_a, &args);
@@ -129,15 +134,8 @@ fn fail_over(standbys: &str) -> (f64, i64) {
     (resumed, restored)
 }
 
-/// The tests of this file run one at a time: each keeps a million-key
-/// store and several workers busy, and side by side on two cores the
-/// standby of the failover test did not catch up within two minutes
-/// (one run in two, cause not found yet).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 #[test]
 fn a_task_fails_over_to_its_standby_without_a_full_restore() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if cluster().is_embedded() {
         eprintln!("skipped: proven on the real broker only");
         return;
@@ -177,7 +175,6 @@ fn named_owner(w: &Worker, key: &str) -> Option<String> {
 
 #[test]
 fn a_query_names_the_worker_that_holds_the_key_and_its_successor() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = cluster();
     if c.is_embedded() {
         eprintln!("skipped: proven on the real broker only");

@@ -78,9 +78,11 @@ impl Worker {
             ])
             .args(fast_group_args())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn eddy");
+        let mut child = child;
+        label_logs(child.stderr.take().expect("piped"), http);
         Worker { child, http }
     }
 
@@ -207,6 +209,19 @@ impl Worker {
         }
         None
     }
+}
+
+/// Copies a worker's log to the test's output, each line labelled with the
+/// worker's HTTP address: the copying thread inherits libtest's capture, so
+/// the logs of several workers show apart, and only when a test fails.
+fn label_logs(stderr: std::process::ChildStderr, http: SocketAddr) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("[worker {http}] {line}");
+        }
+    });
 }
 
 impl Drop for Worker {
