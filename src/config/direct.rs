@@ -14,7 +14,11 @@
 //! the two always agree: the tests below hold each answer of the direct
 //! path against CEL's.
 
-use cel::common::ast::{operators as op, EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
+use std::cell::Cell;
+
+use cel::common::ast::{
+    operators as op, ComprehensionExpr, EntryExpr, Expr as Ast, IdedExpr, LiteralValue,
+};
 use serde_json::{Map, Number, Value};
 
 use super::expr::Bind;
@@ -41,6 +45,81 @@ pub(super) enum Node {
     In(Box<Node>, Box<Node>),
     Arith(Arith, Box<Node>, Box<Node>),
     Size(Box<Node>),
+    /// `list.map(x, f)`: `f` of each element, bound to `x`.
+    MapList(Box<Node>, String, Box<Node>),
+    /// `sum(list)` of ints (eddy's function).
+    Sum(Box<Node>),
+}
+
+/// Whether `node` holds a `map` (a nested one would cost the square of a
+/// list's length, which the CEL path's budget watches).
+fn iterates(node: &Node) -> bool {
+    match node {
+        Node::MapList(..) => true,
+        Node::Lit(_) | Node::Double(_) | Node::Var(_) => false,
+        Node::Field(a, _) | Node::Has(a, _) | Node::Not(a) | Node::Size(a) | Node::Sum(a) => {
+            iterates(a)
+        }
+        Node::List(items) => items.iter().any(iterates),
+        Node::Object(entries) => entries.iter().any(|(_, v)| iterates(v)),
+        Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::In(a, b) => {
+            iterates(a) || iterates(b)
+        }
+        Node::Arith(_, a, b) => iterates(a) || iterates(b),
+        Node::Cond(c, a, b) => iterates(c) || iterates(a) || iterates(b),
+    }
+}
+
+/// The accumulator the macros bind, and the function that counts a step.
+const RESULT: &str = "@result";
+const STEP: &str = "@step";
+
+/// `list.map(x, f)` as eddy's metered macros expand it (see `cost`):
+/// `@result + [f]` each step, after a call of `@step` that counts it.
+fn map_macro(c: &ComprehensionExpr) -> Option<Node> {
+    let empty = matches!(&c.accu_init.expr, Ast::List(l) if l.elements.is_empty());
+    let always = matches!(&c.loop_cond.expr, Ast::Literal(LiteralValue::Boolean(b)) if *b.inner());
+    let result = is_accu(&c.result);
+    if c.accu_var != RESULT || c.iter_var2.is_some() || !empty || !always || !result {
+        return None;
+    }
+    let [guard, appended, unchanged] = call(&c.loop_step, op::CONDITIONAL)? else {
+        return None;
+    };
+    let counted = matches!(call(guard, STEP), Some([]));
+    let [accu, one] = call(appended, op::ADD)? else {
+        return None;
+    };
+    let Ast::List(one) = &one.expr else {
+        return None;
+    };
+    let [f] = one.elements.as_slice() else {
+        return None;
+    };
+    if !counted || !is_accu(accu) || !is_accu(unchanged) || !one.optional_indices.is_empty() {
+        return None;
+    }
+    let f = compile(f)?;
+    if iterates(&f) {
+        return None;
+    }
+    Some(Node::MapList(
+        Box::new(compile(&c.iter_range)?),
+        c.iter_var.clone(),
+        Box::new(f),
+    ))
+}
+
+/// The arguments of `e` if it is a call of the global function `name`.
+fn call<'e>(e: &'e IdedExpr, name: &str) -> Option<&'e [IdedExpr]> {
+    match &e.expr {
+        Ast::Call(c) if c.func_name == name && c.target.is_none() => Some(&c.args),
+        _ => None,
+    }
+}
+
+fn is_accu(e: &IdedExpr) -> bool {
+    matches!(&e.expr, Ast::Ident(r) if r == RESULT)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +186,7 @@ pub(super) fn compile(e: &IdedExpr) -> Option<Node> {
                 }
                 (op::IN, None, 2) => Node::In(boxed(&args[0])?, boxed(&args[1])?),
                 ("size", None, 1) => Node::Size(boxed(&args[0])?),
+                ("sum", None, 1) => Node::Sum(boxed(&args[0])?),
                 ("size", Some(t), 0) => Node::Size(Box::new(compile(t)?)),
                 (name, None, 2) => {
                     let (a, b) = (boxed(&args[0])?, boxed(&args[1])?);
@@ -126,7 +206,8 @@ pub(super) fn compile(e: &IdedExpr) -> Option<Node> {
                 _ => return None,
             }
         }
-        Ast::List(_) | Ast::Unspecified | Ast::Comprehension(_) | Ast::Struct(_) => return None,
+        Ast::Comprehension(c) => map_macro(c)?,
+        Ast::List(_) | Ast::Unspecified | Ast::Struct(_) => return None,
     })
 }
 
@@ -273,94 +354,172 @@ impl<'a> Env<'a, '_> {
     }
 }
 
-/// Evaluates `node` directly; `None` when CEL must answer instead.
-pub(super) fn eval(node: &Node, env: &Env<'_, '_>) -> Option<Value> {
-    value(node, env)?.into_json()
+/// A variable bound by a `map`, and those bound around it.
+struct Frame<'a, 'f> {
+    name: &'a str,
+    value: V<'a>,
+    up: Option<&'f Frame<'a, 'f>>,
 }
 
-fn boolean(node: &Node, env: &Env<'_, '_>) -> Option<bool> {
-    match value(node, env)? {
-        V::Bool(b) => Some(b),
-        _ => None,
+/// Evaluates `node` directly; `None` when CEL must answer instead (also
+/// when its `map`s visit `max_steps` elements: CEL's budget then decides).
+pub(super) fn eval(node: &Node, env: &Env<'_, '_>, max_steps: u64) -> Option<Value> {
+    let steps = Cell::new(max_steps);
+    Eval {
+        env,
+        frame: None,
+        steps: &steps,
     }
+    .value(node)?
+    .into_json()
 }
 
-fn value<'a>(node: &'a Node, env: &Env<'a, '_>) -> Option<V<'a>> {
-    Some(match node {
-        Node::Lit(l) => of_json(l),
-        Node::Double(d) => V::Double(*d),
-        Node::Var(name) => env.get(name)?,
-        Node::Field(operand, field) => match value(operand, env)? {
-            V::Object(m) => of_json(m.get(field)?),
-            V::Map(entries) => entries.into_iter().find(|(k, _)| k == field)?.1,
-            _ => return None,
-        },
-        Node::Has(operand, field) => match value(operand, env)? {
-            V::Object(m) => V::Bool(m.contains_key(field)),
-            V::Map(entries) => V::Bool(entries.iter().any(|(k, _)| k == field)),
-            _ => return None,
-        },
-        Node::List(items) => V::List(items.iter().map(|i| value(i, env)).collect::<Option<_>>()?),
-        Node::Object(entries) => V::Map(
-            entries
-                .iter()
-                .map(|(k, v)| Some((k.as_str(), value(v, env)?)))
-                .collect::<Option<_>>()?,
-        ),
-        Node::Not(a) => V::Bool(!boolean(a, env)?),
-        // `false && x` is false and `true || x` true even where x fails.
-        Node::And(a, b) => V::Bool(boolean(a, env)? && boolean(b, env)?),
-        Node::Or(a, b) => V::Bool(boolean(a, env)? || boolean(b, env)?),
-        Node::Cond(c, a, b) => {
-            if boolean(c, env)? {
-                value(a, env)?
-            } else {
-                value(b, env)?
+/// The evaluation of a node within the variables bound around it.
+struct Eval<'a, 'e, 'f> {
+    env: &'e Env<'a, 'e>,
+    frame: Option<&'f Frame<'a, 'f>>,
+    /// Elements `map`s may still visit.
+    steps: &'e Cell<u64>,
+}
+
+impl<'a> Eval<'a, '_, '_> {
+    fn get(&self, name: &str) -> Option<V<'a>> {
+        let mut frame = self.frame;
+        while let Some(f) = frame {
+            if f.name == name {
+                return Some(f.value.clone());
             }
+            frame = f.up;
         }
-        Node::Cmp(cmp, a, b) => {
-            let (a, b) = (value(a, env)?, value(b, env)?);
-            V::Bool(match cmp {
-                Cmp::Eq => a.equals(&b)?,
-                Cmp::Ne => !a.equals(&b)?,
-                Cmp::Lt => a.order(&b)?.is_lt(),
-                Cmp::Le => a.order(&b)?.is_le(),
-                Cmp::Gt => a.order(&b)?.is_gt(),
-                Cmp::Ge => a.order(&b)?.is_ge(),
-            })
+        self.env.get(name)
+    }
+
+    fn boolean(&self, node: &'a Node) -> Option<bool> {
+        match self.value(node)? {
+            V::Bool(b) => Some(b),
+            _ => None,
         }
-        Node::In(needle, haystack) => {
-            let needle = value(needle, env)?;
-            let found = match value(haystack, env)? {
-                V::List(items) => any_equal(&needle, items.iter().cloned())?,
-                V::Array(items) => any_equal(&needle, items.iter().map(of_json))?,
+    }
+
+    fn value(&self, node: &'a Node) -> Option<V<'a>> {
+        let value = |n| self.value(n);
+        let boolean = |n| self.boolean(n);
+        Some(match node {
+            Node::Lit(l) => of_json(l),
+            Node::Double(d) => V::Double(*d),
+            Node::Var(name) => self.get(name)?,
+            Node::Field(operand, field) => match value(operand)? {
+                V::Object(m) => of_json(m.get(field)?),
+                V::Map(entries) => entries.into_iter().find(|(k, _)| k == field)?.1,
                 _ => return None,
-            };
-            V::Bool(found)
-        }
-        Node::Arith(op, a, b) => match (value(a, env)?, value(b, env)?) {
-            (V::Int(a), V::Int(b)) => V::Int(match op {
-                Arith::Add => a.checked_add(b)?,
-                Arith::Sub => a.checked_sub(b)?,
-                Arith::Mul => a.checked_mul(b)?,
-            }),
-            (a, b) if matches!(op, Arith::Add) => {
-                let mut s = a.str()?.to_owned();
-                s.push_str(b.str()?);
-                V::String(s)
+            },
+            Node::Has(operand, field) => match value(operand)? {
+                V::Object(m) => V::Bool(m.contains_key(field)),
+                V::Map(entries) => V::Bool(entries.iter().any(|(k, _)| k == field)),
+                _ => return None,
+            },
+            Node::List(items) => V::List(items.iter().map(value).collect::<Option<_>>()?),
+            Node::Object(entries) => V::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| Some((k.as_str(), value(v)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            Node::Not(a) => V::Bool(!boolean(a)?),
+            // `false && x` is false and `true || x` true even where x fails.
+            Node::And(a, b) => V::Bool(boolean(a)? && boolean(b)?),
+            Node::Or(a, b) => V::Bool(boolean(a)? || boolean(b)?),
+            Node::Cond(c, a, b) => {
+                if boolean(c)? {
+                    value(a)?
+                } else {
+                    value(b)?
+                }
             }
-            _ => return None,
-        },
-        Node::Size(a) => V::Int(match value(a, env)? {
-            V::Str(s) => s.chars().count(),
-            V::String(s) => s.chars().count(),
-            V::Array(a) => a.len(),
-            V::Object(m) => m.len(),
-            V::List(l) => l.len(),
-            V::Map(m) => m.len(),
-            _ => return None,
-        } as i64),
-    })
+            Node::Cmp(cmp, a, b) => {
+                let (a, b) = (value(a)?, value(b)?);
+                V::Bool(match cmp {
+                    Cmp::Eq => a.equals(&b)?,
+                    Cmp::Ne => !a.equals(&b)?,
+                    Cmp::Lt => a.order(&b)?.is_lt(),
+                    Cmp::Le => a.order(&b)?.is_le(),
+                    Cmp::Gt => a.order(&b)?.is_gt(),
+                    Cmp::Ge => a.order(&b)?.is_ge(),
+                })
+            }
+            Node::In(needle, haystack) => {
+                let needle = value(needle)?;
+                let found = match value(haystack)? {
+                    V::List(items) => any_equal(&needle, items.iter().cloned())?,
+                    V::Array(items) => any_equal(&needle, items.iter().map(of_json))?,
+                    _ => return None,
+                };
+                V::Bool(found)
+            }
+            Node::Arith(op, a, b) => match (value(a)?, value(b)?) {
+                (V::Int(a), V::Int(b)) => V::Int(match op {
+                    Arith::Add => a.checked_add(b)?,
+                    Arith::Sub => a.checked_sub(b)?,
+                    Arith::Mul => a.checked_mul(b)?,
+                }),
+                (a, b) if matches!(op, Arith::Add) => {
+                    let mut s = a.str()?.to_owned();
+                    s.push_str(b.str()?);
+                    V::String(s)
+                }
+                _ => return None,
+            },
+            Node::Size(a) => V::Int(match value(a)? {
+                V::Str(s) => s.chars().count(),
+                V::String(s) => s.chars().count(),
+                V::Array(a) => a.len(),
+                V::Object(m) => m.len(),
+                V::List(l) => l.len(),
+                V::Map(m) => m.len(),
+                _ => return None,
+            } as i64),
+            Node::MapList(range, name, f) => {
+                let each = |item: V<'a>| {
+                    let left = self.steps.get().checked_sub(1).filter(|l| *l > 0)?;
+                    self.steps.set(left);
+                    let frame = Frame {
+                        name,
+                        value: item,
+                        up: self.frame,
+                    };
+                    Eval {
+                        env: self.env,
+                        frame: Some(&frame),
+                        steps: self.steps,
+                    }
+                    .value(f)
+                };
+                V::List(match value(range)? {
+                    V::Array(items) => items
+                        .iter()
+                        .map(|i| each(of_json(i)))
+                        .collect::<Option<_>>()?,
+                    V::List(items) => items.into_iter().map(each).collect::<Option<_>>()?,
+                    _ => return None,
+                })
+            }
+            Node::Sum(list) => {
+                let ints = |items: &mut dyn Iterator<Item = V<'_>>| {
+                    let mut sum = 0i64;
+                    for v in items {
+                        let V::Int(i) = v else { return None };
+                        sum = sum.checked_add(i)?;
+                    }
+                    Some(sum)
+                };
+                V::Int(match value(list)? {
+                    V::Array(items) => ints(&mut items.iter().map(of_json))?,
+                    V::List(items) => ints(&mut items.into_iter())?,
+                    _ => return None,
+                })
+            }
+        })
+    }
 }
 
 /// Whether any of `items` equals `needle`; `None` if one of the
