@@ -45,17 +45,27 @@ pub(super) enum Node {
     In(Box<Node>, Box<Node>),
     Arith(Arith, Box<Node>, Box<Node>),
     Size(Box<Node>),
-    /// `list.map(x, f)`: `f` of each element, bound to `x`.
-    MapList(Box<Node>, String, Box<Node>),
+    /// `list.map(x, f)`, `.filter(x, p)`, `.all(x, p)` or `.exists(x, p)`:
+    /// the body evaluated for each element, bound to `x`.
+    Loop(Macro, Box<Node>, String, Box<Node>),
     /// `sum(list)` of ints (eddy's function).
     Sum(Box<Node>),
 }
 
-/// Whether `node` holds a `map` (a nested one would cost the square of a
+/// Which comprehension a [`Node::Loop`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Macro {
+    Map,
+    Filter,
+    All,
+    Exists,
+}
+
+/// Whether `node` holds a comprehension (a nested one would cost the square of a
 /// list's length, which the CEL path's budget watches).
 fn iterates(node: &Node) -> bool {
     match node {
-        Node::MapList(..) => true,
+        Node::Loop(..) => true,
         Node::Lit(_) | Node::Double(_) | Node::Var(_) => false,
         Node::Field(a, _) | Node::Has(a, _) | Node::Not(a) | Node::Size(a) | Node::Sum(a) => {
             iterates(a)
@@ -74,40 +84,86 @@ fn iterates(node: &Node) -> bool {
 const RESULT: &str = "@result";
 const STEP: &str = "@step";
 
-/// `list.map(x, f)` as eddy's metered macros expand it (see `cost`):
-/// `@result + [f]` each step, after a call of `@step` that counts it.
-fn map_macro(c: &ComprehensionExpr) -> Option<Node> {
-    let empty = matches!(&c.accu_init.expr, Ast::List(l) if l.elements.is_empty());
-    let always = matches!(&c.loop_cond.expr, Ast::Literal(LiteralValue::Boolean(b)) if *b.inner());
-    let result = is_accu(&c.result);
-    if c.accu_var != RESULT || c.iter_var2.is_some() || !empty || !always || !result {
+/// A comprehension as eddy's metered macros expand it (see `cost`), if it
+/// is a `map`, `filter`, `all` or `exists` whose body holds none.
+fn comprehension(c: &ComprehensionExpr) -> Option<Node> {
+    if c.accu_var != RESULT || c.iter_var2.is_some() || !is_accu(&c.result) {
+        return None;
+    }
+    let (kind, body) = match &c.accu_init.expr {
+        Ast::List(l) if l.elements.is_empty() => appending(c)?,
+        Ast::Literal(LiteralValue::Boolean(init)) => folding(c, *init.inner())?,
+        _ => return None,
+    };
+    let body = compile(body)?;
+    if iterates(&body) {
+        return None;
+    }
+    Some(Node::Loop(
+        kind,
+        Box::new(compile(&c.iter_range)?),
+        c.iter_var.clone(),
+        Box::new(body),
+    ))
+}
+
+/// `map` (`@step() ? @result + [f] : @result`) or `filter`
+/// (`(@step() ? p : false) ? @result + [x] : @result`), looping while
+/// `true`: which, and `f` or `p`.
+fn appending(c: &ComprehensionExpr) -> Option<(Macro, &IdedExpr)> {
+    if !matches!(&c.loop_cond.expr, Ast::Literal(LiteralValue::Boolean(b)) if *b.inner()) {
         return None;
     }
     let [guard, appended, unchanged] = call(&c.loop_step, op::CONDITIONAL)? else {
         return None;
     };
-    let counted = matches!(call(guard, STEP), Some([]));
     let [accu, one] = call(appended, op::ADD)? else {
         return None;
     };
     let Ast::List(one) = &one.expr else {
         return None;
     };
-    let [f] = one.elements.as_slice() else {
+    let [item] = one.elements.as_slice() else {
         return None;
     };
-    if !counted || !is_accu(accu) || !is_accu(unchanged) || !one.optional_indices.is_empty() {
+    if !is_accu(accu) || !is_accu(unchanged) || !one.optional_indices.is_empty() {
         return None;
     }
-    let f = compile(f)?;
-    if iterates(&f) {
-        return None;
+    if matches!(call(guard, STEP), Some([])) {
+        return Some((Macro::Map, item));
     }
-    Some(Node::MapList(
-        Box::new(compile(&c.iter_range)?),
-        c.iter_var.clone(),
-        Box::new(f),
-    ))
+    let [counted, p, no] = call(guard, op::CONDITIONAL)? else {
+        return None;
+    };
+    let is_var = matches!(&item.expr, Ast::Ident(v) if *v == c.iter_var);
+    let no = matches!(&no.expr, Ast::Literal(LiteralValue::Boolean(b)) if !*b.inner());
+    (matches!(call(counted, STEP), Some([])) && is_var && no).then_some((Macro::Filter, p))
+}
+
+/// `all` (from `true`, `@result && p` while not strictly false) or
+/// `exists` (from `false`, `@result || p` while `!@result` is not
+/// strictly false), each element counted: which, and `p`.
+fn folding(c: &ComprehensionExpr, init: bool) -> Option<(Macro, &IdedExpr)> {
+    let (kind, join) = match init {
+        true => (Macro::All, op::LOGICAL_AND),
+        false => (Macro::Exists, op::LOGICAL_OR),
+    };
+    let [counted, undecided, no] = call(&c.loop_cond, op::CONDITIONAL)? else {
+        return None;
+    };
+    let [undecided] = call(undecided, op::NOT_STRICTLY_FALSE)? else {
+        return None;
+    };
+    let undecided = match kind {
+        Macro::All => is_accu(undecided),
+        _ => matches!(call(undecided, op::LOGICAL_NOT), Some([a]) if is_accu(a)),
+    };
+    let no = matches!(&no.expr, Ast::Literal(LiteralValue::Boolean(b)) if !*b.inner());
+    let [accu, p] = call(&c.loop_step, join)? else {
+        return None;
+    };
+    (matches!(call(counted, STEP), Some([])) && undecided && no && is_accu(accu))
+        .then_some((kind, p))
 }
 
 /// The arguments of `e` if it is a call of the global function `name`.
@@ -206,7 +262,7 @@ pub(super) fn compile(e: &IdedExpr) -> Option<Node> {
                 _ => return None,
             }
         }
-        Ast::Comprehension(c) => map_macro(c)?,
+        Ast::Comprehension(c) => comprehension(c)?,
         Ast::List(_) | Ast::Unspecified | Ast::Struct(_) => return None,
     })
 }
@@ -478,8 +534,14 @@ impl<'a> Eval<'a, '_, '_> {
                 V::Map(m) => m.len(),
                 _ => return None,
             } as i64),
-            Node::MapList(range, name, f) => {
-                let each = |item: V<'a>| {
+            Node::Loop(kind, range, name, body) => {
+                let items: Vec<V<'a>> = match value(range)? {
+                    V::Array(items) => items.iter().map(of_json).collect(),
+                    V::List(items) => items,
+                    _ => return None,
+                };
+                let mut out = Vec::new();
+                for item in items {
                     let left = self.steps.get().checked_sub(1).filter(|l| *l > 0)?;
                     self.steps.set(left);
                     let frame = Frame {
@@ -487,21 +549,28 @@ impl<'a> Eval<'a, '_, '_> {
                         value: item,
                         up: self.frame,
                     };
-                    Eval {
+                    let inner = Eval {
                         env: self.env,
                         frame: Some(&frame),
                         steps: self.steps,
+                    };
+                    match kind {
+                        Macro::Map => out.push(inner.value(body)?),
+                        Macro::Filter => {
+                            if inner.boolean(body)? {
+                                out.push(frame.value.clone());
+                            }
+                        }
+                        Macro::All if !inner.boolean(body)? => return Some(V::Bool(false)),
+                        Macro::Exists if inner.boolean(body)? => return Some(V::Bool(true)),
+                        Macro::All | Macro::Exists => {}
                     }
-                    .value(f)
-                };
-                V::List(match value(range)? {
-                    V::Array(items) => items
-                        .iter()
-                        .map(|i| each(of_json(i)))
-                        .collect::<Option<_>>()?,
-                    V::List(items) => items.into_iter().map(each).collect::<Option<_>>()?,
-                    _ => return None,
-                })
+                }
+                match kind {
+                    Macro::Map | Macro::Filter => V::List(out),
+                    Macro::All => V::Bool(true),
+                    Macro::Exists => V::Bool(false),
+                }
             }
             Node::Sum(list) => {
                 let ints = |items: &mut dyn Iterator<Item = V<'_>>| {

@@ -655,9 +655,9 @@ mod tests {
         assert!(Expr::compile(summary, &allowed).unwrap().is_direct());
         for source in [
             "value.items.map(i, value.items.map(j, j))",
-            "value.items.filter(i, i.qty > 1)",
-            "value.items.exists(i, i.qty > 1)",
-            "value.items.map(i, i.qty > 1, i)",
+            "value.items.exists_one(i, i.qty > 1)",
+            "value.items.map(i, i.qty > 1, i.qty)",
+            "value.items.all(i, value.items.exists(j, j == i))",
             "value.items[0]",
             "1u == value.n",
             "{key: 1}",
