@@ -69,9 +69,7 @@ final class Service {
     }
 
     static int run(String service, Main.Options o) throws Exception {
-        String bootstrap = o.required("bootstrap");
-        String suffix = o.get("suffix", null);
-        Topics topics = new Topics(suffix);
+        Topics topics = new Topics(o.get("suffix", null));
         String defaultId = switch (service) {
             case "payment" -> "payment-service";
             case "inventory" -> "inventory-service";
@@ -79,11 +77,20 @@ final class Service {
         };
         // Without --app-id, eddy's rule: the file's id, plus -<suffix>.
         String appId = o.get("app-id", topics.name(defaultId));
-        String dlq = appId + "-dlq";
+        Properties p = config(o, appId);
+        Topology topology = topology(service, topics, p);
+        createDeadLetterTopic(p, topology, appId + "-dlq");
+        return runUntilStopped(service, appId, topology, p);
+    }
 
+    /**
+     * The settings every baseline application shares (one thread, at-least-once, the commit
+     * interval, state directory, dead-lettering, producer linger), then the {@code --set} ones.
+     */
+    static Properties config(Main.Options o, String appId) {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
-        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, o.required("bootstrap"));
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
         p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, o.number("commit-interval-ms", COMMIT_INTERVAL_MS));
@@ -93,7 +100,7 @@ final class Service {
         // KIP-1034's headers, and processing goes on: eddy's on_error = "dead_letter".
         p.put(StreamsConfig.DESERIALIZATION_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueExceptionHandler.class);
         p.put(StreamsConfig.PROCESSING_EXCEPTION_HANDLER_CLASS_CONFIG, LogAndContinueProcessingExceptionHandler.class);
-        p.put(StreamsConfig.ERRORS_DEAD_LETTER_QUEUE_TOPIC_NAME_CONFIG, dlq);
+        p.put(StreamsConfig.ERRORS_DEAD_LETTER_QUEUE_TOPIC_NAME_CONFIG, appId + "-dlq");
         p.put(StreamsConfig.PROCESSING_EXCEPTION_HANDLER_GLOBAL_ENABLED_CONFIG, true); // no global stores; quiets a warning
         // eddy's producers linger 1 ms (Kafka Streams' default for its producer is 100 ms).
         p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 1);
@@ -104,22 +111,26 @@ final class Service {
             }
             p.put(s.substring(0, eq), s.substring(eq + 1));
         }
+        return p;
+    }
 
-        Topology topology = topology(service, topics, p);
-        createDeadLetterTopic(p, topology, dlq);
-
+    /**
+     * Runs {@code topology} until SIGINT/SIGTERM or a failure; prints "{@code baseline <name>: running
+     * (application.id ...)}" to stderr once it is running. 0 after a clean stop, 1 after a failure.
+     */
+    static int runUntilStopped(String name, String appId, Topology topology, Properties p) throws Exception {
         KafkaStreams streams = new KafkaStreams(topology, p);
         CountDownLatch stopped = new CountDownLatch(1);
         AtomicBoolean failed = new AtomicBoolean();
         AtomicBoolean announced = new AtomicBoolean();
         streams.setUncaughtExceptionHandler(e -> {
-            System.err.println("baseline " + service + ": stream thread failed: " + e);
+            System.err.println("baseline " + name + ": stream thread failed: " + e);
             failed.set(true);
             return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
         streams.setStateListener((now, before) -> {
             if (now == KafkaStreams.State.RUNNING && announced.compareAndSet(false, true)) {
-                System.err.println("baseline " + service + ": running (application.id " + appId + ")");
+                System.err.println("baseline " + name + ": running (application.id " + appId + ")");
             }
             if (now == KafkaStreams.State.ERROR) {
                 failed.set(true);
@@ -145,7 +156,7 @@ final class Service {
      * Creates the dead-letter topic if it is missing, with as many partitions as the largest
      * source topic (as eddy does); the broker may refuse automatic topic creation.
      */
-    private static void createDeadLetterTopic(Properties p, Topology topology, String dlq) throws Exception {
+    static void createDeadLetterTopic(Properties p, Topology topology, String dlq) throws Exception {
         List<String> sources = new ArrayList<>();
         for (TopologyDescription.Subtopology st : topology.describe().subtopologies()) {
             for (TopologyDescription.Node n : st.nodes()) {
