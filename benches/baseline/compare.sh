@@ -3,7 +3,7 @@
 # baseline, one after the other on the same broker, and prints a table.
 #
 #   benches/baseline/compare.sh [--bootstrap HOST:PORT] [--orders N] [--rounds R]
-#                               [--timeout-s S] [--ks-java-opts "OPTS"] [--build]
+#                               [--timeout-s S] [--ks-java-opts "OPTS"] [--linger-ms MS] [--build]
 #
 # Each round runs both engines, eddy first in odd rounds and Kafka Streams first in even
 # ones. For each engine and round: fresh 4-partition topics (orders, payments, inventory,
@@ -23,6 +23,7 @@
 # --rounds       rounds (default 3)
 # --timeout-s    how long to wait for all outcomes of a burst (default 600)
 # --ks-java-opts JVM options for the three Kafka Streams services (default: none)
+# --linger-ms    the producers' linger on both engines (default: each side's, 1 ms)
 # --build        rebuild eddy-orders and baseline.jar even if they exist
 #
 # Needs: java 17+ with javac, curl. eddy-orders comes from $CARGO_TARGET_DIR (default
@@ -44,6 +45,7 @@ rounds=3
 timeout_s=600
 ks_java_opts=""
 build=0
+linger_set=()
 partitions=4
 products=100
 stock_qty=1000000
@@ -65,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --timeout-s=*) timeout_s="${1#*=}"; shift ;;
     --ks-java-opts) ks_java_opts="${2?--ks-java-opts needs a value}"; shift 2 ;;
     --ks-java-opts=*) ks_java_opts="${1#*=}"; shift ;;
+    --linger-ms) linger_set=(--set "producer.linger.ms=${2:?--linger-ms needs a value}"); shift 2 ;;
     --build) build=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -411,11 +414,11 @@ run_one() { # engine round
     if [[ "$engine" == eddy ]]; then
       ports[i]="$(free_port)"
       "$eddy_bin" run --config "$config_dir/${names[i]}.toml" --brokers "$bootstrap" --suffix "$suffix" \
-        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" >"${logs[i]}" 2>&1 &
+        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" "${linger_set[@]}" >"${logs[i]}" 2>&1 &
     else
       # shellcheck disable=SC2086  # the options are words
       java $ks_java_opts -jar "$jar" "${names[i]}" --bootstrap "$bootstrap" --suffix "$suffix" \
-        --state-dir "$dir/state/${names[i]}" >"${logs[i]}" 2>&1 &
+        --state-dir "$dir/state/${names[i]}" "${linger_set[@]}" >"${logs[i]}" 2>&1 &
     fi
     svc_pids+=($!)
   done
