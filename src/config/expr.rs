@@ -15,6 +15,7 @@ use cel::objects::Key;
 use cel::{Context, ExecutionError, Program, Value as Cel};
 use serde_json::{Map, Number, Value};
 
+use super::bind::{self, Bind, Num, I64_END};
 use super::cost::{self, Budget};
 use super::direct::{self, Env, Node};
 use super::scan::scan;
@@ -298,9 +299,6 @@ fn ordinal(n: usize) -> String {
     format!("{n}{suffix}")
 }
 
-/// The smallest double beyond the 64-bit integer range (2^63).
-const I64_END: f64 = 9_223_372_036_854_775_808.0;
-
 /// Whether `f` is a whole number that an `int` cannot hold.
 fn beyond_int(f: f64) -> bool {
     f.fract() == 0.0 && !(-I64_END..I64_END).contains(&f)
@@ -427,39 +425,14 @@ fn hash_unit(Arguments(args): Arguments) -> Result<Cel, ExecutionError> {
     Ok(Cel::Float(f64::from(h) / f64::from(0x8000_0000u32)))
 }
 
-/// A value an expression reads, converted to CEL once, when bound.
-#[derive(Debug, Clone, Copy)]
-pub enum Bind<'a> {
-    /// A JSON value.
-    Json(&'a Value),
-    /// A JSON object.
-    Object(&'a Map<String, Value>),
-    /// A string.
-    Str(&'a str),
-    /// An integer.
-    Int(i64),
-    /// `null`.
-    Null,
-}
-
-/// JSON to a CEL value. A number with an integral value within the 64-bit
-/// range becomes an `int`, however it is written (`2`, `2.0`, `2e3`), as
-/// JSON Schema's `integer` counts it, so arithmetic with ints and int
-/// literals works; other numbers become `double`.
+/// JSON to a CEL value, numbers by [`number`]'s rule.
 fn to_val(v: &Value) -> Box<dyn Val> {
     match v {
         Value::Null => Box::new(CelNull),
         Value::Bool(b) => Box::new(CelBool::from(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Box::new(CelInt::from(i)),
-            None => {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if f.fract() == 0.0 && (-I64_END..I64_END).contains(&f) {
-                    Box::new(CelInt::from(f as i64))
-                } else {
-                    Box::new(CelDouble::from(f))
-                }
-            }
+        Value::Number(n) => match bind::number(n) {
+            Num::Int(i) => Box::new(CelInt::from(i)),
+            Num::Double(f) => Box::new(CelDouble::from(f)),
         },
         Value::String(s) => Box::new(CelString::from(s.clone())),
         Value::Array(items) => Box::new(CelList::from(

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::expr::{Bind, Expr, ExprError, Scope};
+use super::bind::Bind;
+use super::expr::{Expr, ExprError, Scope};
 use crate::processor::{Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
 use crate::serde::{JsonSerde, StringSerde};
 use crate::stores::KeyValueStore;

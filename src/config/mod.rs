@@ -31,6 +31,7 @@
 //! `event`, `events`, `state`, ...), plus `vars` from the `[vars]` table, and
 //! the helpers `sum(list)` and `hash_unit(string)`.
 
+mod bind;
 mod compile;
 mod cost;
 mod direct;
@@ -49,8 +50,9 @@ use crate::runtime::KafkaStreams;
 use crate::serde::JsonSerde;
 use crate::topology::Topology;
 
+pub use bind::Bind;
 pub use cost::Budget;
-pub use expr::{Bind, Expr, Scope};
+pub use expr::{Expr, Scope};
 pub use model::File;
 pub use read::{read_text, ReadError, MAX_FILE_BYTES};
 pub use registry::{CustomProcessor, Factory, JsonProcessor, Registry};

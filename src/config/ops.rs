@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::expr::{cap, Bind, Expr, ExprError, Scope, MAX_REASON};
+use super::bind::Bind;
+use super::expr::{cap, Expr, ExprError, Scope, MAX_REASON};
 use crate::processor::{Failure, FailureKind, Processor, ProcessorContext, Record};
 use crate::topology::Windowed;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::nodes::Compiler;
 use super::{duration, fail, json, Fail, Out};
-use crate::config::expr::Bind;
+use crate::config::bind::Bind;
 use crate::config::gather::{Gather, GatherProcessor};
 use crate::config::model::{self, Node};
 use crate::config::ops::{Op, Unwindow};
