@@ -499,12 +499,7 @@ impl<'a> Eval<'a, '_, '_> {
             }
             Node::In(needle, haystack) => {
                 let needle = value(needle)?;
-                let found = match value(haystack)? {
-                    V::List(items) => any_equal(&needle, items.iter().cloned())?,
-                    V::Array(items) => any_equal(&needle, items.iter().map(of_json))?,
-                    _ => return None,
-                };
-                V::Bool(found)
+                V::Bool(any_equal(&needle, elements(value(haystack)?)?)?)
             }
             Node::Arith(op, a, b) => match (value(a)?, value(b)?) {
                 (V::Int(a), V::Int(b)) => V::Int(match op {
@@ -529,13 +524,8 @@ impl<'a> Eval<'a, '_, '_> {
                 _ => return None,
             } as i64),
             Node::Loop(kind, range, name, body) => {
-                let items: Vec<V<'a>> = match value(range)? {
-                    V::Array(items) => items.iter().map(of_json).collect(),
-                    V::List(items) => items,
-                    _ => return None,
-                };
                 let mut out = Vec::new();
-                for item in items {
+                for item in elements(value(range)?)? {
                     let left = self.steps.get().checked_sub(1).filter(|l| *l > 0)?;
                     self.steps.set(left);
                     let frame = Frame {
@@ -567,21 +557,41 @@ impl<'a> Eval<'a, '_, '_> {
                 }
             }
             Node::Sum(list) => {
-                let ints = |items: &mut dyn Iterator<Item = V<'_>>| {
-                    let mut sum = 0i64;
-                    for v in items {
-                        let V::Int(i) = v else { return None };
-                        sum = sum.checked_add(i)?;
-                    }
-                    Some(sum)
-                };
-                V::Int(match value(list)? {
-                    V::Array(items) => ints(&mut items.iter().map(of_json))?,
-                    V::List(items) => ints(&mut items.into_iter())?,
-                    _ => return None,
-                })
+                let mut sum = 0i64;
+                for v in elements(value(list)?)? {
+                    let V::Int(i) = v else { return None };
+                    sum = sum.checked_add(i)?;
+                }
+                V::Int(sum)
             }
         })
+    }
+}
+
+/// The elements of a list: a JSON array's read in place, a built list's
+/// moved out.
+enum Elements<'a> {
+    Array(std::slice::Iter<'a, Value>),
+    List(std::vec::IntoIter<V<'a>>),
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = V<'a>;
+
+    fn next(&mut self) -> Option<V<'a>> {
+        match self {
+            Elements::Array(items) => items.next().map(of_json),
+            Elements::List(items) => items.next(),
+        }
+    }
+}
+
+/// The elements of `v` if it is a list.
+fn elements(v: V<'_>) -> Option<Elements<'_>> {
+    match v {
+        V::Array(items) => Some(Elements::Array(items.iter())),
+        V::List(items) => Some(Elements::List(items.into_iter())),
+        _ => None,
     }
 }
 
