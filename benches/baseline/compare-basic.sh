@@ -69,9 +69,9 @@ partitions=4
 keys=10000
 window_ms=1000
 
-log() { printf '[compare-basic] %s\n' "$*" >&2; }
-die() { printf '[compare-basic] ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+name=compare-basic
+# shellcheck source=common.sh
+source "$here/common.sh"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -120,7 +120,6 @@ fi
 # ---- work directory, cleanup ------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/eddy-compare-basic.XXXXXX")"
 tag="cmpb$(date +%s)x$$"          # in every topic and group name of this run
-started_broker=0
 worker_pid=""
 measure_pid=""
 
@@ -147,7 +146,7 @@ cleanup() {
   stop_pid "$worker_pid"
   if [[ -n "$bootstrap" && -f "$jar" ]]; then
     log "deleting this run's topics and consumer groups (*$tag*)"
-    tool topics --bootstrap "$bootstrap" --delete ".*$tag.*" --delete-groups ".*$tag.*" >&2 ||
+    topics --delete ".*$tag.*" --delete-groups ".*$tag.*" >&2 ||
       log "could not delete every topic or group of *$tag*"
   fi
   rm -rf "$work"
@@ -162,15 +161,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- broker -----------------------------------------------------------------------------
-if [[ -z "$bootstrap" ]]; then
-  port="${EDDY_KAFKA_PORT:-19092}"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    log "a broker already answers on 127.0.0.1:$port: using it (and leaving it running)"
-  else
-    started_broker=1
-  fi
-  bootstrap="$("$repo/scripts/kafka/start.sh" --nodes 1 | tail -n1)"
-fi
+local_broker
 log "broker $bootstrap; $records input records per run, $rounds round(s) of: $workloads; work dir $work"
 
 # ---- one engine, one workload, one round ---------------------------------------------------
@@ -188,7 +179,7 @@ run_one() { # workload round engine base
   [[ "$workload" == join ]] && per=$((records / 2))
   inputs="$(inputs_of "$workload" "$base")"
   mkdir -p "$dir/state"
-  tool topics --bootstrap "$bootstrap" --create "$out_topic" --partitions "$partitions" \
+  topics --create "$out_topic" --partitions "$partitions" \
     --config message.timestamp.type=LogAppendTime
 
   tool measure --bootstrap "$bootstrap" --workload "$workload" --group "$app" --inputs "$inputs" \
@@ -258,7 +249,7 @@ run_one() { # workload round engine base
   fi
   log "$workload round $round, $engine: ${res[$key,rate]:-?} records/s (${res[$key,secs]:-?} s; ${res[$key,total]:-?} s from start), CPU ${res[$key,cpu]:-?} ms/100k (${res[$key,cpu_total]:-?} s in all), peak RSS ${res[$key,rss]:-?} MiB, load average ${res[$key,load]} before; ${res[$key,outputs]:-?} outputs (${res[$key,first]:-?} inputs before the window): ${res[$key,check]}"
 
-  tool topics --bootstrap "$bootstrap" --delete "$app.*" 2>"$dir/delete.log" ||
+  topics --delete "$app.*" 2>"$dir/delete.log" ||
     log "could not delete the topics of $app: $(cat "$dir/delete.log")"
   rm -rf "$dir"
 }
@@ -269,7 +260,7 @@ for workload in $workloads; do
     base="$tag-$workload-r$r"
     inputs="$(inputs_of "$workload" "$base")"
     log "$workload round $r: writing the input ($inputs)"
-    tool topics --bootstrap "$bootstrap" --create "$inputs" --partitions "$partitions"
+    topics --create "$inputs" --partitions "$partitions"
     if [[ "$workload" == join ]]; then
       tool load --bootstrap "$bootstrap" --workload join --left "$base-left" --right "$base-right" \
         --records $((records / 2)) --keys "$keys"
@@ -278,17 +269,11 @@ for workload in $workloads; do
     fi
     if ((r % 2 == 1)); then order=(eddy kstreams); else order=(kstreams eddy); fi
     for engine in "${order[@]}"; do run_one "$workload" "$r" "$engine" "$base"; done
-    tool topics --bootstrap "$bootstrap" --delete "$base-(in|left|right)"
+    topics --delete "$base-(in|left|right)"
   done
 done
 
 # ---- table -------------------------------------------------------------------------------------
-median() { # numbers... -> median ("-" if none)
-  printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-
 failed=0
 echo
 echo "## eddy vs Kafka Streams 4.3.1: pipe, count, join"
@@ -322,7 +307,7 @@ for workload in $workloads; do
     for m in rate total cpu rss; do
       vals=()
       for ((r = 1; r <= rounds; r++)); do vals+=("${res[$workload,$r,$engine,$m]:-}"); done
-      med[$workload,$engine,$m]="$(median "${vals[@]}")"
+      med[$workload,$engine,$m]="$(median %s "${vals[@]}")"
     done
     echo "| $workload | $engine | ${med[$workload,$engine,rate]} | ${med[$workload,$engine,total]} | ${med[$workload,$engine,cpu]} | ${med[$workload,$engine,rss]} |"
   done

@@ -51,9 +51,9 @@ products=100
 stock_qty=1000000
 quiet_ms=3000
 
-log() { printf '[compare] %s\n' "$*" >&2; }
-die() { printf '[compare] ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+name=compare
+# shellcheck source=common.sh
+source "$here/common.sh"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -95,8 +95,6 @@ fi
 # ---- work directory, cleanup ------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/eddy-compare.XXXXXX")"
 tag="cmp$(date +%s)x$$"          # in every topic and group name of this run
-started_broker=0
-helper_ready=0
 svc_pids=()
 reader_pid=""
 
@@ -121,9 +119,9 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n "$reader_pid" ]]; then kill -TERM "$reader_pid" 2>/dev/null || true; wait "$reader_pid" 2>/dev/null || true; fi
   stop_services
-  if [[ $helper_ready -eq 1 && -n "$bootstrap" ]]; then
+  if [[ -n "$bootstrap" && -f "$jar" ]]; then
     log "deleting this run's topics and consumer groups (*$tag*)"
-    helper delete "$bootstrap" ".*$tag.*" groups >&2 || log "could not delete every topic or group of *$tag*"
+    topics --delete ".*$tag.*" --delete-groups ".*$tag.*" >&2 || log "could not delete every topic or group of *$tag*"
   fi
   rm -rf "$work"
   if [[ $started_broker -eq 1 ]]; then
@@ -137,110 +135,30 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- broker -----------------------------------------------------------------------------
-if [[ -z "$bootstrap" ]]; then
-  port="${EDDY_KAFKA_PORT:-19092}"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    log "a broker already answers on 127.0.0.1:$port: using it (and leaving it running)"
-  else
-    started_broker=1
-  fi
-  bootstrap="$("$repo/scripts/kafka/start.sh" --nodes 1 | tail -n1)"
-fi
+local_broker
 log "broker $bootstrap; $orders orders per burst, $rounds round(s); work dir $work"
 
-# ---- helper: topic admin and the outcome reader (Java, kafka-clients of baseline.jar) ------
+# ---- helper: the outcome reader (Java, kafka-clients of baseline.jar) ----------------------
 mkdir -p "$work/helper"
 cat >"$work/helper/CompareHelper.java" <<'JAVA'
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.*;
-import java.util.concurrent.TimeUnit;
-import java.util.regex.Pattern;
-import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
-import org.apache.kafka.common.KafkaFuture;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
-/** compare.sh's helper: create/delete topics, and read one burst's outcomes. */
+/** compare.sh's helper: read one burst's outcomes. */
 public class CompareHelper {
     public static void main(String[] a) throws Exception {
         switch (a[0]) {
-            case "create" -> create(a[1], Integer.parseInt(a[2]), Arrays.copyOfRange(a, 3, a.length));
-            case "delete" -> delete(a[1], Pattern.compile(a[2]), a.length > 3 && a[3].equals("groups"));
             case "await" -> System.exit(await(a[1], a[2], a[3], Long.parseLong(a[4]), Long.parseLong(a[5]),
                     Long.parseLong(a[6]), a.length > 7 ? a[7] : ""));
             default -> throw new IllegalArgumentException("unknown command " + a[0]);
         }
         System.exit(0);
-    }
-
-    static Admin admin(String bootstrap) {
-        Properties p = new Properties();
-        p.put("bootstrap.servers", bootstrap);
-        return Admin.create(p);
-    }
-
-    static void create(String bootstrap, int partitions, String[] topics) throws Exception {
-        try (Admin admin = admin(bootstrap)) {
-            List<NewTopic> nt = new ArrayList<>();
-            for (String t : topics) {
-                nt.add(new NewTopic(t, Optional.of(partitions), Optional.empty()));
-            }
-            admin.createTopics(nt).all().get(60, TimeUnit.SECONDS);
-            // Until every partition has a leader.
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (true) {
-                boolean ok = true;
-                try {
-                    for (TopicDescription d : admin.describeTopics(List.of(topics)).allTopicNames()
-                            .get(10, TimeUnit.SECONDS).values()) {
-                        ok &= d.partitions().size() == partitions
-                                && d.partitions().stream().allMatch(p -> p.leader() != null && !p.leader().isEmpty());
-                    }
-                } catch (Exception e) {
-                    ok = false;
-                }
-                if (ok) {
-                    break;
-                }
-                if (System.nanoTime() > deadline) {
-                    throw new IllegalStateException("topics have no leaders after 60 s");
-                }
-                Thread.sleep(200);
-            }
-        }
-    }
-
-    static void delete(String bootstrap, Pattern names, boolean groups) throws Exception {
-        try (Admin admin = admin(bootstrap)) {
-            List<String> topics = admin.listTopics().names().get(60, TimeUnit.SECONDS).stream()
-                    .filter(t -> names.matcher(t).matches()).sorted().toList();
-            if (!topics.isEmpty()) {
-                admin.deleteTopics(topics).all().get(120, TimeUnit.SECONDS);
-            }
-            System.out.println("deleted " + topics.size() + " topic(s)");
-            if (!groups) {
-                return;
-            }
-            List<String> ids = admin.listGroups().all().get(60, TimeUnit.SECONDS).stream()
-                    .map(GroupListing::groupId).filter(g -> names.matcher(g).matches()).sorted().toList();
-            int deleted = 0;
-            if (!ids.isEmpty()) {
-                for (Map.Entry<String, KafkaFuture<Void>> e : admin.deleteConsumerGroups(ids).deletedGroups().entrySet()) {
-                    try {
-                        e.getValue().get(60, TimeUnit.SECONDS);
-                        deleted++;
-                    } catch (Exception ex) {
-                        System.out.println("group " + e.getKey() + " not deleted: "
-                                + (ex.getCause() != null ? ex.getCause().getMessage() : ex.getMessage()));
-                    }
-                }
-            }
-            System.out.println("deleted " + deleted + " of " + ids.size() + " consumer group(s)");
-        }
     }
 
     /** utime+stime (clock ticks) and VmHWM (kB) of a process. */
@@ -367,7 +285,6 @@ helper() {
   java -Xmx256m -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -cp "$work/helper:$jar" CompareHelper "$@"
 }
-helper_ready=1
 
 # ---- one engine, one round ------------------------------------------------------------------
 free_port() {
@@ -398,8 +315,8 @@ run_one() { # engine round
   local names=() services=() ports=() logs=() i pid
   mkdir -p "$dir/state" "$dir/logs"
   log "round $round, $engine: topics *-$suffix"
-  helper create "$bootstrap" "$partitions" orders-"$suffix" payments-"$suffix" inventory-"$suffix" \
-    stock-"$suffix" order-outcomes-"$suffix"
+  topics --partitions "$partitions" \
+    --create "orders-$suffix,payments-$suffix,inventory-$suffix,stock-$suffix,order-outcomes-$suffix"
   java -jar "$jar" generate --bootstrap "$bootstrap" --suffix "$suffix" --count 0 \
     --products "$products" --stock "$stock_qty" >"$dir/logs/stock.log" 2>&1 ||
     { cat "$dir/logs/stock.log" >&2; die "seeding the stock failed"; }
@@ -497,7 +414,7 @@ run_one() { # engine round
   log "round $round, $engine: ${res[$key,rate]:-?} orders/s (${res[$key,secs]:-?} s); CPU and peak RSS: ${per:-?}; ${res[$key,check]}"
 
   stop_services
-  helper delete "$bootstrap" ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
+  topics --delete ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
     log "could not delete the topics of $suffix: $(cat "$dir/logs/delete.log")"
   rm -rf "$dir"
 }
@@ -509,11 +426,6 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 # ---- table -------------------------------------------------------------------------------------
-median() { # numbers... -> median ("-" if none)
-  printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.1f\n", v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 failed=0
 echo
 echo "order pipeline, eddy vs Kafka Streams 4.3.1: $orders orders per burst, $partitions partitions, broker $bootstrap"
@@ -538,12 +450,11 @@ for engine in eddy kstreams; do
   for m in rate cpu rss; do
     vals=()
     for ((r = 1; r <= rounds; r++)); do vals+=("${res[$r,$engine,$m]:-}"); done
-    med[$engine,$m]="$(median "${vals[@]}")"
+    med[$engine,$m]="$(median %.1f "${vals[@]}")"
   done
   # shellcheck disable=SC2059
   printf "$fmt" median "$engine" "${med[$engine,rate]}" "" "${med[$engine,cpu]}" "${med[$engine,rss]}" ""
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo
 echo "throughput, eddy / Kafka Streams:           $(ratio "${med[eddy,rate]}" "${med[kstreams,rate]}")"
 echo "CPU per order, Kafka Streams / eddy:        $(ratio "${med[kstreams,cpu]}" "${med[eddy,cpu]}")"
