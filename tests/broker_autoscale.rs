@@ -133,9 +133,18 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
             .last()
             .is_some_and(|d| d["observed"]["end"] == 200 && d["observed"]["lag"] == 0)
     });
-    // Warm-up: a backlog one worker consumes, so that its capacity shows.
-    views(&c, &input, 40_000);
-    std::thread::sleep(Duration::from_secs(8));
+    // Warm-up: a backlog one worker consumes, so that its capacity shows
+    // (it must still be there at two observations in a row: on an idle
+    // machine 40 000 views drained between two).
+    let before = decisions(&log).len();
+    views(&c, &input, 120_000);
+    wait_for("the warm-up consumed", Duration::from_secs(120), || {
+        let d = decisions(&log);
+        d[before..]
+            .iter()
+            .any(|d| d["observed"]["lag"].as_i64().unwrap_or(0) > 0)
+            && d.last().is_some_and(|d| d["observed"]["lag"] == 0)
+    });
     let seen = decisions(&log);
     let capacity = seen
         .iter()
