@@ -1,8 +1,12 @@
 //! The producer side of a stream thread: sends task outputs and commits.
 //!
-//! At-least-once: a commit first flushes the producer and checks that the
-//! broker acknowledged every record sent so far, and only then commits the
-//! consumed offsets. Exactly-once: the producer is transactional; the first
+//! At-least-once: the consumed offsets are committed only once the broker
+//! acknowledged every record sent before them. A commit that writes a
+//! checkpoint (or ends a task's ownership) flushes the producer and waits;
+//! any other one only closes its epoch of sends ([`Collector::commit_later`])
+//! and the thread goes on processing: its offsets are committed as soon as
+//! the reports of that epoch are all in, so that no commit stops the stream
+//! thread for a round trip to the broker. Exactly-once: the producer is transactional; the first
 //! record after a commit opens a transaction, and a commit sends the
 //! consumed offsets into it (with the consumer's group metadata, so that a
 //! member of an older generation is refused: KIP-447) and commits it.
@@ -21,7 +25,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
-use super::delivery::{DeliveryTracker, Refused, CHANGELOG};
+use super::delivery::{DeliveryTracker, Refused, CHANGELOG, EPOCH};
 use super::output::OutputBuffer;
 use crate::error::Error;
 use crate::kafka::send_blocking;
@@ -49,11 +53,26 @@ pub(crate) struct Collector {
     /// Records handed to the producer; a flush waits until as many
     /// delivery reports were served.
     sent: Cell<u64>,
+    /// The parity of the current commit epoch (0 or [`EPOCH`]), carried
+    /// in each record's delivery opaque.
+    epoch: Cell<usize>,
+    /// Records sent in each epoch parity since it last began.
+    sent_in: [Cell<u64>; 2],
+    /// At-least-once: the offsets of a commit waiting for its epoch's
+    /// acknowledgements.
+    pending: Option<Pending>,
     /// Exactly-once: outputs the broker refused for their content in an
     /// aborted transaction. Sent again once the tasks have processed their
     /// inputs again, each goes to the dead-letter topic instead, so that
     /// one record cannot abort every transaction after it.
     poisoned: Vec<Refused>,
+}
+
+/// Offsets to commit once every record of epoch parity `epoch` is
+/// acknowledged.
+struct Pending {
+    offsets: TopicPartitionList,
+    epoch: usize,
 }
 
 /// How a commit ended.
@@ -121,6 +140,9 @@ impl Collector {
             in_transaction: false,
             doomed: None,
             sent: Cell::new(0),
+            epoch: Cell::new(0),
+            sent_in: Default::default(),
+            pending: None,
             poisoned: Vec::new(),
         })
     }
@@ -191,7 +213,7 @@ impl Collector {
                     },
                 )
             });
-            let opaque = self.opaque[r.meta.topic.0 as usize];
+            let opaque = self.opaque[r.meta.topic.0 as usize] | self.epoch.get();
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, opaque)
                 .timestamp(r.meta.timestamp);
             if let Some(k) = r.key {
@@ -207,7 +229,7 @@ impl Collector {
                 record = record.headers(h);
             }
             match send_blocking(&self.producer, record) {
-                Ok(()) => self.sent.set(self.sent.get() + 1),
+                Ok(()) => self.count_sent(),
                 // librdkafka refuses an oversized record before sending it.
                 Err(e) if self.producer.context().dead_letters(&e, topic) => {
                     let headers = r.meta.headers.iter();
@@ -225,6 +247,104 @@ impl Collector {
         }
         self.producer.poll(Duration::ZERO);
         Ok(output.len())
+    }
+
+    fn count_sent(&self) {
+        self.sent.set(self.sent.get() + 1);
+        let i = usize::from(self.epoch.get() != 0);
+        self.sent_in[i].set(self.sent_in[i].get() + 1);
+    }
+
+    /// Whether every record sent in epoch parity `epoch` was reported.
+    fn epoch_reported(&self, epoch: usize) -> bool {
+        let i = usize::from(epoch != 0);
+        self.producer.context().reported_in[i].load(Ordering::Relaxed) >= self.sent_in[i].get()
+    }
+
+    /// At-least-once: commits `offsets` once every record sent so far is
+    /// acknowledged, without waiting for it. The records sent from now on
+    /// belong to the next epoch; a commit still waiting from before is
+    /// completed first (its epoch had a whole commit interval to be
+    /// acknowledged). Call [`Collector::poll_pending`] between batches.
+    pub(crate) fn commit_later<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: TopicPartitionList,
+        phases: &CommitPhases,
+    ) -> Result<(), Error> {
+        debug_assert!(!self.transactional);
+        let mut clock = Instant::now();
+        if let Some(p) = self.pending.take() {
+            self.wait_for_epoch(p.epoch)?;
+            self.finish(consumer, p)?;
+        }
+        lap(&phases.flush, &mut clock);
+        let epoch = self.epoch.get();
+        let next = epoch ^ EPOCH;
+        // Every record of the next parity's previous epoch was reported
+        // (that epoch's commit completed above, or a flush waited for all).
+        self.sent_in[usize::from(next != 0)].set(0);
+        self.producer.context().reported_in[usize::from(next != 0)].store(0, Ordering::Relaxed);
+        self.epoch.set(next);
+        self.pending = Some(Pending { offsets, epoch });
+        self.poll_pending(consumer)
+    }
+
+    /// Commits the waiting offsets if their epoch is acknowledged.
+    pub(crate) fn poll_pending<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), Error> {
+        match &self.pending {
+            Some(p) if self.epoch_reported(p.epoch) => {
+                let p = self.pending.take().expect("matched");
+                self.finish(consumer, p)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until every record of epoch parity `epoch` was reported.
+    fn wait_for_epoch(&self, epoch: usize) -> Result<(), Error> {
+        let deadline = Instant::now() + self.flush_timeout;
+        loop {
+            self.producer.poll(Duration::ZERO);
+            if self.epoch_reported(epoch) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Delivery(format!(
+                    "flush: {}",
+                    KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)
+                )));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
+    }
+
+    /// Sends the offsets of a commit whose epoch is reported. A failed
+    /// delivery stops the thread as a flush would; refused outputs go to
+    /// the dead-letter topic first (through a flush, which waits for them).
+    fn finish<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        p: Pending,
+    ) -> Result<(), Error> {
+        let tracker = self.producer.context();
+        let refused = !tracker
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if refused || tracker.failed.load(Ordering::Relaxed) > 0 {
+            self.flush()?;
+        }
+        if p.offsets.count() > 0 {
+            if let Err(e) = consumer.commit(&p.offsets, CommitMode::Async) {
+                tracing::warn!("offset commit refused: {e}");
+            }
+        }
+        Ok(())
     }
 
     /// Whether the open transaction is doomed (it will be aborted at the
@@ -310,7 +430,7 @@ impl Collector {
             });
         }
         let topic = &self.producer.context().dead_letter_topic;
-        let mut record = BaseRecord::with_opaque_to(topic, 0).headers(headers);
+        let mut record = BaseRecord::with_opaque_to(topic, self.epoch.get()).headers(headers);
         if let Some(k) = &r.key {
             record = record.key(k);
         }
@@ -319,7 +439,7 @@ impl Collector {
         }
         // No timestamp: its own may be what was refused, so the producer
         // stamps it now.
-        self.sent.set(self.sent.get() + 1);
+        self.count_sent();
         send_blocking(&self.producer, record).map_err(|e| {
             Error::Delivery(format!(
                 "{e} (dead letter of an output refused by {}: {})",
@@ -356,10 +476,20 @@ impl Collector {
         let mut clock = Instant::now();
         self.flush()?;
         lap(&phases.flush, &mut clock);
+        // A commit still waiting: its offsets go with these (which are
+        // newer where both have a partition).
+        let mut offsets = offsets.clone();
+        if let Some(p) = self.pending.take() {
+            for e in p.offsets.elements() {
+                if offsets.find_partition(e.topic(), e.partition()).is_none() {
+                    offsets.add_partition_offset(e.topic(), e.partition(), e.offset())?;
+                }
+            }
+        }
         if offsets.count() == 0 {
             return Ok(Committed::Yes);
         }
-        let committed = consumer.commit(offsets, CommitMode::Sync);
+        let committed = consumer.commit(&offsets, CommitMode::Sync);
         lap(&phases.offsets, &mut clock);
         match committed {
             Ok(()) => Ok(Committed::Yes),
@@ -498,6 +628,7 @@ impl Collector {
         };
         self.producer = Arc::new(Self::producer(&self.config, tracker)?);
         self.sent.set(0);
+        self.sent_in = Default::default();
         self.in_transaction = false;
         self.doomed = None;
         Ok(())
@@ -577,3 +708,6 @@ fn retry(mut op: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -121,4 +121,13 @@ impl ConsumerContext for StreamConsumerContext {
     }
 
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
+
+    /// The answer to an offset commit sent without waiting (at-least-once,
+    /// between checkpoints): a refusal only means the records since the
+    /// previous commit are processed again after a rebalance.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!("offset commit refused: {e}");
+        }
+    }
 }

@@ -17,6 +17,9 @@ use rdkafka::ClientContext;
 pub(crate) struct DeliveryTracker {
     /// Delivery reports served (acknowledged or failed).
     pub(super) reported: AtomicU64,
+    /// The same, by the parity of the commit epoch the record was sent in
+    /// (see [`EPOCH`]).
+    pub(super) reported_in: [AtomicU64; 2],
     pub(super) failed: AtomicU64,
     pub(super) first_error: Mutex<Option<String>>,
     pub(super) changelogs: HashSet<String>,
@@ -109,10 +112,14 @@ impl DeliveryTracker {
 
 impl ClientContext for DeliveryTracker {}
 
-/// The delivery opaque of a record sent to a changelog, whose offset is
-/// recorded (other records carry 0, and their acknowledgements cost no
-/// more than a match).
+/// The delivery opaque's bit of a record sent to a changelog, whose offset
+/// is recorded (other records' acknowledgements cost no more than a test).
 pub(super) const CHANGELOG: usize = 1;
+
+/// The delivery opaque's bit holding the parity of the commit epoch a
+/// record was sent in: an at-least-once commit waits for the reports of
+/// its own epoch only, while later records are already being sent.
+pub(super) const EPOCH: usize = 2;
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
@@ -120,9 +127,10 @@ impl ProducerContext for DeliveryTracker {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         use rdkafka::Message;
         self.reported.fetch_add(1, Ordering::Relaxed);
+        self.reported_in[usize::from(opaque & EPOCH != 0)].fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(msg) => {
-                if opaque == CHANGELOG {
+                if opaque & CHANGELOG != 0 {
                     let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
                     let offset = acked
                         .entry((msg.topic().to_owned(), msg.partition()))

@@ -58,6 +58,9 @@ impl ThreadState {
             .tasks
             .values_mut()
             .fold(false, |any, t| t.take_commit_request() | any);
+        if !self.exactly_once {
+            self.collector.poll_pending(consumer)?;
+        }
         let due = requested
             || std::mem::take(&mut self.commit_now)
             || self.collector.is_doomed()
@@ -95,6 +98,11 @@ impl ThreadState {
     /// (the tasks are about to close): a checkpoint costs a memtable flush
     /// and an fsync per store, too much for every commit of 100 ms, and an
     /// older one only means a longer (idempotent) replay after a crash.
+    /// At-least-once, a commit without a checkpoint does not wait: its
+    /// offsets are committed once its outputs are acknowledged
+    /// ([`Collector::commit_later`]), while the thread processes on.
+    ///
+    /// [`Collector::commit_later`]: crate::runtime::collector::Collector::commit_later
     pub(super) fn commit(
         &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
@@ -121,6 +129,23 @@ impl ThreadState {
                 )?;
             }
         }
+        let checkpoint = close || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
+        if !self.exactly_once && !checkpoint {
+            // Nothing written to disk that must match the offsets: they
+            // are committed once this epoch's outputs are acknowledged,
+            // while the thread goes on.
+            for task in self.tasks.values_mut() {
+                task.mark_committed();
+            }
+            self.collector
+                .commit_later(consumer, offsets, &self.metrics.commit_phases)?;
+            self.last_commit = Instant::now();
+            self.metrics.commits.inc();
+            self.metrics
+                .commit_latency
+                .observe(start.elapsed().as_secs_f64());
+            return Ok(Committed::Yes);
+        }
         let committed = self
             .collector
             .commit(consumer, &offsets, &self.metrics.commit_phases)?;
@@ -133,7 +158,6 @@ impl ThreadState {
         }
         if committed.is_yes() {
             let acked = self.collector.changelog_offsets();
-            let checkpoint = close || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
             for task in self.tasks.values_mut() {
                 if self.exactly_once {
                     task.apply_stores().map_err(Error::Store)?;
