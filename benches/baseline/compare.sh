@@ -4,6 +4,7 @@
 #
 #   benches/baseline/compare.sh [--bootstrap HOST:PORT] [--orders N] [--rounds R]
 #                               [--timeout-s S] [--ks-java-opts "OPTS"] [--linger-ms MS] [--build]
+#                               [--loads 10,50,90] [--load-secs 10] [--warmup-secs 3]
 #
 # Each round runs both engines, eddy first in odd rounds and Kafka Streams first in even
 # ones. For each engine and round: fresh 4-partition topics (orders, payments, inventory,
@@ -15,8 +16,13 @@
 # arrives, and the services' CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) at that
 # moment; it then reads on until 3 s pass without an outcome, to catch duplicates.
 # Throughput is N over the time from the first order's timestamp (the wall clock when
-# `generate` sent it) to that arrival.
+# `generate` sent it) to that arrival. Then, for each load L of --loads, orders are paced at
+# L % of the throughput this engine just reached (new order ids, the same services) for
+# --warmup-secs (not counted) and --load-secs more, and a reader of `order-outcomes` reports p50/p99/max of each outcome's latency
+# (its arrival minus its timestamp, which is its order's creation time on both engines).
 #
+# --warmup-secs  paced seconds before each load's measured ones, not counted (default 3): the
+#                first seconds after a burst are the services' and the broker's catching up
 # --bootstrap    the broker to use; default: scripts/kafka/start.sh (and stop.sh at the end
 #                if this script started it)
 # --orders       orders per burst (default 20000)
@@ -25,6 +31,9 @@
 # --ks-java-opts JVM options for the three Kafka Streams services (default: none)
 # --linger-ms    the producers' linger on both engines (default: each side's, 1 ms)
 # --build        rebuild eddy-orders and baseline.jar even if they exist
+# --loads        the paced loads, in % of each engine's burst throughput (default 10,50,90;
+#                "" for none); the generator lingers as the engines' producers do
+# --load-secs    how long each paced load lasts (default 10)
 #
 # Needs: java 17+ with javac, curl. eddy-orders comes from $CARGO_TARGET_DIR (default
 # ~/.cache/eddy/target)/release, built if missing. Each run's topics are deleted after it, the
@@ -46,6 +55,10 @@ timeout_s=600
 ks_java_opts=""
 build=0
 linger_set=()
+gen_linger=1
+loads="10,50,90"
+load_secs=10
+warmup_secs=3
 partitions=4
 products=100
 stock_qty=1000000
@@ -67,7 +80,13 @@ while [[ $# -gt 0 ]]; do
     --timeout-s=*) timeout_s="${1#*=}"; shift ;;
     --ks-java-opts) ks_java_opts="${2?--ks-java-opts needs a value}"; shift 2 ;;
     --ks-java-opts=*) ks_java_opts="${1#*=}"; shift ;;
-    --linger-ms) linger_set=(--set "producer.linger.ms=${2:?--linger-ms needs a value}"); shift 2 ;;
+    --linger-ms) linger_set=(--set "producer.linger.ms=${2:?--linger-ms needs a value}"); gen_linger="$2"; shift 2 ;;
+    --loads) loads="${2?--loads needs a value}"; shift 2 ;;
+    --loads=*) loads="${1#*=}"; shift ;;
+    --load-secs) load_secs="${2:?--load-secs needs a value}"; shift 2 ;;
+    --load-secs=*) load_secs="${1#*=}"; shift ;;
+    --warmup-secs) warmup_secs="${2:?--warmup-secs needs a value}"; shift 2 ;;
+    --warmup-secs=*) warmup_secs="${1#*=}"; shift ;;
     --build) build=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -76,6 +95,10 @@ done
 [[ "$orders" =~ ^[1-9][0-9]*$ ]] || die "--orders takes a positive number"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "--rounds takes a positive number"
 [[ "$timeout_s" =~ ^[1-9][0-9]*$ ]] || die "--timeout-s takes a positive number"
+[[ "$load_secs" =~ ^[1-9][0-9]*$ ]] || die "--load-secs takes a positive number"
+[[ "$warmup_secs" =~ ^[0-9]+$ ]] || die "--warmup-secs takes a number"
+[[ -z "$loads" || "$loads" =~ ^[1-9][0-9]?(,[1-9][0-9]?)*$ ]] || die "--loads takes percentages below 100, comma-separated"
+IFS=, read -r -a load_list <<<"$loads"
 for tool in java javac curl awk getconf; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
@@ -156,6 +179,8 @@ public class CompareHelper {
         switch (a[0]) {
             case "await" -> System.exit(await(a[1], a[2], a[3], Long.parseLong(a[4]), Long.parseLong(a[5]),
                     Long.parseLong(a[6]), a.length > 7 ? a[7] : ""));
+            case "latency" -> System.exit(latency(a[1], a[2], a[3], Long.parseLong(a[4]), Long.parseLong(a[5]),
+                    Long.parseLong(a[6])));
             default -> throw new IllegalArgumentException("unknown command " + a[0]);
         }
         System.exit(0);
@@ -193,6 +218,58 @@ public class CompareHelper {
         }
         String k = reason == null ? type : type + "/" + reason;
         return k.replaceAll("[\\s=]+", "_");
+    }
+
+    /**
+     * Reads the outcomes written from now on until the orders prefix + i, i from skip to n - 1,
+     * have one; prints the percentiles of their latency (arrival minus the outcome's timestamp,
+     * which is its order's creation time on both engines). Orders before skip are the warm-up.
+     */
+    static int latency(String bootstrap, String outcomes, String prefix, long n, long skip, long timeoutS) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("enable.auto.commit", "false");
+        p.put("fetch.max.wait.ms", "100");
+        List<Long> latencies = new ArrayList<>();
+        Set<String> seen = new HashSet<>();
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(outcomes)) {
+                tps.add(new TopicPartition(outcomes, pi.partition()));
+            }
+            c.assign(tps);
+            c.seekToEnd(tps);
+            for (TopicPartition tp : tps) {
+                c.position(tp);
+            }
+            System.out.println("listening");
+            System.out.flush();
+            long deadline = System.currentTimeMillis() + timeoutS * 1000;
+            while (seen.size() < n - skip && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> batch = c.poll(Duration.ofMillis(50));
+                long now = System.currentTimeMillis();
+                for (ConsumerRecord<String, String> r : batch) {
+                    String k = r.key();
+                    if (k == null || !k.startsWith(prefix)) {
+                        continue;
+                    }
+                    long i = Long.parseLong(k.substring(prefix.length()));
+                    if (i >= skip && seen.add(k)) {
+                        latencies.add(now - r.timestamp());
+                    }
+                }
+            }
+        }
+        Collections.sort(latencies);
+        boolean complete = seen.size() == n - skip;
+        System.out.println("status " + (complete ? "complete" : "timeout"));
+        if (!latencies.isEmpty()) {
+            int k = latencies.size();
+            long p50 = latencies.get(Math.max(1, (int) Math.ceil(k * 0.5)) - 1);
+            long p99 = latencies.get(Math.max(1, (int) Math.ceil(k * 0.99)) - 1);
+            System.out.println("latency " + p50 + " " + p99 + " " + latencies.get(k - 1) + " " + k);
+        }
+        return complete ? 0 : 1;
     }
 
     static int await(String bootstrap, String outcomes, String ordersTopic, long n, long timeoutS,
@@ -306,8 +383,39 @@ cpu_ticks() { # pid -> utime+stime in clock ticks
   sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
-# Results by "round,engine,what" (what: rate, secs, cpu, rss, kinds, ok, check).
+# Results by "round,engine,what" (what: rate, secs, cpu, rss, kinds, ok, check; for each load
+# L: rateL and latL, "p50 p99 max").
 declare -A res=()
+
+paced_load() { # key suffix dir load%: orders at load% of res[key,rate] for load_secs
+  local key="$1" suffix="$2" dir="$3" pct="$4" rate count skip out pid rc=0
+  rate="$(awk -v r="${res[$key,rate]}" -v p="$pct" 'BEGIN { x = int(r * p / 100 + 0.5); print (x < 1 ? 1 : x) }')"
+  skip=$((rate * warmup_secs))
+  count=$((rate * (warmup_secs + load_secs)))
+  out="$dir/latency-$pct.out"
+  helper latency "$bootstrap" order-outcomes-"$suffix" "order-$((100 + pct))-" "$count" "$skip" \
+    $((warmup_secs + load_secs + 120)) \
+    >"$out" 2>"$dir/logs/latency-$pct.log" &
+  pid=$!
+  reader_pid=$pid
+  until grep -q '^listening' "$out" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/logs/latency-$pct.log" >&2; die "the latency reader failed"; }
+    sleep 0.1
+  done
+  java -jar "$jar" generate --bootstrap "$bootstrap" --suffix "$suffix" --count "$count" --seed $((100 + pct)) \
+    --products "$products" --stock -1 --rate "$rate" --linger-ms "$gen_linger" >"$dir/logs/generate-$pct.log" 2>&1 ||
+    { cat "$dir/logs/generate-$pct.log" >&2; die "generate failed"; }
+  wait "$pid" || rc=$?
+  reader_pid=""
+  res[$key,rate$pct]=$rate
+  if [[ $rc -eq 0 ]]; then
+    res[$key,lat$pct]="$(awk '$1 == "latency" { print $2, $3, $4 }' "$out")"
+  else
+    res[$key,ok]=0
+    res[$key,check]+="; load $pct %: $(awk '$1 == "latency" { print $5 }' "$out") of $((count - skip)) outcomes"
+  fi
+  log "round ${key%%,*}, ${key#*,}: $pct % load, $rate orders/s for $load_secs s: p50/p99/max ${res[$key,lat$pct]:-?} ms"
+}
 
 run_one() { # engine round
   local engine="$1" round="$2"
@@ -412,6 +520,9 @@ run_one() { # engine round
   res[$key,kinds]="$kinds"
   res[$key,check]="$with/$orders with an outcome, $several with several"
   log "round $round, $engine: ${res[$key,rate]:-?} orders/s (${res[$key,secs]:-?} s); CPU and peak RSS: ${per:-?}; ${res[$key,check]}"
+  if [[ $ok -eq 1 ]]; then
+    for pct in "${load_list[@]}"; do paced_load "$key" "$suffix" "$dir" "$pct"; done
+  fi
 
   stop_services
   topics --delete ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
@@ -459,6 +570,31 @@ echo
 echo "throughput, eddy / Kafka Streams:           $(ratio "${med[eddy,rate]}" "${med[kstreams,rate]}")"
 echo "CPU per order, Kafka Streams / eddy:        $(ratio "${med[kstreams,cpu]}" "${med[eddy,cpu]}")"
 echo "peak RSS, Kafka Streams / eddy:             $(ratio "${med[kstreams,rss]}" "${med[eddy,rss]}")"
+
+if [[ ${#load_list[@]} -gt 0 ]]; then
+  echo
+  echo "latency, order_created -> outcome, at each load (% of the engine's own burst throughput),"
+  echo "${load_secs} s each after ${warmup_secs} s not counted; ms (median of the rounds for each column, rounds in brackets)"
+  lfmt='%-9s %5s %16s %22s %22s %22s\n'
+  # shellcheck disable=SC2059
+  printf "$lfmt" engine load "orders/s" p50 p99 max
+  for engine in eddy kstreams; do
+    for pct in "${load_list[@]}"; do
+      cols=()
+      for c in 1 2 3; do
+        vals=()
+        for ((r = 1; r <= rounds; r++)); do
+          vals+=("$(awk -v c="$c" '{ print $c }' <<<"${res[$r,$engine,lat$pct]:-}")")
+        done
+        cols+=("$(median %.0f "${vals[@]}") ($(IFS=/; echo "${vals[*]}"))")
+      done
+      rates=()
+      for ((r = 1; r <= rounds; r++)); do rates+=("${res[$r,$engine,rate$pct]:-}"); done
+      # shellcheck disable=SC2059
+      printf "$lfmt" "$engine" "$pct %" "$(IFS=/; echo "${rates[*]}")" "${cols[@]}"
+    done
+  done
+fi
 
 # The same orders every time: the counts per outcome kind must agree between the engines.
 reference="${res[1,eddy,kinds]:-}"

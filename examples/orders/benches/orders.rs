@@ -6,9 +6,15 @@
 //!   (default 20 000) are produced as fast as possible; orders/s is that
 //!   count over the time from the first order sent to the last outcome read.
 //! - Latency: then orders are paced at `EDDY_BENCH_RATE` per second (default
-//!   300) for 10 s; latency is outcome read time minus order creation time.
-//! - Yardstick, same run: a raw librdkafka consume of the same number of
-//!   order records.
+//!   300) for `EDDY_BENCH_WARMUP_SECS` (default 3, not counted) and 10 s
+//!   more; latency is outcome read time minus order creation time.
+//! - Yardsticks, same run: a raw librdkafka consume of the same number of
+//!   order records; and, for latency, the paced orders again (after the
+//!   pipeline's, the workers idle) through a chain of [`RELAYS`] raw
+//!   librdkafka relays (consume, produce with the same settings as eddy's
+//!   producers, no processing, no commits): as many topic hops as an
+//!   order's way to its outcome, so what the client and broker alone cost
+//!   on this machine.
 //! - `EDDY_BENCH_GUARANTEE`: `at_least_once` (default) or `exactly_once`;
 //!   the run ends with the time its commits spent in each phase
 //!   (`eddy_commit_phase_seconds`), summed over the three workers.
@@ -18,6 +24,9 @@
 //!   pipeline (inputs, internal repartition topics, outputs) is read too,
 //!   and the latency up to each is reported (read time minus the record's
 //!   timestamp, which every hop carries over from its order).
+//! - `EDDY_BENCH_TIMELINE=<file>` (with `EDDY_BENCH_HOPS=1`): every record
+//!   the hop reader read, as `read-time-ms topic latency-ms` lines, to see
+//!   when the slow ones were written and whether they share a moment.
 //!
 //! Runs against the broker in `EDDY_TEST_BOOTSTRAP` (else an embedded one).
 
@@ -27,6 +36,8 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy::config::{Overrides, Pipeline};
@@ -35,10 +46,14 @@ use eddy::runtime::RunningStreams;
 use eddy::testing::{unique, TestCluster};
 use eddy_orders::order_created;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 
 const PRODUCTS: u64 = 100;
+
+/// The topic hops from an order to its outcome after `orders`: payments,
+/// the inventory's two repartitions, inventory, order-outcomes.
+const RELAYS: usize = 5;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -50,6 +65,20 @@ fn now_ms() -> i64 {
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
+}
+
+/// The latencies of the orders numbered from `warm` on, sorted: the
+/// first seconds of a paced run after the burst (the workers' and the
+/// broker's background work, a relay's first requests to new topics) are
+/// not its steady state.
+fn steady(latencies: Vec<(u64, i64)>, warm: u64) -> Vec<i64> {
+    let mut l: Vec<i64> = latencies
+        .into_iter()
+        .filter(|&(i, _)| i >= warm)
+        .map(|(_, l)| l)
+        .collect();
+    l.sort_unstable();
+    l
 }
 
 /// `p50 … ms, p99 … ms, max … ms (n` of sorted latencies.
@@ -65,8 +94,9 @@ fn summary(sorted: &[i64]) -> String {
 
 /// Reads outcomes until `n` arrived; returns the latency of each (read
 /// time minus the outcome's event time, which is its order's creation time
-/// for completions and payment failures) and when the last one was read.
-fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
+/// for completions and payment failures) by its order's number (the end of
+/// its key), and when the last one was read.
+fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<(u64, i64)>, Instant) {
     let mut latencies = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(600);
     while latencies.len() < n {
@@ -76,7 +106,14 @@ fn outcomes(consumer: &BaseConsumer, n: usize) -> (Vec<i64>, Instant) {
             latencies.len()
         );
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => latencies.push(now_ms() - m.timestamp().to_millis().unwrap()),
+            Some(Ok(m)) => {
+                let number = m
+                    .key()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.rsplit('-').next()?.parse().ok())
+                    .unwrap_or(u64::MAX);
+                latencies.push((number, now_ms() - m.timestamp().to_millis().unwrap()));
+            }
             // A connection lost for a moment: the consumer reconnects.
             Some(Err(e)) => eprintln!("outcome consumer: {e}"),
             None => {}
@@ -92,7 +129,7 @@ fn hop_latencies(
     bootstrap: &str,
     suffix: &str,
     since: i64,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicBool,
 ) -> Vec<(String, Vec<i64>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -112,12 +149,20 @@ fn hop_latencies(
         .collect();
     consumer.subscribe(&topics).unwrap();
     let mut by_topic: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    let mut timeline = std::env::var_os("EDDY_BENCH_TIMELINE")
+        .map(|f| std::io::BufWriter::new(std::fs::File::create(f).unwrap()));
+    while !stop.load(Ordering::Relaxed) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
             let ts = m.timestamp().to_millis().unwrap_or(0);
             if ts >= since {
                 let topic = m.topic().replace(&format!("-{suffix}"), "");
-                by_topic.entry(topic).or_default().push(now_ms() - ts);
+                let now = now_ms();
+                let latency = now - ts;
+                if let Some(out) = &mut timeline {
+                    use std::io::Write;
+                    writeln!(out, "{now} {topic} {latency}").unwrap();
+                }
+                by_topic.entry(topic).or_default().push(latency);
             }
         }
     }
@@ -155,6 +200,134 @@ fn commit_phases(workers: &[RunningStreams]) -> Vec<(String, f64, f64)> {
         }
     }
     phases.into_iter().map(|(p, (s, n))| (p, s, n)).collect()
+}
+
+/// A raw relay: reads `from` (every partition, from its end), writes each
+/// record to `to` with its key, value and timestamp, until `stop`.
+fn relay(bootstrap: &str, from: &str, to: &str, partitions: i32, stop: &AtomicBool) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("ob-relay"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(from, p, rdkafka::Offset::End)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    // As eddy's producers: acknowledged by all, idempotent, 1 ms linger.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            let mut record = BaseRecord::<[u8], [u8]>::to(to)
+                .partition(m.partition())
+                .payload(m.payload().unwrap_or_default());
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(ts) = m.timestamp().to_millis() {
+                record = record.timestamp(ts);
+            }
+            send_blocking(&producer, record).unwrap();
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Latencies of `n` orders paced at `rate` through [`RELAYS`] raw relays,
+/// from the `warm`-th on.
+fn relayed(
+    c: &TestCluster,
+    u: &str,
+    partitions: i32,
+    rate: usize,
+    n: usize,
+    warm: u64,
+) -> Vec<i64> {
+    let topics: Vec<String> = (0..=RELAYS).map(|i| format!("relay{i}-{u}")).collect();
+    for t in &topics {
+        c.create_topic(t, partitions);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let relays: Vec<_> = topics
+        .windows(2)
+        .map(|pair| {
+            let (b, from, to, stop) = (
+                c.bootstrap.clone(),
+                pair[0].clone(),
+                pair[1].clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || relay(&b, &from, &to, partitions, &stop))
+        })
+        .collect();
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("group.id", unique("ob-relayed"))
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topics[RELAYS], p, rdkafka::Offset::End)
+            .unwrap();
+    }
+    reader.assign(&tpl).unwrap();
+    // Each relay resolves its "end" with its first fetch.
+    std::thread::sleep(Duration::from_secs(2));
+    let producer = order_producer(c);
+    let done = std::thread::spawn(move || outcomes(&reader, n).0);
+    pace(&producer, &topics[0], 3, rate, n);
+    let latencies = done.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in relays {
+        r.join().unwrap();
+    }
+    steady(latencies, warm)
+}
+
+/// The orders' producer: lingers as eddy's producers do.
+fn order_producer(c: &TestCluster) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &c.bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+/// Sends `n` orders of generator `seed` to `topic`, `rate` a second, each
+/// timestamped when sent.
+fn pace(producer: &BaseProducer, topic: &str, seed: u64, rate: usize, n: usize) {
+    let t0 = Instant::now();
+    for i in 0..n as u64 {
+        let due = Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(wait);
+        }
+        send_order(producer, topic, seed, i);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn send_order(producer: &BaseProducer, topic: &str, seed: u64, i: u64) {
+    let o = order_created(seed, i, PRODUCTS, now_ms());
+    let id = o["order_id"].as_str().unwrap();
+    let value = o.to_string();
+    let record = BaseRecord::to(topic)
+        .key(id)
+        .payload(&value)
+        .timestamp(now_ms());
+    send_blocking(producer, record).unwrap();
 }
 
 /// `EDDY_BENCH_SET`'s `key=value` pairs.
@@ -244,14 +417,10 @@ fn main() {
 
     // Throughput: a burst of n orders.
     let orders = topic("orders");
-    let send_order = |seed: u64, i: u64| {
-        let o = order_created(seed, i, PRODUCTS, now_ms());
-        let id = o["order_id"].as_str().unwrap();
-        send(&orders, id, &o.to_string(), now_ms());
-    };
+    let producer = order_producer(&c);
     let start = Instant::now();
     for i in 0..n as u64 {
-        send_order(1, i);
+        send_order(&producer, &orders, 1, i);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
     let sent = start.elapsed();
@@ -266,30 +435,23 @@ fn main() {
     let records = processed(&workers);
 
     // Latency: paced orders, outcomes read as they come.
-    let paced = rate * 10;
+    let warmup = common::env_usize("EDDY_BENCH_WARMUP_SECS", 3);
+    let warm = (rate * warmup) as u64;
+    let paced = rate * (warmup + 10);
     let reader = std::thread::spawn(move || outcomes(&consumer, paced).0);
     let hops = std::env::var("EDDY_BENCH_HOPS").is_ok_and(|v| v == "1");
-    let stop_hops = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_hops = Arc::new(AtomicBool::new(false));
     let hop_reader = hops.then(|| {
         let (bootstrap, u, stop) = (c.bootstrap.clone(), u.clone(), stop_hops.clone());
-        let since = now_ms();
+        let since = now_ms() + 1000 * warmup as i64;
         std::thread::spawn(move || hop_latencies(&bootstrap, &u, since, &stop))
     });
-    let t0 = Instant::now();
-    for i in 0..paced as u64 {
-        let due = Duration::from_secs_f64(i as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(t0.elapsed()) {
-            producer.poll(Duration::ZERO);
-            std::thread::sleep(wait);
-        }
-        send_order(2, i);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    let mut latencies = reader.join().unwrap();
-    latencies.sort_unstable();
-    stop_hops.store(true, std::sync::atomic::Ordering::Relaxed);
+    pace(&producer, &orders, 2, rate, paced);
+    let latencies = steady(reader.join().unwrap(), warm);
+    stop_hops.store(true, Ordering::Relaxed);
     let hops = hop_reader.map(|h| h.join().unwrap()).unwrap_or_default();
     let phases = commit_phases(&workers);
+    let relayed = relayed(&c, &u, partitions, rate, paced, warm);
     for w in workers {
         w.close().unwrap();
     }
@@ -320,12 +482,16 @@ fn main() {
         per_s(n, burst) / per_s(n, raw)
     );
     println!(
-        "  latency at {rate} orders/s for 10 s, order_created -> outcome: {} orders)",
+        "  latency at {rate} orders/s for 10 s after {warmup} s, order_created -> outcome: {} orders)",
         summary(&latencies)
     );
     for (topic, l) in hops {
         println!("  latency up to {topic:<60} {} records)", summary(&l));
     }
+    println!(
+        "  yardstick, the same pace through {RELAYS} raw relays:                  {} orders)",
+        summary(&relayed)
+    );
     for (phase, secs, count) in phases {
         println!(
             "  commit phase {phase:<12} {secs:>7.2} s in {count:.0} commits ({:.2} ms each)",

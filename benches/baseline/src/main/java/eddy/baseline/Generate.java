@@ -76,12 +76,13 @@ final class Generate {
         long products = o.number("products", 100);
         long stock = o.number("stock", 1_000_000);
         long rate = o.number("rate", 0);
+        long linger = o.number("linger-ms", 5);
 
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
         p.put("acks", "all");
         p.put("enable.idempotence", "true");
-        p.put("linger.ms", "5");
+        p.put("linger.ms", Long.toString(linger));
         try (KafkaProducer<String, String> producer =
                      new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
             List<Future<RecordMetadata>> sent = new ArrayList<>();

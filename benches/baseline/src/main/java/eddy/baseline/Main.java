@@ -14,6 +14,7 @@ import java.util.Map;
  *      [--state-dir DIR] [--commit-interval-ms 1000] [--set streams.or.client.property=value ...]
  * java -jar baseline.jar generate --bootstrap HOST:PORT --suffix S[,S2...] [--count 1000] [--seed 1]
  *      [--products 100] [--stock 1000000 | --stock -1 (none)] [--rate 0 (as fast as possible)]
+ *      [--linger-ms 5]
  * java -jar baseline.jar check --bootstrap HOST:PORT --suffix S[,S2] --expect N [--timeout-s 120]
  *
  * java -jar baseline.jar pipe  --bootstrap HOST:PORT --input T --output U [--app-id eddy-pipe] [...]
@@ -37,7 +38,7 @@ public final class Main {
             "                         [--commit-interval-ms MS] [--set KEY=VALUE]...",
             "  describe --service payment|inventory|saga [--suffix S]   (prints the topology)",
             "  generate --bootstrap HOST:PORT --suffix S[,S2...] [--count N] [--seed N] [--products N]",
-            "           [--stock QTY|-1] [--rate PER_S|0]",
+            "           [--stock QTY|-1] [--rate PER_S|0] [--linger-ms 5]",
             "  check --bootstrap HOST:PORT --suffix S[,S2] --expect N [--timeout-s S] [--dump FILE]",
             "  pipe|count --bootstrap HOST:PORT --input T --output U [--app-id ID] [--store NAME (count)]",
             "  join --bootstrap HOST:PORT --left L --right R --output O [--app-id ID] [--window-ms MS]",
