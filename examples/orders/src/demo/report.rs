@@ -52,7 +52,7 @@ pub(super) fn observe(
         )
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", "2")
         .create()?;
     // Assigned rather than subscribed: no group join to wait for, so the
     // first outcomes are read as soon as they are written.
