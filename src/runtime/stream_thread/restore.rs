@@ -42,7 +42,46 @@ struct StoreRestore {
     high: i64,
 }
 
-type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// Changelog records for the writer: their keys and values side by side
+/// in one buffer (no allocation per record), the buffers going back to the
+/// reader once written.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Where each record's key ends, and its value (`None`: a tombstone).
+    ends: Vec<(usize, Option<usize>)>,
+}
+
+impl Batch {
+    fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.bytes.extend_from_slice(key);
+        let key_end = self.bytes.len();
+        let value_end = value.map(|v| {
+            self.bytes.extend_from_slice(v);
+            self.bytes.len()
+        });
+        self.ends.push((key_end, value_end));
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn records(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(key_end, value_end)| {
+            let key = &self.bytes[start..key_end];
+            let value = value_end.map(|e| &self.bytes[key_end..e]);
+            start = value_end.unwrap_or(key_end);
+            (key, value)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
 
 /// The reading of one store's changelog: this thread fetches and copies
 /// batches, a writer thread applies them to the store's engine (lent to it
@@ -62,20 +101,24 @@ struct Reader {
 
 struct Writer {
     batches: mpsc::SyncSender<Batch>,
+    /// Written batches, emptied, to fill again.
+    spent: mpsc::Receiver<Batch>,
     thread: JoinHandle<(Result<(), StoreError>, Box<dyn Engine>)>,
 }
 
 impl Writer {
     fn spawn(mut engine: Box<dyn Engine>) -> Result<Writer, Error> {
         let (batches, rx) = mpsc::sync_channel::<Batch>(4);
+        let (give_back, spent) = mpsc::channel::<Batch>();
         let thread = std::thread::Builder::new()
             .name("eddy-restore".into())
             .spawn(move || {
                 let result = (|| {
                     engine.set_bulk_loading(true)?;
-                    for batch in rx {
-                        engine
-                            .write(&mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))?;
+                    for mut batch in rx {
+                        engine.write(&mut batch.records())?;
+                        batch.clear();
+                        let _ = give_back.send(batch);
                     }
                     engine.set_bulk_loading(false)
                 })();
@@ -85,7 +128,16 @@ impl Writer {
                 what: "a restore writer".into(),
                 source,
             })?;
-        Ok(Writer { batches, thread })
+        Ok(Writer {
+            batches,
+            spent,
+            thread,
+        })
+    }
+
+    /// An empty batch: a written one if any came back.
+    fn batch(&self) -> Batch {
+        self.spent.try_recv().unwrap_or_default()
     }
 
     /// Waits for the last batch to be written; the engine back, and how
@@ -214,7 +266,12 @@ impl ThreadState {
                     })
                 }
             };
-            let batch = read_batch(reader);
+            let batch = reader
+                .writer
+                .as_ref()
+                .expect("a writer while reading")
+                .batch();
+            let batch = read_batch(reader, batch);
             let n = batch.len() as u64;
             if n > 0 {
                 let writer = reader.writer.as_ref().expect("a writer while reading");
@@ -279,13 +336,12 @@ impl ThreadState {
     }
 }
 
-/// Up to 10 000 records of the reader's changelog, as (key, value) pairs
-/// (a record without a key restores nothing). Short waits: the end of a
+/// Up to 10 000 records of the reader's changelog added to `batch` (a
+/// record without a key restores nothing). Short waits: the end of a
 /// changelog written in transactions is a marker, never handed out, so an
 /// empty batch is followed by a look at the position (which steps over
 /// markers).
-fn read_batch(reader: &mut Reader) -> Batch {
-    let mut batch = Vec::new();
+fn read_batch(reader: &mut Reader, mut batch: Batch) -> Batch {
     let mut timeout = Duration::from_millis(10);
     while batch.len() < 10_000 {
         match reader.consumer.poll(timeout) {
@@ -293,7 +349,7 @@ fn read_batch(reader: &mut Reader) -> Batch {
                 reader.position = m.offset() + 1;
                 reader.last_offset = Some(m.offset());
                 if let Some(k) = m.key() {
-                    batch.push((k.to_vec(), m.payload().map(<[u8]>::to_vec)));
+                    batch.push(k, m.payload());
                 }
             }
             Some(Err(e)) => {
@@ -379,5 +435,29 @@ pub(super) fn retrying<T>(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    #[test]
+    fn a_batch_gives_back_its_records_in_order() {
+        let mut b = Batch::default();
+        b.push(b"a", Some(b"1"));
+        b.push(b"bb", None);
+        b.push(b"c", Some(b""));
+        b.push(b"", Some(b"v"));
+        let got: Vec<_> = b.records().collect();
+        let want: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (b"a", Some(b"1")),
+            (b"bb", None),
+            (b"c", Some(b"")),
+            (b"", Some(b"v")),
+        ];
+        assert_eq!(got, want);
+        b.clear();
+        assert_eq!(b.records().count(), 0);
     }
 }
