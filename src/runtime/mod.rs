@@ -8,6 +8,7 @@
 //! delivery was acknowledged, and only then commits the consumed offsets.
 
 mod background;
+mod changelog_batch;
 mod collector;
 mod consumer;
 mod context;

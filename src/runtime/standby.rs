@@ -17,7 +17,7 @@
 //! standby asks for it ([`LocalTasks::claim`]): the copy is checkpointed
 //! and closed, and the task's restore starts from that checkpoint.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::background::Background;
+use super::changelog_batch::ChangelogBatch;
 use super::lag::fetched_high_watermark;
 use super::membership::{LocalTasks, Member, MembersView};
 use super::state_dir::StoreProvider;
@@ -125,9 +126,6 @@ impl Standbys {
         Ok(Standbys { _thread: thread })
     }
 }
-
-/// A changelog record: key, value (`None` deletes), offset.
-type Change = (Vec<u8>, Option<Vec<u8>>, i64);
 
 /// A store kept standby: its engine and the last changelog offset applied.
 struct Copy {
@@ -283,7 +281,9 @@ impl Keeper {
     /// Reads what the changelogs hold (waiting at most `wait` for the
     /// first record, at most 10 000 records) and writes it to the stores.
     fn apply(&mut self, wait: Duration) -> Result<(), Error> {
-        let mut batches: HashMap<(String, i32), Vec<Change>> = HashMap::new();
+        // By changelog partition: its records, how many were read (keyless
+        // ones restore nothing) and the last one's offset.
+        let mut batches: Vec<((String, i32), ChangelogBatch, u64, i64)> = Vec::new();
         let mut timeout = wait;
         let mut n = 0;
         while n < 10_000 {
@@ -299,16 +299,26 @@ impl Keeper {
                 }
             };
             n += 1;
-            batches
-                .entry((m.topic().to_owned(), m.partition()))
-                .or_default()
-                .push((
-                    m.key().map(<[u8]>::to_vec).unwrap_or_default(),
-                    m.payload().map(<[u8]>::to_vec),
-                    m.offset(),
-                ));
+            let (topic, partition) = (m.topic(), m.partition());
+            let i = match batches
+                .iter()
+                .position(|((t, p), ..)| t == topic && *p == partition)
+            {
+                Some(i) => i,
+                None => {
+                    let fresh = ChangelogBatch::default();
+                    batches.push(((topic.to_owned(), partition), fresh, 0, -1));
+                    batches.len() - 1
+                }
+            };
+            let (_, batch, read, last) = &mut batches[i];
+            if let Some(key) = m.key().filter(|k| !k.is_empty()) {
+                batch.push(key, m.payload());
+            }
+            *read += 1;
+            *last = m.offset();
         }
-        for ((topic, partition), batch) in batches {
+        for ((topic, partition), batch, read, last) in batches {
             let copy = self
                 .held
                 .iter_mut()
@@ -319,17 +329,11 @@ impl Keeper {
                 // Fetched before its standby closed.
                 continue;
             };
-            let last = batch.last().map(|r| r.2);
             copy.engine
-                .write(
-                    &mut batch
-                        .iter()
-                        .filter(|(k, _, _)| !k.is_empty())
-                        .map(|(k, v, _)| (k.as_slice(), v.as_deref())),
-                )
+                .write(&mut batch.records())
                 .map_err(Error::Store)?;
-            copy.offset = last.or(copy.offset);
-            self.spec.metrics.records.inc_by(batch.len() as u64);
+            copy.offset = Some(last);
+            self.spec.metrics.records.inc_by(read);
         }
         Ok(())
     }

@@ -42,46 +42,7 @@ struct StoreRestore {
     high: i64,
 }
 
-/// Changelog records for the writer: their keys and values side by side
-/// in one buffer (no allocation per record), the buffers going back to the
-/// reader once written.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    /// Where each record's key ends, and its value (`None`: a tombstone).
-    ends: Vec<(usize, Option<usize>)>,
-}
-
-impl Batch {
-    fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
-        self.bytes.extend_from_slice(key);
-        let key_end = self.bytes.len();
-        let value_end = value.map(|v| {
-            self.bytes.extend_from_slice(v);
-            self.bytes.len()
-        });
-        self.ends.push((key_end, value_end));
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn records(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        let mut start = 0;
-        self.ends.iter().map(move |&(key_end, value_end)| {
-            let key = &self.bytes[start..key_end];
-            let value = value_end.map(|e| &self.bytes[key_end..e]);
-            start = value_end.unwrap_or(key_end);
-            (key, value)
-        })
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-    }
-}
+use crate::runtime::changelog_batch::ChangelogBatch as Batch;
 
 /// The reading of one store's changelog: this thread fetches and copies
 /// batches, a writer thread applies them to the store's engine (lent to it
@@ -435,29 +396,5 @@ pub(super) fn retrying<T>(
             }
             Err(e) => return Err(e.into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Batch;
-
-    #[test]
-    fn a_batch_gives_back_its_records_in_order() {
-        let mut b = Batch::default();
-        b.push(b"a", Some(b"1"));
-        b.push(b"bb", None);
-        b.push(b"c", Some(b""));
-        b.push(b"", Some(b"v"));
-        let got: Vec<_> = b.records().collect();
-        let want: Vec<(&[u8], Option<&[u8]>)> = vec![
-            (b"a", Some(b"1")),
-            (b"bb", None),
-            (b"c", Some(b"")),
-            (b"", Some(b"v")),
-        ];
-        assert_eq!(got, want);
-        b.clear();
-        assert_eq!(b.records().count(), 0);
     }
 }
