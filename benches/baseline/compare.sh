@@ -220,30 +220,49 @@ public class CompareHelper {
         return k.replaceAll("[\\s=]+", "_");
     }
 
+    static KafkaConsumer<String, String> consumer(String bootstrap) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("enable.auto.commit", "false");
+        p.put("fetch.max.wait.ms", "100");
+        return new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer());
+    }
+
+    static List<TopicPartition> partitions(KafkaConsumer<String, String> c, String topic) {
+        List<TopicPartition> tps = new ArrayList<>();
+        for (PartitionInfo pi : c.partitionsFor(topic)) {
+            tps.add(new TopicPartition(topic, pi.partition()));
+        }
+        return tps;
+    }
+
+    /** A consumer of every partition of topic, at its end or its beginning; prints "listening". */
+    static KafkaConsumer<String, String> listen(String bootstrap, String topic, boolean atEnd) {
+        KafkaConsumer<String, String> c = consumer(bootstrap);
+        List<TopicPartition> tps = partitions(c, topic);
+        c.assign(tps);
+        if (atEnd) {
+            c.seekToEnd(tps);
+        } else {
+            c.seekToBeginning(tps);
+        }
+        for (TopicPartition tp : tps) {
+            c.position(tp);
+        }
+        System.out.println("listening");
+        System.out.flush();
+        return c;
+    }
+
     /**
      * Reads the outcomes written from now on until the orders prefix + i, i from skip to n - 1,
      * have one; prints the percentiles of their latency (arrival minus the outcome's timestamp,
      * which is its order's creation time on both engines). Orders before skip are the warm-up.
      */
     static int latency(String bootstrap, String outcomes, String prefix, long n, long skip, long timeoutS) {
-        Properties p = new Properties();
-        p.put("bootstrap.servers", bootstrap);
-        p.put("enable.auto.commit", "false");
-        p.put("fetch.max.wait.ms", "100");
         List<Long> latencies = new ArrayList<>();
         Set<String> seen = new HashSet<>();
-        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
-            List<TopicPartition> tps = new ArrayList<>();
-            for (PartitionInfo pi : c.partitionsFor(outcomes)) {
-                tps.add(new TopicPartition(outcomes, pi.partition()));
-            }
-            c.assign(tps);
-            c.seekToEnd(tps);
-            for (TopicPartition tp : tps) {
-                c.position(tp);
-            }
-            System.out.println("listening");
-            System.out.flush();
+        try (KafkaConsumer<String, String> c = listen(bootstrap, outcomes, true)) {
             long deadline = System.currentTimeMillis() + timeoutS * 1000;
             while (seen.size() < n - skip && System.currentTimeMillis() < deadline) {
                 ConsumerRecords<String, String> batch = c.poll(Duration.ofMillis(50));
@@ -274,27 +293,12 @@ public class CompareHelper {
 
     static int await(String bootstrap, String outcomes, String ordersTopic, long n, long timeoutS,
                      long quietMs, String pids) throws Exception {
-        Properties p = new Properties();
-        p.put("bootstrap.servers", bootstrap);
-        p.put("enable.auto.commit", "false");
-        p.put("fetch.max.wait.ms", "100");
         Map<String, Integer> perOrder = new HashMap<>();
         Map<String, Integer> kinds = new TreeMap<>();
         long records = 0;
         long doneAt = -1;
         List<String> atDone = new ArrayList<>();
-        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
-            List<TopicPartition> tps = new ArrayList<>();
-            for (PartitionInfo pi : c.partitionsFor(outcomes)) {
-                tps.add(new TopicPartition(outcomes, pi.partition()));
-            }
-            c.assign(tps);
-            c.seekToBeginning(tps);
-            for (TopicPartition tp : tps) {
-                c.position(tp);
-            }
-            System.out.println("listening");
-            System.out.flush();
+        try (KafkaConsumer<String, String> c = listen(bootstrap, outcomes, false)) {
             long deadline = System.currentTimeMillis() + timeoutS * 1000;
             long lastRecord = System.currentTimeMillis();
             while (true) {
@@ -326,11 +330,8 @@ public class CompareHelper {
         }
         long first = -1;
         long produced = 0;
-        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
-            List<TopicPartition> tps = new ArrayList<>();
-            for (PartitionInfo pi : c.partitionsFor(ordersTopic)) {
-                tps.add(new TopicPartition(ordersTopic, pi.partition()));
-            }
+        try (KafkaConsumer<String, String> c = consumer(bootstrap)) {
+            List<TopicPartition> tps = partitions(c, ordersTopic);
             for (long end : c.endOffsets(tps).values()) {
                 produced += end;
             }

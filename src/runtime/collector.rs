@@ -306,20 +306,8 @@ impl Collector {
 
     /// Waits until every record of epoch parity `epoch` was reported.
     fn wait_for_epoch(&self, epoch: usize) -> Result<(), Error> {
-        let deadline = Instant::now() + self.flush_timeout;
-        loop {
-            self.producer.poll(Duration::ZERO);
-            if self.epoch_reported(epoch) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Delivery(format!(
-                    "flush: {}",
-                    KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)
-                )));
-            }
-            self.producer.poll(Duration::from_millis(1));
-        }
+        self.wait_until(|| self.epoch_reported(epoch))
+            .map_err(|e| Error::Delivery(format!("flush: {e}")))
     }
 
     /// Sends the offsets of a commit whose epoch is reported. A failed
@@ -390,11 +378,17 @@ impl Collector {
     /// to their end whatever arrives, so a commit cost at least 100 ms
     /// whenever a record was in flight.
     fn wait_for_reports(&self) -> Result<(), KafkaError> {
-        let deadline = Instant::now() + self.flush_timeout;
         let reported = &self.producer.context().reported;
+        self.wait_until(|| reported.load(Ordering::Relaxed) >= self.sent.get())
+    }
+
+    /// Serves delivery reports until `done`, checking every millisecond,
+    /// for at most the flush timeout.
+    fn wait_until(&self, done: impl Fn() -> bool) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + self.flush_timeout;
         loop {
             self.producer.poll(Duration::ZERO);
-            if reported.load(Ordering::Relaxed) >= self.sent.get() {
+            if done() {
                 return Ok(());
             }
             if Instant::now() >= deadline {

@@ -130,25 +130,17 @@ impl ThreadState {
             }
         }
         let checkpoint = close || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
-        if !self.exactly_once && !checkpoint {
+        let committed = if !self.exactly_once && !checkpoint {
             // Nothing written to disk that must match the offsets: they
             // are committed once this epoch's outputs are acknowledged,
             // while the thread goes on.
-            for task in self.tasks.values_mut() {
-                task.mark_committed();
-            }
             self.collector
                 .commit_later(consumer, offsets, &self.metrics.commit_phases)?;
-            self.last_commit = Instant::now();
-            self.metrics.commits.inc();
-            self.metrics
-                .commit_latency
-                .observe(start.elapsed().as_secs_f64());
-            return Ok(Committed::Yes);
-        }
-        let committed = self
-            .collector
-            .commit(consumer, &offsets, &self.metrics.commit_phases)?;
+            Committed::Yes
+        } else {
+            self.collector
+                .commit(consumer, &offsets, &self.metrics.commit_phases)?
+        };
         let mut clock = Instant::now();
         if let StoreProvider::Rocks { shared, .. } = &self.settings.stores {
             self.metrics.rocksdb_cache.set(shared.cache_usage() as i64);
@@ -157,14 +149,14 @@ impl ThreadState {
                 .set(shared.memtable_usage() as i64);
         }
         if committed.is_yes() {
-            let acked = self.collector.changelog_offsets();
+            let acked = checkpoint.then(|| self.collector.changelog_offsets());
             for task in self.tasks.values_mut() {
                 if self.exactly_once {
                     task.apply_stores().map_err(Error::Store)?;
                 }
                 task.mark_committed();
-                if checkpoint {
-                    task.checkpoint(&self.settings.stores, &acked)
+                if let Some(acked) = &acked {
+                    task.checkpoint(&self.settings.stores, acked)
                         .map_err(Error::Store)?;
                 }
             }
