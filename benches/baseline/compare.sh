@@ -30,6 +30,14 @@
 # --timeout-s    how long to wait for all outcomes of a burst (default 600)
 # --ks-java-opts JVM options for the three Kafka Streams services (default: none)
 # --linger-ms    the producers' linger on both engines (default: each side's, 1 ms)
+# --engines      which engines run (default eddy,kstreams; one alone for a diagnosis, whose
+#                table then shows no ratio)
+# --eddy-set     KEY=VALUE passed to each eddy service as --set (repeatable; experiments)
+# --backlog      the burst is a backlog: the services are stopped (SIGSTOP) while the generator
+#                writes it and continued (SIGCONT) after; throughput and CPU count from the
+#                moment they continue. Without it, the services run during the burst, which then
+#                competes for the machine with the generator's JVM (JIT compilation, Jackson)
+#                and times its pace as well as theirs
 # --build        rebuild eddy-orders and baseline.jar even if they exist
 # --loads        the paced loads, in % of each engine's burst throughput (default 10,50,90;
 #                "" for none); the generator lingers as the engines' producers do
@@ -63,6 +71,9 @@ partitions=4
 products=100
 stock_qty=1000000
 quiet_ms=3000
+engines=(eddy kstreams)
+backlog=0
+eddy_sets=()
 
 name=compare
 # shellcheck source=common.sh
@@ -87,6 +98,9 @@ while [[ $# -gt 0 ]]; do
     --load-secs=*) load_secs="${1#*=}"; shift ;;
     --warmup-secs) warmup_secs="${2:?--warmup-secs needs a value}"; shift 2 ;;
     --warmup-secs=*) warmup_secs="${1#*=}"; shift ;;
+    --engines) IFS=, read -r -a engines <<<"${2:?--engines needs a value}"; shift 2 ;;
+    --eddy-set) eddy_sets+=(--set "${2:?--eddy-set needs a value}"); shift 2 ;;
+    --backlog) backlog=1; shift ;;
     --build) build=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -124,7 +138,7 @@ reader_pid=""
 stop_services() {
   local pid waited
   [[ ${#svc_pids[@]} -gt 0 ]] || return 0
-  for pid in "${svc_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${svc_pids[@]}"; do kill -CONT "$pid" 2>/dev/null; kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${svc_pids[@]}"; do
     waited=0
     while kill -0 "$pid" 2>/dev/null && [[ $waited -lt 600 ]]; do sleep 0.1; waited=$((waited + 1)); done
@@ -204,11 +218,13 @@ public class CompareHelper {
         }
     }
 
+    static final com.fasterxml.jackson.databind.ObjectMapper MAPPER = new com.fasterxml.jackson.databind.ObjectMapper();
+
     static String kind(String value) {
         String type = "?";
         String reason = null;
         try {
-            var v = new com.fasterxml.jackson.databind.ObjectMapper().readTree(value);
+            var v = MAPPER.readTree(value);
             type = v.path("type").asText("?");
             if (v.has("reason")) {
                 reason = v.get("reason").asText();
@@ -298,6 +314,7 @@ public class CompareHelper {
         long records = 0;
         long doneAt = -1;
         List<String> atDone = new ArrayList<>();
+        List<String> values = new ArrayList<>();
         try (KafkaConsumer<String, String> c = listen(bootstrap, outcomes, false)) {
             long deadline = System.currentTimeMillis() + timeoutS * 1000;
             long lastRecord = System.currentTimeMillis();
@@ -306,7 +323,7 @@ public class CompareHelper {
                 long now = System.currentTimeMillis();
                 for (ConsumerRecord<String, String> r : batch) {
                     records++;
-                    kinds.merge(kind(r.value()), 1, Integer::sum);
+                    values.add(r.value()); // parsed once the burst is done: the reader competes for the CPU
                     if (perOrder.merge(String.valueOf(r.key()), 1, Integer::sum) == 1
                             && perOrder.size() == n && doneAt < 0) {
                         doneAt = now;
@@ -343,6 +360,7 @@ public class CompareHelper {
                 }
             }
         }
+        values.forEach(v -> kinds.merge(kind(v), 1, Integer::sum));
         long dups = perOrder.values().stream().filter(v -> v > 1).count();
         System.out.println("status " + (doneAt >= 0 ? "complete" : "timeout"));
         System.out.println("first_ms " + first);
@@ -440,7 +458,7 @@ run_one() { # engine round
     if [[ "$engine" == eddy ]]; then
       ports[i]="$(free_port)"
       "$eddy_bin" run --config "$config_dir/${names[i]}.toml" --brokers "$bootstrap" --suffix "$suffix" \
-        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" "${linger_set[@]}" >"${logs[i]}" 2>&1 &
+        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" "${linger_set[@]}" "${eddy_sets[@]}" >"${logs[i]}" 2>&1 &
     else
       # shellcheck disable=SC2086  # the options are words
       java $ks_java_opts -jar "$jar" "${names[i]}" --bootstrap "$bootstrap" --suffix "$suffix" \
@@ -475,12 +493,19 @@ run_one() { # engine round
     kill -0 "$reader_pid" 2>/dev/null || { cat "$dir/logs/reader.log" >&2; die "the outcome reader failed"; }
     sleep 0.1
   done
-  local before=()
+  local before=() resumed=""
+  if [[ $backlog -eq 1 ]]; then
+    for i in 0 1 2; do kill -STOP "${svc_pids[i]}"; done
+  fi
   for i in 0 1 2; do before[i]="$(cpu_ticks "${svc_pids[i]}")"; done
 
   java -jar "$jar" generate --bootstrap "$bootstrap" --suffix "$suffix" --count "$orders" --seed 1 \
     --products "$products" --stock -1 >"$dir/logs/generate.log" 2>&1 ||
     { cat "$dir/logs/generate.log" >&2; die "generate failed"; }
+  if [[ $backlog -eq 1 ]]; then
+    resumed="$(date +%s%3N)"
+    for i in 0 1 2; do kill -CONT "${svc_pids[i]}"; done
+  fi
   local reader_rc=0
   wait "$reader_pid" || reader_rc=$?
   reader_pid=""
@@ -490,6 +515,7 @@ run_one() { # engine round
   local key="$round,$engine" status first last produced with several cpu_ms=0 rss_kb=0 kinds="" per=""
   status="$(awk '$1 == "status" { print $2 }' "$out")"
   first="$(awk '$1 == "first_ms" { print $2 }' "$out")"
+  [[ -z "$resumed" ]] || first="$resumed"
   last="$(awk '$1 == "last_ms" { print $2 }' "$out")"
   produced="$(awk '$1 == "orders_produced" { print $2 }' "$out")"
   with="$(awk '$1 == "orders_with_outcome" { print $2 }' "$out")"
@@ -533,7 +559,7 @@ run_one() { # engine round
 
 # ---- rounds ----------------------------------------------------------------------------------
 for ((r = 1; r <= rounds; r++)); do
-  if ((r % 2 == 1)); then order=(eddy kstreams); else order=(kstreams eddy); fi
+  if ((r % 2 == 1)); then order=("${engines[@]}"); else order=(); for e in "${engines[@]}"; do order=("$e" "${order[@]}"); done; fi
   for engine in "${order[@]}"; do run_one "$engine" "$r"; done
 done
 
@@ -541,13 +567,16 @@ done
 failed=0
 echo
 echo "order pipeline, eddy vs Kafka Streams 4.3.1: $orders orders per burst, $partitions partitions, broker $bootstrap"
+if [[ $backlog -eq 1 ]]; then
+  echo "(the burst written while the services were stopped: throughput and CPU from their SIGCONT to the last outcome)"
+fi
 echo "(CPU: utime+stime of the three services from before the burst to the last outcome; RSS: sum of their VmHWM)"
 echo
 fmt='%-6s %-9s %10s %10s %9s %10s  %s\n'
 # shellcheck disable=SC2059
 printf "$fmt" round engine "orders/s" "seconds" "CPU ms/1k" "RSS MiB" "outcomes"
 for ((r = 1; r <= rounds; r++)); do
-  for engine in eddy kstreams; do
+  for engine in "${engines[@]}"; do
     k="$r,$engine"
     mark=""
     [[ "${res[$k,ok]:-}" == 1 ]] || { mark=" [FAILED: ${res[$k,check]:-}]"; failed=1; }
@@ -558,7 +587,7 @@ for ((r = 1; r <= rounds; r++)); do
 done
 echo
 declare -A med=()
-for engine in eddy kstreams; do
+for engine in "${engines[@]}"; do
   for m in rate cpu rss; do
     vals=()
     for ((r = 1; r <= rounds; r++)); do vals+=("${res[$r,$engine,$m]:-}"); done
@@ -568,9 +597,11 @@ for engine in eddy kstreams; do
   printf "$fmt" median "$engine" "${med[$engine,rate]}" "" "${med[$engine,cpu]}" "${med[$engine,rss]}" ""
 done
 echo
-echo "throughput, eddy / Kafka Streams:           $(ratio "${med[eddy,rate]}" "${med[kstreams,rate]}")"
-echo "CPU per order, Kafka Streams / eddy:        $(ratio "${med[kstreams,cpu]}" "${med[eddy,cpu]}")"
-echo "peak RSS, Kafka Streams / eddy:             $(ratio "${med[kstreams,rss]}" "${med[eddy,rss]}")"
+if [[ ${#engines[@]} -eq 2 ]]; then
+  echo "throughput, eddy / Kafka Streams:           $(ratio "${med[eddy,rate]}" "${med[kstreams,rate]}")"
+  echo "CPU per order, Kafka Streams / eddy:        $(ratio "${med[kstreams,cpu]}" "${med[eddy,cpu]}")"
+  echo "peak RSS, Kafka Streams / eddy:             $(ratio "${med[kstreams,rss]}" "${med[eddy,rss]}")"
+fi
 
 if [[ ${#load_list[@]} -gt 0 ]]; then
   echo
@@ -579,7 +610,7 @@ if [[ ${#load_list[@]} -gt 0 ]]; then
   lfmt='%-9s %5s %16s %22s %22s %22s\n'
   # shellcheck disable=SC2059
   printf "$lfmt" engine load "orders/s" p50 p99 max
-  for engine in eddy kstreams; do
+  for engine in "${engines[@]}"; do
     for pct in "${load_list[@]}"; do
       cols=()
       for c in 1 2 3; do
@@ -598,10 +629,10 @@ if [[ ${#load_list[@]} -gt 0 ]]; then
 fi
 
 # The same orders every time: the counts per outcome kind must agree between the engines.
-reference="${res[1,eddy,kinds]:-}"
+reference="${res[1,${engines[0]},kinds]:-}"
 same=1
 for ((r = 1; r <= rounds; r++)); do
-  for engine in eddy kstreams; do
+  for engine in "${engines[@]}"; do
     [[ "${res[$r,$engine,kinds]:-}" == "$reference" ]] || same=0
   done
 done

@@ -65,17 +65,14 @@ pub(crate) enum Extracted {
 
 fn from_json(value: Option<&[u8]>, field: &str) -> Result<i64, String> {
     let value = value.ok_or("null value has no timestamp field")?;
-    let json: serde_json::Value = serde_json::from_slice(value)
-        .map_err(|e| format!("value is not JSON ({e}), so it has no timestamp field {field}"))?;
-    let found = field
-        .split('.')
-        .try_fold(&json, |v, part| v.get(part))
+    let found = super::json_field::field(value, field)
+        .map_err(|e| format!("value is not JSON ({e}), so it has no timestamp field {field}"))?
         .ok_or_else(|| format!("no timestamp field {field}"))?;
     match found {
         serde_json::Value::Number(n) => n
             .as_i64()
             .ok_or_else(|| format!("timestamp field {field} is not an integer: {n}")),
-        serde_json::Value::String(s) => OffsetDateTime::parse(s, &Rfc3339)
+        serde_json::Value::String(s) => OffsetDateTime::parse(&s, &Rfc3339)
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
             .map_err(|e| format!("timestamp field {field}: {s:?} is not RFC 3339: {e}")),
         other => Err(format!(
