@@ -25,6 +25,11 @@ fn raw_consume(c: &TestCluster, topic: &str, n: usize) -> Duration {
         .set("group.id", unique("raw-restore"))
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
+        // As eddy's consumers: librdkafka's 1 s would idle it.
+        .set(
+            "fetch.queue.backoff.ms",
+            eddy::kafka::FETCH_QUEUE_BACKOFF_MS,
+        )
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

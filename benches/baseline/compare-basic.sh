@@ -43,6 +43,8 @@
 # --ks-java-opts JVM options for the Kafka Streams worker (default: none)
 # --ks-set       a Kafka Streams or client property for its worker (repeatable), such as
 #                statestore.cache.max.bytes=0 (count then writes every update, as eddy's does)
+# --eddy-set     a librdkafka property for eddy's worker (repeatable; `consumer.` or
+#                `producer.` for one client), for experiments
 # --build        rebuild eddy and baseline.jar even if they exist
 #
 # Needs: java 17+, maven (for the jar), cargo (for eddy, built into $CARGO_TARGET_DIR, default
@@ -64,6 +66,7 @@ workloads="all"
 timeout_s=600
 ks_java_opts=""
 ks_sets=()
+eddy_sets=()
 build=0
 partitions=4
 keys=10000
@@ -87,6 +90,7 @@ while [[ $# -gt 0 ]]; do
     --timeout-s=*) timeout_s="${1#*=}"; shift ;;
     --ks-java-opts) ks_java_opts="${2?--ks-java-opts needs a value}"; shift 2 ;;
     --ks-java-opts=*) ks_java_opts="${1#*=}"; shift ;;
+    --eddy-set) eddy_sets+=(--set "${2:?--eddy-set needs a value}"); shift 2 ;;
     --ks-set) ks_sets+=(--set "${2:?--ks-set needs a value}"); shift 2 ;;
     --ks-set=*) ks_sets+=(--set "${1#*=}"); shift ;;
     --build) build=1; shift ;;
@@ -202,7 +206,7 @@ run_one() { # workload round engine base
     esac
     start_ms="$(date +%s%3N)"
     # pipe has no --state-dir: TMPDIR keeps whatever it writes in the run's directory.
-    TMPDIR="$dir/state" "$eddy_bin" "${args[@]}" --app-id "$app" --brokers "$bootstrap" >"$dir/worker.log" 2>&1 &
+    TMPDIR="$dir/state" "$eddy_bin" "${args[@]}" --app-id "$app" --brokers "$bootstrap" ${eddy_sets[@]+"${eddy_sets[@]}"} >"$dir/worker.log" 2>&1 &
   else
     case "$workload" in
       pipe) args=(pipe --input "$base-in" --output "$out_topic") ;;

@@ -9,7 +9,7 @@ mod group_lag;
 pub mod partitioner;
 mod produce;
 
-pub use config::{Guarantee, StreamsConfig};
+pub use config::{Guarantee, StreamsConfig, FETCH_QUEUE_BACKOFF_MS};
 pub use embedded::EmbeddedKafka;
 pub use group::GroupProtocol;
 pub use group_lag::{group_lag, PartitionLag};
