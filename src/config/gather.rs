@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::bind::Bind;
 use super::expr::{Expr, ExprError, Scope};
 use crate::processor::{Failure, InitError, Processor, ProcessorContext, Record, OPENED_IN_INIT};
-use crate::serde::{JsonSerde, StringSerde};
+use crate::serde::{CompactValueSerde, StringSerde};
 use crate::stores::KeyValueStore;
 
 /// What a `gather` node is: its expressions and store.
@@ -178,7 +178,7 @@ impl Processor<String, Value, String, Value> for GatherProcessor {
         self.store = Some(ctx.key_value_store(
             &self.gather.store,
             Arc::new(StringSerde),
-            Arc::new(JsonSerde::<Value>::new()),
+            Arc::new(CompactValueSerde),
         )?);
         Ok(())
     }

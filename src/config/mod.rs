@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 use crate::kafka::StreamsConfig;
 use crate::runtime::KafkaStreams;
-use crate::serde::JsonSerde;
+use crate::serde::CompactValueSerde;
 use crate::topology::Topology;
 
 pub use bind::Bind;
@@ -147,7 +147,9 @@ impl Pipeline {
     pub fn into_streams(self) -> KafkaStreams {
         let mut streams = KafkaStreams::new(self.topology, self.config);
         for (store, route) in &self.queryable {
-            streams = streams.queryable_store(store, JsonSerde::<serde_json::Value>::new());
+            // Stores of JSON values hold JSON text or (saga summaries) the
+            // compact form: this serde reads both.
+            streams = streams.queryable_store(store, CompactValueSerde);
             if let Some(route) = route {
                 streams = streams.query_route(route, store);
             }

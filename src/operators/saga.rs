@@ -10,11 +10,11 @@ use crate::processor::{
     Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
     Record, OPENED_IN_INIT,
 };
-use crate::serde::{BytesSerde, JsonSerde, Serde, StringSerde};
+use crate::serde::{compact, BytesSerde, CompactSerde, CompactValueSerde, Serde, StringSerde};
 use crate::stores::{sortable, unsortable, KeyValueStore, StateError};
 use crate::topology::{Saga, SagaScope, Step};
 
-/// An instance as stored.
+/// An instance as stored (bincode, its events in binary form: `CompactSerde`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Instance {
     state: String,
@@ -22,16 +22,21 @@ struct Instance {
     deadline: Option<i64>,
     #[serde(default)]
     reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "compact::map")]
     events: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, with = "compact::map")]
     history: Map<String, Value>,
     #[serde(default)]
-    deferred: Vec<(String, Value, i64)>,
+    deferred: Vec<Deferred>,
     /// When the instance is removed unless it changes again.
     #[serde(default)]
     expires: Option<i64>,
 }
+
+/// An event held until the instance reaches a state that takes it: its
+/// kind, itself and its timestamp.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deferred(String, #[serde(with = "compact::value")] Value, i64);
 
 struct Stores {
     instances: KeyValueStore<String, Instance>,
@@ -117,15 +122,15 @@ fn reindex(
 
 impl SagaProcessor {
     fn open(&self, ctx: &ProcessorContext<'_, String, Value>) -> Result<Stores, StateError> {
-        let json: Arc<dyn Serde<Instance>> = Arc::new(JsonSerde::<Instance>::new());
+        let compact: Arc<dyn Serde<Instance>> = Arc::new(CompactSerde::<Instance>::new());
         let bytes: Arc<dyn Serde<Vec<u8>>> = Arc::new(BytesSerde);
         let string: Arc<dyn Serde<String>> = Arc::new(StringSerde);
         Ok(Stores {
-            instances: ctx.key_value_store(&self.names.0, string.clone(), json)?,
+            instances: ctx.key_value_store(&self.names.0, string.clone(), compact)?,
             deadlines: ctx.key_value_store(&self.names.1, bytes.clone(), bytes)?,
             summary: match &self.saga.summary {
                 Some((store, _)) => {
-                    Some(ctx.key_value_store(store, string, Arc::new(JsonSerde::<Value>::new()))?)
+                    Some(ctx.key_value_store(store, string, Arc::new(CompactValueSerde))?)
                 }
                 None => None,
             },
@@ -142,8 +147,7 @@ impl SagaProcessor {
         event: Value,
         ts: i64,
     ) -> Result<bool, Failure> {
-        let duplicate =
-            inst.events.contains_key(kind) || inst.deferred.iter().any(|(k, _, _)| k == kind);
+        let duplicate = inst.events.contains_key(kind) || inst.deferred.iter().any(|d| d.0 == kind);
         if duplicate {
             return Ok(false);
         }
@@ -161,7 +165,7 @@ impl SagaProcessor {
             }
             None if saga.finals.contains(&inst.state) => Ok(changed),
             None => {
-                inst.deferred.push((kind.to_owned(), event, ts));
+                inst.deferred.push(Deferred(kind.to_owned(), event, ts));
                 Ok(true)
             }
         }
@@ -173,9 +177,9 @@ impl SagaProcessor {
         while let Some(i) = inst
             .deferred
             .iter()
-            .position(|(k, _, _)| saga.transition(&inst.state, k).is_some())
+            .position(|d| saga.transition(&inst.state, &d.0).is_some())
         {
-            let (kind, event, ts) = inst.deferred.remove(i);
+            let Deferred(kind, event, ts) = inst.deferred.remove(i);
             self.apply(inst, key, &kind, event, ts)?;
         }
         if saga.finals.contains(&inst.state) {

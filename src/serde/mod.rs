@@ -6,6 +6,10 @@
 
 use std::marker::PhantomData;
 
+pub mod compact;
+
+pub use compact::{CompactSerde, CompactValueSerde};
+
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Why a value could not be encoded or decoded.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use eddy::config::{Overrides, Pipeline};
 use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
-use eddy::serde::{I64Serde, JsonSerde, StringSerde};
+use eddy::serde::{BytesSerde, CompactValueSerde, I64Serde, JsonSerde, StringSerde};
 use eddy::testing::{DriverConfig, TopologyTestDriver};
 use serde_json::{json, Value};
 
@@ -88,7 +88,7 @@ impl Service {
 
     fn summary(&self, order: &str) -> Value {
         self.driver
-            .key_value_store("order-summary", 0, StringSerde, JsonSerde::<Value>::new())
+            .key_value_store("order-summary", 0, StringSerde, CompactValueSerde)
             .unwrap()
             .get(&order.to_owned())
             .unwrap()
@@ -756,7 +756,7 @@ fn saga_instances_expire_after_their_retention_in_stream_time() {
     let instances = |s: &Service| {
         let store = s
             .driver
-            .key_value_store("s", 0, StringSerde, JsonSerde::<Value>::new())
+            .key_value_store("s", 0, StringSerde, BytesSerde)
             .unwrap();
         ["ghost", "done"].map(|k| store.get(&k.to_owned()).unwrap().is_some())
     };

@@ -12,7 +12,7 @@ use crate::config::bind::Bind;
 use crate::config::gather::{Gather, GatherProcessor};
 use crate::config::model::{self, Node};
 use crate::config::ops::{Op, Unwindow};
-use crate::serde::StringSerde;
+use crate::serde::{CompactValueSerde, StringSerde};
 use crate::stores::StoreSpec;
 use crate::topology::{
     JoinKind, JoinWindows, Operator, Saga, SagaScope, Step, StreamJoined, TimeWindows,
@@ -229,7 +229,8 @@ impl<'a> Compiler<'a> {
                     kind,
                     JoinWindows::of(window, grace),
                     pair,
-                    StreamJoined::with(name, StringSerde, json(), json()),
+                    // The buffered records in the compact form (JSON at the edges only).
+                    StreamJoined::with(name, StringSerde, CompactValueSerde, CompactValueSerde),
                 )
             }
             Out::Table(t) => {
