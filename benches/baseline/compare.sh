@@ -38,6 +38,7 @@
 #                moment they continue. Without it, the services run during the burst, which then
 #                competes for the machine with the generator's JVM (JIT compilation, Jackson)
 #                and times its pace as well as theirs
+# --keep         keep the work directory (services' logs, state) for a diagnosis
 # --build        rebuild eddy-orders and baseline.jar even if they exist
 # --loads        the paced loads, in % of each engine's burst throughput (default 10,50,90;
 #                "" for none); the generator lingers as the engines' producers do
@@ -73,6 +74,7 @@ stock_qty=1000000
 quiet_ms=3000
 engines=(eddy kstreams)
 backlog=0
+keep=0
 eddy_sets=()
 
 name=compare
@@ -101,6 +103,7 @@ while [[ $# -gt 0 ]]; do
     --engines) IFS=, read -r -a engines <<<"${2:?--engines needs a value}"; shift 2 ;;
     --eddy-set) eddy_sets+=(--set "${2:?--eddy-set needs a value}"); shift 2 ;;
     --backlog) backlog=1; shift ;;
+    --keep) keep=1; shift ;;
     --build) build=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -160,7 +163,7 @@ cleanup() {
     log "deleting this run's topics and consumer groups (*$tag*)"
     topics --delete ".*$tag.*" --delete-groups ".*$tag.*" >&2 || log "could not delete every topic or group of *$tag*"
   fi
-  rm -rf "$work"
+  if [[ $keep -eq 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
   if [[ $started_broker -eq 1 ]]; then
     log "stopping the broker this script started"
     "$repo/scripts/kafka/stop.sh" --nodes 1 >&2 || true
@@ -554,7 +557,7 @@ run_one() { # engine round
   stop_services
   topics --delete ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
     log "could not delete the topics of $suffix: $(cat "$dir/logs/delete.log")"
-  rm -rf "$dir"
+  [[ $keep -eq 1 ]] || rm -rf "$dir"
 }
 
 # ---- rounds ----------------------------------------------------------------------------------
