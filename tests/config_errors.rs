@@ -205,6 +205,10 @@ fn bad_settings_and_toml_are_refused() {
         "x.toml: application.threads: invalid type: string \"two\", expected usize (line 3, column 11)"
     );
     assert_eq!(
+        err("[application]\nid = \"a\"\ntrace_sample_ratio = 1.5\n[topics.t]\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
+        "x.toml: application.trace_sample_ratio: 1.5 is not a ratio between 0 and 1"
+    );
+    assert_eq!(
         err("[application\nid = \"a\"\n"),
         "x.toml: : unclosed table, expected `]` (line 1, column 13)"
     );

@@ -96,6 +96,10 @@ pub struct Application {
     /// How long an upstream application (`topics.<name>.upstream`) may make
     /// no progress before timers stop waiting for it (default `"30s"`).
     pub upstream_stall: Option<String>,
+    /// W3C trace context through the records (`traceparent` headers, a
+    /// new span per hop), new traces sampled at this ratio (0 to 1);
+    /// absent: off, headers pass untouched.
+    pub trace_sample_ratio: Option<f64>,
 }
 
 /// `[topics.<name>]`: a Kafka topic with string keys and JSON values.

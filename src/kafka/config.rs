@@ -87,6 +87,12 @@ pub struct StreamsConfig {
     /// How long an upstream group may make no progress before timers stop
     /// waiting for it (it is down, or stuck); default 30 s.
     pub upstream_stall: Duration,
+    /// W3C trace context in record headers: `None` (the default) passes
+    /// headers on untouched; `Some(ratio)` makes each record a source reads
+    /// a hop of its trace (a new span; a new trace, sampled at `ratio`,
+    /// for a record without a valid `traceparent`). See
+    /// [`TraceContext`](crate::observability::TraceContext).
+    pub trace_sample_ratio: Option<f64>,
     /// Dead-letter topic; default `<application_id>-dlq`.
     pub dead_letter_topic: Option<String>,
     /// What to do with a record that fails to decode or process.
@@ -140,6 +146,7 @@ impl StreamsConfig {
             max_future_timestamp: Some(Duration::from_secs(60)),
             upstreams: BTreeMap::new(),
             upstream_stall: Duration::from_secs(30),
+            trace_sample_ratio: None,
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
@@ -258,6 +265,13 @@ impl StreamsConfig {
     /// (`None`: any).
     pub fn max_future_timestamp(mut self, bound: Option<Duration>) -> Self {
         self.max_future_timestamp = bound;
+        self
+    }
+
+    /// Carries W3C trace context through the application's records, new
+    /// traces sampled at `ratio` (clamped to 0..=1).
+    pub fn trace_sampling(mut self, ratio: f64) -> Self {
+        self.trace_sample_ratio = Some(ratio.clamp(0.0, 1.0));
         self
     }
 

@@ -3,6 +3,7 @@
 mod http;
 mod logging;
 mod metrics;
+mod trace_context;
 
 pub use http::{
     ApiError, HttpLimits, HttpServer, JsonBody, HEADER_READ_TIMEOUT, MAX_BODY_BYTES,
@@ -11,3 +12,5 @@ pub use http::{
 pub use logging::init_logging;
 pub use metrics::Metrics;
 pub(crate) use metrics::{lap, CommitPhases, StandbyMetrics, ThreadMetrics};
+pub(crate) use trace_context::Tracer;
+pub use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::observability::TRACEPARENT;
 use crate::processor::{
     Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
     Record, OPENED_IN_INIT,
@@ -31,6 +32,10 @@ struct Instance {
     /// When the instance is removed unless it changes again.
     #[serde(default)]
     expires: Option<i64>,
+    /// The `traceparent` of the event that last changed the instance: a
+    /// timeout's outputs carry it, so they stay in the instance's trace.
+    #[serde(default)]
+    trace: Option<String>,
 }
 
 /// An event held until the instance reaches a state that takes it: its
@@ -298,6 +303,7 @@ impl SagaProcessor {
             history: Map::new(),
             deferred: Vec::new(),
             expires: None,
+            trace: None,
         }))
     }
 
@@ -325,6 +331,11 @@ impl SagaProcessor {
                     return Ok(());
                 }
                 self.keep_from(&mut inst, r.timestamp);
+                inst.trace = r
+                    .headers
+                    .last(TRACEPARENT)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned);
                 self.commit(r.key.clone(), &inst, old, &r.headers, ctx)
             });
         let Err(error) = applied else {
@@ -427,7 +438,11 @@ impl SagaProcessor {
         self.fire_timeout(&mut inst, key, deadline)?;
         self.retry_deferred(&mut inst, key)?;
         self.keep_from(&mut inst, deadline);
-        self.commit(key.to_owned(), &inst, old, &Headers::default(), ctx)
+        let mut headers = Headers::new();
+        if let Some(trace) = &inst.trace {
+            headers.add(TRACEPARENT, trace.as_bytes());
+        }
+        self.commit(key.to_owned(), &inst, old, &headers, ctx)
     }
 
     /// Removes an instance whose retention ended at `at`, if it has not

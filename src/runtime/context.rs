@@ -9,6 +9,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
+use crate::observability::Tracer;
 use crate::processor::{Failure, Header, Headers};
 use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
@@ -77,6 +78,8 @@ pub(crate) struct TaskContext {
     pub(crate) now: Rc<Cell<i64>>,
     /// Records dropped since the thread last looked, by reason.
     pub(crate) dropped: DroppedRecords,
+    /// Makes each record a source reads a hop of its trace (tracing on).
+    pub(crate) tracer: Option<Tracer>,
 }
 
 /// Records operators dropped on purpose.
@@ -116,6 +119,7 @@ impl TaskContext {
             globals: GlobalTables::default(),
             now: Rc::new(Cell::new(i64::MIN)),
             dropped: DroppedRecords::default(),
+            tracer: None,
         }
     }
 

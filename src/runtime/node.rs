@@ -192,11 +192,15 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             .deserialize(raw.value)
             .map_err(SourceError::Value)?;
         ctx.advance_stream_time(raw.timestamp);
+        let mut headers = raw.headers.to_headers();
+        if let Some(tracer) = &ctx.tracer {
+            tracer.hop(&mut headers);
+        }
         let record = Record {
             key,
             value,
             timestamp: raw.timestamp,
-            headers: raw.headers.to_headers(),
+            headers,
         };
         forward_all(&self.children, record, ctx);
         Ok(())

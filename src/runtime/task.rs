@@ -14,6 +14,7 @@ use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::task_id::TaskId;
 use super::upstream::Marks;
+use crate::observability::Tracer;
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -56,6 +57,11 @@ pub(crate) struct TaskSettings {
     /// Records whose timestamp is further ahead of the wall clock are
     /// dead-lettered before they can move stream time.
     pub(crate) max_future_timestamp: Option<Duration>,
+    /// Trace context through the records, new traces sampled at this
+    /// ratio ([`StreamsConfig::trace_sample_ratio`]).
+    ///
+    /// [`StreamsConfig::trace_sample_ratio`]: crate::kafka::StreamsConfig::trace_sample_ratio
+    pub(crate) trace_sample_ratio: Option<f64>,
     /// Whether outputs the broker would refuse for their timestamp are
     /// kept from it (the test driver's hand-driven clock has no broker).
     pub(crate) refuse_future_outputs: bool,
@@ -104,6 +110,7 @@ impl TaskSettings {
             stores,
             changelogs,
             max_future_timestamp: None,
+            trace_sample_ratio: None,
             refuse_future_outputs: true,
             upstreams: Vec::new(),
             future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
@@ -188,6 +195,7 @@ impl Task {
             now,
         );
         ctx.globals = settings.globals.clone();
+        ctx.tracer = settings.trace_sample_ratio.map(Tracer::new);
         for spec in topology
             .stores
             .iter()

@@ -150,6 +150,7 @@ impl KafkaStreams {
             provider,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
+        settings.trace_sample_ratio = config.trace_sample_ratio;
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         let (process_id, stable_id) = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {

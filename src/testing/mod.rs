@@ -52,6 +52,11 @@ pub struct DriverConfig {
     /// before it is dead-lettered. Default `None` (any): the driver's clock
     /// is moved by hand, so tests opt in, setting `wall_clock` too.
     pub max_future_timestamp: Option<Duration>,
+    /// W3C trace context through the records, as
+    /// [`StreamsConfig::trace_sample_ratio`]. Default `None` (off).
+    ///
+    /// [`StreamsConfig::trace_sample_ratio`]: crate::kafka::StreamsConfig::trace_sample_ratio
+    pub trace_sample_ratio: Option<f64>,
 }
 
 impl Default for DriverConfig {
@@ -63,6 +68,7 @@ impl Default for DriverConfig {
             on_error: ErrorPolicy::DeadLetter,
             wall_clock: 0,
             max_future_timestamp: None,
+            trace_sample_ratio: None,
         }
     }
 }
@@ -135,6 +141,7 @@ impl TopologyTestDriver {
             StoreProvider::Memory,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
+        settings.trace_sample_ratio = config.trace_sample_ratio;
         settings.refuse_future_outputs = false;
         let topics = settings.topics.clone();
         let mut driver = TopologyTestDriver {

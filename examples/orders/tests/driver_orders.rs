@@ -38,6 +38,7 @@ fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
         .collect();
     let mut cfg = DriverConfig {
         application_id: p.config.application_id.clone(),
+        trace_sample_ratio: p.config.trace_sample_ratio,
         ..DriverConfig::default()
     };
     for t in &p.topics {
@@ -59,15 +60,12 @@ impl Service {
     }
 
     fn pipe_bytes(&mut self, topic: &str, key: &str, value: &[u8], ts: i64) {
+        self.pipe_with(topic, key, value, ts, Headers::default());
+    }
+
+    fn pipe_with(&mut self, topic: &str, key: &str, value: &[u8], ts: i64, headers: Headers) {
         self.driver
-            .pipe_raw(
-                topic,
-                None,
-                Some(key.as_bytes()),
-                Some(value),
-                ts,
-                Headers::default(),
-            )
+            .pipe_raw(topic, None, Some(key.as_bytes()), Some(value), ts, headers)
             .unwrap();
     }
 
@@ -865,4 +863,47 @@ fn integral_floats_are_processed_and_out_of_bound_prices_are_refused_by_the_cont
             .unwrap();
         assert!(m.contains("unit_price") || m.contains("maximum"), "{m}");
     }
+}
+
+#[test]
+fn a_timeout_stays_in_the_trace_of_its_order() {
+    use eddy::observability::{TraceContext, TRACEPARENT};
+    let mut s = service("order-saga.toml");
+    // Tracing on, as `trace_sample_ratio` in the file would set it.
+    let p = Pipeline::load(&config("order-saga.toml"), &eddy_orders::registry()).unwrap();
+    let config = DriverConfig {
+        application_id: p.config.application_id.clone(),
+        trace_sample_ratio: Some(1.0),
+        ..DriverConfig::default()
+    };
+    s.driver = TopologyTestDriver::with_config(p.topology, config);
+    let caller =
+        TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let traced = |ctx: TraceContext| {
+        let mut h = Headers::new();
+        h.add(TRACEPARENT, ctx.header_value().to_vec());
+        h
+    };
+    let order_o1 = order("o1", &[("p1", 2, 250)], T0).to_string();
+    s.pipe_with("orders", "o1", order_o1.as_bytes(), T0, traced(caller));
+    let payment = paid("o1", 500).to_string();
+    s.pipe_with(
+        "payments",
+        "o1",
+        payment.as_bytes(),
+        T0 + 1_000,
+        traced(caller.child()),
+    );
+    // Another order moves stream time past o1's stock deadline.
+    s.pipe(
+        "orders",
+        "o2",
+        &order("o2", &[("p1", 1, 100)], T0 + 40_000),
+        T0 + 40_000,
+    );
+    let outcomes = s.driver.read_raw("order-outcomes");
+    assert_eq!(outcomes.len(), 1, "o1's stock timeout");
+    let outcome = TraceContext::parse(outcomes[0].headers.last(TRACEPARENT).unwrap()).unwrap();
+    assert_eq!((outcome.trace_id, outcome.sampled), (caller.trace_id, true));
+    assert_ne!(outcome.span_id, caller.span_id);
 }

@@ -222,6 +222,15 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
     if let Some(stall) = &app.upstream_stall {
         config.upstream_stall = duration("application.upstream_stall", stall)?;
     }
+    if let Some(ratio) = app.trace_sample_ratio {
+        if !(0.0..=1.0).contains(&ratio) {
+            return fail(
+                "application.trace_sample_ratio",
+                format!("{ratio} is not a ratio between 0 and 1"),
+            );
+        }
+        config = config.trace_sampling(ratio);
+    }
     if let Some(p) = app.partitions {
         if p < 1 {
             return fail("application.partitions", "must be at least 1");

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use eddy::observability::{ApiError, JsonBody};
+use eddy::observability::{ApiError, JsonBody, TraceContext, TRACEPARENT, TRACESTATE};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -116,8 +117,9 @@ pub(super) fn order_route(
         .create()?;
     async fn create(
         State(s): State<OrderRoute>,
+        request_headers: HeaderMap,
         body: Result<JsonBody<Value>, ApiError>,
-    ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
         let JsonBody(mut body) = body.map_err(|e| match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 e.status(),
@@ -154,6 +156,7 @@ pub(super) fn order_route(
             if t.sent.contains_key(&id) {
                 return Ok((
                     StatusCode::OK,
+                    HeaderMap::new(),
                     Json(json!({"order_id": id, "duplicate": true})),
                 ));
             }
@@ -165,9 +168,17 @@ pub(super) fn order_route(
                 }
             }
         }
-        let record = FutureRecord::to(&s.topic).key(&id).payload(&payload);
+        let (record_headers, response_headers) = trace(&request_headers);
+        let record = FutureRecord::to(&s.topic)
+            .key(&id)
+            .payload(&payload)
+            .headers(record_headers);
         match s.producer.send(record, Duration::from_secs(10)).await {
-            Ok(_) => Ok((StatusCode::ACCEPTED, Json(json!({"order_id": id})))),
+            Ok(_) => Ok((
+                StatusCode::ACCEPTED,
+                response_headers,
+                Json(json!({"order_id": id})),
+            )),
             Err((e, _)) => {
                 let mut t = s.tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.sent.remove(&id);
@@ -189,4 +200,32 @@ pub(super) fn order_route(
             posted: Arc::new(AtomicU64::new(0)),
             topic: Arc::from(topic),
         }))
+}
+
+/// The trace of a posted order: a span of the caller's trace (its
+/// `traceparent` request header), or the root of a new, sampled one when
+/// the request has no valid header. The order's record carries the span
+/// (and the caller's `tracestate`); the response's `traceparent` header
+/// tells the caller which trace to follow.
+fn trace(request: &HeaderMap) -> (OwnedHeaders, HeaderMap) {
+    let caller = request
+        .get(TRACEPARENT)
+        .and_then(|v| TraceContext::parse(v.as_bytes()));
+    let span = caller.map_or_else(|| TraceContext::root(true), |c| c.child());
+    let value = span.header_value();
+    let mut record = OwnedHeaders::new().insert(Header {
+        key: TRACEPARENT,
+        value: Some(&value[..]),
+    });
+    if let (Some(_), Some(state)) = (caller, request.get(TRACESTATE)) {
+        record = record.insert(Header {
+            key: TRACESTATE,
+            value: Some(state.as_bytes()),
+        });
+    }
+    let mut response = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_bytes(&value) {
+        response.insert(TRACEPARENT, v);
+    }
+    (record, response)
 }

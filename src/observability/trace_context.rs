@@ -1,0 +1,220 @@
+//! W3C trace context carried in Kafka record headers.
+//!
+//! A record's `traceparent` header (W3C Trace Context, version 00:
+//! `00-<trace id, 32 hex>-<span id, 16 hex>-<flags, 2 hex>`) says which
+//! trace it belongs to and which span wrote it. With tracing on, each
+//! source of a task makes the processing of a record one hop: a span with
+//! a new id in the record's trace (or the root of a new trace, when the
+//! record carries no valid context), whose context replaces the record's
+//! header. Operators pass headers on to what a record causes, so every
+//! output of the hop, and the next hop that reads it (another service, or
+//! this one after a repartition topic), carries the hop's span as its
+//! parent. A malformed header is ignored, as the specification asks: the
+//! record starts a new trace. With tracing off, headers pass untouched and
+//! nothing is done per record.
+
+use crate::processor::Headers;
+
+/// The header that carries the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+/// The header that carries vendor-specific trace state, dropped with an
+/// invalid `traceparent`.
+pub const TRACESTATE: &str = "tracestate";
+
+/// A position in a trace: the trace, the span, and whether it is sampled.
+///
+/// ```
+/// use eddy::observability::TraceContext;
+/// let header = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let ctx = TraceContext::parse(header).unwrap();
+/// assert_eq!(ctx.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+/// assert_eq!(ctx.span_id, 0x00f067aa0ba902b7);
+/// assert!(ctx.sampled);
+/// assert_eq!(&ctx.header_value()[..], &header[..]);
+/// assert_eq!(TraceContext::parse(b"00-not-a-context"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace (never 0).
+    pub trace_id: u128,
+    /// The span that wrote the record (never 0).
+    pub span_id: u64,
+    /// The `sampled` flag: whether the spans of this trace are recorded.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` value; `None` if it is not a valid one.
+    /// Versions after 00 are read by their first four fields, as the
+    /// specification asks of a version 00 reader.
+    pub fn parse(value: &[u8]) -> Option<TraceContext> {
+        let version = hex(value.get(0..2)?)?;
+        let valid_length = match version {
+            0 => value.len() == 55,
+            0xff => false,
+            _ => value.len() == 55 || (value.len() > 55 && value[55] == b'-'),
+        };
+        if !valid_length || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let trace_id = hex(&value[3..35])?;
+        let span_id = u64::try_from(hex(&value[36..52])?).ok()?;
+        let flags = hex(&value[53..55])?;
+        (trace_id != 0 && span_id != 0).then_some(TraceContext {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// The root of a new trace.
+    pub fn root(sampled: bool) -> TraceContext {
+        TraceContext {
+            trace_id: fastrand::u128(1..),
+            span_id: fastrand::u64(1..),
+            sampled,
+        }
+    }
+
+    /// A new span of the same trace, with the same sampling decision.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            span_id: fastrand::u64(1..),
+            ..*self
+        }
+    }
+
+    /// The context as a version 00 `traceparent` value.
+    pub fn header_value(&self) -> [u8; 55] {
+        let mut out = [b'-'; 55];
+        out[..2].copy_from_slice(b"00");
+        write_hex(&mut out[3..35], self.trace_id);
+        write_hex(&mut out[36..52], u128::from(self.span_id));
+        out[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
+        out
+    }
+}
+
+/// Lower-case hex digits (as the specification requires) as a number.
+fn hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(n << 4 | u128::from(v))
+    })
+}
+
+fn write_hex(out: &mut [u8], mut n: u128) {
+    for d in out.iter_mut().rev() {
+        *d = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// Makes each record a source reads a hop of its trace (one per task).
+pub(crate) struct Tracer {
+    sample_ratio: f64,
+}
+
+impl Tracer {
+    /// New traces are sampled at `sample_ratio` (0 to 1); a continued
+    /// trace keeps its caller's decision.
+    pub(crate) fn new(sample_ratio: f64) -> Self {
+        Tracer { sample_ratio }
+    }
+
+    /// The context of the hop that processes a record with `headers`: a new
+    /// span in the record's trace, or the root of a new trace when it has
+    /// no valid `traceparent` (an invalid one is dropped, with its
+    /// `tracestate`). The hop's `traceparent` replaces the record's.
+    pub(crate) fn hop(&self, headers: &mut Headers) -> TraceContext {
+        let parent = headers.last(TRACEPARENT).map(TraceContext::parse);
+        let ctx = match parent {
+            Some(Some(parent)) => parent.child(),
+            invalid_or_none => {
+                if invalid_or_none.is_some() {
+                    headers.0.retain(|h| h.key != TRACESTATE);
+                }
+                TraceContext::root(fastrand::f64() < self.sample_ratio)
+            }
+        };
+        headers.0.retain(|h| h.key != TRACEPARENT);
+        headers.add(TRACEPARENT, ctx.header_value().to_vec());
+        ctx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_what_the_specification_allows_and_nothing_else() {
+        let ctx = TraceContext::parse(VALID).unwrap();
+        assert_eq!(ctx.header_value(), *VALID);
+        let unsampled = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!TraceContext::parse(unsampled).unwrap().sampled);
+        // A later version: its first four fields, and what follows a dash.
+        let later = b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-what-comes";
+        assert_eq!(TraceContext::parse(later).unwrap().trace_id, ctx.trace_id);
+        for bad in [
+            &b""[..],
+            b"00",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01".as_bytes(),
+        ] {
+            assert_eq!(
+                TraceContext::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_hop_continues_the_trace_with_a_new_span_or_starts_one() {
+        let tracer = Tracer::new(1.0);
+        let parent = TraceContext::parse(VALID).unwrap();
+        let mut headers = Headers::new();
+        headers
+            .add("other", "x")
+            .add(TRACEPARENT, VALID)
+            .add(TRACESTATE, "k=v");
+        let hop = tracer.hop(&mut headers);
+        assert_eq!((hop.trace_id, hop.sampled), (parent.trace_id, true));
+        assert_ne!(hop.span_id, parent.span_id);
+        let written = TraceContext::parse(headers.last(TRACEPARENT).unwrap());
+        assert_eq!(written, Some(hop));
+        let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, ["other", TRACESTATE, TRACEPARENT]);
+
+        // No context, or a malformed one: a new trace (its state dropped).
+        let mut headers = Headers::new();
+        headers.add(TRACEPARENT, "garbage").add(TRACESTATE, "k=v");
+        let root = tracer.hop(&mut headers);
+        assert_ne!(root.trace_id, parent.trace_id);
+        assert!(root.sampled);
+        let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, [TRACEPARENT]);
+
+        // New traces follow the ratio; a continued one keeps its flag.
+        let never = Tracer::new(0.0);
+        assert!(!never.hop(&mut Headers::new()).sampled);
+        let mut headers = Headers::new();
+        headers.add(TRACEPARENT, VALID);
+        assert!(never.hop(&mut headers).sampled);
+    }
+}
