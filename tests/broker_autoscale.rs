@@ -7,8 +7,8 @@
 //!
 //! A new worker's start is stated as 20 s (`--startup-secs`); the state
 //! the page views keep is small, so that is also its ready time. The spike
-//! is as large as the warm-up that measures the consumption capacity; the
-//! backlog is thirty seconds' worth of that capacity.
+//! is two seconds' worth of the consumption capacity the warm-up measures;
+//! the backlog is fifteen seconds' worth.
 
 mod common;
 
@@ -133,23 +133,31 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
             .last()
             .is_some_and(|d| d["observed"]["end"] == 200 && d["observed"]["lag"] == 0)
     });
-    // Warm-up: a backlog one worker consumes, so that its capacity shows
-    // (it must still be there at two observations in a row: on an idle
-    // machine 40 000 views drained between two).
-    let before = decisions(&log).len();
-    views(&c, &input, 120_000);
-    wait_for("the warm-up consumed", Duration::from_secs(120), || {
-        let d = decisions(&log);
-        d[before..]
+    // Warm-up: backlogs one worker consumes, until its capacity shows (a
+    // backlog must still be there at two observations in a row: 40 000
+    // views drained between two on an idle machine; one produced over two
+    // observations looks like a load not kept up with). Each view counts
+    // twice at the end of the topics the group reads (input and
+    // repartition).
+    let mut end = 200;
+    let mut capacity = 0.0;
+    for _ in 0..5 {
+        views(&c, &input, 150_000);
+        end += 300_000;
+        wait_for("the warm-up consumed", Duration::from_secs(120), || {
+            decisions(&log)
+                .last()
+                .is_some_and(|d| d["observed"]["end"] == end && d["observed"]["lag"] == 0)
+        });
+        capacity = decisions(&log)
             .iter()
-            .any(|d| d["observed"]["lag"].as_i64().unwrap_or(0) > 0)
-            && d.last().is_some_and(|d| d["observed"]["lag"] == 0)
-    });
+            .filter_map(|d| d["capacity"].as_f64())
+            .fold(0.0, f64::max);
+        if capacity > 0.0 {
+            break;
+        }
+    }
     let seen = decisions(&log);
-    let capacity = seen
-        .iter()
-        .filter_map(|d| d["capacity"].as_f64())
-        .fold(0.0, f64::max);
     assert!(capacity > 0.0, "no consumption rate measured: {seen:?}");
     assert!(
         seen.iter()
@@ -157,11 +165,12 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         "scaled up on the warm-up: {seen:#?}"
     );
 
-    // A spike like the warm-up, produced within one interval (a burst
-    // still arriving on two observations in a row looks like a load the
-    // workers do not keep up with, and is scaled for): it drains before a
-    // new worker (20 s) would be ready.
-    let spike = 40_000;
+    // A spike of two seconds' consumption, produced within about one
+    // interval (a burst still arriving on two observations in a row looks
+    // like a load the workers do not keep up with, unless it drains before
+    // a new worker would be ready): it drains well before a new worker
+    // (20 s) would be ready, and lasts long enough to be observed.
+    let spike = ((capacity * 2.0) as usize).max(40_000);
     let before = decisions(&log).len();
     views(&c, &input, spike);
     std::thread::sleep(Duration::from_secs(10));
@@ -183,7 +192,7 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         "no decision saw the spike and held back: {during:#?}"
     );
 
-    // A backlog of thirty seconds' consumption: scaled up on its second
+    // A backlog of fifteen seconds' consumption: scaled up on its second
     // observation, within the interval's reaction time.
     let backlog = (capacity * 15.0) as usize;
     let before = decisions(&log).len();
