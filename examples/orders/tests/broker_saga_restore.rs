@@ -83,7 +83,7 @@ fn saga_state_and_deadlines_are_restored_after_a_restart() {
             "order-summary",
             &id.to_owned(),
             &eddy::serde::StringSerde,
-            &eddy::serde::JsonSerde::<Value>::new(),
+            &eddy::serde::CompactValueSerde,
         ) {
             Ok(eddy::runtime::Lookup::Local { value: Some(v), .. }) => v["status"].clone(),
             _ => Value::Null,
