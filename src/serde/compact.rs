@@ -17,7 +17,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
-use super::{present, Serde, SerdeError};
+use super::{bincode_decode, bincode_encode, present, Serde, SerdeError};
 
 /// The first byte of the binary form: never the first byte of a JSON text.
 const BINARY: u8 = 0;
@@ -89,9 +89,7 @@ impl Serde<Value> for CompactValueSerde {
 
 fn encode<T: Serialize>(value: T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
     out.push(BINARY);
-    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
-        .map(drop)
-        .map_err(|e| SerdeError::Bincode(e.to_string()))
+    bincode_encode(value, out)
 }
 
 /// The binary form after its format byte, or else JSON text.
@@ -100,19 +98,10 @@ where
     S: DeserializeSeed<'de>,
     S::Value: DeserializeOwned,
 {
-    let Some((&BINARY, data)) = data.split_first() else {
-        return serde_json::from_slice(data).map_err(|e| SerdeError::Json(e.to_string()));
-    };
-    let (value, read) =
-        bincode::serde::seed_decode_from_slice(seed, data, bincode::config::standard())
-            .map_err(|e| SerdeError::Bincode(e.to_string()))?;
-    if read != data.len() {
-        return Err(SerdeError::Bincode(format!(
-            "{} trailing bytes",
-            data.len() - read
-        )));
+    match data.split_first() {
+        Some((&BINARY, binary)) => bincode_decode(seed, binary),
+        _ => serde_json::from_slice(data).map_err(|e| SerdeError::Json(e.to_string())),
     }
-    Ok(value)
 }
 
 /// A JSON value field: itself in JSON, tagged binary in bincode.

@@ -10,7 +10,8 @@ pub mod compact;
 
 pub use compact::{CompactSerde, CompactValueSerde};
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::{DeserializeOwned, DeserializeSeed};
+use serde::Serialize;
 
 /// Why a value could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,22 +178,35 @@ impl<T> Clone for BincodeSerde<T> {
 
 impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for BincodeSerde<T> {
     fn serialize(&self, value: &T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
-            .map(drop)
-            .map_err(|e| SerdeError::Bincode(e.to_string()))
+        bincode_encode(value, out)
     }
     fn deserialize(&self, data: Option<&[u8]>) -> Result<T, SerdeError> {
-        let data = present(data)?;
-        let (value, read) = bincode::serde::decode_from_slice(data, bincode::config::standard())
-            .map_err(|e| SerdeError::Bincode(e.to_string()))?;
-        if read != data.len() {
-            return Err(SerdeError::Bincode(format!(
-                "{} trailing bytes",
-                data.len() - read
-            )));
-        }
-        Ok(value)
+        bincode_decode(PhantomData::<T>, present(data)?)
     }
+}
+
+/// Appends `value` in bincode (standard configuration).
+fn bincode_encode<T: Serialize>(value: T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        .map(drop)
+        .map_err(|e| SerdeError::Bincode(e.to_string()))
+}
+
+/// Decodes all of `data` as bincode (standard configuration) through `seed`.
+fn bincode_decode<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    data: &'de [u8],
+) -> Result<S::Value, SerdeError> {
+    let (value, read) =
+        bincode::serde::seed_decode_from_slice(seed, data, bincode::config::standard())
+            .map_err(|e| SerdeError::Bincode(e.to_string()))?;
+    if read != data.len() {
+        return Err(SerdeError::Bincode(format!(
+            "{} trailing bytes",
+            data.len() - read
+        )));
+    }
+    Ok(value)
 }
 
 /// Maps `Option<T>` onto Kafka nulls around an inner serde: `None` is a null
