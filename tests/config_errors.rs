@@ -209,6 +209,10 @@ fn bad_settings_and_toml_are_refused() {
         "x.toml: application.trace_sample_ratio: 1.5 is not a ratio between 0 and 1"
     );
     assert_eq!(
+        err("[application]\nid = \"a\"\notlp_endpoint = \"collector:4318\"\n[topics.t]\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
+        "x.toml: application.otlp_endpoint: \"collector:4318\": expected an http:// URL, such as http://localhost:4318"
+    );
+    assert_eq!(
         err("[application\nid = \"a\"\n"),
         "x.toml: : unclosed table, expected `]` (line 1, column 13)"
     );

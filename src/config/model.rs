@@ -100,6 +100,10 @@ pub struct Application {
     /// new span per hop), new traces sampled at this ratio (0 to 1);
     /// absent: off, headers pass untouched.
     pub trace_sample_ratio: Option<f64>,
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint (such as
+    /// `"http://localhost:4318"`) the spans of sampled hops are exported
+    /// to; tracing is on at a ratio of 1 unless `trace_sample_ratio` is set.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `[topics.<name>]`: a Kafka topic with string keys and JSON values.

@@ -93,6 +93,14 @@ pub struct StreamsConfig {
     /// for a record without a valid `traceparent`). See
     /// [`TraceContext`](crate::observability::TraceContext).
     pub trace_sample_ratio: Option<f64>,
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint (such as
+    /// `http://localhost:4318`; `/v1/traces` is added to a URL without a
+    /// path): the spans of sampled hops are exported there. Turns tracing
+    /// on at a ratio of 1 (OpenTelemetry's default sampler) unless
+    /// [`trace_sample_ratio`](Self::trace_sample_ratio) says otherwise.
+    /// Export never slows processing: spans that do not fit its queue are
+    /// dropped and counted (`eddy_trace_spans_dropped_total`).
+    pub otlp_endpoint: Option<String>,
     /// Dead-letter topic; default `<application_id>-dlq`.
     pub dead_letter_topic: Option<String>,
     /// What to do with a record that fails to decode or process.
@@ -147,6 +155,7 @@ impl StreamsConfig {
             upstreams: BTreeMap::new(),
             upstream_stall: Duration::from_secs(30),
             trace_sample_ratio: None,
+            otlp_endpoint: None,
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
@@ -273,6 +282,19 @@ impl StreamsConfig {
     pub fn trace_sampling(mut self, ratio: f64) -> Self {
         self.trace_sample_ratio = Some(ratio.clamp(0.0, 1.0));
         self
+    }
+
+    /// Exports the spans of sampled hops to the OTLP/HTTP collector at
+    /// `endpoint` (see [`otlp_endpoint`](Self::otlp_endpoint)).
+    pub fn otlp_endpoint(mut self, endpoint: &str) -> Self {
+        self.otlp_endpoint = Some(endpoint.to_owned());
+        self
+    }
+
+    /// The ratio new traces are sampled at, if tracing is on.
+    pub fn effective_trace_sample_ratio(&self) -> Option<f64> {
+        self.trace_sample_ratio
+            .or(self.otlp_endpoint.as_ref().map(|_| 1.0))
     }
 
     /// Sets the HTTP address for `/metrics`.

@@ -34,6 +34,8 @@ pub struct Metrics {
     rocksdb_cache: IntGauge,
     rocksdb_memtables: IntGauge,
     standby: StandbyMetrics,
+    spans_exported: IntCounter,
+    spans_dropped: IntCounterVec,
 }
 
 /// The metrics of a worker's standby replicas.
@@ -349,8 +351,35 @@ impl Metrics {
                     c
                 },
             },
+            spans_exported: {
+                let c = IntCounter::new(
+                    "eddy_trace_spans_exported_total",
+                    "Spans the OTLP collector accepted.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            spans_dropped: counter_by(
+                &registry,
+                "eddy_trace_spans_dropped_total",
+                "Spans not exported: the queue was full (queue_full), or the collector refused or did not answer their batch (export_failed).",
+                &["reason"],
+            ),
             registry,
         }
+    }
+
+    /// Spans exported, dropped for a full queue, and dropped with a failed
+    /// export.
+    pub(crate) fn span_counters(&self) -> (IntCounter, IntCounter, IntCounter) {
+        (
+            self.spans_exported.clone(),
+            self.spans_dropped.with_label_values(&["queue_full"]),
+            self.spans_dropped.with_label_values(&["export_failed"]),
+        )
     }
 
     /// The metrics of the worker's standby replicas.

@@ -1,8 +1,10 @@
-//! Metrics, the HTTP server that exposes them, and log set-up.
+//! Metrics, the HTTP server that exposes them, trace context and span
+//! export, and log set-up.
 
 mod http;
 mod logging;
 mod metrics;
+mod span_export;
 mod trace_context;
 
 pub use http::{
@@ -12,5 +14,7 @@ pub use http::{
 pub use logging::init_logging;
 pub use metrics::Metrics;
 pub(crate) use metrics::{lap, CommitPhases, StandbyMetrics, ThreadMetrics};
+pub(crate) use span_export::{traces_url, HopSpan};
+pub use span_export::{Span, SpanExportError, SpanKind, Spans, SPAN_QUEUE};
 pub(crate) use trace_context::Tracer;
 pub use trace_context::{TraceContext, TRACEPARENT, TRACESTATE};

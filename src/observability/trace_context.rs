@@ -13,7 +13,13 @@
 //! record starts a new trace. With tracing off, headers pass untouched and
 //! nothing is done per record.
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{HopSpan, Span, SpanKind, Spans};
 use crate::processor::Headers;
+use crate::runtime::TaskId;
+use crate::topology::{TopicRef, TopicTable};
 
 /// The header that carries the trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -117,33 +123,118 @@ fn write_hex(out: &mut [u8], mut n: u128) {
 /// Makes each record a source reads a hop of its trace (one per task).
 pub(crate) struct Tracer {
     sample_ratio: f64,
+    /// Where the spans of sampled hops go, when spans are exported.
+    pub(crate) spans: Option<Spans>,
+}
+
+/// A hop being processed.
+pub(crate) struct Hop {
+    /// The hop's own context.
+    pub(crate) context: TraceContext,
+    /// The span that wrote the record, if it carried a valid context.
+    pub(crate) parent: Option<u64>,
+    /// When the hop started, if its span is exported.
+    pub(crate) start: Option<SystemTime>,
 }
 
 impl Tracer {
     /// New traces are sampled at `sample_ratio` (0 to 1); a continued
-    /// trace keeps its caller's decision.
-    pub(crate) fn new(sample_ratio: f64) -> Self {
-        Tracer { sample_ratio }
+    /// trace keeps its caller's decision. Sampled hops are recorded to
+    /// `spans`, if given.
+    pub(crate) fn new(sample_ratio: f64, spans: Option<Spans>) -> Self {
+        Tracer {
+            sample_ratio,
+            spans,
+        }
     }
 
-    /// The context of the hop that processes a record with `headers`: a new
-    /// span in the record's trace, or the root of a new trace when it has
-    /// no valid `traceparent` (an invalid one is dropped, with its
-    /// `tracestate`). The hop's `traceparent` replaces the record's.
-    pub(crate) fn hop(&self, headers: &mut Headers) -> TraceContext {
+    /// The hop that processes a record with `headers`: a new span in the
+    /// record's trace, or the root of a new trace when it has no valid
+    /// `traceparent` (an invalid one is dropped, with its `tracestate`).
+    /// The hop's `traceparent` replaces the record's.
+    pub(crate) fn hop(&self, headers: &mut Headers) -> Hop {
         let parent = headers.last(TRACEPARENT).map(TraceContext::parse);
-        let ctx = match parent {
-            Some(Some(parent)) => parent.child(),
+        let (context, parent) = match parent {
+            Some(Some(parent)) => (parent.child(), Some(parent.span_id)),
             invalid_or_none => {
                 if invalid_or_none.is_some() {
                     headers.0.retain(|h| h.key != TRACESTATE);
                 }
-                TraceContext::root(fastrand::f64() < self.sample_ratio)
+                (
+                    TraceContext::root(fastrand::f64() < self.sample_ratio),
+                    None,
+                )
             }
         };
         headers.0.retain(|h| h.key != TRACEPARENT);
-        headers.add(TRACEPARENT, ctx.header_value().to_vec());
-        ctx
+        headers.add(TRACEPARENT, context.header_value().to_vec());
+        let start = (context.sampled && self.spans.is_some()).then(SystemTime::now);
+        Hop {
+            context,
+            parent,
+            start,
+        }
+    }
+
+    /// A timer's span, firing for what the record with `parent` (a
+    /// `traceparent` value) last changed: a child of that record's span,
+    /// whose context is added to `headers`. `None` (and nothing added) if
+    /// `parent` is not a valid context.
+    pub(crate) fn timer(&self, parent: &[u8], headers: &mut Headers) -> Option<Hop> {
+        let parent = TraceContext::parse(parent)?;
+        let context = parent.child();
+        headers.add(TRACEPARENT, context.header_value().to_vec());
+        let start = (context.sampled && self.spans.is_some()).then(SystemTime::now);
+        Some(Hop {
+            context,
+            parent: Some(parent.span_id),
+            start,
+        })
+    }
+
+    /// Ends a timer's span named `name`, queued for export with
+    /// `attributes`.
+    pub(crate) fn finish_timer(
+        &self,
+        hop: Hop,
+        name: &'static str,
+        attributes: impl FnOnce() -> Vec<(&'static str, String)>,
+    ) {
+        if let (Some(spans), Some(start)) = (&self.spans, hop.start) {
+            spans.record(Span {
+                context: hop.context,
+                parent: hop.parent,
+                name: name.into(),
+                kind: SpanKind::Internal,
+                start,
+                end: SystemTime::now(),
+                attributes: attributes(),
+            });
+        }
+    }
+
+    /// Ends a hop of task `task` that processed the record at `offset` of
+    /// `topic`'s `partition`: its span is queued for export.
+    pub(crate) fn finish(
+        &self,
+        hop: Hop,
+        task: TaskId,
+        topics: &Arc<TopicTable>,
+        (topic, partition, offset): (TopicRef, i32, i64),
+    ) {
+        if let (Some(spans), Some(start)) = (&self.spans, hop.start) {
+            spans.record_hop(HopSpan {
+                context: hop.context,
+                parent: hop.parent,
+                start,
+                end: SystemTime::now(),
+                topics: topics.clone(),
+                topic,
+                partition,
+                offset,
+                task,
+            });
+        }
     }
 }
 
@@ -186,14 +277,14 @@ mod tests {
 
     #[test]
     fn a_hop_continues_the_trace_with_a_new_span_or_starts_one() {
-        let tracer = Tracer::new(1.0);
+        let tracer = Tracer::new(1.0, None);
         let parent = TraceContext::parse(VALID).unwrap();
         let mut headers = Headers::new();
         headers
             .add("other", "x")
             .add(TRACEPARENT, VALID)
             .add(TRACESTATE, "k=v");
-        let hop = tracer.hop(&mut headers);
+        let hop = tracer.hop(&mut headers).context;
         assert_eq!((hop.trace_id, hop.sampled), (parent.trace_id, true));
         assert_ne!(hop.span_id, parent.span_id);
         let written = TraceContext::parse(headers.last(TRACEPARENT).unwrap());
@@ -204,17 +295,17 @@ mod tests {
         // No context, or a malformed one: a new trace (its state dropped).
         let mut headers = Headers::new();
         headers.add(TRACEPARENT, "garbage").add(TRACESTATE, "k=v");
-        let root = tracer.hop(&mut headers);
+        let root = tracer.hop(&mut headers).context;
         assert_ne!(root.trace_id, parent.trace_id);
         assert!(root.sampled);
         let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
         assert_eq!(keys, [TRACEPARENT]);
 
         // New traces follow the ratio; a continued one keeps its flag.
-        let never = Tracer::new(0.0);
-        assert!(!never.hop(&mut Headers::new()).sampled);
+        let never = Tracer::new(0.0, None);
+        assert!(!never.hop(&mut Headers::new()).context.sampled);
         let mut headers = Headers::new();
         headers.add(TRACEPARENT, VALID);
-        assert!(never.hop(&mut headers).sampled);
+        assert!(never.hop(&mut headers).context.sampled);
     }
 }

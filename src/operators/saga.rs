@@ -438,11 +438,28 @@ impl SagaProcessor {
         self.fire_timeout(&mut inst, key, deadline)?;
         self.retry_deferred(&mut inst, key)?;
         self.keep_from(&mut inst, deadline);
+        // The timeout is a span of its own, a child of the event that last
+        // changed the instance; with tracing off, its context passes on.
         let mut headers = Headers::new();
-        if let Some(trace) = &inst.trace {
-            headers.add(TRACEPARENT, trace.as_bytes());
+        let timer = match (&ctx.task.tracer, &inst.trace) {
+            (Some(tracer), Some(trace)) => tracer.timer(trace.as_bytes(), &mut headers),
+            (None, Some(trace)) => {
+                headers.add(TRACEPARENT, trace.as_bytes());
+                None
+            }
+            (_, None) => None,
+        };
+        let committed = self.commit(key.to_owned(), &inst, old, &headers, ctx);
+        if let (Some(timer), Some(tracer)) = (timer, &ctx.task.tracer) {
+            tracer.finish_timer(timer, "saga timeout", || {
+                vec![
+                    ("eddy.saga.key", key.to_owned()),
+                    ("eddy.saga.state", inst.state.to_string()),
+                    ("eddy.task", ctx.task.id.to_string()),
+                ]
+            });
         }
-        self.commit(key.to_owned(), &inst, old, &headers, ctx)
+        committed
     }
 
     /// Removes an instance whose retention ended at `at`, if it has not

@@ -193,9 +193,7 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             .map_err(SourceError::Value)?;
         ctx.advance_stream_time(raw.timestamp);
         let mut headers = raw.headers.to_headers();
-        if let Some(tracer) = &ctx.tracer {
-            tracer.hop(&mut headers);
-        }
+        let hop = ctx.tracer.as_ref().map(|t| t.hop(&mut headers));
         let record = Record {
             key,
             value,
@@ -203,6 +201,10 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             headers,
         };
         forward_all(&self.children, record, ctx);
+        if let (Some(hop), Some(tracer)) = (hop, &ctx.tracer) {
+            let at = (raw.topic, raw.partition, raw.offset);
+            tracer.finish(hop, ctx.id, &ctx.topics, at);
+        }
         Ok(())
     }
 

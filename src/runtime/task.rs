@@ -14,7 +14,7 @@ use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::task_id::TaskId;
 use super::upstream::Marks;
-use crate::observability::Tracer;
+use crate::observability::{Spans, Tracer};
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -62,6 +62,8 @@ pub(crate) struct TaskSettings {
     ///
     /// [`StreamsConfig::trace_sample_ratio`]: crate::kafka::StreamsConfig::trace_sample_ratio
     pub(crate) trace_sample_ratio: Option<f64>,
+    /// Where sampled hops' spans are exported, if anywhere.
+    pub(crate) spans: Option<Spans>,
     /// Whether outputs the broker would refuse for their timestamp are
     /// kept from it (the test driver's hand-driven clock has no broker).
     pub(crate) refuse_future_outputs: bool,
@@ -111,6 +113,7 @@ impl TaskSettings {
             changelogs,
             max_future_timestamp: None,
             trace_sample_ratio: None,
+            spans: None,
             refuse_future_outputs: true,
             upstreams: Vec::new(),
             future_output_limits: Arc::new(vec![BROKER_MAX_FUTURE_MS; topics_len]),
@@ -195,7 +198,9 @@ impl Task {
             now,
         );
         ctx.globals = settings.globals.clone();
-        ctx.tracer = settings.trace_sample_ratio.map(Tracer::new);
+        ctx.tracer = settings
+            .trace_sample_ratio
+            .map(|ratio| Tracer::new(ratio, settings.spans.clone()));
         for spec in topology
             .stores
             .iter()

@@ -22,7 +22,7 @@ use super::upstream::{Upstream, UpstreamWatch};
 use crate::error::Error;
 use crate::kafka::admin::{ensure_topic, future_timestamp_limits, topic_partitions};
 use crate::kafka::{EmbeddedKafka, Guarantee, StreamsConfig};
-use crate::observability::{HttpServer, Metrics};
+use crate::observability::{HttpServer, Metrics, Spans};
 use crate::serde::Serde;
 use crate::stores::RocksShared;
 use crate::topology::{TopicRef, Topology};
@@ -150,7 +150,14 @@ impl KafkaStreams {
             provider,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
-        settings.trace_sample_ratio = config.trace_sample_ratio;
+        settings.trace_sample_ratio = config.effective_trace_sample_ratio();
+        let spans = config
+            .otlp_endpoint
+            .as_deref()
+            .map(|e| Spans::start(e, &config.application_id, &self.metrics))
+            .transpose()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        settings.spans = spans.clone();
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         let (process_id, stable_id) = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
@@ -317,6 +324,7 @@ impl KafkaStreams {
             embedded,
             servers,
             metrics: self.metrics,
+            spans,
         })
     }
 }
@@ -621,6 +629,7 @@ pub struct RunningStreams {
     embedded: Option<Arc<EmbeddedKafka>>,
     servers: String,
     metrics: Arc<Metrics>,
+    spans: Option<Spans>,
 }
 
 impl RunningStreams {
@@ -672,6 +681,9 @@ impl RunningStreams {
         self.standbys.take();
         self.membership.take();
         self.watch.take();
+        if let Some(spans) = self.spans.take() {
+            spans.close();
+        }
         self.http.take();
         self.embedded.take();
         result

@@ -9,9 +9,13 @@
 
 #[cfg(feature = "test-util")]
 mod cluster;
+#[cfg(feature = "test-util")]
+mod collector;
 
 #[cfg(feature = "test-util")]
 pub use cluster::{free_addr, unique, wait_for, Consumed, KeyValue, Reader, TestCluster};
+#[cfg(feature = "test-util")]
+pub use collector::{CollectedSpan, OtlpCollector};
 
 mod records;
 

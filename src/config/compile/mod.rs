@@ -20,6 +20,7 @@ use super::model::{self, File, Node, OnError};
 use super::read::{read_text, MAX_FILE_BYTES};
 use super::registry::Registry;
 use crate::kafka::StreamsConfig;
+use crate::observability::{traces_url, SpanExportError};
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::JsonSerde;
 use crate::topology::{KStream, KTable, StreamsBuilder, Topology};
@@ -230,6 +231,15 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
             );
         }
         config = config.trace_sampling(ratio);
+    }
+    if let Some(endpoint) = &app.otlp_endpoint {
+        if let Err(SpanExportError::Endpoint { reason, .. }) = traces_url(endpoint) {
+            return fail(
+                "application.otlp_endpoint",
+                format!("{endpoint:?}: {reason}"),
+            );
+        }
+        config = config.otlp_endpoint(endpoint);
     }
     if let Some(p) = app.partitions {
         if p < 1 {

@@ -2,14 +2,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use eddy::observability::{ApiError, JsonBody, TraceContext, TRACEPARENT, TRACESTATE};
+use eddy::observability::{
+    ApiError, JsonBody, Span, SpanKind, Spans, TraceContext, TRACEPARENT, TRACESTATE,
+};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -80,6 +82,7 @@ struct OrderRoute {
     tally: Arc<Mutex<Tally>>,
     posted: Arc<AtomicU64>,
     topic: Arc<str>,
+    spans: Option<Spans>,
 }
 
 /// `POST /orders`: validates an order and emits `order_created`.
@@ -101,6 +104,7 @@ pub(super) fn order_route(
     topic: &str,
     config_dir: &std::path::Path,
     tally: &Arc<Mutex<Tally>>,
+    spans: Option<Spans>,
 ) -> anyhow::Result<Router> {
     let schema_file = config_dir.join("schemas/order.json");
     let schema: Value = serde_json::from_str(
@@ -120,6 +124,7 @@ pub(super) fn order_route(
         request_headers: HeaderMap,
         body: Result<JsonBody<Value>, ApiError>,
     ) -> Result<(StatusCode, HeaderMap, Json<Value>), ApiError> {
+        let started = SystemTime::now();
         let JsonBody(mut body) = body.map_err(|e| match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 e.status(),
@@ -168,25 +173,35 @@ pub(super) fn order_route(
                 }
             }
         }
-        let (record_headers, response_headers) = trace(&request_headers);
+        let (record_headers, response_headers, span) = trace(&request_headers);
         let record = FutureRecord::to(&s.topic)
             .key(&id)
             .payload(&payload)
             .headers(record_headers);
-        match s.producer.send(record, Duration::from_secs(10)).await {
-            Ok(_) => Ok((
-                StatusCode::ACCEPTED,
-                response_headers,
-                Json(json!({"order_id": id})),
-            )),
+        let sent = s.producer.send(record, Duration::from_secs(10)).await;
+        let status = match sent {
+            Ok(_) => StatusCode::ACCEPTED,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if let Some(spans) = &s.spans {
+            spans.record(Span {
+                end: SystemTime::now(),
+                attributes: vec![
+                    ("http.request.method", "POST".to_owned()),
+                    ("http.route", "/orders".to_owned()),
+                    ("http.response.status_code", status.as_u16().to_string()),
+                    ("order.id", id.clone()),
+                ],
+                ..Span::new(span.0, span.1, "POST /orders", SpanKind::Server, started)
+            });
+        }
+        match sent {
+            Ok(_) => Ok((status, response_headers, Json(json!({"order_id": id})))),
             Err((e, _)) => {
                 let mut t = s.tally.lock().unwrap_or_else(|e| e.into_inner());
                 t.sent.remove(&id);
                 t.posted.retain(|p| *p != id);
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    e.to_string(),
-                ))
+                Err(ApiError::new(status, e.to_string()))
             }
         }
     }
@@ -199,6 +214,7 @@ pub(super) fn order_route(
             tally: tally.clone(),
             posted: Arc::new(AtomicU64::new(0)),
             topic: Arc::from(topic),
+            spans,
         }))
 }
 
@@ -206,8 +222,9 @@ pub(super) fn order_route(
 /// `traceparent` request header), or the root of a new, sampled one when
 /// the request has no valid header. The order's record carries the span
 /// (and the caller's `tracestate`); the response's `traceparent` header
-/// tells the caller which trace to follow.
-fn trace(request: &HeaderMap) -> (OwnedHeaders, HeaderMap) {
+/// tells the caller which trace to follow. Also returns the span and its
+/// parent (the caller's span).
+fn trace(request: &HeaderMap) -> (OwnedHeaders, HeaderMap, (TraceContext, Option<u64>)) {
     let caller = request
         .get(TRACEPARENT)
         .and_then(|v| TraceContext::parse(v.as_bytes()));
@@ -227,5 +244,5 @@ fn trace(request: &HeaderMap) -> (OwnedHeaders, HeaderMap) {
     if let Ok(v) = HeaderValue::from_bytes(&value) {
         response.insert(TRACEPARENT, v);
     }
-    (record, response)
+    (record, response, (span, caller.map(|c| c.span_id)))
 }

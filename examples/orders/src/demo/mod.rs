@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::admin::ensure_topic;
 use eddy::kafka::{send_blocking, EmbeddedKafka};
-use eddy::observability::Metrics;
+use eddy::observability::{Metrics, Spans};
 use eddy::runtime::RunningStreams;
 use eddy_orders::order_created;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -96,6 +96,16 @@ pub struct DemoArgs {
     /// WARN, between the status lines; `RUST_LOG` overrides both.
     #[arg(long)]
     pub verbose: bool,
+    /// W3C trace context through the pipeline's records, new traces
+    /// sampled at this ratio (0 to 1), overriding the files'; 1 when
+    /// `--otlp-endpoint` is given without it.
+    #[arg(long)]
+    trace_sample_ratio: Option<f64>,
+    /// An OpenTelemetry collector's OTLP/HTTP endpoint (such as
+    /// http://localhost:4318): the spans of `POST /orders` and of every
+    /// hop of the three services are exported there.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 /// What the observer has seen.
@@ -145,12 +155,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let metrics = Arc::new(Metrics::new());
     let state = std::env::temp_dir().join(format!("eddy-demo-{}", std::process::id()));
+    if let Some(r) = args.trace_sample_ratio {
+        if !(0.0..=1.0).contains(&r) {
+            bail!("--trace-sample-ratio {r}: not a ratio between 0 and 1");
+        }
+    }
+    let api_spans = args
+        .otlp_endpoint
+        .as_deref()
+        .map(|e| Spans::start(e, &topic(&args, "orders-api"), &metrics))
+        .transpose()
+        .context("--otlp-endpoint")?;
     let services = Services {
         cluster: &cluster,
         servers: &servers,
         state: &state,
         tally: &tally,
         metrics: &metrics,
+        api_spans: &api_spans,
     };
     let (mut workers, http, expected_partitions) = start_services(&args, &services)?;
     eprintln!(
@@ -212,6 +234,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     for w in workers {
         w.close()?;
+    }
+    if let Some(spans) = api_spans {
+        spans.close();
     }
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
@@ -288,6 +313,8 @@ struct Services<'a> {
     state: &'a std::path::Path,
     tally: &'a Arc<Mutex<Tally>>,
     metrics: &'a Arc<Metrics>,
+    /// Where the spans of `POST /orders` go.
+    api_spans: &'a Option<Spans>,
 }
 
 /// Starts the payment, inventory and saga services of `config/`: their
@@ -318,6 +345,12 @@ fn start_services(
         let path = args.config_dir.join(file);
         let mut p = Pipeline::load_with(&path, &registry, &overrides)?;
         p.config.bootstrap_servers = args.brokers.clone();
+        if args.trace_sample_ratio.is_some() {
+            p.config.trace_sample_ratio = args.trace_sample_ratio;
+        }
+        if args.otlp_endpoint.is_some() {
+            p.config.otlp_endpoint = args.otlp_endpoint.clone();
+        }
         if let Some(g) = args.guarantee {
             p.config.guarantee = g;
             if g == eddy::kafka::Guarantee::ExactlyOnce {
@@ -342,6 +375,7 @@ fn start_services(
                 &topic(args, "orders"),
                 &args.config_dir,
                 s.tally,
+                s.api_spans.clone(),
             )?);
         }
         let running = streams

@@ -1,0 +1,145 @@
+//! A stand-in OpenTelemetry collector for tests: it takes OTLP/HTTP span
+//! exports (protobuf) and keeps what it received.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message;
+
+/// A span as the collector received it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectedSpan {
+    /// The `service.name` of the resource that sent it.
+    pub service: String,
+    /// Its trace.
+    pub trace_id: u128,
+    /// Its id.
+    pub span_id: u64,
+    /// Its parent's id, if it has one.
+    pub parent: Option<u64>,
+    /// Its name.
+    pub name: String,
+    /// Its kind, as OTLP numbers it (2 server, 5 consumer, 1 internal).
+    pub kind: i32,
+    /// Its string and integer attributes, as text.
+    pub attributes: BTreeMap<String, String>,
+    /// Start and end, in nanoseconds since the epoch.
+    pub time: (u64, u64),
+}
+
+/// An OTLP/HTTP endpoint on a loopback port that records the spans sent
+/// to `/v1/traces`; stopped when dropped.
+pub struct OtlpCollector {
+    addr: SocketAddr,
+    spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OtlpCollector {
+    /// Starts a collector on a free loopback port.
+    pub fn start() -> OtlpCollector {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("its address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(spans.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        OtlpCollector {
+            addr,
+            spans,
+            _stop: stop,
+        }
+    }
+
+    /// The endpoint to configure (`http://127.0.0.1:<port>`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The spans received so far.
+    pub fn spans(&self) -> Vec<CollectedSpan> {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+async fn receive(
+    State(spans): State<Arc<Mutex<Vec<CollectedSpan>>>>,
+    body: Bytes,
+) -> Result<([(header::HeaderName, &'static str); 1], Vec<u8>), (StatusCode, String)> {
+    let request = ExportTraceServiceRequest::decode(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let mut received = Vec::new();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|a| a.key == "service.name")
+            .and_then(|a| text(a.value.as_ref()?.value.as_ref()?))
+            .unwrap_or_default();
+        for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let parent = (!span.parent_span_id.is_empty()).then(|| id(&span.parent_span_id) as u64);
+            received.push(CollectedSpan {
+                service: service.clone(),
+                trace_id: id(&span.trace_id),
+                span_id: id(&span.span_id) as u64,
+                parent: parent.filter(|p| *p != 0),
+                name: span.name,
+                kind: span.kind,
+                attributes: span
+                    .attributes
+                    .iter()
+                    .filter_map(|a| Some((a.key.clone(), text(a.value.as_ref()?.value.as_ref()?)?)))
+                    .collect(),
+                time: (span.start_time_unix_nano, span.end_time_unix_nano),
+            });
+        }
+    }
+    spans
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(received);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    ))
+}
+
+fn id(bytes: &[u8]) -> u128 {
+    bytes.iter().fold(0, |n, b| n << 8 | u128::from(*b))
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
