@@ -1,5 +1,6 @@
 //! `eddy demo`, the README's main job: the order pipeline runs to a
-//! consistent summary, then serves `POST /orders` and `GET /orders/{id}`.
+//! consistent summary, then serves `POST /orders` and `GET /orders/{id}`;
+//! an order posted with trace context is one trace across the services.
 
 mod common;
 
@@ -9,6 +10,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeSet, HashMap};
+
+use eddy::observability::{TraceContext, TRACEPARENT};
+use eddy::testing::{CollectedSpan, OtlpCollector};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -144,4 +152,254 @@ fn demo_runs_to_a_consistent_summary_and_serves_orders() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success());
+}
+
+/// Every record of `topic` (all partitions, from the beginning to the end
+/// at the time of the call): (partition, offset, key, traceparent).
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, Option<TraceContext>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", common::unique("trace-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut left = 0;
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .unwrap();
+        left += high - low;
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while left > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {left} records not read"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        left -= 1;
+        let ctx = m.headers().and_then(|h| {
+            h.iter()
+                .filter(|h| h.key == TRACEPARENT)
+                .last()
+                .and_then(|h| TraceContext::parse(h.value?))
+        });
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        records.push((m.partition(), m.offset(), key, ctx));
+    }
+    records
+}
+
+/// An order posted to the demo with a caller's `traceparent` is one trace
+/// from `POST /orders` to its outcome across the three services: every
+/// record it causes carries it, each hop's span (exported to a collector)
+/// has as parent the span of the record it read, and the spans cover the
+/// API and the three services.
+#[test]
+fn one_order_is_one_trace_across_the_three_services() {
+    let collector = OtlpCollector::start();
+    let http_addr = common::free_addr();
+    let addr = http_addr.to_string();
+    let endpoint = collector.endpoint();
+    let suffix = common::unique("trace");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut args = vec![
+        "demo",
+        "--count",
+        "10",
+        "--rate",
+        "100",
+        "--malformed-every",
+        "0",
+        "--payment-failure-rate",
+        "0",
+        "--http",
+        &addr,
+        "--config-dir",
+        config,
+        "--suffix",
+        &suffix,
+        "--otlp-endpoint",
+        &endpoint,
+        "--serve",
+    ];
+    let brokers = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
+    if !brokers.is_empty() {
+        args.extend(["--brokers", &brokers]);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
+        .args(&args)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    // The cluster's address (the embedded one's is printed), then the
+    // summary of the generated orders.
+    let mut bootstrap = brokers.clone();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("the demo serves");
+        if let Some(rest) = line.split("the embedded cluster at ").nth(1) {
+            bootstrap = rest.split(' ').next().unwrap().to_owned();
+        }
+        if line.starts_with("serving until Ctrl-C") {
+            break;
+        }
+    }
+
+    let caller = TraceContext::root(true);
+    let order = json!({"order_id": format!("traced-{suffix}"), "user_id": "u-trace",
+        "items": [{"product_id": "product-2", "qty": 1, "unit_price": 700}]});
+    let id = order["order_id"].as_str().unwrap().to_owned();
+    let (status, reply, traceparent) = post_traced(http_addr, &order, &caller);
+    assert_eq!(status, 202, "{reply}");
+    let api = TraceContext::parse(traceparent.as_bytes()).expect("a traceparent answered");
+    assert_eq!(api.trace_id, caller.trace_id);
+    common::wait_for("the order's outcome", Duration::from_secs(60), || {
+        let (status, summary) = http(http_addr, "GET", &format!("/orders/{id}"), None);
+        status == 200 && summary["value"]["status"] == "completed"
+    });
+
+    // Every record of the order, on its way through the pipeline's topics.
+    let topic = |t: &str| format!("{t}-{suffix}");
+    let mut ours = Vec::new();
+    for t in ["orders", "payments", "inventory", "order-outcomes"] {
+        for (partition, offset, key, ctx) in read_topic(&bootstrap, &topic(t)) {
+            if key == id {
+                let ctx = ctx.unwrap_or_else(|| panic!("{t}/{partition}@{offset} has no trace"));
+                assert_eq!(ctx.trace_id, caller.trace_id, "{t}/{partition}@{offset}");
+                ours.push((t, ctx));
+            }
+        }
+    }
+    let kinds: Vec<&str> = ours.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        kinds,
+        ["orders", "payments", "inventory", "order-outcomes"],
+        "one record per topic for one completed order"
+    );
+    assert_eq!(
+        ours[0].1.span_id, api.span_id,
+        "the order carries the API's span"
+    );
+    // The spans of every record arrive (sent every half second).
+    let spans = || -> HashMap<u64, CollectedSpan> {
+        collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == caller.trace_id)
+            .map(|s| (s.span_id, s))
+            .collect()
+    };
+    common::wait_for(
+        "the spans of the order's records",
+        Duration::from_secs(30),
+        || {
+            let spans = spans();
+            ours.iter().all(|(_, ctx)| spans.contains_key(&ctx.span_id))
+        },
+    );
+    let spans = spans();
+    let post = &spans[&api.span_id];
+    assert_eq!(
+        (post.name.as_str(), post.kind, post.parent),
+        ("POST /orders", 2, Some(caller.span_id))
+    );
+    assert_eq!(post.service, topic("orders-api"));
+    // Each hop's parent is the span of the record it read, wherever that
+    // was (an input topic, or a service's own repartition topic).
+    let mut services = BTreeSet::new();
+    for s in spans.values() {
+        services.insert(s.service.clone());
+        if s.kind != 5 {
+            continue;
+        }
+        let read = &s.attributes["messaging.destination.name"];
+        let partition: i32 = s.attributes["messaging.destination.partition.id"]
+            .parse()
+            .unwrap();
+        let offset: i64 = s.attributes["messaging.kafka.offset"].parse().unwrap();
+        let records = read_topic(&bootstrap, read);
+        let (.., ctx) = records
+            .iter()
+            .find(|(p, o, ..)| (*p, *o) == (partition, offset))
+            .unwrap_or_else(|| panic!("{read}/{partition}@{offset} read by {s:?}"));
+        let ctx = ctx.expect("the record read carries the trace");
+        assert_eq!(ctx.trace_id, caller.trace_id);
+        assert_eq!(
+            s.parent,
+            Some(ctx.span_id),
+            "{s:?} read {read}/{partition}@{offset}"
+        );
+    }
+    let expected: BTreeSet<String> = [
+        "orders-api",
+        "payment-service",
+        "inventory-service",
+        "order-saga",
+    ]
+    .into_iter()
+    .map(topic)
+    .collect();
+    assert_eq!(services, expected);
+    // The outcome was written by the saga's hop.
+    let outcome = &spans[&ours[3].1.span_id];
+    assert_eq!(
+        (outcome.service.clone(), outcome.kind),
+        (topic("order-saga"), 5)
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
+
+/// `POST /orders` with the caller's `traceparent`: status, body, and the
+/// `traceparent` answered.
+fn post_traced(addr: SocketAddr, body: &Value, caller: &TraceContext) -> (u16, Value, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body = body.to_string();
+    let parent = String::from_utf8(caller.header_value().to_vec()).unwrap();
+    write!(
+        s,
+        "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\ntraceparent: {parent}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    let traceparent = head
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .unwrap_or_default()
+        .to_owned();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        traceparent,
+    )
 }
