@@ -90,6 +90,16 @@ impl TraceContext {
         }
     }
 
+    /// The trace id as 32 lower-case hex digits, as logs and tools show it.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span id as 16 lower-case hex digits.
+    pub fn span_id_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
     /// The context as a version 00 `traceparent` value.
     pub fn header_value(&self) -> [u8; 55] {
         let mut out = [b'-'; 55];

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::observability::TRACEPARENT;
+use crate::observability::{TraceContext, TRACEPARENT};
 use crate::processor::{
     Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
     Record, OPENED_IN_INIT,
@@ -345,7 +345,7 @@ impl SagaProcessor {
         let Some(step) = self.saga.rejected.clone() else {
             return Err(error);
         };
-        self.reject(r.key, &step, &error, r.timestamp, &r.headers, ctx)
+        self.reject(r.key, &kind, &step, &error, r.timestamp, &r.headers, ctx)
             .map_err(|e| {
                 Failure::new(
                     error.kind(),
@@ -360,9 +360,11 @@ impl SagaProcessor {
 
     /// Moves the instance of `key` along the rejection `step` (see
     /// [`Saga::on_error`]), from its state as stored.
+    #[allow(clippy::too_many_arguments)]
     fn reject(
         &mut self,
         key: String,
+        kind: &str,
         step: &Step,
         error: &Failure,
         ts: i64,
@@ -374,7 +376,17 @@ impl SagaProcessor {
             return Err(format!("the instance is {} already", inst.state).into());
         }
         let old = (inst.deadline, inst.expires);
-        tracing::debug!(%key, state = %inst.state, "saga event rejected: {error}");
+        let trace = headers.last(TRACEPARENT).and_then(TraceContext::parse);
+        tracing::debug!(
+            application = &*ctx.task.application_id,
+            task = %ctx.task.id,
+            %key,
+            state = %inst.state,
+            event_type = kind,
+            trace_id = trace.map(|t| t.trace_id_hex()),
+            span_id = trace.map(|t| t.span_id_hex()),
+            "saga event rejected: {error}"
+        );
         inst.reason = Some(error.error().to_string());
         inst.deferred.clear();
         self.take(&mut inst, &key, step, None, ts)?;

@@ -7,7 +7,7 @@
 
 mod context;
 mod failure;
-mod json_field;
+pub(crate) mod json_field;
 mod record;
 mod timestamp;
 

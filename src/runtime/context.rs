@@ -9,7 +9,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
-use crate::observability::Tracer;
+use crate::observability::{TraceContext, Tracer};
 use crate::processor::{Failure, Header, Headers};
 use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
@@ -80,6 +80,8 @@ pub(crate) struct TaskContext {
     pub(crate) dropped: DroppedRecords,
     /// Makes each record a source reads a hop of its trace (tracing on).
     pub(crate) tracer: Option<Tracer>,
+    /// The hop of the record being processed, for logs (tracing on).
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// Records operators dropped on purpose.
@@ -120,6 +122,7 @@ impl TaskContext {
             now: Rc::new(Cell::new(i64::MIN)),
             dropped: DroppedRecords::default(),
             tracer: None,
+            trace: None,
         }
     }
 

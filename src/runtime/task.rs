@@ -14,7 +14,7 @@ use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::task_id::TaskId;
 use super::upstream::Marks;
-use crate::observability::{Spans, Tracer};
+use crate::observability::{Spans, TraceContext, Tracer, TRACEPARENT};
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
 use crate::topology::{TopicRef, TopicTable, Topology};
@@ -388,6 +388,7 @@ impl Task {
         stamp: Extracted,
     ) -> Result<Outcome, RecordError> {
         self.ctx.source = Some((raw.topic, raw.partition, raw.offset));
+        self.ctx.trace = None;
         let source = self.sources[raw.topic.0 as usize]
             .as_mut()
             .expect("records are routed to the task that reads their topic");
@@ -528,11 +529,21 @@ impl Task {
             .add(dlq_headers::TOPIC, self.ctx.topics.name(raw.topic))
             .add(dlq_headers::PARTITION, raw.partition.to_string())
             .add(dlq_headers::OFFSET, raw.offset.to_string());
+        // The hop's trace context, or (the record failed before its hop)
+        // the one it came with.
+        let trace = self
+            .ctx
+            .trace
+            .or_else(|| TraceContext::parse(raw.headers.to_headers().last(TRACEPARENT)?));
         tracing::debug!(
+            application = &*self.ctx.application_id,
             task = %self.ctx.id,
             topic = self.ctx.topics.name(raw.topic),
             partition = raw.partition,
             offset = raw.offset,
+            event_type = raw.value.and_then(event_type),
+            trace_id = trace.map(|t| t.trace_id_hex()),
+            span_id = trace.map(|t| t.span_id_hex()),
             "{kind} error, record sent to the dead-letter topic: {message}"
         );
         // A timestamp the broker would refuse (Kafka 4 refuses more than an
@@ -611,5 +622,13 @@ impl Task {
         for (_, p) in &self.processors {
             p.borrow_mut().close();
         }
+    }
+}
+
+/// The `type` field of a JSON object record, for logs: its event type.
+fn event_type(value: &[u8]) -> Option<String> {
+    match crate::processor::json_field::field(value, "type") {
+        Ok(Some(serde_json::Value::String(t))) => Some(t),
+        _ => None,
     }
 }
