@@ -8,18 +8,25 @@
 //! acknowledged flush and offset commit, so group joins are not counted.
 //! Rounds alternate raw/eddy to spread machine noise over both.
 //!
+//! The cost of tracing, in the same rounds: eddy with trace context in
+//! every record (100 % sampled), and with every hop's span exported to a
+//! collector (a stand-in that takes the requests without decoding them).
+//!
 //! `EDDY_BENCH_RECORDS` (default 1 000 000), `EDDY_BENCH_ROUNDS` (default 3),
-//! `EDDY_BENCH_PARTITIONS` (default 4).
+//! `EDDY_BENCH_PARTITIONS` (default 4), `EDDY_BENCH_ONLY=<0..4>` (one
+//! variant alone: raw, eddy, traced, spans, raw with a header).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use eddy::kafka::{send_blocking, StreamsConfig};
+use eddy::observability::{TraceContext, TRACEPARENT};
 use eddy::serde::{BytesSerde, Nullable};
-use eddy::testing::{unique, TestCluster};
+use eddy::testing::{unique, OtlpCollector, TestCluster};
 use eddy::topology::StreamsBuilder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::Message;
 
@@ -33,8 +40,10 @@ fn shout(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 /// The yardstick: consume, filter, upper-case into a new buffer, produce;
-/// then flush and commit.
-fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
+/// then flush and commit. `traced`: each output also carries a new
+/// `traceparent` header, as eddy's do with tracing on (the floor of what
+/// carrying trace context costs the client and the broker).
+fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, traced: bool) -> Duration {
     let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
         .consumer_client_config(&c.bootstrap, "raw")
         .create()
@@ -65,6 +74,13 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
         if let Some(ts) = m.timestamp().to_millis() {
             record = record.timestamp(ts);
         }
+        let context = traced.then(|| TraceContext::root(true).header_value());
+        if let Some(context) = &context {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: TRACEPARENT,
+                value: Some(&context[..]),
+            }));
+        }
         send_blocking(&producer, record).expect("produce");
         producer.poll(Duration::ZERO);
     }
@@ -75,8 +91,27 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
     start.unwrap().elapsed()
 }
 
+/// What an eddy run carries of trace context.
+#[derive(Clone, Copy)]
+enum Tracing {
+    /// Off (the default): headers pass untouched.
+    Off,
+    /// Every record a hop of its trace (100 % sampled): a `traceparent`
+    /// read, made and written per record, no spans exported.
+    Context,
+    /// As `Context`, with every hop's span exported to a collector.
+    Exported,
+}
+
 /// The same work as an eddy topology on one stream thread.
-fn eddy(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
+fn eddy(
+    c: &TestCluster,
+    input: &str,
+    output: &str,
+    n: usize,
+    tracing: Tracing,
+    collector: &str,
+) -> Duration {
     let b = StreamsBuilder::new();
     b.stream(input, Nullable(BytesSerde), BytesSerde)
         .filter(|_, v| keep(v))
@@ -86,7 +121,18 @@ fn eddy(c: &TestCluster, input: &str, output: &str, n: usize) -> Duration {
     if c.is_embedded() {
         c.create_topic(&format!("{app}-dlq"), 1);
     }
-    common::time_worker(&c.bootstrap, &app, b.build().unwrap(), "pipeline", n)
+    common::time_worker_with(
+        &c.bootstrap,
+        &app,
+        b.build().unwrap(),
+        "pipeline",
+        n,
+        |config| match tracing {
+            Tracing::Off => config,
+            Tracing::Context => config.trace_sampling(1.0),
+            Tracing::Exported => config.trace_sampling(1.0).otlp_endpoint(collector),
+        },
+    )
 }
 
 fn main() {
@@ -108,19 +154,36 @@ fn main() {
 
     let cluster = common::cluster_name(&c);
     println!("pipeline benchmark: {n} records of 100 bytes, {partitions} partitions, one thread, {cluster}");
-    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    // Spans go to a collector that takes them without decoding them (a
+    // real one runs elsewhere).
+    let collector = OtlpCollector::discarding();
+    let endpoint = collector.endpoint();
+    let variants = [
+        ("raw librdkafka", None),
+        ("eddy", Some(Tracing::Off)),
+        ("eddy traced", Some(Tracing::Context)),
+        ("eddy + spans", Some(Tracing::Exported)),
+        ("raw + header", None),
+    ];
+    // `EDDY_BENCH_ONLY=<i>` runs variant i alone (to profile it).
+    let only = std::env::var("EDDY_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let variants: Vec<_> = variants
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| only.is_none_or(|o| o == *i))
+        .map(|(_, v)| v)
+        .collect();
+    let mut rates = vec![Vec::new(); variants.len()];
     for round in 1..=rounds {
-        for (name, runs, f) in [
-            (
-                "raw librdkafka",
-                &mut raw,
-                raw_loop as fn(&TestCluster, &str, &str, usize) -> Duration,
-            ),
-            ("eddy", &mut ours, eddy),
-        ] {
+        for ((name, tracing), runs) in variants.iter().zip(&mut rates) {
             let output = unique("bench-out");
             c.create_topic(&output, partitions);
-            let d = f(&c, &input, &output, n);
+            let d = match tracing {
+                None => raw_loop(&c, &input, &output, n, name.ends_with("header")),
+                Some(t) => eddy(&c, &input, &output, n, *t, &endpoint),
+            };
             let rate = n as f64 / d.as_secs_f64();
             println!(
                 "  round {round}: {name:<15} {rate:>10.0} records/s ({:.2} s)",
@@ -133,9 +196,26 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (r, e) = (median(&mut raw), median(&mut ours));
+    let medians: Vec<f64> = rates.iter_mut().map(median).collect();
+    if only.is_some() {
+        return;
+    }
+    let (r, e) = (medians[0], medians[1]);
     println!(
         "  median: raw {r:.0} records/s, eddy {e:.0} records/s, ratio {:.2}",
         e / r
     );
+    for ((name, _), m) in variants.iter().zip(&medians).skip(2).take(2) {
+        println!(
+            "  median: {name} {m:.0} records/s, {:.3} of eddy untraced",
+            m / e
+        );
+    }
+    println!(
+        "  median: raw + header {:.0} records/s, {:.3} of raw",
+        medians[4],
+        medians[4] / r
+    );
+    let (requests, bytes) = collector.requests();
+    println!("  collector: {requests} requests, {bytes} bytes");
 }

@@ -86,7 +86,10 @@ fn dead_letter_logs_name_the_trace_span_application_task_and_event_type() {
         (r#"{"type":"order_created","price":3}"#, Some(traced())),
         // No trace context: a new trace.
         (r#"{"type":"order_paid","price":3}"#, None),
-        (r#"{"type":"order_created","qty":2,"price":3}"#, Some(traced())),
+        (
+            r#"{"type":"order_created","qty":2,"price":3}"#,
+            Some(traced()),
+        ),
     ] {
         let mut record = BaseRecord::<str, str>::to(&input).key("k").payload(value);
         if let Some(h) = headers {

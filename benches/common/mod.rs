@@ -56,10 +56,24 @@ pub fn time_worker(
     name: &str,
     n: usize,
 ) -> Duration {
+    time_worker_with(bootstrap, app, topology, name, n, |c| c)
+}
+
+/// [`time_worker`] with settings of the run's own (`tweak`).
+pub fn time_worker_with(
+    bootstrap: &str,
+    app: &str,
+    topology: eddy::topology::Topology,
+    name: &str,
+    n: usize,
+    tweak: impl FnOnce(eddy::kafka::StreamsConfig) -> eddy::kafka::StreamsConfig,
+) -> Duration {
     let state = state_dir(name);
-    let mut config = eddy::kafka::StreamsConfig::new(app)
-        .bootstrap_servers(bootstrap)
-        .state_dir(&state);
+    let mut config = tweak(
+        eddy::kafka::StreamsConfig::new(app)
+            .bootstrap_servers(bootstrap)
+            .state_dir(&state),
+    );
     // Client properties to try, as `name=value,...` (e.g.
     // `producer.linger.ms=20`).
     if let Ok(props) = std::env::var("EDDY_BENCH_PROPERTIES") {

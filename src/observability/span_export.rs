@@ -9,6 +9,7 @@
 //! `reason="export_failed"`; processing goes on at its own pace either way.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,6 @@ pub(crate) struct HopSpan {
     pub(crate) parent: Option<u64>,
     pub(crate) start: SystemTime,
     pub(crate) end: SystemTime,
-    pub(crate) topics: Arc<TopicTable>,
     pub(crate) topic: TopicRef,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
@@ -121,6 +121,8 @@ pub(crate) struct HopSpan {
 }
 
 enum Message {
+    /// The names of the topics hops refer to (sent once, first).
+    Topics(Arc<TopicTable>),
     Hop(HopSpan),
     Span(Box<Span>),
     Close,
@@ -202,6 +204,9 @@ impl Spans {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             last_warning: None,
+            topics: None,
+            names: HashMap::new(),
+            tasks: HashMap::new(),
         };
         let thread = {
             let shared = shared.clone();
@@ -222,6 +227,11 @@ impl Spans {
     /// queue is full or the exporter has stopped.
     pub fn record(&self, span: Span) {
         self.send(Message::Span(Box::new(span)));
+    }
+
+    /// Names the topics of the hops recorded from now on.
+    pub(crate) fn name_topics(&self, topics: Arc<TopicTable>) {
+        let _ = self.queue.send(Message::Topics(topics));
     }
 
     pub(crate) fn record_hop(&self, hop: HopSpan) {
@@ -293,6 +303,17 @@ struct Export {
     failed: IntCounter,
     scope: InstrumentationScope,
     last_warning: Option<Instant>,
+    /// The worker's topics.
+    topics: Option<Arc<TopicTable>>,
+    /// The topic name and span name of each topic read.
+    names: HashMap<TopicRef, Names>,
+    /// Each task's id and partition as text.
+    tasks: HashMap<TaskId, (Arc<str>, Arc<str>)>,
+}
+
+struct Names {
+    topic: Arc<str>,
+    span: &'static str,
 }
 
 impl Export {
@@ -315,8 +336,15 @@ impl Export {
                 },
             };
             match message {
-                Some(Message::Hop(hop)) => batch.push(self.hop_data(hop)),
+                Some(Message::Hop(hop)) => {
+                    let data = self.hop_data(hop);
+                    batch.push(data);
+                }
                 Some(Message::Span(span)) => batch.push(self.span_data(*span)),
+                Some(Message::Topics(topics)) => {
+                    self.topics = Some(topics);
+                    continue;
+                }
                 Some(Message::Close) | None => {
                     self.send(&mut batch, received, shared);
                     return;
@@ -371,23 +399,37 @@ impl Export {
         true
     }
 
-    fn hop_data(&self, hop: HopSpan) -> SpanData {
-        let topic = hop.topics.name(hop.topic);
+    fn hop_data(&mut self, hop: HopSpan) -> SpanData {
+        let topics = &self.topics;
+        let names = self.names.entry(hop.topic).or_insert_with(|| {
+            let topic = topics.as_ref().map_or("?", |t| t.name(hop.topic));
+            Names {
+                topic: Arc::from(topic),
+                // One per topic a worker reads, for the worker's life.
+                span: Box::leak(format!("process {topic}").into_boxed_str()),
+            }
+        });
+        let (name, topic) = (names.span, names.topic.clone());
+        // A task reads the same partition of each of its topics.
+        let (task, partition) = self
+            .tasks
+            .entry(hop.task)
+            .or_insert_with(|| {
+                let partition = hop.partition.to_string();
+                (Arc::from(hop.task.to_string()), Arc::from(partition))
+            })
+            .clone();
         let attributes = vec![
             KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", topic.to_owned()),
-            KeyValue::new(
-                "messaging.destination.partition.id",
-                hop.partition.to_string(),
-            ),
+            KeyValue::new("messaging.destination.name", topic),
+            KeyValue::new("messaging.destination.partition.id", partition),
             KeyValue::new("messaging.kafka.offset", hop.offset),
-            KeyValue::new("eddy.task", hop.task.to_string()),
+            KeyValue::new("eddy.task", task),
         ];
         self.data(
             hop.context,
             hop.parent,
-            format!("process {topic}").into(),
+            Cow::Borrowed(name),
             OtelKind::Consumer,
             (hop.start, hop.end),
             attributes,

@@ -13,13 +13,12 @@
 //! record starts a new trace. With tracing off, headers pass untouched and
 //! nothing is done per record.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{HopSpan, Span, SpanKind, Spans};
 use crate::processor::Headers;
 use crate::runtime::TaskId;
-use crate::topology::{TopicRef, TopicTable};
+use crate::topology::TopicRef;
 
 /// The header that carries the trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -229,7 +228,6 @@ impl Tracer {
         &self,
         hop: Hop,
         task: TaskId,
-        topics: &Arc<TopicTable>,
         (topic, partition, offset): (TopicRef, i32, i64),
     ) {
         if let (Some(spans), Some(start)) = (&self.spans, hop.start) {
@@ -238,7 +236,6 @@ impl Tracer {
                 parent: hop.parent,
                 start,
                 end: SystemTime::now(),
-                topics: topics.clone(),
                 topic,
                 partition,
                 offset,

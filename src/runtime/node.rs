@@ -204,7 +204,7 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
         forward_all(&self.children, record, ctx);
         if let (Some(hop), Some(tracer)) = (hop, &ctx.tracer) {
             let at = (raw.topic, raw.partition, raw.offset);
-            tracer.finish(hop, ctx.id, &ctx.topics, at);
+            tracer.finish(hop, ctx.id, at);
         }
         Ok(())
     }

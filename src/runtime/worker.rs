@@ -157,6 +157,9 @@ impl KafkaStreams {
             .map(|e| Spans::start(e, &config.application_id, &self.metrics))
             .transpose()
             .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(spans) = &spans {
+            spans.name_topics(settings.topics.clone());
+        }
         settings.spans = spans.clone();
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         let (process_id, stable_id) = settings.stores.process_id();

@@ -41,14 +41,35 @@ pub struct CollectedSpan {
 /// to `/v1/traces`; stopped when dropped.
 pub struct OtlpCollector {
     addr: SocketAddr,
-    spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    spans: Arc<Received>,
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Received {
+    /// Whether requests are only counted, not decoded and kept.
+    discard: bool,
+    spans: Mutex<Vec<CollectedSpan>>,
+    requests: Mutex<(u64, u64)>,
 }
 
 impl OtlpCollector {
     /// Starts a collector on a free loopback port.
     pub fn start() -> OtlpCollector {
-        let spans = Arc::new(Mutex::new(Vec::new()));
+        Self::with(Received::default())
+    }
+
+    /// Starts a collector that takes requests without decoding or keeping
+    /// them (for benchmarks: a collector's own work is not the worker's).
+    pub fn discarding() -> OtlpCollector {
+        Self::with(Received {
+            discard: true,
+            ..Received::default()
+        })
+    }
+
+    fn with(received: Received) -> OtlpCollector {
+        let spans = Arc::new(received);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("its address");
@@ -84,14 +105,41 @@ impl OtlpCollector {
 
     /// The spans received so far.
     pub fn spans(&self) -> Vec<CollectedSpan> {
-        self.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.spans
+            .spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Requests and body bytes received so far.
+    pub fn requests(&self) -> (u64, u64) {
+        *self
+            .spans
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
+type Answer = ([(header::HeaderName, &'static str); 1], Vec<u8>);
+
 async fn receive(
-    State(spans): State<Arc<Mutex<Vec<CollectedSpan>>>>,
+    State(spans): State<Arc<Received>>,
     body: Bytes,
-) -> Result<([(header::HeaderName, &'static str); 1], Vec<u8>), (StatusCode, String)> {
+) -> Result<Answer, (StatusCode, String)> {
+    {
+        let mut requests = spans.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.0 += 1;
+        requests.1 += body.len() as u64;
+    }
+    let answer = (
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    );
+    if spans.discard {
+        return Ok(answer);
+    }
     let request = ExportTraceServiceRequest::decode(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     let mut received = Vec::new();
@@ -122,13 +170,11 @@ async fn receive(
         }
     }
     spans
+        .spans
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .extend(received);
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-protobuf")],
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    ))
+    Ok(answer)
 }
 
 fn id(bytes: &[u8]) -> u128 {

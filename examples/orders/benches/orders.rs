@@ -18,6 +18,10 @@
 //! - `EDDY_BENCH_GUARANTEE`: `at_least_once` (default) or `exactly_once`;
 //!   the run ends with the time its commits spent in each phase
 //!   (`eddy_commit_phase_seconds`), summed over the three workers.
+//! - `EDDY_BENCH_TRACE`: `off` (default), `context` (trace context in
+//!   every record, 100 % sampled) or `spans` (every hop's span exported too,
+//!   to a stand-in collector that does not decode them): the cost of
+//!   tracing, from runs that alternate.
 //! - `EDDY_BENCH_SET`: client settings for every worker, as
 //!   `key=value,key=value` (e.g. `producer.linger.ms=0`).
 //! - `EDDY_BENCH_HOPS=1`: during the paced run, every topic of the
@@ -43,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::send_blocking;
 use eddy::runtime::RunningStreams;
-use eddy::testing::{unique, TestCluster};
+use eddy::testing::{unique, OtlpCollector, TestCluster};
 use eddy_orders::order_created;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -369,6 +373,11 @@ fn main() {
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
+    // Tracing, to measure its cost: `context` (every record a hop of its
+    // trace, 100 % sampled) or `spans` (also every hop's span exported to
+    // a collector that takes the requests without decoding them).
+    let tracing = std::env::var("EDDY_BENCH_TRACE").unwrap_or_default();
+    let collector = (tracing == "spans").then(OtlpCollector::discarding);
     let state = common::state_dir("orders");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
     let overrides = Overrides {
@@ -388,6 +397,15 @@ fn main() {
             p.config.guarantee = guarantee;
             for (key, value) in settings() {
                 p.config = p.config.clone().set(&key, &value);
+            }
+            match tracing.as_str() {
+                "" | "off" => {}
+                "context" => p.config.trace_sample_ratio = Some(1.0),
+                "spans" => {
+                    p.config.trace_sample_ratio = Some(1.0);
+                    p.config.otlp_endpoint = collector.as_ref().map(OtlpCollector::endpoint);
+                }
+                other => panic!("EDDY_BENCH_TRACE={other}: off, context or spans"),
             }
             if guarantee == eddy::kafka::Guarantee::ExactlyOnce {
                 // The files' 1 s is for at-least-once: exactly-once at its
