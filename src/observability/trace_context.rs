@@ -5,13 +5,16 @@
 //! trace it belongs to and which span wrote it. With tracing on, each
 //! source of a task makes the processing of a record one hop: a span with
 //! a new id in the record's trace (or the root of a new trace, when the
-//! record carries no valid context), whose context replaces the record's
-//! header. Operators pass headers on to what a record causes, so every
-//! output of the hop, and the next hop that reads it (another service, or
-//! this one after a repartition topic), carries the hop's span as its
-//! parent. A malformed header is ignored, as the specification asks: the
-//! record starts a new trace. With tracing off, headers pass untouched and
-//! nothing is done per record.
+//! record carries no valid context). Every record the hop writes (any
+//! sink, whatever operator made it: joins and aggregations write in the
+//! hop of the record that triggered them) carries the hop's context in
+//! place of the one it came with, so the next hop that reads it (another
+//! service, or this one after a repartition topic) has the hop's span as
+//! its parent. Operators see headers as the record was read; the sink
+//! writes the hop's `traceparent`, so carrying it costs no allocation. A
+//! malformed header is ignored, as the specification asks: the record
+//! starts a new trace. With tracing off, headers pass untouched and nothing
+//! is done per record.
 
 use std::time::SystemTime;
 
@@ -160,23 +163,22 @@ impl Tracer {
     /// The hop that processes a record with `headers`: a new span in the
     /// record's trace, or the root of a new trace when it has no valid
     /// `traceparent` (an invalid one is dropped, with its `tracestate`).
-    /// The hop's `traceparent` replaces the record's.
+    /// What the hop writes carries its `traceparent` in place of the
+    /// record's (sinks write it: no header is made here).
     pub(crate) fn hop(&self, headers: &mut Headers) -> Hop {
         let parent = headers.last(TRACEPARENT).map(TraceContext::parse);
         let (context, parent) = match parent {
             Some(Some(parent)) => (parent.child(), Some(parent.span_id)),
             invalid_or_none => {
                 if invalid_or_none.is_some() {
-                    headers.0.retain(|h| h.key != TRACESTATE);
+                    headers
+                        .0
+                        .retain(|h| h.key != TRACESTATE && h.key != TRACEPARENT);
                 }
-                (
-                    TraceContext::root(fastrand::f64() < self.sample_ratio),
-                    None,
-                )
+                let sampled = fastrand::f64() < self.sample_ratio;
+                (TraceContext::root(sampled), None)
             }
         };
-        headers.0.retain(|h| h.key != TRACEPARENT);
-        headers.add(TRACEPARENT, context.header_value().to_vec());
         let start = (context.sampled && self.spans.is_some()).then(SystemTime::now);
         Hop {
             context,
@@ -291,22 +293,28 @@ mod tests {
             .add("other", "x")
             .add(TRACEPARENT, VALID)
             .add(TRACESTATE, "k=v");
-        let hop = tracer.hop(&mut headers).context;
+        let before = headers.clone();
+        let hop = tracer.hop(&mut headers);
+        assert_eq!(hop.parent, Some(parent.span_id));
+        let hop = hop.context;
         assert_eq!((hop.trace_id, hop.sampled), (parent.trace_id, true));
         assert_ne!(hop.span_id, parent.span_id);
-        let written = TraceContext::parse(headers.last(TRACEPARENT).unwrap());
-        assert_eq!(written, Some(hop));
-        let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, ["other", TRACESTATE, TRACEPARENT]);
+        // The headers stay as read: sinks write the hop's context.
+        assert_eq!(headers, before);
 
-        // No context, or a malformed one: a new trace (its state dropped).
+        // No context, or a malformed one: a new trace (the malformed
+        // context and its state dropped).
         let mut headers = Headers::new();
-        headers.add(TRACEPARENT, "garbage").add(TRACESTATE, "k=v");
-        let root = tracer.hop(&mut headers).context;
-        assert_ne!(root.trace_id, parent.trace_id);
-        assert!(root.sampled);
+        headers
+            .add(TRACEPARENT, "garbage")
+            .add(TRACESTATE, "k=v")
+            .add("other", "x");
+        let root = tracer.hop(&mut headers);
+        assert_eq!(root.parent, None);
+        assert_ne!(root.context.trace_id, parent.trace_id);
+        assert!(root.context.sampled);
         let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, [TRACEPARENT]);
+        assert_eq!(keys, ["other"]);
 
         // New traces follow the ratio; a continued one keeps its flag.
         let never = Tracer::new(0.0, None);

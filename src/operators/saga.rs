@@ -331,9 +331,12 @@ impl SagaProcessor {
                     return Ok(());
                 }
                 self.keep_from(&mut inst, r.timestamp);
-                inst.trace = r
-                    .headers
-                    .last(TRACEPARENT)
+                // The hop's context (tracing on), else the record's own.
+                let hop = ctx.task.trace.map(|t| t.header_value());
+                inst.trace = hop
+                    .as_ref()
+                    .map(|v| &v[..])
+                    .or_else(|| r.headers.last(TRACEPARENT))
                     .and_then(|v| std::str::from_utf8(v).ok())
                     .map(str::to_owned);
                 self.commit(r.key.clone(), &inst, old, &r.headers, ctx)
@@ -376,7 +379,10 @@ impl SagaProcessor {
             return Err(format!("the instance is {} already", inst.state).into());
         }
         let old = (inst.deadline, inst.expires);
-        let trace = headers.last(TRACEPARENT).and_then(TraceContext::parse);
+        let trace = ctx
+            .task
+            .trace
+            .or_else(|| headers.last(TRACEPARENT).and_then(TraceContext::parse));
         tracing::debug!(
             application = &*ctx.task.application_id,
             task = %ctx.task.id,

@@ -202,16 +202,12 @@ impl Collector {
                     continue;
                 }
             }
-            let headers = (!r.meta.headers.is_empty()).then(|| {
-                r.meta.headers.iter().fold(
-                    OwnedHeaders::new_with_capacity(r.meta.headers.0.len()),
-                    |h, x| {
-                        h.insert(Header {
-                            key: &x.key,
-                            value: x.value.as_deref(),
-                        })
-                    },
-                )
+            let headers = (r.meta.header_count() > 0).then(|| {
+                let mut out = Some(OwnedHeaders::new_with_capacity(r.meta.header_count()));
+                r.meta.each_header(|key, value| {
+                    out = out.take().map(|h| h.insert(Header { key, value }));
+                });
+                out.unwrap_or_default()
             });
             let opaque = self.opaque[r.meta.topic.0 as usize] | self.epoch.get();
             let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, opaque)
@@ -232,8 +228,8 @@ impl Collector {
                 Ok(()) => self.count_sent(),
                 // librdkafka refuses an oversized record before sending it.
                 Err(e) if self.producer.context().dead_letters(&e, topic) => {
-                    let headers = r.meta.headers.iter();
-                    let headers = headers.map(|h| (h.key.clone(), h.value.clone())).collect();
+                    let headers = r.meta.written_headers().0.into_iter();
+                    let headers = headers.map(|h| (h.key, h.value)).collect();
                     let partition = r.meta.partition.unwrap_or(-1);
                     let tracker = self.producer.context();
                     tracker.refuse(&e, topic, partition, r.key, r.value, headers);

@@ -239,10 +239,9 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
             headers,
         } = record;
         let meta = OutMeta {
-            topic: self.topic,
-            partition: None,
-            timestamp,
             headers,
+            trace: ctx.trace,
+            ..OutMeta::new(self.topic, None, timestamp)
         };
         let key = (!self.key_serde.is_null(&key)).then_some((&key, &*self.key_serde));
         let value = (!self.value_serde.is_null(&value)).then_some((&value, &*self.value_serde));

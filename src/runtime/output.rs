@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use crate::observability::{TraceContext, TRACEPARENT};
 use crate::processor::Headers;
 use crate::serde::{Serde, SerdeError};
 use crate::topology::TopicRef;
@@ -14,6 +15,54 @@ pub(crate) struct OutMeta {
     pub(crate) partition: Option<i32>,
     pub(crate) timestamp: i64,
     pub(crate) headers: Headers,
+    /// The hop that wrote the record (tracing on): its `traceparent`
+    /// replaces any the headers carry when the record is written, so that
+    /// carrying the context costs no allocation of its own.
+    pub(crate) trace: Option<TraceContext>,
+}
+
+impl OutMeta {
+    /// Where and when a record goes, without headers or trace.
+    pub(crate) fn new(topic: TopicRef, partition: Option<i32>, timestamp: i64) -> Self {
+        OutMeta {
+            topic,
+            partition,
+            timestamp,
+            headers: Headers::new(),
+            trace: None,
+        }
+    }
+
+    /// Calls `f` with each header as written: the record's own, with the
+    /// hop's `traceparent` in place of any they carry.
+    pub(crate) fn each_header(&self, mut f: impl FnMut(&str, Option<&[u8]>)) {
+        let trace = self.trace.map(|t| t.header_value());
+        for h in self.headers.iter() {
+            if trace.is_none() || h.key != TRACEPARENT {
+                f(&h.key, h.value.as_deref());
+            }
+        }
+        if let Some(value) = &trace {
+            f(TRACEPARENT, Some(&value[..]));
+        }
+    }
+
+    /// How many headers [`each_header`](Self::each_header) gives at most.
+    pub(crate) fn header_count(&self) -> usize {
+        self.headers.0.len() + usize::from(self.trace.is_some())
+    }
+
+    /// The headers as written, owned.
+    pub(crate) fn written_headers(&self) -> Headers {
+        let mut out = Headers::new();
+        self.each_header(|k, v| {
+            out.0.push(crate::processor::Header {
+                key: k.to_owned(),
+                value: v.map(<[u8]>::to_vec),
+            })
+        });
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -144,12 +193,24 @@ mod tests {
     use crate::serde::{I64Serde, StringSerde};
 
     fn meta() -> OutMeta {
-        OutMeta {
-            topic: TopicRef(0),
-            partition: None,
-            timestamp: 5,
-            headers: Headers::new(),
-        }
+        OutMeta::new(TopicRef(0), None, 5)
+    }
+
+    #[test]
+    fn the_hop_context_replaces_the_one_a_record_carried() {
+        let mut m = meta();
+        m.headers
+            .add("a", "1")
+            .add(TRACEPARENT, "old")
+            .add("b", "2");
+        assert_eq!(m.written_headers(), m.headers);
+        let hop = TraceContext::root(true);
+        m.trace = Some(hop);
+        let written = m.written_headers();
+        let keys: Vec<&str> = written.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b", TRACEPARENT]);
+        assert_eq!(written.last(TRACEPARENT), Some(&hop.header_value()[..]));
+        assert_eq!(m.header_count(), 4, "an upper bound");
     }
 
     #[test]

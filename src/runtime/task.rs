@@ -562,10 +562,8 @@ impl Task {
                 raw.timestamp
             };
         let meta = OutMeta {
-            topic: self.dead_letter_topic,
-            partition: None,
-            timestamp,
             headers,
+            ..OutMeta::new(self.dead_letter_topic, None, timestamp)
         };
         self.ctx.output.push_raw(meta, raw.key, raw.value);
     }
@@ -583,6 +581,8 @@ impl Task {
     }
 
     fn punctuate(&mut self, kind: PunctuationType, now: i64) {
+        // Timers write no hop's context: they add their own, if any.
+        self.ctx.trace = None;
         for (id, node) in self.ctx.punctuations.due(kind, now) {
             // A punctuation may cancel another that was due at the same time.
             if !self.ctx.punctuations.contains(id) {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use super::engine::{Engine, MemoryEngine, StoreError};
 use super::{unsortable, StoreSpec};
-use crate::processor::Headers;
 use crate::runtime::{OutMeta, OutputBuffer};
 use crate::topology::TopicRef;
 
@@ -357,12 +356,7 @@ impl StoreState {
             return 0;
         };
         for (k, d) in &self.dirty {
-            let meta = OutMeta {
-                topic,
-                partition: Some(partition),
-                timestamp: d.timestamp,
-                headers: Headers::new(),
-            };
+            let meta = OutMeta::new(topic, Some(partition), d.timestamp);
             out.push_raw(meta, Some(k), d.value.as_deref());
         }
         self.dirty.len()

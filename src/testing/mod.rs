@@ -504,7 +504,7 @@ impl TopologyTestDriver {
                         key: r.key.map(<[u8]>::to_vec),
                         value: r.value.map(<[u8]>::to_vec),
                         timestamp: r.meta.timestamp,
-                        headers: r.meta.headers.clone(),
+                        headers: r.meta.written_headers(),
                     },
                 )
             })

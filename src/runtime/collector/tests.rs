@@ -8,7 +8,6 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::Collector;
 use crate::observability::Metrics;
-use crate::processor::Headers;
 use crate::runtime::output::{OutMeta, OutputBuffer};
 use crate::topology::TopicTable;
 
@@ -46,12 +45,7 @@ fn a_commit_that_does_not_wait_commits_once_its_outputs_are_acknowledged() {
         .unwrap();
     let output = |value: &[u8]| {
         let mut buffer = OutputBuffer::default();
-        let meta = OutMeta {
-            topic: out,
-            partition: Some(0),
-            timestamp: 1,
-            headers: Headers::default(),
-        };
+        let meta = OutMeta::new(out, Some(0), 1);
         buffer.push_raw(meta, Some(b"k"), Some(value));
         buffer
     };
