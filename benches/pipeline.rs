@@ -41,10 +41,10 @@ fn shout(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 /// The yardstick: consume, filter, upper-case into a new buffer, produce;
-/// then flush and commit. `traced`: each output also carries a new
+/// then flush and commit. `header`: each output also carries a new
 /// `traceparent` header, as eddy's do with tracing on (the floor of what
 /// carrying trace context costs the client and the broker).
-fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, traced: bool) -> Duration {
+fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, header: bool) -> Duration {
     let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
         .consumer_client_config(&c.bootstrap, "raw")
         .create()
@@ -75,7 +75,7 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, traced: bool) 
         if let Some(ts) = m.timestamp().to_millis() {
             record = record.timestamp(ts);
         }
-        let context = traced.then(|| TraceContext::root(true).header_value());
+        let context = header.then(|| TraceContext::root(true).header_value());
         if let Some(context) = &context {
             record = record.headers(OwnedHeaders::new().insert(Header {
                 key: TRACEPARENT,
@@ -90,6 +90,15 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, traced: bool) 
         .commit(&consumer.position().unwrap(), CommitMode::Sync)
         .unwrap();
     start.unwrap().elapsed()
+}
+
+/// One kind of run.
+#[derive(Clone, Copy)]
+enum Run {
+    /// The raw librdkafka loop, with a `traceparent` on each output or not.
+    Raw { header: bool },
+    /// eddy, with this much tracing.
+    Eddy(Tracing),
 }
 
 /// What an eddy run carries of trace context.
@@ -163,70 +172,59 @@ fn main() {
     // real one runs elsewhere).
     let collector = OtlpCollector::discarding();
     let endpoint = collector.endpoint();
+    // Each run, and the run its ratio is to (raw, or eddy untraced).
     let variants = [
-        ("raw librdkafka", None),
-        ("eddy", Some(Tracing::Off)),
-        ("eddy traced", Some(Tracing::Context)),
-        ("eddy + spans", Some(Tracing::Exported)),
-        ("raw + header", None),
-        ("eddy spans 10 %", Some(Tracing::Sampled)),
+        ("raw librdkafka", Run::Raw { header: false }, 0),
+        ("eddy", Run::Eddy(Tracing::Off), 0),
+        ("eddy traced", Run::Eddy(Tracing::Context), 1),
+        ("eddy + spans", Run::Eddy(Tracing::Exported), 1),
+        ("raw + header", Run::Raw { header: true }, 0),
+        ("eddy spans 10 %", Run::Eddy(Tracing::Sampled), 1),
     ];
     // `EDDY_BENCH_ONLY=<i>` runs variant i alone (to profile it).
     let only = std::env::var("EDDY_BENCH_ONLY")
         .ok()
         .and_then(|v| v.parse::<usize>().ok());
-    let variants: Vec<_> = variants
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| only.is_none_or(|o| o == *i))
-        .map(|(_, v)| v)
-        .collect();
     let mut rates = vec![Vec::new(); variants.len()];
     for round in 1..=rounds {
-        for ((name, tracing), runs) in variants.iter().zip(&mut rates) {
+        for (i, (name, run, _)) in variants.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             let output = unique("bench-out");
             c.create_topic(&output, partitions);
-            let d = match tracing {
-                None => raw_loop(&c, &input, &output, n, name.ends_with("header")),
-                Some(t) => eddy(&c, &input, &output, n, *t, &endpoint),
+            let d = match *run {
+                Run::Raw { header } => raw_loop(&c, &input, &output, n, header),
+                Run::Eddy(t) => eddy(&c, &input, &output, n, t, &endpoint),
             };
             let rate = n as f64 / d.as_secs_f64();
             println!(
                 "  round {round}: {name:<15} {rate:>10.0} records/s ({:.2} s)",
                 d.as_secs_f64()
             );
-            runs.push(rate);
+            rates[i].push(rate);
         }
+    }
+    if only.is_some() {
+        return;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let medians: Vec<f64> = rates.iter_mut().map(median).collect();
-    if only.is_some() {
-        return;
-    }
     let (r, e) = (medians[0], medians[1]);
     println!(
         "  median: raw {r:.0} records/s, eddy {e:.0} records/s, ratio {:.2}",
         e / r
     );
-    for ((name, _), m) in variants.iter().zip(&medians).skip(2).take(2) {
+    for ((name, _, base), m) in variants.iter().zip(&medians).skip(2) {
+        let of = ["raw", "eddy untraced"][*base];
         println!(
-            "  median: {name} {m:.0} records/s, {:.3} of eddy untraced",
-            m / e
+            "  median: {name} {m:.0} records/s, {:.3} of {of}",
+            m / medians[*base]
         );
     }
-    println!(
-        "  median: raw + header {:.0} records/s, {:.3} of raw",
-        medians[4],
-        medians[4] / r
-    );
-    println!(
-        "  median: eddy spans 10 % {:.0} records/s, {:.3} of eddy untraced",
-        medians[5],
-        medians[5] / e
-    );
     let (requests, bytes) = collector.requests();
     println!("  collector: {requests} requests, {bytes} bytes");
 }

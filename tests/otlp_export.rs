@@ -7,11 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{cluster, unique, TestCluster};
 use eddy::kafka::StreamsConfig;
-use eddy::observability::{TraceContext, TRACEPARENT};
+use eddy::observability::{Metrics, TraceContext, TRACEPARENT};
 use eddy::runtime::{KafkaStreams, RunningStreams};
 use eddy::serde::StringSerde;
 use eddy::testing::{free_addr, CollectedSpan, Consumed, OtlpCollector};
@@ -65,18 +66,15 @@ fn produce(c: &TestCluster, topic: &str) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn context(r: &Consumed) -> TraceContext {
-    TraceContext::parse(r.headers.last(TRACEPARENT).expect("a traceparent")).expect("valid")
-}
-
-#[test]
-fn every_hop_is_a_span_with_the_ids_its_records_carry() {
+/// Runs the worker over `RECORDS` records with spans sent to `endpoint`
+/// until every output is read, then closes it (which sends the queued
+/// spans): its metrics and the outputs.
+fn run(prefix: &str, endpoint: &str) -> (String, Arc<Metrics>, Vec<Consumed>) {
     let c = cluster();
-    let u = unique("spans");
+    let u = unique(prefix);
     c.create_topic(&format!("in-{u}"), 2);
     c.create_topic(&format!("out-{u}"), 2);
-    let collector = OtlpCollector::start();
-    let worker = start(&c, &u, &collector.endpoint());
+    let worker = start(&c, &u, endpoint);
     produce(&c, &format!("in-{u}"));
     let out = c.consume_count(
         &format!("out-{u}"),
@@ -85,7 +83,19 @@ fn every_hop_is_a_span_with_the_ids_its_records_carry() {
         Duration::from_millis(500),
     );
     assert_eq!(out.len(), RECORDS);
-    worker.close().unwrap(); // sends the queued spans
+    let metrics = worker.metrics().clone();
+    worker.close().unwrap();
+    (u, metrics, out)
+}
+
+fn context(r: &Consumed) -> TraceContext {
+    TraceContext::parse(r.headers.last(TRACEPARENT).expect("a traceparent")).expect("valid")
+}
+
+#[test]
+fn every_hop_is_a_span_with_the_ids_its_records_carry() {
+    let collector = OtlpCollector::start();
+    let (u, _, out) = run("spans", &collector.endpoint());
     let spans: HashMap<u64, CollectedSpan> = collector
         .spans()
         .into_iter()
@@ -127,22 +137,8 @@ fn every_hop_is_a_span_with_the_ids_its_records_carry() {
 
 #[test]
 fn an_unreachable_collector_costs_no_record_and_every_span_is_counted() {
-    let c = cluster();
-    let u = unique("nospans");
-    c.create_topic(&format!("in-{u}"), 2);
-    c.create_topic(&format!("out-{u}"), 2);
     let nobody = format!("http://{}", free_addr());
-    let worker = start(&c, &u, &nobody);
-    produce(&c, &format!("in-{u}"));
-    let out = c.consume_count(
-        &format!("out-{u}"),
-        RECORDS,
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-    );
-    assert_eq!(out.len(), RECORDS);
-    let metrics = worker.metrics().clone();
-    worker.close().unwrap();
+    let (_, metrics, _) = run("nospans", &nobody);
     assert_eq!(metrics.total("eddy_trace_spans_exported_total"), 0);
     assert_eq!(
         metrics.total("eddy_trace_spans_dropped_total"),

@@ -179,12 +179,7 @@ impl Tracer {
                 (TraceContext::root(sampled), None)
             }
         };
-        let start = (context.sampled && self.spans.is_some()).then(SystemTime::now);
-        Hop {
-            context,
-            parent,
-            start,
-        }
+        self.begin(context, parent)
     }
 
     /// A timer's span, firing for what the record with `parent` (a
@@ -195,12 +190,17 @@ impl Tracer {
         let parent = TraceContext::parse(parent)?;
         let context = parent.child();
         headers.add(TRACEPARENT, context.header_value().to_vec());
+        Some(self.begin(context, Some(parent.span_id)))
+    }
+
+    /// A hop of `context`, timed if its span is exported.
+    fn begin(&self, context: TraceContext, parent: Option<u64>) -> Hop {
         let start = (context.sampled && self.spans.is_some()).then(SystemTime::now);
-        Some(Hop {
+        Hop {
             context,
-            parent: Some(parent.span_id),
+            parent,
             start,
-        })
+        }
     }
 
     /// Ends a timer's span named `name`, queued for export with

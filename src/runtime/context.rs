@@ -80,7 +80,8 @@ pub(crate) struct TaskContext {
     pub(crate) dropped: DroppedRecords,
     /// Makes each record a source reads a hop of its trace (tracing on).
     pub(crate) tracer: Option<Tracer>,
-    /// The hop of the record being processed, for logs (tracing on).
+    /// The hop of the record being processed (tracing on): what sinks
+    /// write as the outputs' `traceparent`, and what logs name.
     pub(crate) trace: Option<TraceContext>,
 }
 

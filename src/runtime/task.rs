@@ -531,10 +531,11 @@ impl Task {
             .add(dlq_headers::OFFSET, raw.offset.to_string());
         // The hop's trace context, or (the record failed before its hop)
         // the one it came with.
-        let trace = self
-            .ctx
-            .trace
-            .or_else(|| TraceContext::parse(raw.headers.to_headers().last(TRACEPARENT)?));
+        let trace = || {
+            self.ctx
+                .trace
+                .or_else(|| TraceContext::parse(headers.last(TRACEPARENT)?))
+        };
         tracing::debug!(
             application = &*self.ctx.application_id,
             task = %self.ctx.id,
@@ -542,8 +543,8 @@ impl Task {
             partition = raw.partition,
             offset = raw.offset,
             event_type = raw.value.and_then(event_type),
-            trace_id = trace.map(|t| t.trace_id_hex()),
-            span_id = trace.map(|t| t.span_id_hex()),
+            trace_id = trace().map(|t| t.trace_id_hex()),
+            span_id = trace().map(|t| t.span_id_hex()),
             "{kind} error, record sent to the dead-letter topic: {message}"
         );
         // A timestamp the broker would refuse (Kafka 4 refuses more than an

@@ -16,6 +16,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 
+use crate::observability::{HttpLimits, HttpServer, Metrics};
+
 /// A span as the collector received it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectedSpan {
@@ -40,9 +42,8 @@ pub struct CollectedSpan {
 /// An OTLP/HTTP endpoint on a loopback port that records the spans sent
 /// to `/v1/traces`; stopped when dropped.
 pub struct OtlpCollector {
-    addr: SocketAddr,
+    server: HttpServer,
     spans: Arc<Received>,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 #[derive(Default)]
@@ -70,37 +71,23 @@ impl OtlpCollector {
 
     fn with(received: Received) -> OtlpCollector {
         let spans = Arc::new(received);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("its address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = Router::new()
+        let routes = Router::new()
             .route("/v1/traces", post(receive))
             .with_state(spans.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
-        OtlpCollector {
-            addr,
-            spans,
-            _stop: stop,
-        }
+        // Room for a batch of 512 spans.
+        let limits = HttpLimits {
+            max_body_bytes: 4 << 20,
+            ..HttpLimits::default()
+        };
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = HttpServer::start_with(loopback, Arc::new(Metrics::new()), routes, limits)
+            .expect("a collector on a loopback port");
+        OtlpCollector { server, spans }
     }
 
     /// The endpoint to configure (`http://127.0.0.1:<port>`).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// The spans received so far.

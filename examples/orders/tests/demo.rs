@@ -20,19 +20,44 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let (status, _, body) = exchange(addr, method, path, "", body);
+    (status, body)
+}
+
+/// One request with `headers` (`name: value\r\n` lines): the status, the
+/// response's head and its JSON body.
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: Option<&Value>,
+) -> (u16, String, Value) {
     let mut s = TcpStream::connect(addr).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     let status = reply[9..12].parse().unwrap();
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    let body = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, head.to_owned(), body)
+}
+
+/// The lines `output` (a child's stdout or stderr) writes, as they come.
+fn lines(output: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
 
 #[test]
@@ -68,13 +93,7 @@ fn demo_runs_to_a_consistent_summary_and_serves_orders() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = tx.send(line.unwrap());
-        }
-    });
+    let rx = lines(child.stdout.take().unwrap());
     let mut summary = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !summary
@@ -245,13 +264,7 @@ fn one_order_is_one_trace_across_the_three_services() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let _ = tx.send(line.unwrap());
-        }
-    });
+    let rx = lines(child.stderr.take().unwrap());
     // The cluster's address (the embedded one's is printed), then the
     // summary of the generated orders.
     let mut bootstrap = brokers.clone();
@@ -379,27 +392,13 @@ fn one_order_is_one_trace_across_the_three_services() {
 /// `POST /orders` with the caller's `traceparent`: status, body, and the
 /// `traceparent` answered.
 fn post_traced(addr: SocketAddr, body: &Value, caller: &TraceContext) -> (u16, Value, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.to_string();
     let parent = String::from_utf8(caller.header_value().to_vec()).unwrap();
-    write!(
-        s,
-        "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\ntraceparent: {parent}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    let headers = format!("traceparent: {parent}\r\n");
+    let (status, head, body) = exchange(addr, "POST", "/orders", &headers, Some(body));
     let traceparent = head
         .lines()
         .find_map(|l| l.strip_prefix("traceparent: "))
         .unwrap_or_default()
         .to_owned();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-        traceparent,
-    )
+    (status, body, traceparent)
 }
