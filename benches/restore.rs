@@ -63,7 +63,7 @@ fn eddy_restore(c: &TestCluster, app: &str, input: &str, n: usize) -> Duration {
     let running = KafkaStreams::new(b.build().unwrap(), config)
         .start()
         .unwrap();
-    let start = common::wait_for_metric(&running, "eddy_restored_records_total", n);
+    let start = common::wait_for_metric(&running, "eddy_store_restored_records_total", n);
     let took = start.elapsed();
     running.close().unwrap();
     let _ = std::fs::remove_dir_all(state_dir);

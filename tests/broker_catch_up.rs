@@ -110,7 +110,7 @@ fn a_join_over_preloaded_topics_emits_every_pair() {
     let dir = std::env::temp_dir().join(unique("catchup-state"));
     let mut w = join_worker(&c, &app, &left, &right, &out, dir.to_str().unwrap());
     let records = c.consume_count(&out, N, Duration::from_secs(240), Duration::from_secs(3));
-    assert_eq!(w.metric("eddy_dropped_late_records_total"), 0);
+    assert_eq!(w.metric("eddy_node_dropped_late_records_total"), 0);
     assert!(w.terminate().success());
     assert_all_pairs_once(&records);
 }
@@ -133,7 +133,7 @@ fn a_join_stopped_half_way_and_restarted_emits_every_pair_once() {
     assert!(w.terminate().success());
     let mut w = join_worker(&c, &app, &left, &right, &out, dir);
     let records = c.consume_count(&out, N, Duration::from_secs(240), Duration::from_secs(3));
-    assert_eq!(w.metric("eddy_dropped_late_records_total"), 0);
+    assert_eq!(w.metric("eddy_node_dropped_late_records_total"), 0);
     assert!(w.terminate().success());
     assert_all_pairs_once(&records);
 }

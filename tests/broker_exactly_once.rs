@@ -87,13 +87,13 @@ fn counts_are_exact_across_sigkills() {
     produce(0..4000);
     let mut w = spawn();
     wait_for("the first records to be counted", MINUTE, || {
-        w.metric("eddy_records_processed_total") >= 500
+        w.metric("eddy_thread_records_processed_total") >= 500
     });
     w.kill();
     produce(4000..8000);
     let mut w = spawn();
     wait_for("more records to be counted", MINUTE, || {
-        w.metric("eddy_records_processed_total") >= 1000
+        w.metric("eddy_thread_records_processed_total") >= 1000
     });
     w.kill();
     // A restart on an empty state directory restores from the changelog,
@@ -167,7 +167,12 @@ fn a_poison_record_is_dead_lettered_in_a_transaction_that_commits() {
         dlq[0].header("__streams.errors.exception").as_deref(),
         Some("deserialization")
     );
-    assert_eq!(running.metrics().total("eddy_transaction_aborts_total"), 0);
+    assert_eq!(
+        running
+            .metrics()
+            .total("eddy_thread_transaction_aborts_total"),
+        0
+    );
     running.close().unwrap();
 }
 
@@ -277,7 +282,9 @@ fn queries_never_answer_from_an_aborted_transaction() {
         .map(|r| text(&r.value).parse().unwrap())
         .collect();
     assert_eq!(committed.len(), nonces as usize, "one nonce per record");
-    let aborts = running.metrics().total("eddy_transaction_aborts_total");
+    let aborts = running
+        .metrics()
+        .total("eddy_thread_transaction_aborts_total");
     assert!(aborts >= 1, "the refused outputs aborted transactions");
     assert!(seen.len() >= 10, "the store was queried while it changed");
     let aborted: Vec<_> = seen.difference(&committed).collect();

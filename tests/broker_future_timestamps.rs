@@ -115,7 +115,11 @@ fn records_beyond_the_future_bound_are_dead_lettered_and_the_rest_flows() {
         })
         .collect();
     assert_eq!(dead, ["thirty-minutes-ahead", "two-hours-ahead"]);
-    assert_eq!(w.metrics().total("eddy_future_timestamp_records_total"), 2);
+    assert_eq!(
+        w.metrics()
+            .total("eddy_task_future_timestamp_records_total"),
+        2
+    );
     w.close().unwrap();
 }
 

@@ -149,7 +149,7 @@ fn poison_record_goes_to_the_dead_letter_topic_and_the_rest_flows() {
         .unwrap()
         .contains("UTF-8"));
     wait_for("the dead-letter counter", MINUTE, || {
-        w.metric("eddy_records_dead_lettered_total") == 1
+        w.metric("eddy_thread_records_dead_lettered_total") == 1
     });
     // Lag is reported per owned partition once offsets are committed.
     let lag = format!("eddy_consumer_lag{{partition=\"0\",topic=\"{input}\"}} 0");
@@ -158,13 +158,13 @@ fn poison_record_goes_to_the_dead_letter_topic_and_the_rest_flows() {
     });
     let m = w.metrics().unwrap();
     for name in [
-        "eddy_records_consumed_total{thread=\"StreamThread-1\"} 3",
-        "eddy_records_processed_total{thread=\"StreamThread-1\"} 3",
-        "eddy_records_produced_total{thread=\"StreamThread-1\"} 3",
+        "eddy_thread_records_consumed_total{thread=\"StreamThread-1\"} 3",
+        "eddy_thread_records_processed_total{thread=\"StreamThread-1\"} 3",
+        "eddy_thread_records_produced_total{thread=\"StreamThread-1\"} 3",
         "eddy_process_latency_seconds_count{thread=\"StreamThread-1\"}",
         "eddy_poll_latency_seconds_count{thread=\"StreamThread-1\"}",
         "eddy_commit_latency_seconds_count{thread=\"StreamThread-1\"}",
-        "eddy_commits_total{thread=\"StreamThread-1\"}",
+        "eddy_thread_commits_total{thread=\"StreamThread-1\"}",
     ] {
         assert!(m.contains(name), "/metrics lacks {name}:\n{m}");
     }

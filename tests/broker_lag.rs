@@ -154,7 +154,7 @@ fn eddy_lag_agrees_with_kafka_consumer_groups() {
     wait_for(
         "the worker to process every word twice",
         Duration::from_secs(90),
-        || worker.metric("eddy_records_processed_total") == 800,
+        || worker.metric("eddy_thread_records_processed_total") == 800,
     );
     assert!(worker.terminate().success());
     words(&c, &input, 400..500);

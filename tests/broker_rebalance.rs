@@ -66,14 +66,14 @@ fn tasks_closed_when_a_second_worker_joins(protocol: &str) -> Option<i64> {
     produce(&c, &right, "R", 0..300);
     let mut a = worker();
     wait_for("one worker with six tasks", MINUTE, || {
-        a.assigned() == 12 && a.metric("eddy_records_processed_total") == 600
+        a.assigned() == 12 && a.metric("eddy_thread_records_processed_total") == 600
     });
-    assert_eq!(a.metric("eddy_tasks_created_total"), 6);
+    assert_eq!(a.metric("eddy_thread_tasks_created_total"), 6);
     let mut b = worker();
     wait_for("two workers with three tasks each", MINUTE, || {
         a.assigned() == 6 && b.assigned() == 6
     });
-    let closed = a.metric("eddy_tasks_closed_total");
+    let closed = a.metric("eddy_thread_tasks_closed_total");
     produce(&c, &left, "L", 300..420);
     produce(&c, &right, "R", 300..420);
 
@@ -134,7 +134,7 @@ fn crash_restart_and_death(extra: &[&str]) -> Option<(Duration, Duration, i64)> 
     wait_for("two workers with two partitions each", MINUTE, || {
         a.assigned() == 2 && b.assigned() == 2
     });
-    let closed_before = a.metric("eddy_tasks_closed_total");
+    let closed_before = a.metric("eddy_thread_tasks_closed_total");
 
     b.kill();
     let restarted = Instant::now();
@@ -145,7 +145,7 @@ fn crash_restart_and_death(extra: &[&str]) -> Option<(Duration, Duration, i64)> 
         || b.assigned() == 2 && a.assigned() == 2,
     );
     let back = restarted.elapsed();
-    let closed = a.metric("eddy_tasks_closed_total") - closed_before;
+    let closed = a.metric("eddy_thread_tasks_closed_total") - closed_before;
 
     b.kill();
     let killed = Instant::now();

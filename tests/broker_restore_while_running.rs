@@ -56,8 +56,8 @@ fn other_tasks_keep_processing_while_a_million_keys_restore() {
         // Asked before the gauge: a restore ends (the gauge drops to 0)
         // before its task runs (and the worker turns ready).
         let ready = worker.get("/ready").map(|(status, _)| status);
-        let left = worker.metric("eddy_restore_remaining_records");
-        let processed = worker.metric("eddy_records_processed_total");
+        let left = worker.metric("eddy_store_restore_remaining_records");
+        let processed = worker.metric("eddy_thread_records_processed_total");
         samples.push((started.elapsed(), processed, left));
         if left > 0 {
             assert!(
@@ -96,14 +96,14 @@ fn other_tasks_keep_processing_while_a_million_keys_restore() {
         worker.assigned() == 4
     });
     assert_eq!(
-        worker.metric("eddy_restored_records_total"),
+        worker.metric("eddy_store_restored_records_total"),
         i64::from(KEYS)
     );
     assert_eq!(worker.get("/ready").map(|(status, _)| status), Some(200));
     assert_eq!(
-        worker.metric("eddy_tasks_closed_total"),
+        worker.metric("eddy_thread_tasks_closed_total"),
         0,
         "a rebalance stopped tasks"
     );
-    assert_eq!(worker.metric("eddy_tasks_created_total"), 4);
+    assert_eq!(worker.metric("eddy_thread_tasks_created_total"), 4);
 }

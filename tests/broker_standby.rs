@@ -52,7 +52,7 @@ fn fail_over(standbys: &str) -> (f64, i64) {
     wait_for(
         "the first worker to run the task",
         Duration::from_secs(120),
-        || workers[0].assigned() == 1 && workers[0].metric("eddy_starting_tasks") == 0,
+        || workers[0].assigned() == 1 && workers[0].metric("eddy_thread_starting_tasks") == 0,
     );
     let mut counted = c.reader(&output);
     let records: Vec<_> = (0..1000)
@@ -70,7 +70,7 @@ fn fail_over(standbys: &str) -> (f64, i64) {
         let roles = |ws: &[Worker]| {
             let active = ws.iter().position(|w| w.assigned() == 1)?;
             let (a, s) = (&ws[active], &ws[1 - active]);
-            let settled = a.metric("eddy_starting_tasks") == 0
+            let settled = a.metric("eddy_thread_starting_tasks") == 0
                 && s.assigned() == 0
                 && s.metric("eddy_standby_tasks") == 1
                 // The copy's lag is known (it has fetched) and nil: it
@@ -133,11 +133,11 @@ fn fail_over(standbys: &str) -> (f64, i64) {
     }
     let s = &workers[survivor];
     let (processed, restored) = (
-        s.metric("eddy_records_processed_total").max(0),
-        s.metric("eddy_restored_records_total").max(0),
+        s.metric("eddy_thread_records_processed_total").max(0),
+        s.metric("eddy_store_restored_records_total").max(0),
     );
     let mut n = 0;
-    while s.metric("eddy_records_processed_total") <= processed {
+    while s.metric("eddy_thread_records_processed_total") <= processed {
         assert!(
             killed.elapsed() < Duration::from_secs(180),
             "the task did not resume on the other worker"
@@ -150,7 +150,7 @@ fn fail_over(standbys: &str) -> (f64, i64) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let resumed = killed.elapsed().as_secs_f64();
-    let restored = s.metric("eddy_restored_records_total") - restored;
+    let restored = s.metric("eddy_store_restored_records_total") - restored;
     if standbys != "1" {
         assert_eq!(s.metric("eddy_standby_tasks"), 0);
     }

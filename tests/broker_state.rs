@@ -108,7 +108,7 @@ fn counts_survive_sigkill_within_the_at_least_once_bound() {
     produce(&c, &input, 0..3000);
     let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &dir);
     wait_for("the first records to be counted", MINUTE, || {
-        w.metric("eddy_records_processed_total") >= 1000
+        w.metric("eddy_thread_records_processed_total") >= 1000
     });
     w.kill();
     // What a restart re-processes: everything after the committed offsets.
@@ -141,7 +141,7 @@ fn a_task_moved_to_a_second_worker_restores_and_counts_exactly() {
     produce(&c, &input, 0..2000);
     let mut a = Worker::count(&c.bootstrap, &app, &input, &output, &state_dir("move-a"));
     wait_for("worker a to count everything", MINUTE, || {
-        a.metric("eddy_records_processed_total") == 2000
+        a.metric("eddy_thread_records_processed_total") == 2000
     });
     let mut b = Worker::count(&c.bootstrap, &app, &input, &output, &state_dir("move-b"));
     wait_for("the partitions to be split", MINUTE, || {
@@ -149,7 +149,7 @@ fn a_task_moved_to_a_second_worker_restores_and_counts_exactly() {
     });
     // b had no state: it restored its two tasks from the changelog.
     assert!(
-        b.metric("eddy_restored_records_total") > 0,
+        b.metric("eddy_store_restored_records_total") > 0,
         "b restored nothing"
     );
     produce(&c, &input, 2000..3000);
@@ -183,7 +183,7 @@ fn a_restart_with_a_valid_checkpoint_replays_nothing() {
     produce(&c, &input, 0..1000);
     let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &dir);
     wait_for("everything counted", MINUTE, || {
-        w.metric("eddy_records_processed_total") == 1000
+        w.metric("eddy_thread_records_processed_total") == 1000
     });
     assert!(w.terminate().success());
     let checkpoints: Vec<_> = ["0_0", "0_1"]
@@ -198,7 +198,7 @@ fn a_restart_with_a_valid_checkpoint_replays_nothing() {
     // Same state directory: the checkpoint is at the changelog's end.
     let mut w = Worker::count(&c.bootstrap, &app, &input, &output, &dir);
     wait_for("the tasks to be assigned", MINUTE, || w.assigned() == 2);
-    assert_eq!(w.metric("eddy_restored_records_total"), 0);
+    assert_eq!(w.metric("eddy_store_restored_records_total"), 0);
     produce(&c, &input, 1000..1100);
     let want = reference(1100);
     assert_eq!(read_counts(&c, &output, &want), want);
@@ -213,6 +213,6 @@ fn a_restart_with_a_valid_checkpoint_replays_nothing() {
         &state_dir("ckpt-fresh"),
     );
     wait_for("the tasks to be assigned", MINUTE, || w.assigned() == 2);
-    assert!(w.metric("eddy_restored_records_total") >= i64::from(KEYS));
+    assert!(w.metric("eddy_store_restored_records_total") >= i64::from(KEYS));
     assert!(w.terminate().success());
 }

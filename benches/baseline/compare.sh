@@ -398,7 +398,7 @@ eddy_ready() { # port
   local m
   curl -sf -m 2 "http://127.0.0.1:$1/ready" >/dev/null || return 1
   m="$(curl -sf -m 2 "http://127.0.0.1:$1/metrics")" || return 1
-  awk '/^eddy_assigned_partitions[{ ]/ { s += $NF } END { exit !(s > 0) }' <<<"$m"
+  awk '/^eddy_thread_assigned_partitions[{ ]/ { s += $NF } END { exit !(s > 0) }' <<<"$m"
 }
 
 cpu_ticks() { # pid -> utime+stime in clock ticks

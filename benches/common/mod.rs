@@ -84,7 +84,7 @@ pub fn time_worker_with(
     let running = eddy::runtime::KafkaStreams::new(topology, config)
         .start()
         .expect("worker starts");
-    let start = wait_for_metric(&running, "eddy_records_processed_total", n);
+    let start = wait_for_metric(&running, "eddy_thread_records_processed_total", n);
     let processed = start.elapsed();
     // The final commit is the worker's last: note when the commit count
     // last moved while it closes (every 5 ms: each look gathers the whole
@@ -94,10 +94,10 @@ pub fn time_worker_with(
     let watch = {
         let (closed, metrics) = (closed.clone(), metrics.clone());
         std::thread::spawn(move || {
-            let mut seen = metrics.total("eddy_commits_total");
+            let mut seen = metrics.total("eddy_thread_commits_total");
             let mut last = Instant::now();
             while !closed.load(Ordering::Acquire) {
-                let now = metrics.total("eddy_commits_total");
+                let now = metrics.total("eddy_thread_commits_total");
                 if now != seen {
                     (seen, last) = (now, Instant::now());
                 }
@@ -117,8 +117,11 @@ pub fn time_worker_with(
         all.as_secs_f64()
     );
     for (what, metric) in [
-        ("records dropped as late", "eddy_dropped_late_records_total"),
-        ("enforced processing", "eddy_enforced_processing_total"),
+        (
+            "records dropped as late",
+            "eddy_node_dropped_late_records_total",
+        ),
+        ("enforced processing", "eddy_task_enforced_processing_total"),
     ] {
         let n = metrics.total(metric);
         if n > 0 {

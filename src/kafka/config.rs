@@ -101,6 +101,13 @@ pub struct StreamsConfig {
     /// Export never slows processing: spans that do not fit its queue are
     /// dropped and counted (`eddy_trace_spans_dropped_total`).
     pub otlp_endpoint: Option<String>,
+    /// Per-node and per-store-operation metrics (`eddy_node_*` records and
+    /// latency, `eddy_store_operations_total`, `eddy_store_operation_seconds`),
+    /// as Kafka Streams' `metrics.recording.level` DEBUG; default on. Their
+    /// counts are exact and their latencies sampled (one in
+    /// [`SAMPLE_EVERY`](crate::observability::SAMPLE_EVERY)). Thread, task
+    /// and store-size metrics are always on.
+    pub node_metrics: bool,
     /// Dead-letter topic; default `<application_id>-dlq`.
     pub dead_letter_topic: Option<String>,
     /// What to do with a record that fails to decode or process.
@@ -156,6 +163,7 @@ impl StreamsConfig {
             upstream_stall: Duration::from_secs(30),
             trace_sample_ratio: None,
             otlp_endpoint: None,
+            node_metrics: true,
             dead_letter_topic: None,
             on_error: ErrorPolicy::DeadLetter,
             http_addr: None,
@@ -288,6 +296,13 @@ impl StreamsConfig {
     /// `endpoint` (see [`otlp_endpoint`](Self::otlp_endpoint)).
     pub fn otlp_endpoint(mut self, endpoint: &str) -> Self {
         self.otlp_endpoint = Some(endpoint.to_owned());
+        self
+    }
+
+    /// Turns per-node and per-store-operation metrics on or off (see
+    /// [`node_metrics`](Self::node_metrics)).
+    pub fn node_metrics(mut self, on: bool) -> Self {
+        self.node_metrics = on;
         self
     }
 

@@ -12,8 +12,11 @@ pub use http::{
     MAX_CONNECTIONS, REQUEST_TIMEOUT,
 };
 pub use logging::init_logging;
-pub use metrics::Metrics;
-pub(crate) use metrics::{lap, CommitPhases, StandbyMetrics, ThreadMetrics};
+pub(crate) use metrics::{
+    lap, CommitPhases, NodeInfo, OpStat, SagaMetrics, StandbyMetrics, StoreSizes, TaskMetrics,
+    ThreadMetrics,
+};
+pub use metrics::{Metrics, SAMPLE_EVERY};
 pub(crate) use span_export::{traces_url, HopSpan};
 pub use span_export::{Span, SpanExportError, SpanKind, Spans, SPAN_QUEUE};
 pub(crate) use trace_context::Tracer;

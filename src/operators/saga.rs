@@ -1,12 +1,14 @@
 //! The saga's processor: applies events to the instances in its stores,
 //! fires deadlines, defers out-of-order events and expires instances.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::observability::{TraceContext, TRACEPARENT};
+use crate::observability::{SagaMetrics, TraceContext, TRACEPARENT};
 use crate::processor::{
     Failure, Headers, InitError, Processor, ProcessorContext, PunctuationId, PunctuationType,
     Record, OPENED_IN_INIT,
@@ -36,6 +38,10 @@ struct Instance {
     /// timeout's outputs carry it, so they stay in the instance's trace.
     #[serde(default)]
     trace: Option<String>,
+    /// The state it was stored in when loaded (`None`: new), with saga
+    /// metrics on; not stored.
+    #[serde(skip)]
+    stored: Option<String>,
 }
 
 /// An event held until the instance reaches a state that takes it: its
@@ -56,6 +62,13 @@ pub(crate) struct SagaProcessor {
     stores: Option<Stores>,
     /// Events emitted by the current step, with their timestamps.
     outputs: Vec<(Value, i64)>,
+    /// Instances by state, timeouts, emitted events (a worker's task).
+    metrics: Option<SagaMetrics>,
+    /// Whether the stored instances were counted by state (at the first
+    /// record or timer, once the store is restored).
+    counted: bool,
+    /// The timer that counts them if no record comes first.
+    count_timer: Option<PunctuationId>,
 }
 
 impl SagaProcessor {
@@ -67,6 +80,9 @@ impl SagaProcessor {
             names: (instances, deadlines),
             stores: None,
             outputs: Vec::new(),
+            metrics: None,
+            counted: false,
+            count_timer: None,
         }
     }
 }
@@ -206,6 +222,9 @@ impl SagaProcessor {
             return Ok(false);
         };
         self.take(inst, key, step, None, deadline)?;
+        if let Some(m) = &self.metrics {
+            m.timeout();
+        }
         Ok(true)
     }
 
@@ -278,6 +297,14 @@ impl SagaProcessor {
         if let (Some(store), Some(summary)) = (&stores.summary, summary) {
             store.put(&key, &summary)?;
         }
+        if let Some(m) = &mut self.metrics {
+            m.moved(inst.stored.as_deref(), Some(&inst.state));
+            for (value, _) in &self.outputs {
+                if let Some(Value::String(kind)) = value.get("type") {
+                    m.emitted(kind);
+                }
+            }
+        }
         for (value, timestamp) in self.outputs.drain(..) {
             ctx.forward(Record {
                 key: key.clone(),
@@ -295,6 +322,12 @@ impl SagaProcessor {
             .instances
             .get(&key.to_owned())
             .map_err(Failure::from)?;
+        if let Some(mut inst) = found {
+            if self.metrics.is_some() {
+                inst.stored = Some(inst.state.clone());
+            }
+            return Ok(inst);
+        }
         Ok(found.unwrap_or_else(|| Instance {
             state: self.saga.initial.clone(),
             deadline: None,
@@ -304,6 +337,7 @@ impl SagaProcessor {
             deferred: Vec::new(),
             expires: None,
             trace: None,
+            stored: None,
         }))
     }
 
@@ -502,20 +536,71 @@ impl SagaProcessor {
                 .delete(&deadline_key(d, key, Due::Timeout))?;
         }
         stores.instances.delete(&key.to_owned())?;
+        if let Some(m) = &mut self.metrics {
+            m.moved(Some(&inst.state), None);
+        }
         tracing::debug!(%key, state = %inst.state, held = inst.deferred.len(), "saga instance expired");
         ctx.record_expired(1);
         Ok(())
     }
 }
 
+impl SagaProcessor {
+    /// Counts the stored instances by state into the metrics, once.
+    fn count_states(&mut self, ctx: &ProcessorContext<'_, String, Value>) {
+        let Some(m) = self.metrics.as_mut().filter(|_| !self.counted) else {
+            return;
+        };
+        self.counted = true;
+        let Some(store) = ctx.task.store(&self.names.0) else {
+            return;
+        };
+        let mut states: HashMap<String, i64> = HashMap::new();
+        let read = store.borrow().range(None, None, &mut |_, v| {
+            if let Some(state) = stored_state(v) {
+                *states.entry(state).or_default() += 1;
+            }
+            true
+        });
+        if let Err(e) = read {
+            tracing::warn!(store = %self.names.0, "counting saga instances: {e}");
+        }
+        for (state, n) in states {
+            m.found(&state, n);
+        }
+    }
+}
+
+/// The state of a stored instance, read without the rest of it (bincode
+/// puts the state first; JSON text is what an earlier eddy stored).
+fn stored_state(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct State {
+        state: String,
+    }
+    match bytes.split_first()? {
+        (0, binary) => bincode::serde::decode_from_slice(binary, bincode::config::standard())
+            .ok()
+            .map(|(state, _)| state),
+        _ => serde_json::from_slice::<State>(bytes).ok().map(|s| s.state),
+    }
+}
+
 impl Processor<String, Value, String, Value> for SagaProcessor {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, Value>) -> Result<(), InitError> {
         self.stores = Some(self.open(ctx)?);
+        self.metrics = ctx.saga_metrics();
+        if self.metrics.is_some() {
+            // Fires once the task runs: its stores are restored by then.
+            let timer = ctx.schedule(Duration::from_millis(1), PunctuationType::WallClockTime);
+            self.count_timer = Some(timer);
+        }
         ctx.schedule(self.saga.check_every, PunctuationType::Watermark);
         Ok(())
     }
 
     fn process(&mut self, r: Record<String, Value>, ctx: &mut ProcessorContext<'_, String, Value>) {
+        self.count_states(ctx);
         if let Err(e) = self.step(r, ctx) {
             self.outputs.clear();
             ctx.fail(Failure::new(e.kind(), format!("saga: {}", e.error())));
@@ -524,10 +609,16 @@ impl Processor<String, Value, String, Value> for SagaProcessor {
 
     fn punctuate(
         &mut self,
-        _id: PunctuationId,
+        id: PunctuationId,
         now: i64,
         ctx: &mut ProcessorContext<'_, String, Value>,
     ) {
+        self.count_states(ctx);
+        if self.count_timer == Some(id) {
+            ctx.cancel(id);
+            self.count_timer = None;
+            return;
+        }
         if let Err(e) = self.expire(now, ctx) {
             self.outputs.clear();
             tracing::error!("saga timeouts at stream time {now}: {e}");

@@ -113,6 +113,11 @@ impl<K, V> ProcessorContext<'_, K, V> {
             })
     }
 
+    /// The series of the saga this node runs (a worker's task).
+    pub(crate) fn saga_metrics(&self) -> Option<crate::observability::SagaMetrics> {
+        self.task.metrics.as_ref()?.saga(self.node)
+    }
+
     /// The task this processor instance belongs to.
     pub fn task_id(&self) -> TaskId {
         self.task.id

@@ -49,7 +49,10 @@ impl StreamConsumerContext {
     pub(crate) fn clear_lag(&self) {
         let mut labels = self.lag_labels.lock().unwrap_or_else(|p| p.into_inner());
         for (t, p) in labels.drain() {
-            let _ = self.metrics.lag.remove_label_values(&[&t, &p]);
+            let _ = self
+                .metrics
+                .lag
+                .remove_label_values(&[&*self.metrics.application, &t, &p]);
         }
     }
 }
@@ -66,13 +69,16 @@ impl ClientContext for StreamConsumerContext {
                 let key = (topic.clone(), partition.to_string());
                 self.metrics
                     .lag
-                    .with_label_values(&[&key.0, &key.1])
+                    .with_label_values(&[&*self.metrics.application, &key.0, &key.1])
                     .set(p.consumer_lag);
                 seen.insert(key);
             }
         }
         for (t, p) in labels.difference(&seen) {
-            let _ = self.metrics.lag.remove_label_values(&[t, p]);
+            let _ = self
+                .metrics
+                .lag
+                .remove_label_values(&[&*self.metrics.application, t, p]);
         }
         *labels = seen;
     }

@@ -9,7 +9,7 @@ use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
-use crate::observability::{TraceContext, Tracer};
+use crate::observability::{TaskMetrics, TraceContext, Tracer};
 use crate::processor::{Failure, Header, Headers};
 use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
@@ -83,6 +83,8 @@ pub(crate) struct TaskContext {
     /// The hop of the record being processed (tracing on): what sinks
     /// write as the outputs' `traceparent`, and what logs name.
     pub(crate) trace: Option<TraceContext>,
+    /// The task's series (a worker's tasks; not the test driver's).
+    pub(crate) metrics: Option<TaskMetrics>,
 }
 
 /// Records operators dropped on purpose.
@@ -124,6 +126,7 @@ impl TaskContext {
             dropped: DroppedRecords::default(),
             tracer: None,
             trace: None,
+            metrics: None,
         }
     }
 
@@ -134,6 +137,15 @@ impl TaskContext {
 
     pub(crate) fn store(&self, name: &str) -> Option<&Rc<RefCell<StoreState>>> {
         self.stores.iter().find(|s| s.borrow().name() == name)
+    }
+
+    /// Counts a record into node `index`; whether to time it (node
+    /// metrics on, one record in [`SAMPLE_EVERY`]).
+    ///
+    /// [`SAMPLE_EVERY`]: crate::observability::SAMPLE_EVERY
+    #[inline]
+    pub(crate) fn tick(&mut self, index: usize) -> bool {
+        self.metrics.as_mut().is_some_and(|m| m.tick(index))
     }
 
     /// Marks the current record as failed; the first failure is kept.

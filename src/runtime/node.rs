@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::context::{RawRecord, TaskContext};
 use super::output::OutMeta;
@@ -138,12 +139,16 @@ where
     P: Processor<KI, VI, KO, VO>,
 {
     fn process(&mut self, record: Record<KI, VI>, task: &mut TaskContext) {
+        let timed = task.tick(self.index).then(Instant::now);
         let mut ctx = ProcessorContext {
             children: &self.children,
             task,
             node: self.index,
         };
         self.processor.process(record, &mut ctx);
+        if let (Some(start), Some(m)) = (timed, &task.metrics) {
+            m.timed(self.index, start.elapsed());
+        }
     }
 }
 
@@ -175,6 +180,7 @@ where
 }
 
 pub(crate) struct SourceNode<K, V> {
+    pub(crate) index: usize,
     pub(crate) extractor: TimestampExtractor,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
@@ -183,6 +189,7 @@ pub(crate) struct SourceNode<K, V> {
 
 impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
     fn process(&mut self, raw: &RawRecord<'_>, ctx: &mut TaskContext) -> Result<(), SourceError> {
+        let timed = ctx.tick(self.index).then(Instant::now);
         let key = self
             .key_serde
             .deserialize(raw.key)
@@ -206,6 +213,9 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             let at = (raw.topic, raw.partition, raw.offset);
             tracer.finish(hop, ctx.id, at);
         }
+        if let (Some(start), Some(m)) = (timed, &ctx.metrics) {
+            m.timed(self.index, start.elapsed());
+        }
         Ok(())
     }
 
@@ -215,6 +225,7 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
 }
 
 pub(crate) struct SinkNode<K, V> {
+    pub(crate) index: usize,
     pub(crate) topic: TopicRef,
     pub(crate) key_serde: Arc<dyn Serde<K>>,
     pub(crate) value_serde: Arc<dyn Serde<V>>,
@@ -232,6 +243,7 @@ impl<K: Data, V: Data> SinkNode<K, V> {
 
 impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
     fn process(&mut self, record: Record<K, V>, ctx: &mut TaskContext) {
+        let timed = ctx.tick(self.index).then(Instant::now);
         let Record {
             key,
             value,
@@ -251,6 +263,10 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
                 FailureKind::Production,
                 format!("serializing for topic {topic}: {e}"),
             ));
+        }
+        if let (Some(start), Some(m)) = (timed, &ctx.metrics) {
+            m.timed(self.index, start.elapsed());
+            m.reached_sink(self.index, ctx.wall_clock, timestamp);
         }
     }
 }

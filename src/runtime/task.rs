@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::context::{RawRecord, TaskContext};
 use super::dead_letter::{dlq_headers, ErrorPolicy, RecordError};
@@ -14,10 +14,12 @@ use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::task_id::TaskId;
 use super::upstream::Marks;
-use crate::observability::{Spans, TraceContext, Tracer, TRACEPARENT};
+use crate::observability::{
+    Metrics, NodeInfo, Spans, TaskMetrics, TraceContext, Tracer, TRACEPARENT,
+};
 use crate::processor::{Extracted, FailureKind, PunctuationType};
-use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreState};
-use crate::topology::{TopicRef, TopicTable, Topology};
+use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreOps, StoreState};
+use crate::topology::{NodeKind, TopicRef, TopicTable, Topology};
 use crate::Error;
 
 /// How far ahead of its clock Kafka 4 accepts a record timestamp by default
@@ -80,6 +82,9 @@ pub(crate) struct TaskSettings {
     pub(crate) exactly_once: bool,
     /// The tasks this worker's threads run and keep standby.
     pub(crate) local: Arc<LocalTasks>,
+    /// Where tasks report their series (a worker; not the test driver),
+    /// and whether node and store-operation metrics are on.
+    pub(crate) metrics: Option<(Arc<Metrics>, bool)>,
 }
 
 impl TaskSettings {
@@ -120,6 +125,7 @@ impl TaskSettings {
             globals: GlobalTables::new(topology.global_tables()),
             exactly_once: false,
             local: Arc::default(),
+            metrics: None,
         }
     }
 }
@@ -221,6 +227,16 @@ impl Task {
             ctx.stores.push(Rc::new(RefCell::new(
                 state.transactional(settings.exactly_once),
             )));
+        }
+        if let Some((metrics, node_metrics)) = &settings.metrics {
+            ctx.metrics = Some(task_metrics(
+                metrics,
+                topology,
+                id,
+                &ctx.stores,
+                &settings.application_id,
+                *node_metrics,
+            ));
         }
         let watched = settings
             .upstreams
@@ -435,6 +451,10 @@ impl Task {
                 }
             },
         };
+        if let Some(m) = &mut self.ctx.metrics {
+            m.pending.processed += 1;
+            m.pending.dead_lettered += u64::from(outcome == Outcome::DeadLettered);
+        }
         if let Some(p) = self
             .positions
             .iter_mut()
@@ -458,18 +478,22 @@ impl Task {
         self.ctx.stream_time.min(self.upstream_time)
     }
 
-    fn punctuate_watermark(&mut self) {
+    /// Fires the watermark punctuations due; whether any was.
+    fn punctuate_watermark(&mut self) -> bool {
         let w = self.watermark();
-        if self.ctx.punctuations.any_due(PunctuationType::Watermark, w) {
+        let due = self.ctx.punctuations.any_due(PunctuationType::Watermark, w);
+        if due {
             self.punctuate(PunctuationType::Watermark, w);
         }
+        due
     }
 
     /// Takes in how far the task's upstream groups have got (see
     /// [`Marks::reached`]) and fires the watermark punctuations now due.
-    pub(crate) fn advance_upstream(&mut self, time: i64) {
+    /// Whether any punctuation fired.
+    pub(crate) fn advance_upstream(&mut self, time: i64) -> bool {
         self.upstream_time = time;
-        self.punctuate_watermark();
+        self.punctuate_watermark()
     }
 
     /// Whether the task reads `topic`.
@@ -569,16 +593,18 @@ impl Task {
         self.ctx.output.push_raw(meta, raw.key, raw.value);
     }
 
-    /// Advances the wall clock and fires due wall-clock punctuations.
-    pub(crate) fn advance_wall_clock(&mut self, now: i64) {
+    /// Advances the wall clock and fires due wall-clock punctuations;
+    /// whether any was due.
+    pub(crate) fn advance_wall_clock(&mut self, now: i64) -> bool {
         self.ctx.wall_clock = now;
-        if self
+        let due = self
             .ctx
             .punctuations
-            .any_due(PunctuationType::WallClockTime, now)
-        {
+            .any_due(PunctuationType::WallClockTime, now);
+        if due {
             self.punctuate(PunctuationType::WallClockTime, now);
         }
+        due
     }
 
     fn punctuate(&mut self, kind: PunctuationType, now: i64) {
@@ -594,6 +620,29 @@ impl Task {
             }
             if let Some(failure) = self.ctx.failure.take() {
                 tracing::error!(task = %self.ctx.id, "punctuation output dropped: {failure}");
+            }
+        }
+    }
+
+    /// Hands what the task counted since the last call to Prometheus (and
+    /// the stores' sizes, every second).
+    pub(crate) fn report_metrics(&mut self, now: Instant) {
+        let dropped = std::mem::take(&mut self.ctx.dropped);
+        let Some(m) = &mut self.ctx.metrics else {
+            return;
+        };
+        m.record(
+            &dropped.late,
+            &dropped.expired,
+            dropped.invalid_timestamp,
+            dropped.future_timestamp,
+        );
+        let sizes = m.sizes_due(now);
+        for (i, store) in self.ctx.stores.iter().enumerate() {
+            let store = store.borrow();
+            store.report_ops();
+            if sizes {
+                m.store_sizes(i, store.sizes());
             }
         }
     }
@@ -624,6 +673,52 @@ impl Task {
             p.borrow_mut().close();
         }
     }
+}
+
+/// The series of task `id`, and its stores' operation counters when node
+/// metrics are on.
+fn task_metrics(
+    metrics: &Metrics,
+    topology: &Topology,
+    id: TaskId,
+    stores: &[Rc<RefCell<StoreState>>],
+    application: &Arc<str>,
+    node_metrics: bool,
+) -> TaskMetrics {
+    let sub = &topology.subtopologies[id.subtopology as usize];
+    let nodes: Vec<NodeInfo<'_>> = sub
+        .nodes
+        .iter()
+        .map(|&i| NodeInfo {
+            index: i,
+            name: &topology.nodes[i].name,
+            sink: matches!(topology.nodes[i].kind, NodeKind::Sink { .. }),
+        })
+        .collect();
+    let names: Vec<String> = stores
+        .iter()
+        .map(|s| s.borrow().name().to_owned())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let m = metrics.task(
+        application,
+        &id.to_string(),
+        &nodes,
+        topology.nodes.len(),
+        &names,
+        node_metrics,
+    );
+    if node_metrics {
+        for (store, name) in stores.iter().zip(&names) {
+            store.borrow_mut().ops = Some(Box::new(StoreOps {
+                get: m.store_op(name, "get"),
+                put: m.store_op(name, "put"),
+                range: m.store_op(name, "range"),
+                flush: m.store_op(name, "flush"),
+            }));
+        }
+    }
+    m
 }
 
 /// The `type` field of a JSON object record, for logs: its event type.

@@ -162,6 +162,7 @@ impl KafkaStreams {
         }
         settings.spans = spans.clone();
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
+        settings.metrics = Some((self.metrics.clone(), config.node_metrics));
         let (process_id, stable_id) = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {
@@ -284,7 +285,7 @@ impl KafkaStreams {
                 topology: self.topology.clone(),
                 settings: settings.clone(),
                 servers: servers.clone(),
-                metrics: self.metrics.thread(&name),
+                metrics: self.metrics.thread(&config.application_id, &name),
                 shutdown: shutdown.clone(),
                 committed: committed.clone(),
                 queries: query_receiver,

@@ -21,7 +21,7 @@ pub use global::GlobalStore;
 pub(crate) use global::GlobalTables;
 pub use kv::KeyValueStore;
 pub use session::SessionStore;
-pub(crate) use state::{CacheBudget, StoreState};
+pub(crate) use state::{CacheBudget, StoreOps, StoreState};
 pub use window::WindowStore;
 
 /// What kind of store.

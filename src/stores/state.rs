@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::engine::{Engine, MemoryEngine, StoreError};
 use super::{unsortable, StoreSpec};
+use crate::observability::{OpStat, StoreSizes};
 use crate::runtime::{OutMeta, OutputBuffer};
 use crate::topology::TopicRef;
 
@@ -71,6 +72,17 @@ pub(crate) struct StoreState {
     /// engine with the cache once the transaction that expired them has
     /// committed (`None`: dropped at once).
     deferred: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Operation counters and clocks (node metrics on).
+    pub(crate) ops: Option<Box<StoreOps>>,
+}
+
+/// A store's operation counters, by kind: `get`, `put`, `range` and
+/// `flush` (the cache written to the engine).
+pub(crate) struct StoreOps {
+    pub(crate) get: OpStat,
+    pub(crate) put: OpStat,
+    pub(crate) range: OpStat,
+    pub(crate) flush: OpStat,
 }
 
 /// The smallest cache (in entries) that is purged of entries past
@@ -100,6 +112,7 @@ impl StoreState {
             engine_latest: None,
             purge_at: PURGE_MIN,
             deferred: None,
+            ops: None,
         }
     }
 
@@ -133,6 +146,13 @@ impl StoreState {
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.ops {
+            Some(ops) => ops.get.time(|| self.read(key)),
+            None => self.read(key),
+        }
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.dirty.get(key) {
             Some(d) => Ok(d.value.clone()),
             None => self.engine.get(key),
@@ -141,6 +161,16 @@ impl StoreState {
 
     /// Writes (or deletes, with `None`) through the cache.
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match self.ops.take() {
+            Some(ops) => {
+                ops.put.time(|| self.write(key, value));
+                self.ops = Some(ops);
+            }
+            None => self.write(key, value),
+        }
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let added = key.len() + value.as_ref().map_or(0, Vec::len);
         let entry = Dirty {
             value,
@@ -171,7 +201,10 @@ impl StoreState {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        self.merged_range(from, to, true, visit)
+        match &self.ops {
+            Some(ops) => ops.range.time(|| self.merged_range(from, to, true, visit)),
+            None => self.merged_range(from, to, true, visit),
+        }
     }
 
     /// Like [`range`](Self::range), of the cache alone: for a caller that
@@ -183,7 +216,10 @@ impl StoreState {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        self.merged_range(from, to, false, visit)
+        match &self.ops {
+            Some(ops) => ops.range.time(|| self.merged_range(from, to, false, visit)),
+            None => self.merged_range(from, to, false, visit),
+        }
     }
 
     fn merged_range(
@@ -367,6 +403,17 @@ impl StoreState {
     /// exactly-once once the transaction has committed. Returns how many
     /// entries were written.
     pub(crate) fn apply(&mut self) -> Result<usize, StoreError> {
+        match self.ops.take() {
+            Some(ops) => {
+                let applied = ops.flush.time(|| self.write_engine());
+                self.ops = Some(ops);
+                applied
+            }
+            None => self.write_engine(),
+        }
+    }
+
+    fn write_engine(&mut self) -> Result<usize, StoreError> {
         if let Some(ranges) = self.deferred.as_mut().filter(|r| !r.is_empty()) {
             for (from, to) in std::mem::take(ranges) {
                 self.engine.delete_range(&from, &to)?;
@@ -410,6 +457,24 @@ impl StoreState {
         self.engine = engine;
         self.expired = None;
         self.engine_latest = None;
+    }
+
+    /// The engine's sizes and block-cache counters.
+    pub(crate) fn sizes(&self) -> StoreSizes {
+        StoreSizes {
+            keys: self.engine.approximate_len(),
+            bytes: self.engine.approximate_bytes(),
+            cache: self.engine.block_cache_counts(),
+        }
+    }
+
+    /// Hands the operation counts since the last call to Prometheus.
+    pub(crate) fn report_ops(&self) {
+        if let Some(ops) = &self.ops {
+            for op in [&ops.get, &ops.put, &ops.range, &ops.flush] {
+                op.report();
+            }
+        }
     }
 
     /// Persists the engine (before a checkpoint is written).

@@ -561,8 +561,9 @@ struct SourceFactory<K, V> {
 }
 
 impl<K: Data, V: Data> NodeFactory for SourceFactory<K, V> {
-    fn instantiate(&self, _index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
+    fn instantiate(&self, index: usize, children: &[(Arc<str>, &Instance)]) -> Instance {
         Instance::Source(Box::new(SourceNode {
+            index,
             extractor: self.extractor.clone(),
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
@@ -578,8 +579,9 @@ struct SinkFactory<K, V> {
 }
 
 impl<K: Data, V: Data> NodeFactory for SinkFactory<K, V> {
-    fn instantiate(&self, _index: usize, _children: &[(Arc<str>, &Instance)]) -> Instance {
+    fn instantiate(&self, index: usize, _children: &[(Arc<str>, &Instance)]) -> Instance {
         SinkNode {
+            index,
             topic: self.topic,
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),

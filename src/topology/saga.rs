@@ -250,7 +250,7 @@ impl Saga {
     /// How long an instance is kept after its last change, in event time:
     /// past it the instance (with any events it holds back, for example
     /// those of an instance that never began) is removed and counted in
-    /// `eddy_expired_state_total`, and a later event for its key starts a
+    /// `eddy_node_expired_state_total`, and a later event for its key starts a
     /// new instance. The summary (read model) is kept. Default: ten times
     /// the longest timeout, and at least an hour.
     pub fn retention(mut self, kept: Duration) -> Self {

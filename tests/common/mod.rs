@@ -184,7 +184,7 @@ impl Worker {
     }
 
     pub fn assigned(&self) -> i64 {
-        self.metric("eddy_assigned_partitions")
+        self.metric("eddy_thread_assigned_partitions")
     }
 
     pub fn kill(&mut self) {

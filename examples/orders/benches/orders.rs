@@ -17,7 +17,7 @@
 //!   on this machine.
 //! - `EDDY_BENCH_GUARANTEE`: `at_least_once` (default) or `exactly_once`;
 //!   the run ends with the time its commits spent in each phase
-//!   (`eddy_commit_phase_seconds`), summed over the three workers.
+//!   (`eddy_thread_commit_phase_seconds`), summed over the three workers.
 //! - `EDDY_BENCH_TRACE`: `off` (default), `context` (trace context in
 //!   every record, 100 % sampled) or `spans` (every hop's span exported too,
 //!   to a stand-in collector that does not decode them): the cost of
@@ -421,7 +421,7 @@ fn main() {
         .collect();
     // Start timing once every worker holds its partitions.
     for w in &workers {
-        while w.metrics().total("eddy_assigned_partitions") == 0 {
+        while w.metrics().total("eddy_thread_assigned_partitions") == 0 {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -447,7 +447,7 @@ fn main() {
 
     let processed = |ws: &[RunningStreams]| -> u64 {
         ws.iter()
-            .map(|w| w.metrics().total("eddy_records_processed_total"))
+            .map(|w| w.metrics().total("eddy_thread_records_processed_total"))
             .sum()
     };
     let records = processed(&workers);

@@ -59,7 +59,7 @@ fn decode_expiry_key(k: &[u8]) -> Option<(i64, &str)> {
 ///
 /// A reservation is remembered for `retention` of event time after it was
 /// made (default 1 h), then forgotten and counted in
-/// `eddy_expired_state_total`: a release after that returns nothing.
+/// `eddy_node_expired_state_total`: a release after that returns nothing.
 pub struct StockReserver {
     names: Arc<Names>,
     stores: Option<Stores>,

@@ -59,7 +59,7 @@ fn an_inventory_busy_with_large_orders_stops_promptly() {
     wait_for("reservations under way", Duration::from_secs(120), || {
         let text = w.metrics().encode();
         text.lines()
-            .filter(|l| l.starts_with("eddy_records_processed_total"))
+            .filter(|l| l.starts_with("eddy_thread_records_processed_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
             > (2 * ORDERS) as f64

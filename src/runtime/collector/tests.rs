@@ -39,7 +39,7 @@ fn a_commit_that_does_not_wait_commits_once_its_outputs_are_acknowledged() {
     let out = table.intern("out");
     let mut collector =
         Collector::new(&producer, Arc::new(table), HashSet::new(), "dlq".into()).unwrap();
-    let phases = Metrics::new().thread("t").commit_phases;
+    let phases = Metrics::new().thread("app", "t").commit_phases;
     // Every answer of the broker takes 300 ms from here on.
     mock.broker_round_trip_time(1, Duration::from_millis(300))
         .unwrap();

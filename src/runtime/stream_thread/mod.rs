@@ -117,6 +117,8 @@ struct ThreadState {
     /// Tasks whose stores are being restored, their partitions held paused.
     restoring: BTreeMap<TaskId, restore::Restoring>,
     metrics: ThreadMetrics,
+    /// When the tasks last reported their metrics.
+    reported: Instant,
     commit_interval: Duration,
     last_commit: Instant,
     last_checkpoint: Instant,
@@ -192,6 +194,7 @@ impl StreamThread {
                 waiting: BTreeMap::new(),
                 restoring: BTreeMap::new(),
                 metrics,
+                reported: Instant::now(),
                 commit_interval: config.commit_interval_or_default(),
                 last_commit: Instant::now(),
                 last_checkpoint: Instant::now(),
@@ -405,7 +408,7 @@ impl ThreadState {
     ) -> Result<(), Error> {
         let start = Instant::now();
         let now = now_millis();
-        let (mut processed, mut dead_lettered, mut enforced) = (0u64, 0u64, 0u64);
+        let (mut processed, mut dead_lettered) = (0u64, 0u64);
         let mut lags = LagView::new(consumer, &self.settings.topics);
         let Inputs { groups, bounds, .. } = inputs;
         'tasks: for (id, group) in groups.iter_mut() {
@@ -413,6 +416,9 @@ impl ThreadState {
                 continue;
             }
             let task = self.tasks.get_mut(id).expect("every queue has its task");
+            // Outputs' end-to-end latency and the future-timestamp bound
+            // are measured against the time of this batch.
+            task.ctx.wall_clock = now;
             loop {
                 let mut lag = |t: TopicRef, p: i32| {
                     lags.lag(t, p, bounds.get(&(t, p)).copied().unwrap_or_default())
@@ -427,7 +433,11 @@ impl ThreadState {
                 if task.process(&raw_record(topic, &m), stamp)? == Outcome::DeadLettered {
                     dead_lettered += 1;
                 }
-                enforced += u64::from(e);
+                if e {
+                    if let Some(m) = &mut task.ctx.metrics {
+                        m.pending.enforced += 1;
+                    }
+                }
                 processed += 1;
                 // A stop request is honoured between records, whatever is
                 // still buffered (one relaxed load per record).
@@ -450,11 +460,10 @@ impl ThreadState {
                 }
             }
         }
-        self.count_drops();
+        self.report_task_metrics();
         self.metrics.consumed.inc_by(processed);
         self.metrics.processed.inc_by(processed);
         self.metrics.dead_lettered.inc_by(dead_lettered);
-        self.metrics.enforced_processing.inc_by(enforced);
         self.metrics
             .process_latency
             .observe(start.elapsed().as_secs_f64() / processed as f64);
@@ -520,42 +529,35 @@ impl ThreadState {
         now: i64,
         bounds: &HashMap<(TopicRef, i32), Bounds>,
     ) -> Result<(), Error> {
+        let start = Instant::now();
+        let mut fired = false;
         for task in self.tasks.values_mut() {
-            task.advance_wall_clock(now);
+            fired |= task.advance_wall_clock(now);
         }
         if !self.settings.upstreams.is_empty() {
             for task in self.tasks.values_mut() {
                 let time = upstream_time(task, &self.settings.upstreams, bounds);
-                task.advance_upstream(time);
+                fired |= task.advance_upstream(time);
             }
         }
-        self.count_drops();
+        if fired {
+            self.metrics
+                .punctuate_latency
+                .observe(start.elapsed().as_secs_f64());
+        }
+        // Idle tasks report too: timers' counts, and stores' sizes after
+        // their last writes reached the engine.
+        if fired || self.reported.elapsed() >= Duration::from_secs(1) {
+            self.report_task_metrics();
+        }
         self.send_outputs()
     }
 
-    fn count_drops(&mut self) {
+    fn report_task_metrics(&mut self) {
+        let now = Instant::now();
+        self.reported = now;
         for task in self.tasks.values_mut() {
-            let dropped = std::mem::take(&mut task.ctx.dropped);
-            for (node, count) in dropped.late {
-                let operator: &str = &self.topology.nodes[node].name;
-                self.metrics
-                    .dropped_late
-                    .with_label_values(&[self.name.as_str(), operator])
-                    .inc_by(count);
-            }
-            for (node, count) in dropped.expired {
-                let operator: &str = &self.topology.nodes[node].name;
-                self.metrics
-                    .expired_state
-                    .with_label_values(&[self.name.as_str(), operator])
-                    .inc_by(count);
-            }
-            self.metrics
-                .skipped_timestamp
-                .inc_by(dropped.invalid_timestamp);
-            self.metrics
-                .future_timestamp
-                .inc_by(dropped.future_timestamp);
+            task.report_metrics(now);
         }
     }
 }

@@ -35,6 +35,8 @@ pub(super) struct Restoring {
 /// A store to bring from `start` to `high` of its changelog partition.
 struct StoreRestore {
     store: Rc<RefCell<StoreState>>,
+    /// The store's place among its task's stores.
+    index: usize,
     name: String,
     topic: String,
     partition: i32,
@@ -140,11 +142,12 @@ impl ThreadState {
         let logged: Vec<_> = task
             .stores()
             .iter()
-            .filter(|s| s.borrow().changelog.is_some())
-            .cloned()
+            .enumerate()
+            .filter(|(_, s)| s.borrow().changelog.is_some())
+            .map(|(i, s)| (i, s.clone()))
             .collect();
         let mut stores = VecDeque::new();
-        for store in logged {
+        for (index, store) in logged {
             let mut state = store.borrow_mut();
             let (topic, partition) = state.changelog.expect("filtered on changelog");
             let topic = self.settings.topics.name(topic).to_owned();
@@ -168,12 +171,12 @@ impl ThreadState {
             let start = checkpointed.map_or(low, |o| (o + 1).max(low));
             drop(state);
             if start < high {
-                self.metrics
-                    .restore_remaining
-                    .with_label_values(&[&name])
-                    .set(high - start);
+                if let Some(m) = task.ctx.metrics.as_ref().and_then(|m| m.store(index)) {
+                    m.restore_remaining.set(high - start);
+                }
                 stores.push_back(StoreRestore {
                     store,
+                    index,
                     name,
                     topic,
                     partition,
@@ -249,13 +252,13 @@ impl ThreadState {
                     .max(consumer_position(&reader.consumer, t, p));
             }
             reader.restored += n;
-            let name = &reader.target.name;
-            self.metrics.restored.with_label_values(&[name]).inc_by(n);
             let left = (reader.target.high - reader.position).max(0);
-            self.metrics
-                .restore_remaining
-                .with_label_values(&[name])
-                .set(left);
+            if let Some(m) = r.task.ctx.metrics.as_ref() {
+                if let Some(m) = m.store(reader.target.index) {
+                    m.restored.inc_by(n);
+                    m.restore_remaining.set(left);
+                }
+            }
             if left == 0 {
                 let mut reader = r.reading.take().expect("reading");
                 let writer = reader.writer.take().expect("a writer while reading");
@@ -278,7 +281,7 @@ impl ThreadState {
                 continue;
             }
             if reader.last_log.elapsed() > Duration::from_secs(5) {
-                tracing::info!(task = %r.task.ctx.id, store = %name, restored = reader.restored, remaining = left, "restoring");
+                tracing::info!(task = %r.task.ctx.id, store = %reader.target.name, restored = reader.restored, remaining = left, "restoring");
                 reader.last_log = Instant::now();
             }
             if Instant::now() >= deadline {

@@ -13,6 +13,8 @@ use super::{empty_range, Engine, StoreError};
 #[derive(Debug, Default, Clone)]
 pub struct MemoryEngine {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Bytes of keys and values held.
+    bytes: u64,
 }
 
 impl MemoryEngine {
@@ -52,15 +54,19 @@ impl Engine for MemoryEngine {
             match value {
                 Some(value) => match self.map.get_mut(key) {
                     Some(old) => {
+                        self.bytes = self.bytes - old.len() as u64 + value.len() as u64;
                         old.clear();
                         old.extend_from_slice(value);
                     }
                     None => {
+                        self.bytes += (key.len() + value.len()) as u64;
                         self.map.insert(key.to_vec(), value.to_vec());
                     }
                 },
                 None => {
-                    self.map.remove(key);
+                    if let Some(old) = self.map.remove(key) {
+                        self.bytes -= (key.len() + old.len()) as u64;
+                    }
                 }
             }
         }
@@ -113,7 +119,9 @@ impl Engine for MemoryEngine {
             .map(|(k, _)| k.clone())
             .collect();
         for key in doomed {
-            self.map.remove(&key);
+            if let Some(old) = self.map.remove(&key) {
+                self.bytes -= (key.len() + old.len()) as u64;
+            }
         }
         Ok(())
     }
@@ -124,5 +132,9 @@ impl Engine for MemoryEngine {
 
     fn approximate_len(&self) -> u64 {
         self.map.len() as u64
+    }
+
+    fn approximate_bytes(&self) -> u64 {
+        self.bytes
     }
 }

@@ -71,6 +71,16 @@ pub trait Engine: Send {
     fn flush(&mut self) -> Result<(), StoreError>;
     /// Estimated number of keys (RocksDB "rocksdb.estimate-num-keys"; exact for memory).
     fn approximate_len(&self) -> u64;
+    /// Estimated bytes held (RocksDB: estimated live data plus memtables;
+    /// memory: keys and values). Default: 0.
+    fn approximate_bytes(&self) -> u64 {
+        0
+    }
+    /// Block-cache hits and misses of this engine's reads so far, if it
+    /// has a block cache (RocksDB). Default: none.
+    fn block_cache_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
     /// Switches bulk loading (restore) on or off: RocksDB defers
     /// compactions while it is on. Default: nothing.
     fn set_bulk_loading(&mut self, _on: bool) -> Result<(), StoreError> {

@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use std::cell::RefCell;
 
+use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
-    properties, BlockBasedOptions, Cache, DBCompressionType, DBRawIterator, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, DBCompressionType, DBRawIterator, Options, ReadOptions, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 
 use super::{empty_range, Engine, StoreError};
@@ -247,6 +248,8 @@ pub struct RocksEngine {
     read_opts: ReadOptions,
     write_opts: WriteOptions,
     path: PathBuf,
+    /// The options it was opened with: their statistics count its reads.
+    options: Options,
     _shared: RocksShared,
 }
 
@@ -262,7 +265,11 @@ impl RocksEngine {
     /// Opens (creating if missing) the database at `path` with the shared memory settings.
     pub fn open(path: &Path, shared: &RocksShared) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path)?;
-        let opts = shared.db_options()?;
+        let mut opts = shared.db_options()?;
+        // Tickers only (block-cache hits and misses): no histograms or
+        // timers on the read path.
+        opts.enable_statistics();
+        opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
         let db = Database::new(DB::open(&opts, path)?, |_| RefCell::new(None));
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(true);
@@ -271,6 +278,7 @@ impl RocksEngine {
             read_opts: ReadOptions::default(),
             write_opts,
             path: path.to_path_buf(),
+            options: opts,
             _shared: shared.clone(),
         })
     }
@@ -422,11 +430,24 @@ impl Engine for RocksEngine {
     }
 
     fn approximate_len(&self) -> u64 {
-        self.db()
-            .property_int_value(properties::ESTIMATE_NUM_KEYS)
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.int_property("rocksdb.estimate-num-keys").unwrap_or(0)
+    }
+
+    fn approximate_bytes(&self) -> u64 {
+        let live = self
+            .int_property("rocksdb.estimate-live-data-size")
+            .unwrap_or(0);
+        let memtables = self
+            .int_property("rocksdb.cur-size-all-mem-tables")
+            .unwrap_or(0);
+        live + memtables
+    }
+
+    fn block_cache_counts(&self) -> Option<(u64, u64)> {
+        Some((
+            self.options.get_ticker_count(Ticker::BlockCacheHit),
+            self.options.get_ticker_count(Ticker::BlockCacheMiss),
+        ))
     }
 }
 

@@ -150,7 +150,7 @@ enum Event {
 /// Samples each worker's processed count into `pauses`.
 fn sample(workers: &[Worker], pauses: &mut pauses::Pauses) {
     for w in workers {
-        if let Some(n) = w.metric("eddy_records_processed_total") {
+        if let Some(n) = w.metric("eddy_thread_records_processed_total") {
             pauses.observe(&w.name(), n, Instant::now());
         }
     }
@@ -284,7 +284,10 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
     // partitions assigned). A worker that cannot start while a broker is
     // down gives up after its start-up timeout, as it should.
     let deadline = Instant::now() + Duration::from_secs(180);
-    let assigned = |w: &Worker| w.metric("eddy_assigned_partitions").is_some_and(|n| n > 0);
+    let assigned = |w: &Worker| {
+        w.metric("eddy_thread_assigned_partitions")
+            .is_some_and(|n| n > 0)
+    };
     while !workers.iter().all(assigned) {
         for w in &mut workers {
             if !w.is_running() {

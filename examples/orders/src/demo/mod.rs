@@ -186,7 +186,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     // Orders flow once every worker holds its partitions.
     let joined = Instant::now();
-    while metrics.total("eddy_assigned_partitions") < expected_partitions {
+    while metrics.total("eddy_thread_assigned_partitions") < expected_partitions {
         if joined.elapsed() > Duration::from_secs(60) {
             bail!("the workers did not get their partitions within 60 s");
         }
@@ -470,7 +470,7 @@ fn show_progress(
                 .filter(|id| t.sent.contains_key(*id))
                 .count();
             // Records processed by the three workers, per second.
-            let records = metrics.total("eddy_records_processed_total");
+            let records = metrics.total("eddy_thread_records_processed_total");
             let rate = (records - last.1.min(records)) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), records);
             (
