@@ -11,11 +11,13 @@
 //! The cost of tracing, in the same rounds: eddy with trace context in
 //! every record (100 % sampled), and with every hop's span exported to a
 //! collector (a stand-in that takes the requests without decoding them).
+//! The cost of node metrics: eddy (node metrics on, the default) beside
+//! eddy with them off.
 //!
 //! `EDDY_BENCH_RECORDS` (default 1 000 000), `EDDY_BENCH_ROUNDS` (default 3),
-//! `EDDY_BENCH_PARTITIONS` (default 4), `EDDY_BENCH_ONLY=<0..5>` (one
+//! `EDDY_BENCH_PARTITIONS` (default 4), `EDDY_BENCH_ONLY=<0..6>` (one
 //! variant alone: raw, eddy, traced, spans, raw with a header, spans of
-//! 10 % of the traces).
+//! 10 % of the traces, node metrics off).
 
 mod common;
 
@@ -97,8 +99,8 @@ fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, header: bool) 
 enum Run {
     /// The raw librdkafka loop, with a `traceparent` on each output or not.
     Raw { header: bool },
-    /// eddy, with this much tracing.
-    Eddy(Tracing),
+    /// eddy, with this much tracing, node metrics on or off.
+    Eddy(Tracing, bool),
 }
 
 /// What an eddy run carries of trace context.
@@ -123,6 +125,7 @@ fn eddy(
     output: &str,
     n: usize,
     tracing: Tracing,
+    node_metrics: bool,
     collector: &str,
 ) -> Duration {
     let b = StreamsBuilder::new();
@@ -140,11 +143,14 @@ fn eddy(
         b.build().unwrap(),
         "pipeline",
         n,
-        |config| match tracing {
-            Tracing::Off => config,
-            Tracing::Context => config.trace_sampling(1.0),
-            Tracing::Exported => config.trace_sampling(1.0).otlp_endpoint(collector),
-            Tracing::Sampled => config.trace_sampling(0.1).otlp_endpoint(collector),
+        |config| {
+            let config = config.node_metrics(node_metrics);
+            match tracing {
+                Tracing::Off => config,
+                Tracing::Context => config.trace_sampling(1.0),
+                Tracing::Exported => config.trace_sampling(1.0).otlp_endpoint(collector),
+                Tracing::Sampled => config.trace_sampling(0.1).otlp_endpoint(collector),
+            }
         },
     )
 }
@@ -175,11 +181,12 @@ fn main() {
     // Each run, and the run its ratio is to (raw, or eddy untraced).
     let variants = [
         ("raw librdkafka", Run::Raw { header: false }, 0),
-        ("eddy", Run::Eddy(Tracing::Off), 0),
-        ("eddy traced", Run::Eddy(Tracing::Context), 1),
-        ("eddy + spans", Run::Eddy(Tracing::Exported), 1),
+        ("eddy", Run::Eddy(Tracing::Off, true), 0),
+        ("eddy traced", Run::Eddy(Tracing::Context, true), 1),
+        ("eddy + spans", Run::Eddy(Tracing::Exported, true), 1),
         ("raw + header", Run::Raw { header: true }, 0),
-        ("eddy spans 10 %", Run::Eddy(Tracing::Sampled), 1),
+        ("eddy spans 10 %", Run::Eddy(Tracing::Sampled, true), 1),
+        ("eddy no node metrics", Run::Eddy(Tracing::Off, false), 1),
     ];
     // `EDDY_BENCH_ONLY=<i>` runs variant i alone (to profile it).
     let only = std::env::var("EDDY_BENCH_ONLY")
@@ -195,11 +202,11 @@ fn main() {
             c.create_topic(&output, partitions);
             let d = match *run {
                 Run::Raw { header } => raw_loop(&c, &input, &output, n, header),
-                Run::Eddy(t) => eddy(&c, &input, &output, n, t, &endpoint),
+                Run::Eddy(t, m) => eddy(&c, &input, &output, n, t, m, &endpoint),
             };
             let rate = n as f64 / d.as_secs_f64();
             println!(
-                "  round {round}: {name:<15} {rate:>10.0} records/s ({:.2} s)",
+                "  round {round}: {name:<20} {rate:>10.0} records/s ({:.2} s)",
                 d.as_secs_f64()
             );
             rates[i].push(rate);
@@ -219,7 +226,7 @@ fn main() {
         e / r
     );
     for ((name, _, base), m) in variants.iter().zip(&medians).skip(2) {
-        let of = ["raw", "eddy untraced"][*base];
+        let of = ["raw", "eddy (untraced, node metrics on)"][*base];
         println!(
             "  median: {name} {m:.0} records/s, {:.3} of {of}",
             m / medians[*base]

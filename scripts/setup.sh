@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building eddy needs, idempotently: a C toolchain, make and
 # libclang (bindgen for RocksDB) from Debian's packages, and Rust if absent.
-# With --kafka it also fetches the Apache Kafka broker jars (needs Java 17
-# and Maven) for the integration tests.
+# With --kafka (the tests) it also installs Debian's chromium (the status
+# page's browser test) and fetches the Apache Kafka broker jars (needs
+# Java 17 and Maven) for the integration tests.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 need=()
-for pkg in build-essential pkg-config libclang-dev; do
+packages=(build-essential pkg-config libclang-dev)
+[ "${1:-}" = "--kafka" ] && packages+=(chromium)
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -104,6 +104,9 @@ pub struct Application {
     /// `"http://localhost:4318"`) the spans of sampled hops are exported
     /// to; tracing is on at a ratio of 1 unless `trace_sample_ratio` is set.
     pub otlp_endpoint: Option<String>,
+    /// Per-node and per-store-operation metrics (`eddy_node_*` records and
+    /// latency, `eddy_store_operation*`); absent: on.
+    pub node_metrics: Option<bool>,
 }
 
 /// `[topics.<name>]`: a Kafka topic with string keys and JSON values.

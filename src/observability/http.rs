@@ -1,5 +1,6 @@
-//! The worker's HTTP endpoint: `/metrics` (Prometheus), `/health` and the
-//! routes a worker adds, served within [`HttpLimits`].
+//! The worker's HTTP endpoint: `/metrics` (Prometheus), `/health`,
+//! `/ready`, the status page (`/`, `/status.json`) and the routes a worker
+//! adds, served within [`HttpLimits`].
 //!
 //! The refusals this server makes are JSON, `{"error": "..."}`: an unknown
 //! path (404), a method a path does not serve (405), a request not answered
@@ -226,6 +227,7 @@ impl Drop for HttpServer {
 fn app(metrics: Arc<Metrics>, extra: Router, limits: &HttpLimits) -> Router {
     let timeout = limits.request_timeout;
     let ready = metrics.clone();
+    let status = super::status::routes(metrics.clone());
     Router::new()
         .route(
             "/metrics",
@@ -251,6 +253,7 @@ fn app(metrics: Arc<Metrics>, extra: Router, limits: &HttpLimits) -> Router {
                 }
             }),
         )
+        .merge(status)
         .merge(extra)
         .fallback(|uri: Uri| async move {
             ApiError::new(

@@ -5,6 +5,7 @@ mod http;
 mod logging;
 mod metrics;
 mod span_export;
+mod status;
 mod trace_context;
 
 pub use http::{

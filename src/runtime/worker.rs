@@ -163,6 +163,8 @@ impl KafkaStreams {
         settings.spans = spans.clone();
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         settings.metrics = Some((self.metrics.clone(), config.node_metrics));
+        self.metrics
+            .add_topology(&config.application_id, &self.topology);
         let (process_id, stable_id) = settings.stores.process_id();
         let (embedded, servers, partitions) = match &config.bootstrap_servers {
             Some(s) => {

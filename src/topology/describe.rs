@@ -52,6 +52,53 @@ impl Topology {
         out
     }
 
+    /// The topology as JSON, for tools and the status page: its
+    /// sub-topologies, each with its nodes in topological order (name,
+    /// kind, topic or operator, stores, children).
+    ///
+    /// ```
+    /// # use eddy::serde::StringSerde;
+    /// # use eddy::topology::StreamsBuilder;
+    /// let b = StreamsBuilder::new();
+    /// b.stream("in", StringSerde, StringSerde).to("out", StringSerde, StringSerde);
+    /// let json = b.build().unwrap().to_json();
+    /// assert_eq!(json["subtopologies"][0]["nodes"][0]["topic"], "in");
+    /// assert_eq!(json["subtopologies"][0]["nodes"][1]["kind"], "sink");
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let subtopologies: Vec<_> = self
+            .subtopologies
+            .iter()
+            .map(|sub| {
+                let nodes: Vec<_> = sub
+                    .nodes
+                    .iter()
+                    .map(|&i| {
+                        let n = &self.nodes[i];
+                        let children: Vec<&str> =
+                            n.children.iter().map(|&c| &*self.nodes[c].name).collect();
+                        let (kind, topic, op) = match &n.kind {
+                            NodeKind::Source { topic } => ("source", Some(topic), None),
+                            NodeKind::Processor { op } => ("processor", None, Some(*op)),
+                            NodeKind::Sink { topic } => ("sink", Some(topic), None),
+                        };
+                        json!({
+                            "name": &*n.name,
+                            "kind": kind,
+                            "topic": topic,
+                            "op": op,
+                            "stores": n.stores,
+                            "children": children,
+                        })
+                    })
+                    .collect();
+                json!({ "id": sub.id, "nodes": nodes })
+            })
+            .collect();
+        json!({ "subtopologies": subtopologies })
+    }
+
     fn names(&self, nodes: &[usize]) -> String {
         nodes
             .iter()

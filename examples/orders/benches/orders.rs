@@ -22,6 +22,8 @@
 //!   every record, 100 % sampled) or `spans` (every hop's span exported too,
 //!   to a stand-in collector that does not decode them): the cost of
 //!   tracing, from runs that alternate.
+//! - `EDDY_BENCH_NODE_METRICS=off`: node and store-operation metrics off
+//!   (on by default): their cost, from runs that alternate.
 //! - `EDDY_BENCH_SET`: client settings for every worker, as
 //!   `key=value,key=value` (e.g. `producer.linger.ms=0`).
 //! - `EDDY_BENCH_HOPS=1`: during the paced run, every topic of the
@@ -183,7 +185,7 @@ fn commit_phases(workers: &[RunningStreams]) -> Vec<(String, f64, f64)> {
     let mut phases: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
     for w in workers {
         for line in w.metrics().encode().lines() {
-            let (kind, rest) = match line.strip_prefix("eddy_commit_phase_seconds_") {
+            let (kind, rest) = match line.strip_prefix("eddy_thread_commit_phase_seconds_") {
                 Some(r) if r.starts_with("sum{") => ("sum", r),
                 Some(r) if r.starts_with("count{") => ("count", r),
                 _ => continue,
@@ -397,6 +399,11 @@ fn main() {
             p.config.guarantee = guarantee;
             for (key, value) in settings() {
                 p.config = p.config.clone().set(&key, &value);
+            }
+            match std::env::var("EDDY_BENCH_NODE_METRICS").as_deref() {
+                Ok("off") => p.config.node_metrics = false,
+                Ok("on") | Err(_) => {}
+                Ok(other) => panic!("EDDY_BENCH_NODE_METRICS={other}: on or off"),
             }
             match tracing.as_str() {
                 "" | "off" => {}

@@ -241,6 +241,9 @@ fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {
         }
         config = config.otlp_endpoint(endpoint);
     }
+    if let Some(on) = app.node_metrics {
+        config = config.node_metrics(on);
+    }
     if let Some(p) = app.partitions {
         if p < 1 {
             return fail("application.partitions", "must be at least 1");

@@ -8,7 +8,8 @@ mod series;
 mod task;
 mod thread;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -17,6 +18,8 @@ use prometheus::{
 };
 
 pub use task::SAMPLE_EVERY;
+
+use crate::topology::Topology;
 pub(crate) use task::{NodeInfo, OpStat, SagaMetrics, StoreSizes, TaskMetrics};
 pub(crate) use thread::{lap, CommitPhases, ThreadMetrics};
 
@@ -55,6 +58,9 @@ pub struct Metrics {
     standby: StandbyMetrics,
     spans_exported: IntCounter,
     spans_dropped: IntCounterVec,
+    /// The topologies of the workers reporting here, by application, as
+    /// [`Topology::to_json`] gives them (for the status page).
+    topologies: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// The metrics of a worker's standby replicas.
@@ -163,8 +169,26 @@ impl Metrics {
                 "Spans not exported: the queue was full (queue_full), or the collector refused or did not answer their batch (export_failed).",
                 &["reason"],
             ),
+            topologies: Mutex::default(),
             registry: r,
         }
+    }
+
+    /// Records `topology` as the one `application` runs, for the status
+    /// page (workers do it as they start).
+    pub fn add_topology(&self, application: &str, topology: &Topology) {
+        self.topologies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(application.to_owned(), topology.to_json());
+    }
+
+    /// The topologies recorded, by application.
+    pub(crate) fn topologies(&self) -> BTreeMap<String, serde_json::Value> {
+        self.topologies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Spans exported, dropped for a full queue, and dropped with a failed

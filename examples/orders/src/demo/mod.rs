@@ -176,13 +176,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let (mut workers, http, expected_partitions) = start_services(&args, &services)?;
     eprintln!(
-        "eddy demo: order pipeline on {} — http://{}/metrics, POST /orders, GET /orders/{{id}}",
+        "eddy demo: order pipeline on {} — status page http://{http}/, metrics http://{http}/metrics, POST /orders, GET /orders/{{id}}",
         if cluster.is_some() {
             format!("the embedded cluster at {servers}")
         } else {
             servers.clone()
         },
-        http
     );
     // Orders flow once every worker holds its partitions.
     let joined = Instant::now();
