@@ -35,6 +35,7 @@ mod files;
 mod join;
 mod lag;
 mod pipe;
+mod top;
 
 pub use count::CountArgs;
 pub use files::{DescribeArgs, RunArgs, ValidateArgs};
@@ -132,6 +133,10 @@ pub enum Command {
     /// worker would not be ready before the lag drains), until
     /// SIGINT/SIGTERM.
     Autoscale(autoscale::AutoscaleArgs),
+    /// Shows a running worker's live numbers in the terminal, as its
+    /// status page does: per node records per second, totals and time per
+    /// record; lag; stores and restores; saga states.
+    Top(top::TopArgs),
 }
 
 impl Command {
@@ -147,6 +152,7 @@ impl Command {
             Command::Describe(args) => files::describe(args, registry),
             Command::Lag(args) => lag::run(args, registry),
             Command::Autoscale(args) => autoscale::run(args, registry),
+            Command::Top(args) => top::run(args, registry),
         }
     }
 }
