@@ -328,7 +328,7 @@ impl SagaProcessor {
             }
             return Ok(inst);
         }
-        Ok(found.unwrap_or_else(|| Instance {
+        Ok(Instance {
             state: self.saga.initial.clone(),
             deadline: None,
             reason: None,
@@ -338,7 +338,7 @@ impl SagaProcessor {
             expires: None,
             trace: None,
             stored: None,
-        }))
+        })
     }
 
     /// Keeps `inst` for the retention after a change at `ts`.
