@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -33,20 +33,12 @@ fn exchange(
     headers: &str,
     body: Option<&Value>,
 ) -> (u16, String, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let (status, head, body) = common::exchange(addr, method, path, headers, body);
+    (
+        status,
+        head,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
     )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
-    let body = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, head.to_owned(), body)
 }
 
 /// The lines `output` (a child's stdout or stderr) writes, as they come.
@@ -63,11 +55,7 @@ fn lines(output: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 #[test]
 fn demo_runs_to_a_consistent_summary_and_serves_orders() {
     let http_addr = common::free_addr();
-    let addr = http_addr.to_string();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-    let suffix = common::unique("demo");
-    let mut args = vec![
-        "demo",
+    let args = [
         "--count",
         "150",
         "--rate",
@@ -76,19 +64,8 @@ fn demo_runs_to_a_consistent_summary_and_serves_orders() {
         "50",
         "--payment-failure-rate",
         "0",
-        "--http",
-        &addr,
-        "--config-dir",
-        config,
-        "--serve",
     ];
-    let brokers = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
-    if !brokers.is_empty() {
-        args.extend(["--brokers", &brokers, "--suffix", &suffix]);
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
-        .args(&args)
-        .env("RUST_LOG", "off")
+    let mut child = common::demo_command(http_addr, &common::unique("demo"), &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -344,32 +344,14 @@ struct Demo {
 impl Demo {
     fn start() -> Demo {
         let http = common::free_addr();
-        let addr = http.to_string();
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
         let suffix = common::unique("hostile");
-        let mut args = vec![
-            "demo",
-            "--count",
-            "5",
-            "--malformed-every",
-            "0",
-            "--http",
-            &addr,
-            "--config-dir",
-            config,
-            "--serve",
-        ];
         let brokers = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
-        if !brokers.is_empty() {
-            args.extend(["--brokers", &brokers, "--suffix", &suffix]);
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
-            .args(&args)
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            common::demo_command(http, &suffix, &["--count", "5", "--malformed-every", "0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
         // The embedded cluster's address is on the first line of stderr.
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();

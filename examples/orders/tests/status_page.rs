@@ -20,19 +20,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// One HTTP/1.1 request; the status and the body.
 fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().unwrap();
-    let (_, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
-    (status, body.to_owned())
+    let (status, _, body) = common::exchange(addr, method, path, "", body);
+    (status, body)
 }
 
 /// The demo, serving once its first orders have their outcomes.
@@ -44,32 +33,15 @@ struct Demo {
 impl Demo {
     fn start() -> Demo {
         let http = common::free_addr();
-        let addr = http.to_string();
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
-        let suffix = common::unique("status");
-        let mut args = vec![
-            "demo",
-            "--count",
-            "60",
-            "--rate",
-            "200",
-            "--http",
-            &addr,
-            "--config-dir",
-            config,
-            "--serve",
-        ];
-        let brokers = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
-        if !brokers.is_empty() {
-            args.extend(["--brokers", &brokers, "--suffix", &suffix]);
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_eddy-orders"))
-            .args(&args)
-            .env("RUST_LOG", "off")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::demo_command(
+            http,
+            &common::unique("status"),
+            &["--count", "60", "--rate", "200"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         let mut demo = Demo { child, http };
         let out = BufReader::new(demo.child.stdout.take().unwrap());
         let mut seen = Vec::new();

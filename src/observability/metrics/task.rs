@@ -413,39 +413,37 @@ impl TaskMetrics {
                 s.reported = s.count;
             }
         }
-        let f = &self.families;
-        let labels = |name: &Arc<str>| {
-            [
-                self.application.to_string(),
-                self.task.clone(),
-                name.to_string(),
-            ]
-        };
-        for &(i, n) in late {
-            self.dropped_late.inc_by(n);
-            if let Some(Some(node)) = self.nodes.get_mut(i) {
-                let l = labels(&node.name);
-                let l = [&*l[0], &*l[1], &*l[2]];
-                node.late
-                    .get_or_insert_with(|| {
+        let TaskMetrics {
+            families: f,
+            application,
+            task,
+            nodes,
+            dropped_late,
+            ..
+        } = self;
+        // A node's series of drops and expiries are made at its first.
+        let mut count = |counts: &[(usize, u64)], late: bool| {
+            for &(i, n) in counts {
+                let Some(Some(node)) = nodes.get_mut(i) else {
+                    continue;
+                };
+                let l = [&**application, task.as_str(), &*node.name];
+                let series = match late {
+                    true => node.late.get_or_insert_with(|| {
                         f.owners
                             .take("eddy_node_dropped_late_records_total", &f.node_late, &l)
-                    })
-                    .inc_by(n);
-            }
-        }
-        for &(i, n) in expired {
-            if let Some(Some(node)) = self.nodes.get_mut(i) {
-                let l = labels(&node.name);
-                let l = [&*l[0], &*l[1], &*l[2]];
-                node.expired
-                    .get_or_insert_with(|| {
+                    }),
+                    false => node.expired.get_or_insert_with(|| {
                         f.owners
                             .take("eddy_node_expired_state_total", &f.node_expired, &l)
-                    })
-                    .inc_by(n);
+                    }),
+                };
+                series.inc_by(n);
             }
-        }
+        };
+        count(late, true);
+        count(expired, false);
+        dropped_late.inc_by(late.iter().map(|(_, n)| n).sum());
     }
 
     /// Whether the stores' sizes are due to be read again (every

@@ -51,3 +51,56 @@ pub fn start_pipeline(p: Pipeline, c: &TestCluster) -> RunningStreams {
     }
     s.start().unwrap()
 }
+
+/// One HTTP/1.1 request with `headers` (`name: value\r\n` lines) and a JSON
+/// `body`, on a connection closed after it: the status, the response's
+/// head and its body.
+pub fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(serde_json::Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `eddy-orders demo ARGS --serve` with its HTTP address `http` and the
+/// example's topology files: on the broker under test
+/// (`EDDY_TEST_BOOTSTRAP`) with its topics and applications suffixed
+/// `suffix`, else on its embedded cluster. Its workers log nothing; the
+/// caller sets its standard streams.
+pub fn demo_command(
+    http: std::net::SocketAddr,
+    suffix: &str,
+    args: &[&str],
+) -> std::process::Command {
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_eddy-orders"));
+    demo.arg("demo")
+        .args(args)
+        .args(["--http", &http.to_string()])
+        .args([
+            "--config-dir",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        ])
+        .arg("--serve")
+        .env("RUST_LOG", "off");
+    let brokers = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
+    if !brokers.is_empty() {
+        demo.args(["--brokers", &brokers, "--suffix", suffix]);
+    }
+    demo
+}
