@@ -4,6 +4,7 @@
 mod http;
 mod logging;
 mod metrics;
+mod otlp;
 mod span_export;
 mod status;
 mod trace_context;

@@ -14,23 +14,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind as OtelKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-use opentelemetry_sdk::Resource;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
 use prometheus::IntCounter;
+use prost::bytes::Bytes;
 
+use super::otlp::{self, Kind, Request, SpanFields, Value};
 use super::{Metrics, TraceContext};
 use crate::runtime::TaskId;
 use crate::topology::{TopicRef, TopicTable};
 
-/// Spans queued for export at most; more are dropped (and counted).
+/// Spans queued for export at most (about: hops are queued in batches of
+/// up to [`HOP_BATCH`]); more are dropped (and counted).
 pub const SPAN_QUEUE: usize = 8192;
+/// A task hands the exporter its hops' spans in batches of this many at
+/// most (once per batch of records), not one by one.
+pub(crate) const HOP_BATCH: usize = 256;
 /// Spans sent in one OTLP request at most.
 const MAX_BATCH: usize = 512;
 /// How long a span waits for its batch to fill before it is sent anyway.
@@ -123,7 +125,7 @@ pub(crate) struct HopSpan {
 enum Message {
     /// The names of the topics hops refer to (sent once, first).
     Topics(Arc<TopicTable>),
-    Hop(HopSpan),
+    Hops(Vec<HopSpan>),
     Span(Box<Span>),
     Close,
 }
@@ -170,43 +172,31 @@ impl Spans {
         service: &str,
         metrics: &Metrics,
     ) -> Result<Spans, SpanExportError> {
-        let url = traces_url(endpoint)?;
+        let url: hyper::Uri = traces_url(endpoint)?
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| SpanExportError::Start(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| SpanExportError::Start(e.to_string()))?;
-        let mut exporter = {
-            let _in_runtime = runtime.enter();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_endpoint(url)
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()
-                .map_err(|e| SpanExportError::Start(e.to_string()))?
-        };
-        exporter.set_resource(
-            &Resource::builder_empty()
-                .with_service_name(service.to_owned())
-                .build(),
-        );
-        let (queue, received) = sync_channel(SPAN_QUEUE);
+        let (queue, received) = sync_channel(SPAN_QUEUE / HOP_BATCH);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
         let (exported, dropped, failed) = metrics.span_counters();
         let export = Export {
-            exporter,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            url,
+            service: service.to_owned(),
             runtime,
             exported,
             failed,
-            scope: InstrumentationScope::builder("eddy")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
             last_warning: None,
+            request: Request::default(),
             topics: None,
-            names: HashMap::new(),
-            tasks: HashMap::new(),
+            hops: HashMap::new(),
+            attributes: Vec::new(),
         };
         let thread = {
             let shared = shared.clone();
@@ -234,14 +224,20 @@ impl Spans {
         let _ = self.queue.send(Message::Topics(topics));
     }
 
-    pub(crate) fn record_hop(&self, hop: HopSpan) {
-        self.send(Message::Hop(hop));
+    /// Queues hops' spans for export (or drops and counts them).
+    pub(crate) fn record_hops(&self, hops: Vec<HopSpan>) {
+        self.send(Message::Hops(hops));
     }
 
     fn send(&self, message: Message) {
         match self.queue.try_send(message) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.inc(),
+            Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                self.dropped.inc_by(match m {
+                    Message::Hops(hops) => hops.len() as u64,
+                    _ => 1,
+                })
+            }
         }
     }
 
@@ -297,28 +293,32 @@ pub(crate) fn traces_url(endpoint: &str) -> Result<String, SpanExportError> {
 
 /// The exporter thread's side.
 struct Export {
-    exporter: opentelemetry_otlp::SpanExporter,
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: hyper::Uri,
+    service: String,
     runtime: tokio::runtime::Runtime,
     exported: IntCounter,
     failed: IntCounter,
-    scope: InstrumentationScope,
     last_warning: Option<Instant>,
+    /// The spans of the next request.
+    request: Request,
     /// The worker's topics.
     topics: Option<Arc<TopicTable>>,
-    /// The topic name and span name of each topic read.
-    names: HashMap<TopicRef, Names>,
-    /// Each task's id and partition as text.
-    tasks: HashMap<TaskId, (Arc<str>, Arc<str>)>,
+    /// What every hop of a task reading a topic has in common.
+    hops: HashMap<(TopicRef, TaskId), HopNames>,
+    /// A span's own attributes, encoded.
+    attributes: Vec<u8>,
 }
 
-struct Names {
-    topic: Arc<str>,
-    span: &'static str,
+/// A hop's span name and the attributes it shares with every hop of its
+/// task and topic, encoded.
+struct HopNames {
+    span: String,
+    attributes: Vec<u8>,
 }
 
 impl Export {
     fn run(mut self, received: &Receiver<Message>, shared: &Shared) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut due = None;
         loop {
             let message = match due {
@@ -326,7 +326,7 @@ impl Export {
                 Some(at) => match received.recv_timeout(at - Instant::now().min(at)) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => {
-                        if !self.send(&mut batch, received, shared) {
+                        if !self.send(received, shared) {
                             return;
                         }
                         due = None;
@@ -336,25 +336,26 @@ impl Export {
                 },
             };
             match message {
-                Some(Message::Hop(hop)) => {
-                    let data = self.hop_data(hop);
-                    batch.push(data);
+                Some(Message::Hops(hops)) => {
+                    for hop in &hops {
+                        self.push_hop(hop);
+                    }
                 }
-                Some(Message::Span(span)) => batch.push(self.span_data(*span)),
+                Some(Message::Span(span)) => self.push_span(&span),
                 Some(Message::Topics(topics)) => {
                     self.topics = Some(topics);
                     continue;
                 }
                 Some(Message::Close) | None => {
-                    self.send(&mut batch, received, shared);
+                    self.send(received, shared);
                     return;
                 }
             }
-            if batch.len() == 1 {
+            if due.is_none() {
                 due = Some(Instant::now() + BATCH_DELAY);
             }
-            if batch.len() >= MAX_BATCH {
-                if !self.send(&mut batch, received, shared) {
+            if self.request.len() >= MAX_BATCH {
+                if !self.send(received, shared) {
                     return;
                 }
                 due = None;
@@ -362,23 +363,16 @@ impl Export {
         }
     }
 
-    /// Exports `batch`; whether to go on. A failure while closing drops
-    /// what is still queued (counted) and stops, so that closing does not
-    /// wait on a dead collector once per batch.
-    fn send(
-        &mut self,
-        batch: &mut Vec<SpanData>,
-        received: &Receiver<Message>,
-        shared: &Shared,
-    ) -> bool {
-        if batch.is_empty() {
+    /// Exports the spans encoded so far; whether to go on. A failure while
+    /// closing drops what is still queued (counted) and stops, so that
+    /// closing does not wait on a dead collector once per batch.
+    fn send(&mut self, received: &Receiver<Message>, shared: &Shared) -> bool {
+        let n = self.request.len() as u64;
+        if n == 0 {
             return true;
         }
-        let n = batch.len() as u64;
-        match self
-            .runtime
-            .block_on(self.exporter.export(std::mem::take(batch)))
-        {
+        let body = self.request.take(&self.service);
+        match self.runtime.block_on(post(&self.client, &self.url, body)) {
             Ok(()) => self.exported.inc_by(n),
             Err(e) => {
                 self.failed.inc_by(n);
@@ -399,101 +393,99 @@ impl Export {
         true
     }
 
-    fn hop_data(&mut self, hop: HopSpan) -> SpanData {
+    fn push_hop(&mut self, hop: &HopSpan) {
         let topics = &self.topics;
-        let names = self.names.entry(hop.topic).or_insert_with(|| {
+        let names = self.hops.entry((hop.topic, hop.task)).or_insert_with(|| {
             let topic = topics.as_ref().map_or("?", |t| t.name(hop.topic));
-            Names {
-                topic: Arc::from(topic),
-                // One per topic a worker reads, for the worker's life.
-                span: Box::leak(format!("process {topic}").into_boxed_str()),
+            let mut attributes = Vec::new();
+            // A task reads the same partition of each of its topics.
+            for (key, value) in [
+                ("messaging.system", "kafka"),
+                ("messaging.destination.name", topic),
+                (
+                    "messaging.destination.partition.id",
+                    &hop.partition.to_string(),
+                ),
+                ("eddy.task", &hop.task.to_string()),
+            ] {
+                otlp::span_attribute(&mut attributes, key, Value::Str(value));
+            }
+            HopNames {
+                span: format!("process {topic}"),
+                attributes,
             }
         });
-        let (name, topic) = (names.span, names.topic.clone());
-        // A task reads the same partition of each of its topics.
-        let (task, partition) = self
-            .tasks
-            .entry(hop.task)
-            .or_insert_with(|| {
-                let partition = hop.partition.to_string();
-                (Arc::from(hop.task.to_string()), Arc::from(partition))
-            })
-            .clone();
-        let attributes = vec![
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.destination.name", topic),
-            KeyValue::new("messaging.destination.partition.id", partition),
-            KeyValue::new("messaging.kafka.offset", hop.offset),
-            KeyValue::new("eddy.task", task),
-        ];
-        self.data(
-            hop.context,
-            hop.parent,
-            Cow::Borrowed(name),
-            OtelKind::Consumer,
-            (hop.start, hop.end),
-            attributes,
-        )
+        self.attributes.clear();
+        otlp::span_attribute(
+            &mut self.attributes,
+            "messaging.kafka.offset",
+            Value::Int(hop.offset),
+        );
+        self.request.push(&SpanFields {
+            context: hop.context,
+            parent: hop.parent,
+            name: &names.span,
+            kind: Kind::Consumer,
+            time: (nanos(hop.start), nanos(hop.end)),
+            attributes: (&names.attributes, &self.attributes),
+        });
     }
 
-    fn span_data(&self, span: Span) -> SpanData {
-        let attributes = span
-            .attributes
-            .into_iter()
-            .map(|(k, v)| KeyValue::new(k, v))
-            .collect();
-        let kind = match span.kind {
-            SpanKind::Server => OtelKind::Server,
-            SpanKind::Consumer => OtelKind::Consumer,
-            SpanKind::Internal => OtelKind::Internal,
-        };
-        self.data(
-            span.context,
-            span.parent,
-            span.name,
-            kind,
-            (span.start, span.end),
-            attributes,
-        )
-    }
-
-    fn data(
-        &self,
-        context: TraceContext,
-        parent: Option<u64>,
-        name: Cow<'static, str>,
-        kind: OtelKind,
-        (start, end): (SystemTime, SystemTime),
-        attributes: Vec<KeyValue>,
-    ) -> SpanData {
-        let flags = match context.sampled {
-            true => TraceFlags::SAMPLED,
-            false => TraceFlags::default(),
-        };
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from_bytes(context.trace_id.to_be_bytes()),
-                SpanId::from_bytes(context.span_id.to_be_bytes()),
-                flags,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from_bytes(parent.unwrap_or(0).to_be_bytes()),
-            // A hop's parent wrote the record in another process or
-            // another hop: remote, as W3C context read from a carrier is.
-            parent_span_is_remote: parent.is_some(),
-            span_kind: kind,
-            name,
-            start_time: start,
-            end_time: end,
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: self.scope.clone(),
+    fn push_span(&mut self, span: &Span) {
+        self.attributes.clear();
+        for (key, value) in &span.attributes {
+            otlp::span_attribute(&mut self.attributes, key, Value::Str(value));
         }
+        self.request.push(&SpanFields {
+            context: span.context,
+            parent: span.parent,
+            name: &span.name,
+            kind: match span.kind {
+                SpanKind::Server => Kind::Server,
+                SpanKind::Consumer => Kind::Consumer,
+                SpanKind::Internal => Kind::Internal,
+            },
+            time: (nanos(span.start), nanos(span.end)),
+            attributes: (&[], &self.attributes),
+        });
     }
+}
+
+/// Nanoseconds since the epoch (0 before it).
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Posts an OTLP request body; any answer but a 2xx is a failure.
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &hyper::Uri,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let request = hyper::Request::post(url.clone())
+        .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let answer = tokio::time::timeout(EXPORT_TIMEOUT, async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        // Read the answer so that the connection can be used again.
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        match status.is_success() {
+            true => Ok(()),
+            false => Err(format!(
+                "the collector answered {status}: {}",
+                String::from_utf8_lossy(&body.to_bytes())
+            )),
+        }
+    })
+    .await;
+    answer.unwrap_or_else(|_| Err(format!("no answer in {EXPORT_TIMEOUT:?}")))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 use std::time::SystemTime;
 
+use super::span_export::HOP_BATCH;
 use super::{HopSpan, Span, SpanKind, Spans};
 use crate::processor::Headers;
 use crate::runtime::TaskId;
@@ -78,8 +79,8 @@ impl TraceContext {
     /// The root of a new trace.
     pub fn root(sampled: bool) -> TraceContext {
         TraceContext {
-            trace_id: fastrand::u128(1..),
-            span_id: fastrand::u64(1..),
+            trace_id: nonzero(|| fastrand::u128(..)),
+            span_id: nonzero(|| fastrand::u64(..)),
             sampled,
         }
     }
@@ -87,7 +88,7 @@ impl TraceContext {
     /// A new span of the same trace, with the same sampling decision.
     pub fn child(&self) -> TraceContext {
         TraceContext {
-            span_id: fastrand::u64(1..),
+            span_id: nonzero(|| fastrand::u64(..)),
             ..*self
         }
     }
@@ -106,10 +107,21 @@ impl TraceContext {
     pub fn header_value(&self) -> [u8; 55] {
         let mut out = [b'-'; 55];
         out[..2].copy_from_slice(b"00");
-        write_hex(&mut out[3..35], self.trace_id);
-        write_hex(&mut out[36..52], u128::from(self.span_id));
+        write_hex(&mut out[3..35], &self.trace_id.to_be_bytes());
+        write_hex(&mut out[36..52], &self.span_id.to_be_bytes());
         out[53..].copy_from_slice(if self.sampled { b"01" } else { b"00" });
         out
+    }
+}
+
+/// A random id that is not 0 (an id of 0 is invalid): drawn again in the
+/// one case in 2^64 or more that it is. Unlike a range, costs no division.
+fn nonzero<T: PartialEq + Default>(draw: impl Fn() -> T) -> T {
+    loop {
+        let id = draw();
+        if id != T::default() {
+            return id;
+        }
     }
 }
 
@@ -125,10 +137,12 @@ fn hex(digits: &[u8]) -> Option<u128> {
     })
 }
 
-fn write_hex(out: &mut [u8], mut n: u128) {
-    for d in out.iter_mut().rev() {
-        *d = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
+/// Writes `bytes` as two lower-case hex digits each.
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -137,6 +151,8 @@ pub(crate) struct Tracer {
     sample_ratio: f64,
     /// Where the spans of sampled hops go, when spans are exported.
     pub(crate) spans: Option<Spans>,
+    /// Finished hops not handed to the exporter yet.
+    finished: Vec<HopSpan>,
 }
 
 /// A hop being processed.
@@ -157,6 +173,7 @@ impl Tracer {
         Tracer {
             sample_ratio,
             spans,
+            finished: Vec::new(),
         }
     }
 
@@ -175,7 +192,11 @@ impl Tracer {
                         .0
                         .retain(|h| h.key != TRACESTATE && h.key != TRACEPARENT);
                 }
-                let sampled = fastrand::f64() < self.sample_ratio;
+                let sampled = match self.sample_ratio {
+                    r if r >= 1.0 => true,
+                    r if r <= 0.0 => false,
+                    r => fastrand::f64() < r,
+                };
                 (TraceContext::root(sampled), None)
             }
         };
@@ -225,15 +246,16 @@ impl Tracer {
     }
 
     /// Ends a hop of task `task` that processed the record at `offset` of
-    /// `topic`'s `partition`: its span is queued for export.
+    /// `topic`'s `partition`: its span is queued for export with the next
+    /// [`Tracer::flush`].
     pub(crate) fn finish(
-        &self,
+        &mut self,
         hop: Hop,
         task: TaskId,
         (topic, partition, offset): (TopicRef, i32, i64),
     ) {
         if let (Some(spans), Some(start)) = (&self.spans, hop.start) {
-            spans.record_hop(HopSpan {
+            self.finished.push(HopSpan {
                 context: hop.context,
                 parent: hop.parent,
                 start,
@@ -243,7 +265,24 @@ impl Tracer {
                 offset,
                 task,
             });
+            if self.finished.len() >= HOP_BATCH {
+                spans.record_hops(std::mem::take(&mut self.finished));
+            }
         }
+    }
+
+    /// Hands the hops finished so far to the exporter (once per batch of
+    /// records, and when the task goes).
+    pub(crate) fn flush(&mut self) {
+        if let (Some(spans), false) = (&self.spans, self.finished.is_empty()) {
+            spans.record_hops(std::mem::take(&mut self.finished));
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -209,9 +209,9 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             headers,
         };
         forward_all(&self.children, record, ctx);
-        if let (Some(hop), Some(tracer)) = (hop, &ctx.tracer) {
-            let at = (raw.topic, raw.partition, raw.offset);
-            tracer.finish(hop, ctx.id, at);
+        let task = ctx.id;
+        if let (Some(hop), Some(tracer)) = (hop, &mut ctx.tracer) {
+            tracer.finish(hop, task, (raw.topic, raw.partition, raw.offset));
         }
         if let (Some(start), Some(m)) = (timed, &ctx.metrics) {
             m.timed(self.index, start.elapsed());

@@ -625,8 +625,12 @@ impl Task {
     }
 
     /// Hands what the task counted since the last call to Prometheus (and
-    /// the stores' sizes, every second).
+    /// the stores' sizes, every second), and its hops' spans to the span
+    /// exporter.
     pub(crate) fn report_metrics(&mut self, now: Instant) {
+        if let Some(tracer) = &mut self.ctx.tracer {
+            tracer.flush();
+        }
         let dropped = std::mem::take(&mut self.ctx.dropped);
         let Some(m) = &mut self.ctx.metrics else {
             return;
