@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Installs what building eddy needs, idempotently: a C toolchain, make and
-# libclang (bindgen for RocksDB) from Debian's packages, and Rust if absent.
-# With --kafka (the tests) it also installs Debian's chromium (the status
-# page's browser test) and fetches the Apache Kafka broker jars (needs
+# Installs what building eddy needs, idempotently: a C toolchain, make,
+# libclang (bindgen for RocksDB) and OpenSSL's headers (librdkafka's TLS) from
+# Debian's packages, and Rust if absent. With --kafka (the tests) it also
+# installs Debian's chromium (the status page's browser test) and openssl
+# (the secured broker's certificates), and fetches the Apache Kafka broker jars (needs
 # Java 17 and Maven) for the integration tests.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 need=()
-packages=(build-essential pkg-config libclang-dev)
-[ "${1:-}" = "--kafka" ] && packages+=(chromium)
+packages=(build-essential pkg-config libclang-dev libssl-dev)
+[ "${1:-}" = "--kafka" ] && packages+=(chromium openssl)
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

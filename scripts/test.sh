@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite of the workspace (the eddy library and the order
 # pipeline example): sets up the machine (packages, Kafka jars), checks
-# formatting and lints, starts a single-node Apache Kafka broker, runs every
-# test against it, runs the chaos harness on a three-node cluster, runs the
+# formatting and lints, starts a single-node Apache Kafka broker and a
+# secured one (TLS, SCRAM, ACLs), runs every test against them, runs the chaos harness on a three-node cluster, runs the
 # tests again against the embedded cluster, and stops the brokers.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,9 +20,15 @@ cargo build --release --workspace --all-targets --quiet
 "$here/kafka/stop.sh" >/dev/null 2>&1 || true
 trap '"$here/kafka/stop.sh" >/dev/null 2>&1 || true' EXIT
 bootstrap="$("$here/kafka/start.sh" | tail -n1)"
+# Beside it, the secured broker (TLS, SCRAM users, ACLs enforced).
+secured_bootstrap="$("$here/kafka/start.sh" --secured | tail -n1)"
+# shellcheck source=kafka/common.sh
+secured_dir="$(source "$here/kafka/common.sh" && use_secured && cluster_dir 1)"
 
-echo "== tests against Apache Kafka at $bootstrap" >&2
-EDDY_TEST_BOOTSTRAP="$bootstrap" cargo test --release --workspace --quiet -- --test-threads 2
+echo "== tests against Apache Kafka at $bootstrap (secured: $secured_bootstrap)" >&2
+EDDY_TEST_BOOTSTRAP="$bootstrap" EDDY_TEST_SECURED_BOOTSTRAP="$secured_bootstrap" \
+  EDDY_TEST_SECURED_DIR="$secured_dir" \
+  cargo test --release --workspace --quiet -- --test-threads 2
 "$here/kafka/stop.sh" >/dev/null 2>&1
 
 echo "== the chaos harness on a three-node cluster" >&2

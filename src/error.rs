@@ -49,6 +49,40 @@ pub enum Error {
         /// The client's last error.
         source: KafkaError,
     },
+    /// The brokers refused the worker's credentials.
+    #[error(
+        "authentication to Kafka at {servers} failed as {principal}: check {setting} ({detail})"
+    )]
+    Authentication {
+        /// The bootstrap servers.
+        servers: String,
+        /// Who the worker said it was.
+        principal: String,
+        /// The setting to check, as topology files name it.
+        setting: String,
+        /// librdkafka's reason.
+        detail: String,
+    },
+    /// The TLS handshake with the brokers failed.
+    #[error("TLS to Kafka at {servers} failed: check {setting} ({detail})")]
+    Tls {
+        /// The bootstrap servers.
+        servers: String,
+        /// The setting to check, as topology files name it.
+        setting: String,
+        /// librdkafka's reason.
+        detail: String,
+    },
+    /// The brokers' ACLs do not let the worker do what its topology needs.
+    #[error("not authorized: {principal} may not {operation} {resource} (grant what `eddy acls` prints for this application)")]
+    NotAuthorized {
+        /// The worker's principal.
+        principal: String,
+        /// What it tried: `read`, `write`, `describe`, `create`...
+        operation: &'static str,
+        /// What on: `topic "orders"`, `group "payment"`...
+        resource: String,
+    },
     /// A topic the topology reads or writes does not exist.
     #[error("{role} topic {topic:?} does not exist on {servers}; create it first")]
     MissingTopic {

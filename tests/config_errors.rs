@@ -212,6 +212,30 @@ fn bad_settings_and_toml_are_refused() {
         err("[application]\nid = \"a\"\notlp_endpoint = \"collector:4318\"\n[topics.t]\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"),
         "x.toml: application.otlp_endpoint: \"collector:4318\": expected an http:// URL, such as http://localhost:4318"
     );
+    // Secrets are named, never written; what they name must exist.
+    let kafka = |section: &str| {
+        err(&format!(
+            "[application]\nid = \"a\"\n{section}\n[topics.t]\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"
+        ))
+    };
+    assert_eq!(
+        kafka("[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\npassword = \"hunter2\""),
+        "x.toml: kafka.sasl.password: a password is never written in a topology file: name it with password_env (an environment variable) or password_file"
+    );
+    assert_eq!(
+        kafka("[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\"\npassword_env = \"EDDY_NO_SUCH_VARIABLE\""),
+        "x.toml: kafka.sasl.password_env: environment variable EDDY_NO_SUCH_VARIABLE is not set"
+    );
+    assert_eq!(
+        kafka("[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"u\""),
+        "x.toml: kafka.sasl.password_env: SASL needs a password: name its environment variable (password_env) or file (password_file)"
+    );
+    assert_eq!(
+        kafka("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword_env = \"PATH\""),
+        "x.toml: kafka.sasl.mechanism: PLAIN sends the password itself: use it over TLS (kafka.tls) or choose SCRAM-SHA-512"
+    );
+    assert!(kafka("[kafka.tls]\nca_file = \"certs/missing.pem\"")
+        .starts_with("x.toml: kafka.tls.ca_file: cannot read "),);
     assert_eq!(
         err("[application\nid = \"a\"\n"),
         "x.toml: : unclosed table, expected `]` (line 1, column 13)"

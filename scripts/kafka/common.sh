@@ -8,6 +8,7 @@
 #   EDDY_KAFKA_DATA       root of per-cluster data dirs   (default $EDDY_CACHE/kafka-data)
 #   EDDY_KAFKA_PORT       first broker port               (default 19092; node i uses PORT+2(i-1),
 #                                                          its controller listener that +1)
+#   EDDY_KAFKA_SECURED_PORT   first broker port of the secured mode (default 19192)
 #   EDDY_KAFKA_START_TIMEOUT  seconds start.sh waits      (default 60)
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
@@ -19,6 +20,14 @@ KAFKA_LIBS="$KAFKA_HOME/libs"
 KAFKA_DATA_ROOT="${EDDY_KAFKA_DATA:-$EDDY_CACHE/kafka-data}"
 KAFKA_BASE_PORT="${EDDY_KAFKA_PORT:-19092}"
 KAFKA_HOST=127.0.0.1
+# "-secured" for the secured mode (start.sh/stop.sh --secured): its own folder and ports.
+KAFKA_FLAVOR=""
+
+# Switches the helpers below to the secured mode's cluster.
+use_secured() {
+  KAFKA_FLAVOR="-secured"
+  KAFKA_BASE_PORT="${EDDY_KAFKA_SECURED_PORT:-19192}"
+}
 
 klog() { printf '[kafka] %s\n' "$*" >&2; }
 kdie() { printf '[kafka] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -28,7 +37,7 @@ check_nodes() {
   case "$1" in 1|3) ;; *) kdie "--nodes must be 1 or 3 (got '$1')" ;; esac
 }
 
-cluster_dir()     { echo "$KAFKA_DATA_ROOT/${1}node"; }      # $1 = node count
+cluster_dir()     { echo "$KAFKA_DATA_ROOT/${1}node$KAFKA_FLAVOR"; }  # $1 = node count
 node_dir()        { echo "$(cluster_dir "$1")/node-$2"; }    # $1 = node count, $2 = node id
 broker_port()     { echo $((KAFKA_BASE_PORT + 2 * ($1 - 1))); }
 controller_port() { echo $(( $(broker_port "$1") + 1 )); }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stop the Kafka cluster(s) started by scripts/kafka/start.sh.
 #
-#   scripts/kafka/stop.sh [--nodes 1|3] [--keep-data] [--kill]
+#   scripts/kafka/stop.sh [--nodes 1|3 | --secured] [--keep-data] [--kill]
 #
-# Without --nodes, stops every cluster (1- and 3-node). SIGTERM to each broker, waits
+# Without --nodes or --secured, stops every cluster (1- and 3-node, and the secured one). SIGTERM to each broker, waits
 # up to $EDDY_KAFKA_STOP_TIMEOUT (default 30) s, then SIGKILL. Then wipes the cluster's
 # data dir so the next start is fresh, unless --keep-data. 3-node: all nodes get SIGTERM
 # together; once no controller majority is left, stragglers (a broker waiting forever for
@@ -13,14 +13,15 @@ set -euo pipefail
 # shellcheck source=common.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
-which_nodes=(1 3)
+which_nodes=(1 3 1-secured)
 keep=0
 sig=TERM
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nodes|-n) [[ $# -ge 2 ]] || kdie "--nodes needs a value"; check_nodes "$2"; which_nodes=("$2"); shift 2 ;;
     --nodes=*) check_nodes "${1#*=}"; which_nodes=("${1#*=}"); shift ;;
-    --all) which_nodes=(1 3); shift ;;
+    --secured) which_nodes=(1-secured); shift ;;
+    --all) which_nodes=(1 3 1-secured); shift ;;
     --keep-data) keep=1; shift ;;
     --kill) sig=KILL; shift ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
@@ -29,7 +30,10 @@ while [[ $# -gt 0 ]]; do
 done
 stop_timeout="${EDDY_KAFKA_STOP_TIMEOUT:-30}"
 
-for n in "${which_nodes[@]}"; do
+for which in "${which_nodes[@]}"; do
+  n="${which%%-*}"
+  KAFKA_FLAVOR=""
+  [[ "$which" == *-secured ]] && KAFKA_FLAVOR="-secured"
   cdir="$(cluster_dir "$n")"
   [[ -d "$cdir" ]] || continue
   pids=()
@@ -44,7 +48,7 @@ for n in "${which_nodes[@]}"; do
   done < <(pgrep -f "kafka\.Kafka $cdir/node-[0-9]+/server\.properties" || true)
 
   if [[ ${#pids[@]} -gt 0 ]]; then
-    klog "stopping ${n}-node cluster (SIG$sig to pids ${pids[*]})"
+    klog "stopping ${which}-node cluster (SIG$sig to pids ${pids[*]})"
     kill -"$sig" "${pids[@]}" 2>/dev/null || true
     deadline=$((SECONDS + stop_timeout))
     # Multi-node: once fewer than a majority of the controllers are left, a broker still
@@ -78,8 +82,8 @@ for n in "${which_nodes[@]}"; do
   rm -f "$cdir"/node-*/kafka.pid
   if [[ $keep -eq 0 ]]; then
     rm -rf "$cdir"
-    klog "${n}-node cluster stopped, data wiped"
+    klog "${which}-node cluster stopped, data wiped"
   else
-    klog "${n}-node cluster stopped, data kept in $cdir"
+    klog "${which}-node cluster stopped, data kept in $cdir"
   fi
 done

@@ -24,6 +24,55 @@ pub struct File {
     /// `[expressions]`: the cost budget of every expression of the file.
     #[serde(default)]
     pub expressions: Expressions,
+    /// `[kafka]`: TLS and SASL to the brokers.
+    #[serde(default)]
+    pub kafka: Kafka,
+}
+
+/// `[kafka]`: how the worker's clients connect. Secrets are named (an
+/// environment variable or a file), never written here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// `[kafka.tls]`: TLS, verifying the brokers.
+    pub tls: Option<KafkaTls>,
+    /// `[kafka.sasl]`: SASL authentication.
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// `[kafka.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTls {
+    /// CA certificates (PEM) to verify the brokers with (default: the
+    /// system's), relative to the file's folder.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// The environment variable holding the key's password.
+    pub key_password_env: Option<String>,
+    /// A file holding the key's password.
+    pub key_password_file: Option<PathBuf>,
+    /// Whether the broker's name must match its certificate (default true).
+    pub verify_hostname: Option<bool>,
+}
+
+/// `[kafka.sasl]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN` (over TLS only).
+    pub mechanism: crate::kafka::Mechanism,
+    /// The user.
+    pub username: String,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Refused: a password is never written in a topology file.
+    pub password: Option<toml::Value>,
 }
 
 /// `[expressions]`: limits on what evaluating one expression may cost.

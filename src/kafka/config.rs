@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use super::GroupProtocol;
+use super::{ClientSecurity, GroupProtocol, Security, SecurityError};
 use crate::error::Error;
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::stores::RocksConfig;
@@ -141,6 +141,8 @@ pub struct StreamsConfig {
     /// Extra librdkafka properties: `consumer.<prop>`, `producer.<prop>`,
     /// `admin.<prop>`, or `<prop>` for every client.
     pub properties: BTreeMap<String, String>,
+    /// TLS and SASL, secrets read (see [`security`](Self::security)).
+    security: Option<ClientSecurity>,
 }
 
 impl StreamsConfig {
@@ -175,6 +177,7 @@ impl StreamsConfig {
             rocks: RocksConfig::default(),
             cache_max_bytes: 10 << 20,
             properties: BTreeMap::new(),
+            security: None,
         }
     }
 
@@ -240,6 +243,11 @@ impl StreamsConfig {
             if let Some(reason) = self.group_protocol_or_default().refused_property(prop) {
                 return Err(Error::Config(format!("property {key:?}: {reason}")));
             }
+        }
+        if self.security.is_some() && self.bootstrap_servers.is_none() {
+            return Err(Error::Config(
+                "kafka.tls and kafka.sasl need a real cluster (application.brokers): the embedded one speaks plaintext only".into(),
+            ));
         }
         Ok(())
     }
@@ -343,6 +351,24 @@ impl StreamsConfig {
         self
     }
 
+    /// Connects every client with TLS and/or SASL: reads the secrets the
+    /// settings name now (so a missing one is refused at start, naming
+    /// its setting) and keeps them out of `Debug` output and logs.
+    pub fn security(mut self, security: &Security) -> Result<Self, SecurityError> {
+        self.security = Some(security.resolve()?);
+        Ok(self)
+    }
+
+    /// The principal the clients authenticate as (`User:<name>`), with SASL.
+    pub fn principal(&self) -> Option<String> {
+        self.security.as_ref().and_then(|s| s.principal.clone())
+    }
+
+    /// The security settings, resolved.
+    pub(crate) fn client_security(&self) -> Option<&ClientSecurity> {
+        self.security.as_ref()
+    }
+
     /// The dead-letter topic's name.
     pub fn dead_letter_topic_name(&self) -> String {
         self.dead_letter_topic
@@ -355,6 +381,9 @@ impl StreamsConfig {
         const PREFIXES: [&str; 3] = ["consumer.", "producer.", "admin."];
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", servers);
+        for (k, v) in self.security.iter().flat_map(|s| &s.properties) {
+            c.set(*k, v);
+        }
         for (k, v) in &self.properties {
             if let Some(k) = k.strip_prefix(prefix) {
                 c.set(k, v);
@@ -518,8 +547,11 @@ impl std::str::FromStr for Guarantee {
 }
 
 fn merge(mut base: ClientConfig, over: ClientConfig) -> ClientConfig {
-    for (k, v) in over.config_map() {
-        base.set(k, v);
+    // `config_map` hides secrets' values: they are read with `get`.
+    for k in over.config_map().keys() {
+        if let Some(v) = over.get(k) {
+            base.set(*k, v);
+        }
     }
     base
 }

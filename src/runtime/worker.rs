@@ -20,7 +20,9 @@ use super::task::TaskSettings;
 use super::task_id::TaskId;
 use super::upstream::{Upstream, UpstreamWatch};
 use crate::error::Error;
-use crate::kafka::admin::{ensure_topic, future_timestamp_limits, topic_partitions};
+use crate::kafka::admin::{
+    denied_topics, ensure_topic, future_timestamp_limits, principal, topic_partitions,
+};
 use crate::kafka::{EmbeddedKafka, Guarantee, StreamsConfig};
 use crate::observability::{HttpServer, Metrics, Spans};
 use crate::serde::Serde;
@@ -539,12 +541,32 @@ fn prepare_topics(
     // A topic created a moment ago may not be in every broker's metadata
     // yet: asked again until the startup timeout.
     let deadline = std::time::Instant::now() + config.startup_timeout;
-    let mut existing = topic_partitions(&admin, config.startup_timeout)?;
+    let security = config.client_security();
+    let mut existing = topic_partitions(&admin, security, config.startup_timeout)?;
     while external_topics(topology).any(|t| !existing.contains_key(t))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
-        existing = topic_partitions(&admin, config.startup_timeout)?;
+        existing = topic_partitions(&admin, security, config.startup_timeout)?;
+    }
+    // A topic the principal may not see is left out of the metadata: say
+    // so rather than that it does not exist.
+    let missing: Vec<&str> = external_topics(topology)
+        .filter(|t| !existing.contains_key(*t))
+        .collect();
+    if !missing.is_empty() {
+        let denied = denied_topics(&admin, &missing, config.startup_timeout)?;
+        if let Some(t) = denied.first() {
+            let operation = match topology.source_topics().contains(&t.as_str()) {
+                true => "read",
+                false => "write",
+            };
+            return Err(Error::NotAuthorized {
+                principal: principal(&admin),
+                operation,
+                resource: format!("topic {t:?}"),
+            });
+        }
     }
     for t in external_topics(topology) {
         if !existing.contains_key(t) {

@@ -4,6 +4,7 @@
 //! produce and read. Like test assertions, these helpers panic on failure.
 //! Behind the `test-util` feature.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::kafka::{admin, send_blocking, EmbeddedKafka, StreamsConfig};
+use crate::kafka::{admin, send_blocking, EmbeddedKafka, Mechanism, Sasl, Secret, Security, Tls};
 use crate::processor::Headers;
 
 /// A raw key and value; `None` is null.
@@ -23,7 +24,13 @@ pub struct TestCluster {
     /// Its bootstrap servers.
     pub bootstrap: String,
     embedded: Option<std::sync::Arc<EmbeddedKafka>>,
+    /// The secured broker's folder, when this is it.
+    secured: Option<PathBuf>,
 }
+
+/// The user every helper of a secured [`TestCluster`] connects as (a super
+/// user of the secured broker).
+pub const SECURED_ADMIN: &str = "admin";
 
 /// A name no earlier run used, so runs against one broker don't collide.
 pub fn unique(prefix: &str) -> String {
@@ -101,15 +108,87 @@ impl TestCluster {
             Ok(b) if !b.is_empty() => TestCluster {
                 bootstrap: b,
                 embedded: None,
+                secured: None,
             },
             _ => {
                 let e = EmbeddedKafka::start().expect("embedded cluster starts");
                 TestCluster {
                     bootstrap: e.bootstrap_servers().to_owned(),
                     embedded: Some(std::sync::Arc::new(e)),
+                    secured: None,
                 }
             }
         }
+    }
+
+    /// The secured broker (`scripts/kafka/start.sh --secured`) named by
+    /// `EDDY_TEST_SECURED_BOOTSTRAP`, its folder (certificates, users) by
+    /// `EDDY_TEST_SECURED_DIR`; `None` if they are not set. Its helpers
+    /// connect as [`SECURED_ADMIN`] over TLS.
+    pub fn secured_from_env() -> Option<Self> {
+        let bootstrap = std::env::var("EDDY_TEST_SECURED_BOOTSTRAP").ok()?;
+        let dir = std::env::var("EDDY_TEST_SECURED_DIR").ok()?;
+        Some(TestCluster {
+            bootstrap,
+            embedded: None,
+            secured: Some(PathBuf::from(dir)),
+        })
+    }
+
+    /// The secured broker's folder.
+    ///
+    /// # Panics
+    /// If this is not the secured broker.
+    pub fn secured_dir(&self) -> &Path {
+        self.secured.as_deref().expect("the secured broker")
+    }
+
+    /// The password of a user of the secured broker (its `users` file).
+    ///
+    /// # Panics
+    /// If the user is not listed.
+    pub fn password(&self, user: &str) -> String {
+        let users = std::fs::read_to_string(self.secured_dir().join("users")).unwrap();
+        users
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{user} ")))
+            .unwrap_or_else(|| panic!("no user {user} on the secured broker"))
+            .to_owned()
+    }
+
+    /// Settings to connect to the secured broker as `user` with
+    /// SCRAM-SHA-512 over TLS verified by its CA, the password read from
+    /// environment variable `password_env` (which the caller sets).
+    pub fn security(&self, user: &str, password_env: &str) -> Security {
+        Security {
+            tls: Some(Tls {
+                ca_file: Some(self.secured_dir().join("tls/ca.pem")),
+                ..Tls::default()
+            }),
+            sasl: Some(Sasl {
+                mechanism: Mechanism::ScramSha512,
+                username: user.to_owned(),
+                password: Secret::Env(password_env.to_owned()),
+            }),
+        }
+    }
+
+    /// A client configuration for this cluster (as the admin user on the
+    /// secured broker).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        if let Some(dir) = &self.secured {
+            c.set("security.protocol", "sasl_ssl")
+                .set(
+                    "ssl.ca.location",
+                    dir.join("tls/ca.pem").display().to_string(),
+                )
+                .set("sasl.mechanism", "SCRAM-SHA-512")
+                .set("sasl.username", SECURED_ADMIN)
+                .set("sasl.password", self.password(SECURED_ADMIN));
+        }
+        c
     }
 
     /// Whether this is an embedded cluster.
@@ -134,7 +213,7 @@ impl TestCluster {
         match &self.embedded {
             Some(e) => e.create_topic(name, partitions).expect("create topic"),
             None => {
-                let config = StreamsConfig::new("test").admin_client_config(&self.bootstrap);
+                let config = self.client_config();
                 admin::ensure_topic(&config, name, partitions, configs, Duration::from_secs(30))
                     .expect("create topic");
             }
@@ -144,8 +223,7 @@ impl TestCluster {
     /// A producer for this cluster that partitions by murmur2, as eddy and
     /// the Java client do.
     pub fn producer(&self) -> BaseProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        self.client_config()
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .create()
@@ -197,8 +275,8 @@ impl TestCluster {
 
     /// A reader of `topic` from the beginning.
     pub fn reader(&self, topic: &str) -> Reader {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let consumer: BaseConsumer = self
+            .client_config()
             .set("group.id", unique("reader"))
             .set("enable.auto.commit", "false")
             .create()

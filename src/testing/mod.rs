@@ -13,7 +13,9 @@ mod cluster;
 mod collector;
 
 #[cfg(feature = "test-util")]
-pub use cluster::{free_addr, unique, wait_for, Consumed, KeyValue, Reader, TestCluster};
+pub use cluster::{
+    free_addr, unique, wait_for, Consumed, KeyValue, Reader, TestCluster, SECURED_ADMIN,
+};
 #[cfg(feature = "test-util")]
 pub use collector::{CollectedSpan, OtlpCollector};
 
