@@ -21,78 +21,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use eddy::kafka::{send_blocking, StreamsConfig};
-use eddy::observability::{TraceContext, TRACEPARENT};
+use eddy::kafka::StreamsConfig;
 use eddy::serde::{BytesSerde, Nullable};
 use eddy::testing::{unique, OtlpCollector, TestCluster};
 use eddy::topology::StreamsBuilder;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::Message;
-
-fn keep(v: &[u8]) -> bool {
-    v.first() != Some(&b'#')
-}
-
-fn shout(mut v: Vec<u8>) -> Vec<u8> {
-    v.make_ascii_uppercase();
-    v
-}
-
-/// The yardstick: consume, filter, upper-case into a new buffer, produce;
-/// then flush and commit. `header`: each output also carries a new
-/// `traceparent` header, as eddy's do with tracing on (the floor of what
-/// carrying trace context costs the client and the broker).
-fn raw_loop(c: &TestCluster, input: &str, output: &str, n: usize, header: bool) -> Duration {
-    let consumer: BaseConsumer = StreamsConfig::new(&unique("raw"))
-        .consumer_client_config(&c.bootstrap, "raw")
-        .create()
-        .unwrap();
-    let producer: BaseProducer = StreamsConfig::new("raw")
-        .producer_client_config(&c.bootstrap, "raw")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[input]).unwrap();
-    let mut seen = 0;
-    let mut start = None;
-    while seen < n {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = m.unwrap();
-        start.get_or_insert_with(Instant::now);
-        seen += 1;
-        let value = m.payload().unwrap_or_default();
-        if !keep(value) {
-            continue;
-        }
-        let value = shout(value.to_vec());
-        let mut record = BaseRecord::<[u8], [u8]>::to(output).payload(&value);
-        if let Some(k) = m.key() {
-            record = record.key(k);
-        }
-        if let Some(ts) = m.timestamp().to_millis() {
-            record = record.timestamp(ts);
-        }
-        let context = header.then(|| TraceContext::root(true).header_value());
-        if let Some(context) = &context {
-            record = record.headers(OwnedHeaders::new().insert(Header {
-                key: TRACEPARENT,
-                value: Some(&context[..]),
-            }));
-        }
-        send_blocking(&producer, record).expect("produce");
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    consumer
-        .commit(&consumer.position().unwrap(), CommitMode::Sync)
-        .unwrap();
-    start.unwrap().elapsed()
-}
 
 /// One kind of run.
 #[derive(Clone, Copy)]
@@ -130,8 +64,8 @@ fn eddy(
 ) -> Duration {
     let b = StreamsBuilder::new();
     b.stream(input, Nullable(BytesSerde), BytesSerde)
-        .filter(|_, v| keep(v))
-        .map_values(shout)
+        .filter(|_, v| common::keep(v))
+        .map_values(common::shout)
         .to(output, Nullable(BytesSerde), BytesSerde);
     let app = unique("eddy-bench");
     if c.is_embedded() {
@@ -201,7 +135,14 @@ fn main() {
             let output = unique("bench-out");
             c.create_topic(&output, partitions);
             let d = match *run {
-                Run::Raw { header } => raw_loop(&c, &input, &output, n, header),
+                Run::Raw { header } => common::raw_loop(
+                    &StreamsConfig::new("raw"),
+                    &c.bootstrap,
+                    &input,
+                    &output,
+                    n,
+                    header,
+                ),
                 Run::Eddy(t, m) => eddy(&c, &input, &output, n, t, m, &endpoint),
             };
             let rate = n as f64 / d.as_secs_f64();

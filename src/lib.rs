@@ -32,6 +32,7 @@ pub mod observability;
 mod operators;
 pub mod processor;
 pub mod runtime;
+pub mod security;
 pub mod serde;
 pub mod stores;
 pub mod testing;

@@ -167,3 +167,83 @@ pub fn cluster_name(c: &eddy::testing::TestCluster) -> String {
         c.bootstrap.clone()
     }
 }
+
+/// The stateless pipeline's filter: drops values that start with `#`.
+pub fn keep(v: &[u8]) -> bool {
+    v.first() != Some(&b'#')
+}
+
+/// The stateless pipeline's map: upper-cases the value.
+pub fn shout(mut v: Vec<u8>) -> Vec<u8> {
+    v.make_ascii_uppercase();
+    v
+}
+
+/// The yardstick of the stateless pipeline: consume, filter, upper-case
+/// into a new buffer, produce; then flush and commit, with the clients
+/// `config` makes (its security settings included). `header`: each output
+/// also carries a new `traceparent` header, as eddy's do with tracing on
+/// (the floor of what carrying trace context costs the client and the
+/// broker).
+pub fn raw_loop(
+    config: &eddy::kafka::StreamsConfig,
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    n: usize,
+    header: bool,
+) -> Duration {
+    use eddy::kafka::send_blocking;
+    use eddy::observability::{TraceContext, TRACEPARENT};
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+
+    let consumer: BaseConsumer = config
+        .consumer_client_config(bootstrap, "raw")
+        .set("group.id", eddy::testing::unique("raw"))
+        .create()
+        .unwrap();
+    let producer: BaseProducer = config
+        .producer_client_config(bootstrap, "raw")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[input]).unwrap();
+    let mut seen = 0;
+    let mut start = None;
+    while seen < n {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        start.get_or_insert_with(Instant::now);
+        seen += 1;
+        let value = m.payload().unwrap_or_default();
+        if !keep(value) {
+            continue;
+        }
+        let value = shout(value.to_vec());
+        let mut record = BaseRecord::<[u8], [u8]>::to(output).payload(&value);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(ts) = m.timestamp().to_millis() {
+            record = record.timestamp(ts);
+        }
+        let context = header.then(|| TraceContext::root(true).header_value());
+        if let Some(context) = &context {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: TRACEPARENT,
+                value: Some(&context[..]),
+            }));
+        }
+        send_blocking(&producer, record).expect("produce");
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    consumer
+        .commit(&consumer.position().unwrap(), CommitMode::Sync)
+        .unwrap();
+    start.unwrap().elapsed()
+}

@@ -29,6 +29,7 @@
 //! [`LogArgs`] for the logging flags and ends with [`exit`], as the
 //! example application in the workspace's `examples/` folder does.
 
+mod acls;
 mod autoscale;
 mod count;
 mod files;
@@ -133,6 +134,10 @@ pub enum Command {
     /// worker would not be ready before the lag drains), until
     /// SIGINT/SIGTERM.
     Autoscale(autoscale::AutoscaleArgs),
+    /// Prints the ACLs an application needs (least privilege: its inputs,
+    /// outputs, internal topics, group and transactional ids) as
+    /// `kafka-acls.sh` commands or JSON, or creates them (`--apply`).
+    Acls(acls::AclsArgs),
     /// Shows a running worker's live numbers in the terminal, as its
     /// status page does: per node records per second, totals and time per
     /// record; lag; stores and restores; saga states.
@@ -153,6 +158,7 @@ impl Command {
             Command::Lag(args) => lag::run(args, registry),
             Command::Autoscale(args) => autoscale::run(args, registry),
             Command::Top(args) => top::run(args, registry),
+            Command::Acls(args) => acls::run(args, registry),
         }
     }
 }

@@ -132,7 +132,7 @@ impl Pipeline {
         })?;
         overrides.apply(&mut file);
         let base = path.parent().unwrap_or(Path::new("."));
-        compile::compile(&file, base, registry)
+        compile::compile(&file, base, registry, !overrides.skip_secrets)
             .map_err(|(field, reason)| error(field, reason))
             .map(|(topology, config, topics, queryable)| Pipeline {
                 file: path.to_owned(),
@@ -169,6 +169,10 @@ pub struct Overrides {
     /// several isolated copies of a pipeline share one cluster (tests,
     /// benchmarks, repeated demo runs).
     pub suffix: Option<String>,
+    /// Loads without reading the secrets `[kafka]` names (their variables
+    /// or files need not exist): for commands that only read what the file
+    /// describes, such as `eddy acls`. Such a pipeline cannot connect.
+    pub skip_secrets: bool,
 }
 
 impl Overrides {

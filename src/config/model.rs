@@ -27,6 +27,9 @@ pub struct File {
     /// `[kafka]`: TLS and SASL to the brokers.
     #[serde(default)]
     pub kafka: Kafka,
+    /// `[signing]`: keys of signed topics.
+    #[serde(default)]
+    pub signing: Signing,
 }
 
 /// `[kafka]`: how the worker's clients connect. Secrets are named (an
@@ -179,6 +182,38 @@ pub struct Topic {
     /// have processed their own inputs up to the timer's time.
     #[serde(default)]
     pub upstream: Vec<String>,
+    /// Records this application writes to the topic are signed with this
+    /// key (an id of `[signing.keys]`).
+    pub sign: Option<String>,
+    /// Records read from the topic must be signed with one of these keys;
+    /// the others go to the dead-letter topic.
+    #[serde(default)]
+    pub verify: Vec<String>,
+    /// Headers the signature covers besides the topic, key and value (the
+    /// same list wherever the topic is signed or verified).
+    #[serde(default)]
+    pub signed_headers: Vec<String>,
+}
+
+/// `[signing]`: the keys records are signed and verified with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// `[signing.keys.<id>]`: each key's secret, by its id.
+    #[serde(default)]
+    pub keys: BTreeMap<String, SigningKey>,
+}
+
+/// `[signing.keys.<id>]`: where a key's secret is read from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    /// The environment variable holding it.
+    pub secret_env: Option<String>,
+    /// A file holding it (relative to the file's folder).
+    pub secret_file: Option<PathBuf>,
+    /// Refused: a secret is never written in a topology file.
+    pub secret: Option<toml::Value>,
 }
 
 /// Key formats.

@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use super::{ClientSecurity, GroupProtocol, Security, SecurityError};
 use crate::error::Error;
 use crate::runtime::{ErrorPolicy, TaskIdle};
+use crate::security::TopicSigning;
 use crate::stores::RocksConfig;
 
 /// How a worker runs: identity, cluster, threads, commits, error handling
@@ -143,6 +144,9 @@ pub struct StreamsConfig {
     pub properties: BTreeMap<String, String>,
     /// TLS and SASL, secrets read (see [`security`](Self::security)).
     security: Option<ClientSecurity>,
+    /// Signatures of records, by topic name: how records written to a
+    /// topic are signed and records read from it verified.
+    pub signing: BTreeMap<String, TopicSigning>,
 }
 
 impl StreamsConfig {
@@ -178,6 +182,7 @@ impl StreamsConfig {
             cache_max_bytes: 10 << 20,
             properties: BTreeMap::new(),
             security: None,
+            signing: BTreeMap::new(),
         }
     }
 
@@ -357,6 +362,13 @@ impl StreamsConfig {
     pub fn security(mut self, security: &Security) -> Result<Self, SecurityError> {
         self.security = Some(security.resolve()?);
         Ok(self)
+    }
+
+    /// Signs the records written to `topic` and/or verifies those read
+    /// from it (see [`TopicSigning`]).
+    pub fn signing(mut self, topic: &str, signing: TopicSigning) -> Self {
+        self.signing.insert(topic.to_owned(), signing);
+        self
     }
 
     /// The principal the clients authenticate as (`User:<name>`), with SASL.

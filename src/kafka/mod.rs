@@ -1,6 +1,7 @@
 //! Kafka plumbing: worker configuration, topic administration, the embedded
 //! cluster, and the default partitioner.
 
+pub mod acls;
 pub mod admin;
 mod config;
 mod embedded;

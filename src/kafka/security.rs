@@ -23,12 +23,24 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where a secret is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// An environment variable, by name.
     Env(String),
     /// A file (its content, without a final newline).
     File(PathBuf),
+    /// The secret itself, which the program got elsewhere (a vault, say).
+    Value(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env(var) => f.debug_tuple("Env").field(var).finish(),
+            Secret::File(path) => f.debug_tuple("File").field(path).finish(),
+            Secret::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
 }
 
 /// TLS to the brokers.
@@ -258,6 +270,7 @@ fn read(setting: &'static str, secret: &Secret) -> Result<(String, String), Secu
             })?;
             Ok((value, format!("{named} = {var}")))
         }
+        Secret::Value(value) => Ok((value.clone(), format!("{setting} (given by the program)"))),
         Secret::File(path) => {
             let named = match setting {
                 "kafka.sasl.password" => "kafka.sasl.password_file",

@@ -25,6 +25,9 @@ pub enum FailureKind {
     Timestamp,
     /// The value does not match the JSON Schema of its source.
     Schema,
+    /// The record's signature is missing, made with a key its topic does
+    /// not accept, or does not match.
+    Signature,
     /// An expression of a topology file failed or exceeded its budget.
     Expression,
     /// A processor failed on it (the default of [`ProcessorContext::fail`]).
@@ -45,6 +48,7 @@ impl FailureKind {
             FailureKind::Deserialization => "deserialization",
             FailureKind::Timestamp => "timestamp",
             FailureKind::Schema => "schema",
+            FailureKind::Signature => "signature",
             FailureKind::Expression => "expression",
             FailureKind::Processing => "processing",
             FailureKind::Production => "production",

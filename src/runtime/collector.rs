@@ -238,6 +238,12 @@ impl Collector {
                     self.doomed = Some(format!("{e} (topic {topic})"));
                     return Ok(0);
                 }
+                Err(e)
+                    if e.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::TopicAuthorizationFailed) =>
+                {
+                    return Err(self.not_authorized(topic))
+                }
                 Err(e) => return Err(Error::Delivery(format!("{e} (topic {topic})"))),
             }
         }
@@ -342,6 +348,16 @@ impl Collector {
         self.producer.poll(Duration::ZERO);
     }
 
+    /// The error of a record refused because the producer's principal may
+    /// not write `topic`.
+    fn not_authorized(&self, topic: &str) -> Error {
+        Error::NotAuthorized {
+            principal: crate::kafka::admin::principal(&self.config),
+            operation: "write",
+            resource: format!("topic {topic:?}"),
+        }
+    }
+
     /// Waits until the broker acknowledged everything sent; fails if any
     /// record was not acknowledged.
     pub(crate) fn flush(&self) -> Result<(), Error> {
@@ -358,6 +374,14 @@ impl Collector {
                 .map_err(|e| Error::Delivery(format!("flush: {e}")))?;
         }
         if tracker.failed.load(Ordering::Relaxed) > 0 {
+            let denied = tracker
+                .denied
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(topic) = denied {
+                return Err(self.not_authorized(&topic));
+            }
             let first = tracker
                 .first_error
                 .lock()
@@ -637,6 +661,7 @@ impl Collector {
             .first_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+        *tracker.denied.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Forgets the acknowledged changelog offsets (their transaction was

@@ -11,6 +11,7 @@ use super::punctuation::Punctuations;
 use super::TaskId;
 use crate::observability::{TaskMetrics, TraceContext, Tracer};
 use crate::processor::{Failure, Header, Headers};
+use crate::security::TopicSigning;
 use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
 
@@ -34,6 +35,27 @@ pub(crate) struct RawRecord<'a> {
 pub(crate) enum RawHeaders<'a> {
     Kafka(&'a BorrowedMessage<'a>),
     Owned(&'a Headers),
+}
+
+impl<'a> RawHeaders<'a> {
+    /// The value of the last header named `name` (`Some(None)`: present,
+    /// null).
+    pub(crate) fn last(self, name: &str) -> Option<Option<&'a [u8]>> {
+        match self {
+            RawHeaders::Owned(h) => {
+                h.0.iter()
+                    .rev()
+                    .find(|h| h.key == name)
+                    .map(|h| h.value.as_deref())
+            }
+            RawHeaders::Kafka(m) => m
+                .headers()?
+                .iter()
+                .filter(|h| h.key == name)
+                .last()
+                .map(|h| h.value),
+        }
+    }
 }
 
 impl RawHeaders<'_> {
@@ -85,6 +107,8 @@ pub(crate) struct TaskContext {
     pub(crate) trace: Option<TraceContext>,
     /// The task's series (a worker's tasks; not the test driver's).
     pub(crate) metrics: Option<TaskMetrics>,
+    /// Signing and verification of each topic (by ref), if any.
+    pub(crate) signing: Arc<Vec<Option<TopicSigning>>>,
 }
 
 /// Records operators dropped on purpose.
@@ -127,6 +151,7 @@ impl TaskContext {
             tracer: None,
             trace: None,
             metrics: None,
+            signing: Arc::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
@@ -22,6 +22,9 @@ pub(crate) struct DeliveryTracker {
     pub(super) reported_in: [AtomicU64; 2],
     pub(super) failed: AtomicU64,
     pub(super) first_error: Mutex<Option<String>>,
+    /// The first topic the broker refused a record for because the
+    /// principal may not write it.
+    pub(super) denied: Mutex<Option<String>>,
     pub(super) changelogs: HashSet<String>,
     pub(super) dead_letter_topic: String,
     pub(super) acked: Mutex<HashMap<(String, i32), i64>>,
@@ -159,6 +162,10 @@ impl ProducerContext for DeliveryTracker {
             }
             Err((e, msg)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+                    let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+                    denied.get_or_insert_with(|| msg.topic().to_owned());
+                }
                 let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
                 first.get_or_insert_with(|| format!("{e} (topic {})", msg.topic()));
             }

@@ -257,12 +257,20 @@ impl<K: 'static, V: 'static> Node<K, V> for SinkNode<K, V> {
         };
         let key = (!self.key_serde.is_null(&key)).then_some((&key, &*self.key_serde));
         let value = (!self.value_serde.is_null(&value)).then_some((&value, &*self.value_serde));
-        if let Err(e) = ctx.output.push(meta, key, value) {
-            let topic = ctx.topics.name(self.topic).to_owned();
-            ctx.fail(Failure::new(
-                FailureKind::Production,
-                format!("serializing for topic {topic}: {e}"),
-            ));
+        match ctx.output.push(meta, key, value) {
+            Ok(()) => {
+                if let Some(Some(signing)) = ctx.signing.get(self.topic.0 as usize) {
+                    let topic = ctx.topics.name(self.topic);
+                    ctx.output.sign_last(topic, signing);
+                }
+            }
+            Err(e) => {
+                let topic = ctx.topics.name(self.topic).to_owned();
+                ctx.fail(Failure::new(
+                    FailureKind::Production,
+                    format!("serializing for topic {topic}: {e}"),
+                ));
+            }
         }
         if let (Some(start), Some(m)) = (timed, &ctx.metrics) {
             m.timed(self.index, start.elapsed());

@@ -4,6 +4,7 @@ use std::ops::Range;
 
 use crate::observability::{TraceContext, TRACEPARENT};
 use crate::processor::Headers;
+use crate::security::{Signature, TopicSigning, KEY_ID, SIGNATURE};
 use crate::serde::{Serde, SerdeError};
 use crate::topology::TopicRef;
 
@@ -19,6 +20,10 @@ pub(crate) struct OutMeta {
     /// replaces any the headers carry when the record is written, so that
     /// carrying the context costs no allocation of its own.
     pub(crate) trace: Option<TraceContext>,
+    /// The record's signature (its topic is signed): written as the
+    /// `eddy-key-id` and `eddy-signature` headers, in place of any the
+    /// headers carry.
+    pub(crate) signature: Option<Signature>,
 }
 
 impl OutMeta {
@@ -30,6 +35,7 @@ impl OutMeta {
             timestamp,
             headers: Headers::new(),
             trace: None,
+            signature: None,
         }
     }
 
@@ -37,19 +43,28 @@ impl OutMeta {
     /// hop's `traceparent` in place of any they carry.
     pub(crate) fn each_header(&self, mut f: impl FnMut(&str, Option<&[u8]>)) {
         let trace = self.trace.map(|t| t.header_value());
+        let signed = self.signature.is_some();
         for h in self.headers.iter() {
-            if trace.is_none() || h.key != TRACEPARENT {
+            let replaced = (trace.is_some() && h.key == TRACEPARENT)
+                || (signed && (h.key == KEY_ID || h.key == SIGNATURE));
+            if !replaced {
                 f(&h.key, h.value.as_deref());
             }
         }
         if let Some(value) = &trace {
             f(TRACEPARENT, Some(&value[..]));
         }
+        if let Some(s) = &self.signature {
+            f(KEY_ID, Some(s.key_id.as_bytes()));
+            f(SIGNATURE, Some(&s.hex()[..]));
+        }
     }
 
     /// How many headers [`each_header`](Self::each_header) gives at most.
     pub(crate) fn header_count(&self) -> usize {
-        self.headers.0.len() + usize::from(self.trace.is_some())
+        self.headers.0.len()
+            + usize::from(self.trace.is_some())
+            + 2 * usize::from(self.signature.is_some())
     }
 
     /// The headers as written, owned.
@@ -114,6 +129,23 @@ impl OutputBuffer {
                 Err(e)
             }
         }
+    }
+
+    /// Signs the record pushed last as a record of `topic`, over its bytes
+    /// and headers as they will be written.
+    pub(crate) fn sign_last(&mut self, topic: &str, signing: &TopicSigning) {
+        let Some(slot) = self.slots.last_mut() else {
+            return;
+        };
+        let part = |r: &Option<Range<usize>>| r.clone().map(|r| &self.bytes[r]);
+        let trace = slot.meta.trace.map(|t| t.header_value());
+        let headers = &slot.meta.headers;
+        let header = |name: &str| match (name, &trace) {
+            (TRACEPARENT, Some(t)) => Some(&t[..]),
+            _ => headers.last(name),
+        };
+        let signature = signing.sign(topic, part(&slot.key), part(&slot.value), header);
+        slot.meta.signature = signature;
     }
 
     /// Appends already-encoded bytes (dead-letter copies of input records).

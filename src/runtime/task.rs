@@ -1,7 +1,7 @@
 //! A task: one sub-topology instantiated for one partition number.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::observability::{
     Metrics, NodeInfo, Spans, TaskMetrics, TraceContext, Tracer, TRACEPARENT,
 };
 use crate::processor::{Extracted, FailureKind, PunctuationType};
+use crate::security::TopicSigning;
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreOps, StoreState};
 use crate::topology::{NodeKind, TopicRef, TopicTable, Topology};
 use crate::Error;
@@ -85,6 +86,8 @@ pub(crate) struct TaskSettings {
     /// Where tasks report their series (a worker; not the test driver),
     /// and whether node and store-operation metrics are on.
     pub(crate) metrics: Option<(Arc<Metrics>, bool)>,
+    /// Signing and verification of each topic (by ref), if any.
+    pub(crate) signing: Arc<Vec<Option<TopicSigning>>>,
 }
 
 impl TaskSettings {
@@ -126,7 +129,16 @@ impl TaskSettings {
             exactly_once: false,
             local: Arc::default(),
             metrics: None,
+            signing: Arc::new(vec![None; topics_len]),
         }
+    }
+
+    /// Signs and verifies the topics named in `by_name`.
+    pub(crate) fn sign(&mut self, by_name: &BTreeMap<String, TopicSigning>) {
+        let signing = (0..self.topics.len() as u32)
+            .map(|t| by_name.get(self.topics.name(TopicRef(t))).cloned())
+            .collect();
+        self.signing = Arc::new(signing);
     }
 }
 
@@ -204,6 +216,7 @@ impl Task {
             now,
         );
         ctx.globals = settings.globals.clone();
+        ctx.signing = settings.signing.clone();
         ctx.tracer = settings
             .trace_sample_ratio
             .map(|ratio| Tracer::new(ratio, settings.spans.clone()));
@@ -409,7 +422,21 @@ impl Task {
             .as_mut()
             .expect("records are routed to the task that reads their topic");
         let mark = self.ctx.output.len();
+        // A record of a verified topic reaches no operator unless its
+        // signature holds.
+        let forged = self
+            .ctx
+            .signing
+            .get(raw.topic.0 as usize)
+            .and_then(Option::as_ref)
+            .filter(|s| !s.verify.is_empty())
+            .and_then(|s| {
+                let topic = self.ctx.topics.name(raw.topic);
+                let header = |name: &str| raw.headers.last(name).flatten();
+                s.verify(topic, raw.key, raw.value, header).err()
+            });
         let failure = match stamp {
+            _ if forged.is_some() => forged.map(|reason| (FailureKind::Signature, reason)),
             Extracted::At(timestamp) => {
                 let raw = RawRecord { timestamp, ..*raw };
                 match source.process(&raw, &mut self.ctx) {

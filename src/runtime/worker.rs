@@ -152,6 +152,7 @@ impl KafkaStreams {
             provider,
         );
         settings.max_future_timestamp = config.max_future_timestamp;
+        settings.sign(&config.signing);
         settings.trace_sample_ratio = config.effective_trace_sample_ratio();
         let spans = config
             .otlp_endpoint

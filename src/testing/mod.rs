@@ -35,6 +35,7 @@ use crate::runtime::{
     ErrorPolicy, RawHeaders, RawRecord, RecordError, StoreProvider, Task, TaskId, TaskSettings,
 };
 use crate::runtime::{PartitionGroup, Ready, TaskIdle};
+use crate::security::TopicSigning;
 use crate::serde::{Serde, SerdeError};
 use crate::stores::{
     CacheBudget, GlobalTables, KeyValueStore, SessionStore, StoreState, WindowStore,
@@ -63,6 +64,9 @@ pub struct DriverConfig {
     ///
     /// [`StreamsConfig::trace_sample_ratio`]: crate::kafka::StreamsConfig::trace_sample_ratio
     pub trace_sample_ratio: Option<f64>,
+    /// Signatures of records by topic name, as
+    /// [`StreamsConfig::signing`](crate::kafka::StreamsConfig::signing).
+    pub signing: BTreeMap<String, TopicSigning>,
 }
 
 impl Default for DriverConfig {
@@ -75,6 +79,7 @@ impl Default for DriverConfig {
             wall_clock: 0,
             max_future_timestamp: None,
             trace_sample_ratio: None,
+            signing: BTreeMap::new(),
         }
     }
 }
@@ -148,6 +153,7 @@ impl TopologyTestDriver {
         );
         settings.max_future_timestamp = config.max_future_timestamp;
         settings.trace_sample_ratio = config.trace_sample_ratio;
+        settings.sign(&config.signing);
         settings.refuse_future_outputs = false;
         let topics = settings.topics.clone();
         let mut driver = TopologyTestDriver {

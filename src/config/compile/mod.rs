@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 mod nodes;
+mod secrets;
 mod stateful;
 
 use nodes::Compiler;
@@ -19,7 +20,7 @@ use super::cost::Budget;
 use super::model::{self, File, Node, OnError};
 use super::read::{read_text, MAX_FILE_BYTES};
 use super::registry::Registry;
-use crate::kafka::{Sasl, Secret, Security, StreamsConfig, Tls};
+use crate::kafka::StreamsConfig;
 use crate::observability::{traces_url, SpanExportError};
 use crate::runtime::{ErrorPolicy, TaskIdle};
 use crate::serde::JsonSerde;
@@ -36,7 +37,7 @@ pub(super) type Compiled = (
     Vec<(String, Option<String>)>,
 );
 
-fn fail<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
+pub(super) fn fail<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Fail> {
     Err((field.into(), reason.into()))
 }
 
@@ -97,9 +98,14 @@ struct Topic {
     timestamp_field: Option<String>,
 }
 
-pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<Compiled, Fail> {
+pub(super) fn compile(
+    file: &File,
+    base: &Path,
+    registry: &Registry,
+    read_secrets: bool,
+) -> Result<Compiled, Fail> {
     let mut config = settings(&file.application)?;
-    if let Some(security) = security(&file.kafka, base)? {
+    if let Some(security) = secrets::security(&file.kafka, base, read_secrets)? {
         config = config
             .security(&security)
             .map_err(|e| match e.to_string().split_once(": ") {
@@ -129,6 +135,10 @@ pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<C
         }
         topics.insert(name.as_str(), compiled);
     }
+    let signing = secrets::signing(file, base, read_secrets)?;
+    for (name, signing) in signing {
+        config = config.signing(&topics[name].name, signing);
+    }
     let order = order(&file.nodes)?;
     let budget = budget(&file.expressions)?;
     let mut c = Compiler {
@@ -154,57 +164,6 @@ pub(super) fn compile(file: &File, base: &Path, registry: &Registry) -> Result<C
         .build()
         .map_err(|e| ("nodes".to_owned(), e.to_string()))?;
     Ok((topology, config, topic_names, queryable))
-}
-
-/// `[kafka]` as the builder's settings (paths from the file's folder);
-/// `None` when neither TLS nor SASL is set.
-fn security(kafka: &model::Kafka, base: &Path) -> Result<Option<Security>, Fail> {
-    let secret = |field: &str, env: &Option<String>, file: &Option<PathBuf>| match (env, file) {
-        (Some(var), None) => Ok(Some(Secret::Env(var.clone()))),
-        (None, Some(path)) => Ok(Some(Secret::File(base.join(path)))),
-        (None, None) => Ok(None),
-        (Some(_), Some(_)) => fail(
-            format!("kafka.{field}_env"),
-            format!("give {field}_env or {field}_file, not both"),
-        ),
-    };
-    let tls = match &kafka.tls {
-        None => None,
-        Some(t) => Some(Tls {
-            ca_file: t.ca_file.as_ref().map(|p| base.join(p)),
-            cert_file: t.cert_file.as_ref().map(|p| base.join(p)),
-            key_file: t.key_file.as_ref().map(|p| base.join(p)),
-            key_password: secret(
-                "tls.key_password",
-                &t.key_password_env,
-                &t.key_password_file,
-            )?,
-            verify_hostname: t.verify_hostname.unwrap_or(true),
-        }),
-    };
-    let sasl = match &kafka.sasl {
-        None => None,
-        Some(s) => {
-            if s.password.is_some() {
-                return fail(
-                    "kafka.sasl.password",
-                    "a password is never written in a topology file: name it with password_env (an environment variable) or password_file",
-                );
-            }
-            let Some(password) = secret("sasl.password", &s.password_env, &s.password_file)? else {
-                return fail(
-                    "kafka.sasl.password_env",
-                    "SASL needs a password: name its environment variable (password_env) or file (password_file)",
-                );
-            };
-            Some(Sasl {
-                mechanism: s.mechanism,
-                username: s.username.clone(),
-                password,
-            })
-        }
-    };
-    Ok((tls.is_some() || sasl.is_some()).then_some(Security { tls, sasl }))
 }
 
 fn settings(app: &model::Application) -> Result<StreamsConfig, Fail> {

@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Message, TopicPartitionList};
 
@@ -105,6 +105,8 @@ impl Latch {
 /// the tasks are mutated.
 struct ThreadState {
     name: String,
+    /// Who the clients authenticate as, for authorization errors.
+    principal: String,
     topology: Arc<Topology>,
     settings: TaskSettings,
     collector: Collector,
@@ -186,6 +188,7 @@ impl StreamThread {
             consumer,
             state: ThreadState {
                 name,
+                principal: crate::kafka::admin::principal(&consumer_config),
                 topology,
                 settings,
                 collector,
@@ -271,6 +274,18 @@ impl StreamThread {
                     // The consumer cannot go on (fenced by a static member
                     // of the same instance id, refused by the group...).
                     Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e.into()),
+                    // The ACLs do not let this application read its input
+                    // or use its group: nothing will change that but an
+                    // operator.
+                    Some(Err(KafkaError::MessageConsumption(code)))
+                        if matches!(
+                            code,
+                            RDKafkaErrorCode::TopicAuthorizationFailed
+                                | RDKafkaErrorCode::GroupAuthorizationFailed
+                        ) =>
+                    {
+                        return Err(state.not_authorized(consumer, code));
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(thread = %state.name, "poll: {e}");
                         break;
@@ -342,6 +357,41 @@ struct Inputs<'c> {
 }
 
 impl ThreadState {
+    /// The error of a consumer the brokers refused (`code`): names the
+    /// group, or the first input topic the principal may not see.
+    fn not_authorized(
+        &self,
+        consumer: &BaseConsumer<StreamConsumerContext>,
+        code: RDKafkaErrorCode,
+    ) -> Error {
+        let resource = match code {
+            RDKafkaErrorCode::GroupAuthorizationFailed => {
+                format!("group {:?}", self.settings.application_id)
+            }
+            _ => {
+                let topics = self.topology.source_topics();
+                let timeout = Duration::from_secs(5);
+                let denied = topics.iter().find(|t| {
+                    consumer.fetch_metadata(Some(t), timeout).is_ok_and(|m| {
+                        m.topics().iter().any(|t| {
+                            t.error().map(RDKafkaErrorCode::from)
+                                == Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+                        })
+                    })
+                });
+                match denied {
+                    Some(t) => format!("topic {t:?}"),
+                    None => format!("one of the topics {topics:?}"),
+                }
+            }
+        };
+        Error::NotAuthorized {
+            principal: self.principal.clone(),
+            operation: "read",
+            resource,
+        }
+    }
+
     /// Puts a polled record in its task's queue, stamped with its event
     /// time.
     fn enqueue<'c>(&mut self, inputs: &mut Inputs<'c>, m: BorrowedMessage<'c>) {

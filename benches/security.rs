@@ -1,0 +1,228 @@
+//! What security costs the stateless pipeline (`benches/pipeline.rs`'s
+//! work: 100-byte records filtered and upper-cased, one stream thread), in
+//! the same run, rounds alternating:
+//!
+//! - TLS with SCRAM-SHA-512 against plaintext: eddy on the secured broker
+//!   (`scripts/kafka/start.sh --secured`, beside the plaintext one on the
+//!   same machine) against eddy on the plaintext broker, with the raw
+//!   librdkafka loop on each as the yardstick of what TLS costs the client
+//!   and the broker alone;
+//! - signing and verification: eddy on the plaintext broker reading a
+//!   topic whose records are signed (each verified) and signing what it
+//!   writes, against the same work unsigned.
+//!
+//! Needs `EDDY_TEST_BOOTSTRAP`, `EDDY_TEST_SECURED_BOOTSTRAP` and
+//! `EDDY_TEST_SECURED_DIR` (as the tests). `EDDY_BENCH_RECORDS` (default
+//! 1 000 000), `EDDY_BENCH_ROUNDS` (default 3), `EDDY_BENCH_PARTITIONS`
+//! (default 4).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use eddy::kafka::{send_blocking, StreamsConfig};
+use eddy::security::{SigningKey, TopicSigning, KEY_ID, SIGNATURE};
+use eddy::serde::{BytesSerde, Nullable};
+use eddy::testing::{unique, TestCluster};
+use eddy::topology::StreamsBuilder;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer};
+
+const PASSWORD_ENV: &str = "EDDY_BENCH_ADMIN_PASSWORD";
+
+/// One kind of run.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    Raw { tls: bool },
+    Eddy { tls: bool, signed: bool },
+}
+
+fn records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let mut value = format!("value-{i}-").into_bytes();
+            value.resize(100, b'x');
+            (format!("key-{i}").into_bytes(), value)
+        })
+        .collect()
+}
+
+/// Writes the input to `topic`, each record signed for `topic` if `key`.
+fn produce(
+    c: &TestCluster,
+    topic: &str,
+    records: &[(Vec<u8>, Vec<u8>)],
+    key: Option<&TopicSigning>,
+) {
+    let producer = c.producer();
+    for (k, v) in records {
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic).key(k).payload(v);
+        let signature = key.and_then(|s| s.sign(topic, Some(k), Some(v), |_| None));
+        let hex = signature.as_ref().map(|s| s.hex());
+        if let (Some(s), Some(hex)) = (&signature, &hex) {
+            r = r.headers(
+                OwnedHeaders::new()
+                    .insert(Header {
+                        key: KEY_ID,
+                        value: Some(s.key_id.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: SIGNATURE,
+                        value: Some(&hex[..]),
+                    }),
+            );
+        }
+        send_blocking(&producer, r).expect("produce");
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+fn main() {
+    let n = common::env_usize("EDDY_BENCH_RECORDS", 1_000_000);
+    let rounds = common::env_usize("EDDY_BENCH_ROUNDS", 3);
+    let partitions = common::env_usize("EDDY_BENCH_PARTITIONS", 4) as i32;
+    let plain = TestCluster::from_env();
+    let Some(secured) = TestCluster::secured_from_env() else {
+        eprintln!("security benchmark: set EDDY_TEST_SECURED_BOOTSTRAP and EDDY_TEST_SECURED_DIR");
+        return;
+    };
+    std::env::set_var(PASSWORD_ENV, secured.password("admin"));
+    let tls = StreamsConfig::new("raw")
+        .security(&secured.security("admin", PASSWORD_ENV))
+        .unwrap();
+    let key = SigningKey::new("bench", b"a benchmark key of 32 bytes long");
+    let signing = TopicSigning {
+        sign: Some(key.clone()),
+        verify: vec![key],
+        headers: Vec::new(),
+    };
+
+    let data = records(n);
+    let input = unique("sec-in");
+    let signed_input = unique("sec-signed-in");
+    for (c, topic) in [
+        (&plain, &input),
+        (&plain, &signed_input),
+        (&secured, &input),
+    ] {
+        c.create_topic(topic, partitions);
+    }
+    produce(&plain, &input, &data, None);
+    produce(&plain, &signed_input, &data, Some(&signing));
+    produce(&secured, &input, &data, None);
+    drop(data);
+    println!(
+        "security benchmark: {n} records of 100 bytes, {partitions} partitions, one thread; plaintext {}, TLS + SCRAM-SHA-512 {}",
+        plain.bootstrap, secured.bootstrap
+    );
+
+    let variants = [
+        ("raw plaintext", Run::Raw { tls: false }, 0),
+        ("raw TLS", Run::Raw { tls: true }, 0),
+        (
+            "eddy plaintext",
+            Run::Eddy {
+                tls: false,
+                signed: false,
+            },
+            2,
+        ),
+        (
+            "eddy TLS",
+            Run::Eddy {
+                tls: true,
+                signed: false,
+            },
+            2,
+        ),
+        (
+            "eddy signed",
+            Run::Eddy {
+                tls: false,
+                signed: true,
+            },
+            2,
+        ),
+    ];
+    let mut rates = vec![Vec::new(); variants.len()];
+    for round in 1..=rounds {
+        for (i, (name, run, _)) in variants.iter().enumerate() {
+            let tls_run = matches!(run, Run::Raw { tls: true } | Run::Eddy { tls: true, .. });
+            let c = if tls_run { &secured } else { &plain };
+            let output = unique("sec-out");
+            c.create_topic(&output, partitions);
+            let d = match *run {
+                Run::Raw { tls: true } => {
+                    common::raw_loop(&tls, &c.bootstrap, &input, &output, n, false)
+                }
+                Run::Raw { tls: false } => {
+                    let config = StreamsConfig::new("raw");
+                    common::raw_loop(&config, &c.bootstrap, &input, &output, n, false)
+                }
+                Run::Eddy { tls, signed } => {
+                    let from = if signed { &signed_input } else { &input };
+                    let b = StreamsBuilder::new();
+                    b.stream(from, Nullable(BytesSerde), BytesSerde)
+                        .filter(|_, v| common::keep(v))
+                        .map_values(common::shout)
+                        .to(&output, Nullable(BytesSerde), BytesSerde);
+                    let app = unique("sec-bench");
+                    let mut by_topic = BTreeMap::new();
+                    if signed {
+                        by_topic.insert(from.clone(), signing.clone());
+                        by_topic.insert(output.clone(), signing.clone());
+                    }
+                    common::time_worker_with(
+                        &c.bootstrap,
+                        &app,
+                        b.build().unwrap(),
+                        "security",
+                        n,
+                        |config| {
+                            let mut config = config;
+                            config.signing = by_topic;
+                            match tls {
+                                true => config
+                                    .security(&secured.security("admin", PASSWORD_ENV))
+                                    .unwrap(),
+                                false => config,
+                            }
+                        },
+                    )
+                }
+            };
+            let rate = n as f64 / d.as_secs_f64();
+            println!(
+                "  round {round}: {name:<16} {rate:>10.0} records/s ({:.2} s)",
+                d.as_secs_f64()
+            );
+            rates[i].push(rate);
+        }
+    }
+    // Per round first, to see the spread (the medians sort the rates).
+    for (name, a, b) in [
+        ("TLS / plaintext, raw", 1, 0),
+        ("TLS / plaintext, eddy", 3, 2),
+        ("signed / unsigned, eddy", 4, 2),
+    ] {
+        let per_round: Vec<String> = rates[a]
+            .iter()
+            .zip(&rates[b])
+            .map(|(x, y)| format!("{:.3}", x / y))
+            .collect();
+        println!("  {name}, per round: {}", per_round.join(" / "));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = rates.iter_mut().map(median).collect();
+    for ((name, _, base), m) in variants.iter().zip(&medians) {
+        println!(
+            "  median: {name} {m:.0} records/s, {:.3} of {}",
+            m / medians[*base],
+            variants[*base].0
+        );
+    }
+}
