@@ -9,12 +9,14 @@
 //!   and the broker alone;
 //! - signing and verification: eddy on the plaintext broker reading a
 //!   topic whose records are signed (each verified) and signing what it
-//!   writes, against the same work unsigned.
+//!   writes, against the same work unsigned; and, as the floor, the
+//!   signed input read unchecked with its signature headers passed on to
+//!   the output (the bytes of signing without its work).
 //!
 //! Needs `EDDY_TEST_BOOTSTRAP`, `EDDY_TEST_SECURED_BOOTSTRAP` and
 //! `EDDY_TEST_SECURED_DIR` (as the tests). `EDDY_BENCH_RECORDS` (default
 //! 1 000 000), `EDDY_BENCH_ROUNDS` (default 3), `EDDY_BENCH_PARTITIONS`
-//! (default 4).
+//! (default 4), `EDDY_BENCH_ONLY=<0..5>` (one variant alone).
 
 mod common;
 
@@ -35,7 +37,19 @@ const PASSWORD_ENV: &str = "EDDY_BENCH_ADMIN_PASSWORD";
 #[derive(Clone, Copy, PartialEq)]
 enum Run {
     Raw { tls: bool },
-    Eddy { tls: bool, signed: bool },
+    Eddy { tls: bool, signing: Signing },
+}
+
+/// What an eddy run does with signatures.
+#[derive(Clone, Copy, PartialEq)]
+enum Signing {
+    /// Unsigned input, unsigned output.
+    Off,
+    /// The signed input, its signature headers passed on to the output
+    /// unchecked: the bytes of signing without its work (the floor).
+    Carried,
+    /// The signed input verified, the output signed.
+    On,
 }
 
 fn records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -117,37 +131,25 @@ fn main() {
         plain.bootstrap, secured.bootstrap
     );
 
+    let eddy = |tls, signing| Run::Eddy { tls, signing };
     let variants = [
         ("raw plaintext", Run::Raw { tls: false }, 0),
         ("raw TLS", Run::Raw { tls: true }, 0),
-        (
-            "eddy plaintext",
-            Run::Eddy {
-                tls: false,
-                signed: false,
-            },
-            2,
-        ),
-        (
-            "eddy TLS",
-            Run::Eddy {
-                tls: true,
-                signed: false,
-            },
-            2,
-        ),
-        (
-            "eddy signed",
-            Run::Eddy {
-                tls: false,
-                signed: true,
-            },
-            2,
-        ),
+        ("eddy plaintext", eddy(false, Signing::Off), 2),
+        ("eddy TLS", eddy(true, Signing::Off), 2),
+        ("eddy signed", eddy(false, Signing::On), 2),
+        ("eddy headers only", eddy(false, Signing::Carried), 2),
     ];
+    // `EDDY_BENCH_ONLY=<i>` runs variant i alone (to profile it).
+    let only = std::env::var("EDDY_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
     let mut rates = vec![Vec::new(); variants.len()];
     for round in 1..=rounds {
         for (i, (name, run, _)) in variants.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             let tls_run = matches!(run, Run::Raw { tls: true } | Run::Eddy { tls: true, .. });
             let c = if tls_run { &secured } else { &plain };
             let output = unique("sec-out");
@@ -160,8 +162,11 @@ fn main() {
                     let config = StreamsConfig::new("raw");
                     common::raw_loop(&config, &c.bootstrap, &input, &output, n, false)
                 }
-                Run::Eddy { tls, signed } => {
-                    let from = if signed { &signed_input } else { &input };
+                Run::Eddy { tls, signing: mode } => {
+                    let from = match mode {
+                        Signing::Off => &input,
+                        Signing::Carried | Signing::On => &signed_input,
+                    };
                     let b = StreamsBuilder::new();
                     b.stream(from, Nullable(BytesSerde), BytesSerde)
                         .filter(|_, v| common::keep(v))
@@ -169,7 +174,7 @@ fn main() {
                         .to(&output, Nullable(BytesSerde), BytesSerde);
                     let app = unique("sec-bench");
                     let mut by_topic = BTreeMap::new();
-                    if signed {
+                    if mode == Signing::On {
                         by_topic.insert(from.clone(), signing.clone());
                         by_topic.insert(output.clone(), signing.clone());
                     }
@@ -200,11 +205,15 @@ fn main() {
             rates[i].push(rate);
         }
     }
+    if only.is_some() {
+        return;
+    }
     // Per round first, to see the spread (the medians sort the rates).
     for (name, a, b) in [
         ("TLS / plaintext, raw", 1, 0),
         ("TLS / plaintext, eddy", 3, 2),
         ("signed / unsigned, eddy", 4, 2),
+        ("headers only / unsigned, eddy", 5, 2),
     ] {
         let per_round: Vec<String> = rates[a]
             .iter()

@@ -234,6 +234,34 @@ fn bad_settings_and_toml_are_refused() {
         kafka("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"u\"\npassword_env = \"PATH\""),
         "x.toml: kafka.sasl.mechanism: PLAIN sends the password itself: use it over TLS (kafka.tls) or choose SCRAM-SHA-512"
     );
+    // Signing keys are named too, and every key a topic names is declared.
+    let signed = |signing: &str, topic: &str| {
+        err(&format!(
+            "[application]\nid = \"a\"\n{signing}\n[topics.t]\n{topic}\n[nodes.s]\nop = \"source\"\ntopic = \"t\"\n"
+        ))
+    };
+    assert_eq!(
+        signed("[signing.keys.k1]\nsecret = \"hunter2hunter2hunter2\"", ""),
+        "x.toml: signing.keys.k1.secret: a secret is never written in a topology file: name it with secret_env (an environment variable) or secret_file"
+    );
+    assert_eq!(
+        signed(
+            "[signing.keys.k1]\nsecret_env = \"PATH\"",
+            "verify = [\"k1\", \"k0\"]"
+        ),
+        "x.toml: topics.t.verify: unknown key \"k0\" (declared in [signing.keys]: [\"k1\"])"
+    );
+    assert_eq!(
+        signed(
+            "[signing.keys.k1]\nsecret_env = \"EDDY_NO_SUCH_KEY\"",
+            "sign = \"k1\""
+        ),
+        "x.toml: signing.keys.k1.secret_env: environment variable EDDY_NO_SUCH_KEY is not set"
+    );
+    assert_eq!(
+        signed("", "signed_headers = [\"type\"]"),
+        "x.toml: topics.t.signed_headers: the topic is neither signed (sign) nor verified (verify)"
+    );
     assert!(kafka("[kafka.tls]\nca_file = \"certs/missing.pem\"")
         .starts_with("x.toml: kafka.tls.ca_file: cannot read "),);
     assert_eq!(

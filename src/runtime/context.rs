@@ -11,7 +11,7 @@ use super::punctuation::Punctuations;
 use super::TaskId;
 use crate::observability::{TaskMetrics, TraceContext, Tracer};
 use crate::processor::{Failure, Header, Headers};
-use crate::security::TopicSigning;
+use crate::security::{TopicSigning, KEY_ID, SIGNATURE};
 use crate::stores::{GlobalTables, StoreState};
 use crate::topology::{TopicRef, TopicTable};
 
@@ -59,6 +59,30 @@ impl<'a> RawHeaders<'a> {
 }
 
 impl RawHeaders<'_> {
+    /// The headers a source hands its record: all but a signature, which
+    /// covers the topic it was read from and is checked there (what the
+    /// record leads to is signed anew where its topic is signed).
+    pub(crate) fn record_headers(self) -> Headers {
+        let signature = |key: &str| key == KEY_ID || key == SIGNATURE;
+        match self {
+            RawHeaders::Owned(h) => {
+                Headers(h.iter().filter(|h| !signature(&h.key)).cloned().collect())
+            }
+            RawHeaders::Kafka(m) => m.headers().map_or_else(Headers::new, |h| {
+                Headers(
+                    h.iter()
+                        .filter(|h| !signature(h.key))
+                        .map(|h| Header {
+                            key: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec),
+                        })
+                        .collect(),
+                )
+            }),
+        }
+    }
+
+    /// The headers as read, all of them (dead letters keep everything).
     pub(crate) fn to_headers(self) -> Headers {
         match self {
             RawHeaders::Owned(h) => h.clone(),

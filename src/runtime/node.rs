@@ -199,7 +199,7 @@ impl<K: Data, V: Data> RawSource for SourceNode<K, V> {
             .deserialize(raw.value)
             .map_err(SourceError::Value)?;
         ctx.advance_stream_time(raw.timestamp);
-        let mut headers = raw.headers.to_headers();
+        let mut headers = raw.headers.record_headers();
         let hop = ctx.tracer.as_ref().map(|t| t.hop(&mut headers));
         ctx.trace = hop.as_ref().map(|h| h.context);
         let record = Record {
