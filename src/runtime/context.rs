@@ -38,6 +38,41 @@ pub(crate) enum RawHeaders<'a> {
 }
 
 impl<'a> RawHeaders<'a> {
+    /// Calls `f` with a lookup of these headers by name (the last of a
+    /// name; a null value as `None`), the headers read once rather than
+    /// once per name looked up.
+    pub(crate) fn lookup<R>(self, f: impl FnOnce(&dyn Fn(&str) -> Option<&'a [u8]>) -> R) -> R {
+        const MAX: usize = 16;
+        let mut found: [(&str, Option<&[u8]>); MAX] = [("", None); MAX];
+        let mut n = 0;
+        let mut fits = true;
+        let mut add = |key: &'a str, value: Option<&'a [u8]>| match n < MAX {
+            true => {
+                found[n] = (key, value);
+                n += 1;
+            }
+            false => fits = false,
+        };
+        match self {
+            RawHeaders::Owned(h) => h.0.iter().for_each(|h| add(&h.key, h.value.as_deref())),
+            RawHeaders::Kafka(m) => {
+                if let Some(h) = m.headers() {
+                    h.iter().for_each(|h| add(h.key, h.value));
+                }
+            }
+        }
+        match fits {
+            true => f(&|name| {
+                found[..n]
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == name)
+                    .and_then(|(_, v)| *v)
+            }),
+            false => f(&|name| self.last(name).flatten()),
+        }
+    }
+
     /// The value of the last header named `name` (`Some(None)`: present,
     /// null).
     pub(crate) fn last(self, name: &str) -> Option<Option<&'a [u8]>> {

@@ -432,8 +432,9 @@ impl Task {
             .filter(|s| !s.verify.is_empty())
             .and_then(|s| {
                 let topic = self.ctx.topics.name(raw.topic);
-                let header = |name: &str| raw.headers.last(name).flatten();
-                s.verify(topic, raw.key, raw.value, header).err()
+                raw.headers
+                    .lookup(|header| s.verify(topic, raw.key, raw.value, header))
+                    .err()
             });
         let failure = match stamp {
             _ if forged.is_some() => forged.map(|reason| (FailureKind::Signature, reason)),
