@@ -30,6 +30,8 @@ pub struct File {
     /// `[signing]`: keys of signed topics.
     #[serde(default)]
     pub signing: Signing,
+    /// `[http_auth]`: bearer tokens for the query routes.
+    pub http_auth: Option<HttpAuthSettings>,
 }
 
 /// `[kafka]`: how the worker's clients connect. Secrets are named (an
@@ -193,6 +195,25 @@ pub struct Topic {
     /// same list wherever the topic is signed or verified).
     #[serde(default)]
     pub signed_headers: Vec<String>,
+}
+
+/// `[http_auth]`: the query routes take only bearer JWTs of this issuer
+/// and audience, signed with this key, granting `query_scope`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuthSettings {
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The tokens' `aud`.
+    pub audience: String,
+    /// The environment variable holding an HS256 secret.
+    pub hs256_secret_env: Option<String>,
+    /// A file holding an HS256 secret.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// A PEM file with the RSA public key of RS256 tokens.
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// The scope the query routes need (default `"query"`).
+    pub query_scope: Option<String>,
 }
 
 /// `[signing]`: the keys records are signed and verified with.

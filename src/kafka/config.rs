@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use super::{ClientSecurity, GroupProtocol, Security, SecurityError};
 use crate::error::Error;
 use crate::runtime::{ErrorPolicy, TaskIdle};
-use crate::security::TopicSigning;
+use crate::security::{HttpAuth, TopicSigning};
 use crate::stores::RocksConfig;
 
 /// How a worker runs: identity, cluster, threads, commits, error handling
@@ -147,6 +147,10 @@ pub struct StreamsConfig {
     /// Signatures of records, by topic name: how records written to a
     /// topic are signed and records read from it verified.
     pub signing: BTreeMap<String, TopicSigning>,
+    /// Bearer-token authentication of the query routes, and the scope
+    /// their tokens must grant; `/metrics`, `/health` and the status page
+    /// stay open.
+    pub http_auth: Option<(HttpAuth, String)>,
 }
 
 impl StreamsConfig {
@@ -183,6 +187,7 @@ impl StreamsConfig {
             properties: BTreeMap::new(),
             security: None,
             signing: BTreeMap::new(),
+            http_auth: None,
         }
     }
 

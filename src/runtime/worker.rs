@@ -255,11 +255,12 @@ impl KafkaStreams {
             subtopologies: Arc::new(store_tasks),
             members: view.clone(),
         };
-        let routes = self.routes.clone().merge(query::routes(
-            queries.clone(),
-            self.renderers.clone(),
-            &self.aliases,
-        ));
+        let query_routes = query::routes(queries.clone(), self.renderers.clone(), &self.aliases);
+        let query_routes = match &config.http_auth {
+            Some((auth, scope)) => auth.protect(query_routes, scope),
+            None => query_routes,
+        };
+        let routes = self.routes.clone().merge(query_routes);
         let http = config
             .http_addr
             .map(|addr| HttpServer::start(addr, self.metrics.clone(), routes))

@@ -1,7 +1,10 @@
-//! What keeps records honest end to end: signatures over records
-//! (HMAC-SHA256, keys that rotate). TLS and SASL to the brokers are in
+//! What keeps records and routes honest: signatures over records
+//! (HMAC-SHA256, keys that rotate) and bearer-token authentication of HTTP
+//! routes (JWT). TLS and SASL to the brokers are in
 //! [`kafka::Security`](crate::kafka::Security).
 
+mod http_auth;
 mod signing;
 
+pub use http_auth::{AuthError, HttpAuth, JwtKey, Refusal};
 pub use signing::{Signature, SigningKey, TopicSigning, KEY_ID, SIGNATURE};

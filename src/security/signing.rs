@@ -20,9 +20,10 @@
 //! };
 //! let header = |name: &str| (name == "type").then_some(&b"payment_successful"[..]);
 //! let signature = signing.sign("payments", Some(b"order-1"), Some(b"{}"), header).unwrap();
+//! let hex = signature.hex();
 //! let found = |name: &str| match name {
 //!     "eddy-key-id" => Some(&b"k2026"[..]),
-//!     "eddy-signature" => Some(&signature.hex()[..]),
+//!     "eddy-signature" => Some(&hex[..]),
 //!     other => header(other),
 //! };
 //! assert_eq!(signing.verify("payments", Some(b"order-1"), Some(b"{}"), found), Ok(()));

@@ -135,6 +135,9 @@ pub(super) fn compile(
         }
         topics.insert(name.as_str(), compiled);
     }
+    if let Some(settings) = &file.http_auth {
+        config.http_auth = Some(secrets::http_auth(settings, base, read_secrets)?);
+    }
     let signing = secrets::signing(file, base, read_secrets)?;
     for (name, signing) in signing {
         config = config.signing(&topics[name].name, signing);

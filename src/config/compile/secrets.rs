@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{fail, Fail};
 use crate::config::model::{self, File};
 use crate::kafka::{Sasl, Secret, Security, Tls};
-use crate::security::{SigningKey, TopicSigning};
+use crate::security::{HttpAuth, JwtKey, SigningKey, TopicSigning};
 
 /// `[kafka]` as the builder's settings (paths from the file's folder);
 /// `None` when neither TLS nor SASL is set. Without `read_secrets`, the
@@ -153,4 +153,61 @@ pub(super) fn signing<'f>(
         ));
     }
     Ok(out)
+}
+
+/// `[http_auth]` as the worker's authentication of its query routes, and
+/// their scope. Without `read_secrets`, a placeholder key.
+pub(super) fn http_auth(
+    settings: &model::HttpAuthSettings,
+    base: &Path,
+    read_secrets: bool,
+) -> Result<(HttpAuth, String), Fail> {
+    let field = "http_auth";
+    let read = |path: &PathBuf, name: &str| {
+        let path = base.join(path);
+        std::fs::read(&path).map_err(|e| {
+            (
+                format!("{field}.{name}"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let key = match (
+        &settings.hs256_secret_env,
+        &settings.hs256_secret_file,
+        &settings.rs256_public_key_file,
+    ) {
+        _ if !read_secrets => JwtKey::Hs256(vec![0; 32]),
+        (Some(var), None, None) => JwtKey::Hs256(
+            std::env::var(var)
+                .map_err(|_| {
+                    (
+                        format!("{field}.hs256_secret_env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?
+                .into_bytes(),
+        ),
+        (None, Some(path), None) => {
+            let mut secret = read(path, "hs256_secret_file")?;
+            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                secret.pop();
+            }
+            JwtKey::Hs256(secret)
+        }
+        (None, None, Some(path)) => JwtKey::Rs256Pem(read(path, "rs256_public_key_file")?),
+        _ => {
+            return fail(
+                field,
+                "give one key: hs256_secret_env, hs256_secret_file or rs256_public_key_file",
+            )
+        }
+    };
+    let auth = HttpAuth::new(key, &settings.issuer, &settings.audience)
+        .map_err(|e| (field.to_owned(), e.to_string()))?;
+    let scope = settings
+        .query_scope
+        .clone()
+        .unwrap_or_else(|| "query".into());
+    Ok((auth, scope))
 }
