@@ -145,6 +145,13 @@ fn run(c: &TestCluster, suffix: &str, ca: &str, password: &str) -> Worker {
     Worker::start(command)
 }
 
+/// The lines of a worker's output that report an error.
+fn error_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| l.contains(" ERROR ") || l.starts_with("eddy: error: "))
+        .collect()
+}
+
 fn secured() -> Option<TestCluster> {
     let c = TestCluster::secured_from_env();
     if c.is_none() {
@@ -209,10 +216,7 @@ fn a_wrong_password_stops_the_worker_at_start_naming_the_setting() {
     let worker = run(&c, &u, "ca.pem", "not-the-password");
     let (ok, out) = worker.finished(Duration::from_secs(30));
     assert!(!ok, "{out}");
-    let errors: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains(" ERROR ") || l.starts_with("eddy: error: "))
-        .collect();
+    let errors = error_lines(&out);
     let expected = format!(
         "authentication to Kafka at {} failed as User:admin: check kafka.sasl.password_env = {PASSWORD_ENV} (",
         c.bootstrap
@@ -229,10 +233,7 @@ fn an_untrusted_broker_certificate_stops_the_worker_at_start_naming_the_setting(
     let worker = run(&c, &u, "other-ca.pem", &c.password("admin"));
     let (ok, out) = worker.finished(Duration::from_secs(30));
     assert!(!ok, "{out}");
-    let errors: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains(" ERROR ") || l.starts_with("eddy: error: "))
-        .collect();
+    let errors = error_lines(&out);
     let expected = format!(
         "TLS to Kafka at {} failed: check kafka.tls.ca_file = {}/tls/other-ca.pem (",
         c.bootstrap,

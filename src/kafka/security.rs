@@ -116,36 +116,58 @@ pub struct Security {
     pub sasl: Option<Sasl>,
 }
 
-/// Why security settings were refused. `setting` is named as in topology
-/// files (`kafka.sasl.password_env`, `kafka.tls.ca_file`...).
+/// Why security settings were refused: the setting, named as in topology
+/// files (`kafka.sasl.password_env`, `kafka.tls.ca_file`...), and why.
 #[derive(Debug, thiserror::Error)]
-pub enum SecurityError {
-    /// A secret's environment variable is not set.
-    #[error("{setting}: environment variable {var} is not set")]
-    MissingEnv {
-        /// The setting.
-        setting: &'static str,
-        /// The variable.
-        var: String,
-    },
-    /// A file the settings name cannot be read.
-    #[error("{setting}: cannot read {}: {source}", path.display())]
-    File {
-        /// The setting.
-        setting: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A combination eddy refuses.
-    #[error("{setting}: {reason}")]
-    Refused {
-        /// The setting.
-        setting: &'static str,
-        /// Why.
-        reason: &'static str,
-    },
+#[error("{setting}: {reason}")]
+pub struct SecurityError {
+    /// The setting.
+    pub setting: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl SecurityError {
+    fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        SecurityError {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Secret {
+    /// Its value. `setting` names it as topology files do, without the
+    /// `_env` or `_file` of the way it is given (`kafka.sasl.password`).
+    pub(crate) fn read(&self, setting: &str) -> Result<String, SecurityError> {
+        match self {
+            Secret::Env(var) => std::env::var(var).map_err(|_| {
+                SecurityError::new(
+                    format!("{setting}_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            }),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| {
+                    SecurityError::new(
+                        format!("{setting}_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                }),
+            Secret::Value(value) => Ok(value.clone()),
+        }
+    }
+
+    /// Where it comes from, as a topology file says it
+    /// (`kafka.sasl.password_env = VAR`), for errors to name.
+    pub(crate) fn origin(&self, setting: &str) -> String {
+        match self {
+            Secret::Env(var) => format!("{setting}_env = {var}"),
+            Secret::File(path) => format!("{setting}_file = {}", path.display()),
+            Secret::Value(_) => format!("{setting} (given by the program)"),
+        }
+    }
 }
 
 /// Security settings turned into librdkafka properties, secrets read.
@@ -197,21 +219,20 @@ impl Security {
                 }
                 (None, None) => {}
                 (Some(_), None) => {
-                    return Err(SecurityError::Refused {
-                        setting: "kafka.tls.key_file",
-                        reason: "a client certificate needs its key",
-                    })
+                    return Err(SecurityError::new(
+                        "kafka.tls.key_file",
+                        "a client certificate needs its key",
+                    ))
                 }
                 (None, Some(_)) => {
-                    return Err(SecurityError::Refused {
-                        setting: "kafka.tls.cert_file",
-                        reason: "a client key needs its certificate",
-                    })
+                    return Err(SecurityError::new(
+                        "kafka.tls.cert_file",
+                        "a client key needs its certificate",
+                    ))
                 }
             }
             if let Some(pw) = &tls.key_password {
-                let (value, _) = read("kafka.tls.key_password", pw)?;
-                properties.push(("ssl.key.password", value));
+                properties.push(("ssl.key.password", pw.read("kafka.tls.key_password")?));
             }
             let identify = if tls.verify_hostname { "https" } else { "none" };
             properties.push(("ssl.endpoint.identification.algorithm", identify.to_owned()));
@@ -219,23 +240,23 @@ impl Security {
         let (mut principal, mut password_setting) = (None, None);
         if let Some(sasl) = &self.sasl {
             if sasl.mechanism == Mechanism::Plain && self.tls.is_none() {
-                return Err(SecurityError::Refused {
-                    setting: "kafka.sasl.mechanism",
-                    reason: "PLAIN sends the password itself: use it over TLS (kafka.tls) or choose SCRAM-SHA-512",
-                });
+                return Err(SecurityError::new(
+                    "kafka.sasl.mechanism",
+                    "PLAIN sends the password itself: use it over TLS (kafka.tls) or choose SCRAM-SHA-512",
+                ));
             }
             if sasl.username.is_empty() {
-                return Err(SecurityError::Refused {
-                    setting: "kafka.sasl.username",
-                    reason: "must not be empty",
-                });
+                return Err(SecurityError::new(
+                    "kafka.sasl.username",
+                    "must not be empty",
+                ));
             }
-            let (password, from) = read("kafka.sasl.password", &sasl.password)?;
+            let password = sasl.password.read("kafka.sasl.password")?;
             properties.push(("sasl.mechanism", sasl.mechanism.as_str().to_owned()));
             properties.push(("sasl.username", sasl.username.clone()));
             properties.push(("sasl.password", password));
             principal = Some(format!("User:{}", sasl.username));
-            password_setting = Some(from);
+            password_setting = Some(sasl.password.origin("kafka.sasl.password"));
         }
         Ok(ClientSecurity {
             properties,
@@ -247,45 +268,10 @@ impl Security {
 }
 
 /// The path of a file that can be read, as text for librdkafka.
-fn readable(setting: &'static str, path: &std::path::Path) -> Result<String, SecurityError> {
-    std::fs::File::open(path).map_err(|source| SecurityError::File {
-        setting,
-        path: path.to_owned(),
-        source,
-    })?;
+fn readable(setting: &str, path: &std::path::Path) -> Result<String, SecurityError> {
+    std::fs::File::open(path)
+        .map_err(|e| SecurityError::new(setting, format!("cannot read {}: {e}", path.display())))?;
     Ok(path.display().to_string())
-}
-
-/// A secret's value, and its setting as named in topology files.
-fn read(setting: &'static str, secret: &Secret) -> Result<(String, String), SecurityError> {
-    match secret {
-        Secret::Env(var) => {
-            let named = match setting {
-                "kafka.sasl.password" => "kafka.sasl.password_env",
-                _ => "kafka.tls.key_password_env",
-            };
-            let value = std::env::var(var).map_err(|_| SecurityError::MissingEnv {
-                setting: named,
-                var: var.clone(),
-            })?;
-            Ok((value, format!("{named} = {var}")))
-        }
-        Secret::Value(value) => Ok((value.clone(), format!("{setting} (given by the program)"))),
-        Secret::File(path) => {
-            let named = match setting {
-                "kafka.sasl.password" => "kafka.sasl.password_file",
-                _ => "kafka.tls.key_password_file",
-            };
-            let text = std::fs::read_to_string(path).map_err(|source| SecurityError::File {
-                setting: named,
-                path: path.clone(),
-                source,
-            })?;
-            let value = text.strip_suffix('\n').unwrap_or(&text);
-            let value = value.strip_suffix('\r').unwrap_or(value).to_owned();
-            Ok((value, format!("{named} = {}", path.display())))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -98,32 +98,22 @@ impl RawHeaders<'_> {
     /// covers the topic it was read from and is checked there (what the
     /// record leads to is signed anew where its topic is signed).
     pub(crate) fn record_headers(self) -> Headers {
-        let signature = |key: &str| key == KEY_ID || key == SIGNATURE;
-        match self {
-            RawHeaders::Owned(h) => {
-                Headers(h.iter().filter(|h| !signature(&h.key)).cloned().collect())
-            }
-            RawHeaders::Kafka(m) => m.headers().map_or_else(Headers::new, |h| {
-                Headers(
-                    h.iter()
-                        .filter(|h| !signature(h.key))
-                        .map(|h| Header {
-                            key: h.key.to_owned(),
-                            value: h.value.map(<[u8]>::to_vec),
-                        })
-                        .collect(),
-                )
-            }),
-        }
+        self.owned(|key| key != KEY_ID && key != SIGNATURE)
     }
 
     /// The headers as read, all of them (dead letters keep everything).
     pub(crate) fn to_headers(self) -> Headers {
+        self.owned(|_| true)
+    }
+
+    /// The headers whose key passes `keep`, copied.
+    fn owned(self, keep: impl Fn(&str) -> bool) -> Headers {
         match self {
-            RawHeaders::Owned(h) => h.clone(),
+            RawHeaders::Owned(h) => Headers(h.iter().filter(|h| keep(&h.key)).cloned().collect()),
             RawHeaders::Kafka(m) => m.headers().map_or_else(Headers::new, |h| {
                 Headers(
                     h.iter()
+                        .filter(|h| keep(h.key))
                         .map(|h| Header {
                             key: h.key.to_owned(),
                             value: h.value.map(<[u8]>::to_vec),

@@ -123,6 +123,11 @@ fn stopped(mut child: Child, within: Duration) -> String {
     err
 }
 
+/// The lines of a worker's stderr that report an error.
+fn error_lines(err: &str) -> Vec<&str> {
+    err.lines().filter(|l| l.contains("error")).collect()
+}
+
 fn amount(order: &Value) -> i64 {
     order["items"]
         .as_array()
@@ -254,12 +259,7 @@ fn a_service_not_granted_its_topics_stops_naming_the_topic_and_the_principal() {
     let expected = format!(
         "eddy-orders: error: not authorized: User:alice may not read topic \"orders-{u}\" (grant what `eddy acls` prints for this application)"
     );
-    assert_eq!(
-        err.lines()
-            .filter(|l| l.contains("error"))
-            .collect::<Vec<_>>(),
-        [expected]
-    );
+    assert_eq!(error_lines(&err), [expected]);
 
     // bob has the inventory service's ACLs (it reads orders and payments,
     // writes inventory) and runs the payment service under the inventory
@@ -279,10 +279,5 @@ fn a_service_not_granted_its_topics_stops_naming_the_topic_and_the_principal() {
     let expected = format!(
         "eddy-orders: error: not authorized: User:bob may not write topic \"payments-{u}\" (grant what `eddy acls` prints for this application)"
     );
-    assert_eq!(
-        err.lines()
-            .filter(|l| l.contains("error"))
-            .collect::<Vec<_>>(),
-        [expected]
-    );
+    assert_eq!(error_lines(&err), [expected]);
 }

@@ -108,10 +108,7 @@ pub(super) fn compile(
     if let Some(security) = secrets::security(&file.kafka, base, read_secrets)? {
         config = config
             .security(&security)
-            .map_err(|e| match e.to_string().split_once(": ") {
-                Some((field, reason)) => (field.to_owned(), reason.to_owned()),
-                None => ("kafka".to_owned(), e.to_string()),
-            })?;
+            .map_err(|e| (e.setting, e.reason))?;
     }
     let vars =
         Arc::new(serde_json::to_value(&file.vars).map_err(|e| ("vars".to_owned(), e.to_string()))?);

@@ -10,6 +10,39 @@ use crate::config::model::{self, File};
 use crate::kafka::{Sasl, Secret, Security, Tls};
 use crate::security::{HttpAuth, JwtKey, SigningKey, TopicSigning};
 
+/// The secret a setting names by `<field>_env` or `<field>_file` (`field`
+/// as in the file: `kafka.sasl.password`), files found from the file's
+/// folder; `None` if neither is given. Without `read_secrets`, an empty
+/// secret in its place.
+fn named_secret(
+    field: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    base: &Path,
+    read_secrets: bool,
+) -> Result<Option<Secret>, Fail> {
+    match (env, file) {
+        (Some(_), None) | (None, Some(_)) if !read_secrets => {
+            Ok(Some(Secret::Value(String::new())))
+        }
+        (Some(var), None) => Ok(Some(Secret::Env(var.clone()))),
+        (None, Some(path)) => Ok(Some(Secret::File(base.join(path)))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            let name = field.rsplit('.').next().unwrap_or(field);
+            fail(
+                format!("{field}_env"),
+                format!("give {name}_env or {name}_file, not both"),
+            )
+        }
+    }
+}
+
+/// A secret [`named_secret`] found, read.
+fn read_secret(secret: &Secret, field: &str) -> Result<String, Fail> {
+    secret.read(field).map_err(|e| (e.setting, e.reason))
+}
+
 /// `[kafka]` as the builder's settings (paths from the file's folder);
 /// `None` when neither TLS nor SASL is set. Without `read_secrets`, the
 /// secrets named are left empty, unread.
@@ -18,17 +51,8 @@ pub(super) fn security(
     base: &Path,
     read_secrets: bool,
 ) -> Result<Option<Security>, Fail> {
-    let secret = |field: &str, env: &Option<String>, file: &Option<PathBuf>| match (env, file) {
-        (Some(_), None) | (None, Some(_)) if !read_secrets => {
-            Ok(Some(Secret::Value(String::new())))
-        }
-        (Some(var), None) => Ok(Some(Secret::Env(var.clone()))),
-        (None, Some(path)) => Ok(Some(Secret::File(base.join(path)))),
-        (None, None) => Ok(None),
-        (Some(_), Some(_)) => fail(
-            format!("kafka.{field}_env"),
-            format!("give {field}_env or {field}_file, not both"),
-        ),
+    let secret = |field: &str, env: &Option<String>, file: &Option<PathBuf>| {
+        named_secret(field, env, file, base, read_secrets)
     };
     let tls = match &kafka.tls {
         None => None,
@@ -37,7 +61,7 @@ pub(super) fn security(
             cert_file: t.cert_file.as_ref().map(|p| base.join(p)),
             key_file: t.key_file.as_ref().map(|p| base.join(p)),
             key_password: secret(
-                "tls.key_password",
+                "kafka.tls.key_password",
                 &t.key_password_env,
                 &t.key_password_file,
             )?,
@@ -53,7 +77,8 @@ pub(super) fn security(
                     "a password is never written in a topology file: name it with password_env (an environment variable) or password_file",
                 );
             }
-            let Some(password) = secret("sasl.password", &s.password_env, &s.password_file)? else {
+            let Some(password) = secret("kafka.sasl.password", &s.password_env, &s.password_file)?
+            else {
                 return fail(
                     "kafka.sasl.password_env",
                     "SASL needs a password: name its environment variable (password_env) or file (password_file)",
@@ -80,32 +105,24 @@ pub(super) fn signing<'f>(
     let mut keys = BTreeMap::new();
     for (id, key) in &file.signing.keys {
         let field = format!("signing.keys.{id}");
+        let secret_field = format!("{field}.secret");
         if key.secret.is_some() {
             return fail(
-                format!("{field}.secret"),
+                secret_field,
                 "a secret is never written in a topology file: name it with secret_env (an environment variable) or secret_file",
             );
         }
-        let secret = match (&key.secret_env, &key.secret_file) {
-            _ if !read_secrets => String::new(),
-            (Some(var), None) => std::env::var(var).map_err(|_| {
-                (
-                    format!("{field}.secret_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?,
-            (None, Some(path)) => {
-                let path = base.join(path);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    (
-                        format!("{field}.secret_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
-                text.trim_end_matches(['\r', '\n']).to_owned()
-            }
-            _ => return fail(field, "give secret_env or secret_file (one of them)"),
+        let named = named_secret(
+            &secret_field,
+            &key.secret_env,
+            &key.secret_file,
+            base,
+            read_secrets,
+        )?;
+        let Some(secret) = named else {
+            return fail(field, "give secret_env or secret_file (one of them)");
         };
+        let secret = read_secret(&secret, &secret_field)?;
         if read_secrets && secret.len() < 16 {
             return fail(
                 field,
@@ -163,39 +180,27 @@ pub(super) fn http_auth(
     read_secrets: bool,
 ) -> Result<(HttpAuth, String), Fail> {
     let field = "http_auth";
-    let read = |path: &PathBuf, name: &str| {
-        let path = base.join(path);
-        std::fs::read(&path).map_err(|e| {
-            (
-                format!("{field}.{name}"),
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })
-    };
-    let key = match (
+    let hs256 = named_secret(
+        "http_auth.hs256_secret",
         &settings.hs256_secret_env,
         &settings.hs256_secret_file,
-        &settings.rs256_public_key_file,
-    ) {
+        base,
+        read_secrets,
+    )?;
+    let key = match (hs256, &settings.rs256_public_key_file) {
         _ if !read_secrets => JwtKey::Hs256(vec![0; 32]),
-        (Some(var), None, None) => JwtKey::Hs256(
-            std::env::var(var)
-                .map_err(|_| {
-                    (
-                        format!("{field}.hs256_secret_env"),
-                        format!("environment variable {var} is not set"),
-                    )
-                })?
-                .into_bytes(),
-        ),
-        (None, Some(path), None) => {
-            let mut secret = read(path, "hs256_secret_file")?;
-            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                secret.pop();
-            }
-            JwtKey::Hs256(secret)
+        (Some(secret), None) => {
+            JwtKey::Hs256(read_secret(&secret, "http_auth.hs256_secret")?.into_bytes())
         }
-        (None, None, Some(path)) => JwtKey::Rs256Pem(read(path, "rs256_public_key_file")?),
+        (None, Some(path)) => {
+            let path = base.join(path);
+            JwtKey::Rs256Pem(std::fs::read(&path).map_err(|e| {
+                (
+                    format!("{field}.rs256_public_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?)
+        }
         _ => {
             return fail(
                 field,
