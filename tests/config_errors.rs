@@ -60,7 +60,7 @@ fn broken_files_are_refused_with_field_and_reason() {
     let cases: Vec<(String, &str)> = vec![
         (
             format!("{SOURCE}[nodes.x]\nop = \"teleport\"\ninput = \"src\"\n"),
-            "nodes.x.op: unknown variant `teleport`, expected one of `source`, `table`, `filter`, `map`, `rekey`, `flat_map`, `merge`, `repartition`, `join`, `aggregate`, `gather`, `saga`, `processor`, `sink` (line 12, column 6)",
+            "nodes.x.op: unknown variant `teleport`, expected one of `source`, `table`, `filter`, `map`, `rekey`, `flat_map`, `merge`, `repartition`, `join`, `aggregate`, `gather`, `saga`, `mask`, `processor`, `sink` (line 12, column 6)",
         ),
         (
             "[nodes.src]\nop = \"source\"\ntopic = \"nowhere\"\n".into(),
@@ -161,6 +161,38 @@ fn broken_files_are_refused_with_field_and_reason() {
         (
             format!("[topics.up]\nupstream = [\"app\"]\n{SOURCE}"),
             "topics.up.upstream: names this application itself; list the other applications that write the topic",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\n"),
+            "nodes.m.hash: a mask needs fields to hash, redact or drop",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\nhash = [\"email\"]\n"),
+            "nodes.m.hash: hashing needs a secret key: name it with key_env (an environment variable) or key_file",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\nhash = [\"email\"]\nkey = \"hunter2hunter2hunter2\"\n"),
+            "nodes.m.key: a key is never written in a topology file: name it with key_env (an environment variable) or key_file",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\nredact = [\"email\"]\nkey_env = \"PATH\"\n"),
+            "nodes.m.key_env: the key is only used to hash, and no field is hashed (hash)",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\nhash = [\"email\"]\nkey_env = \"EDDY_NO_SUCH_KEY\"\n"),
+            "nodes.m.key_env: environment variable EDDY_NO_SUCH_KEY is not set",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\ndrop = [\"items[x].note\"]\n"),
+            "nodes.m.drop: bad path \"items[x].note\": inside brackets: '*' or an index (a whole number from 0)",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"src\"\nredact = [\"a..b\"]\n"),
+            "nodes.m.redact: bad path \"a..b\": a field name is empty",
+        ),
+        (
+            format!("{SOURCE}[nodes.m]\nop = \"mask\"\ninput = \"nowhere\"\nredact = [\"a\"]\n"),
+            "nodes.m.input: unknown node \"nowhere\"",
         ),
     ];
     assert!(cases.len() >= 15);

@@ -43,9 +43,10 @@ mod read;
 mod registry;
 mod scan;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::kafka::StreamsConfig;
+use crate::kafka::{Secret, StreamsConfig};
 use crate::runtime::KafkaStreams;
 use crate::serde::CompactValueSerde;
 use crate::topology::Topology;
@@ -132,7 +133,12 @@ impl Pipeline {
         })?;
         overrides.apply(&mut file);
         let base = path.parent().unwrap_or(Path::new("."));
-        compile::compile(&file, base, registry, !overrides.skip_secrets)
+        let secrets = compile::Secrets {
+            base,
+            read: !overrides.skip_secrets,
+            given: &overrides.env_secrets,
+        };
+        compile::compile(&file, registry, secrets)
             .map_err(|(field, reason)| error(field, reason))
             .map(|(topology, config, topics, queryable)| Pipeline {
                 file: path.to_owned(),
@@ -173,6 +179,10 @@ pub struct Overrides {
     /// or files need not exist): for commands that only read what the file
     /// describes, such as `eddy acls`. Such a pipeline cannot connect.
     pub skip_secrets: bool,
+    /// Secrets the program gives for environment variables that the file's
+    /// `*_env` settings name, in place of the process's environment: a key
+    /// the program generated or got from a vault.
+    pub env_secrets: BTreeMap<String, Secret>,
 }
 
 impl Overrides {

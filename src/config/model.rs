@@ -314,6 +314,30 @@ pub struct Summary {
     pub route: Option<String>,
 }
 
+/// A `mask` node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSettings {
+    /// Input node.
+    pub input: String,
+    /// Fields replaced by their keyed HMAC-SHA256 (64 hex digits): equal
+    /// values still join and group.
+    #[serde(default)]
+    pub hash: Vec<String>,
+    /// Fields replaced by `"[redacted]"`.
+    #[serde(default)]
+    pub redact: Vec<String>,
+    /// Fields (or list items) removed.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// The environment variable holding the hashing key.
+    pub key_env: Option<String>,
+    /// A file holding the hashing key.
+    pub key_file: Option<PathBuf>,
+    /// Refused: a key is never written in a topology file.
+    pub key: Option<toml::Value>,
+}
+
 /// `[nodes.<name>]`: one operator.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -449,6 +473,10 @@ pub enum Node {
         /// time (default: ten times the longest timeout, at least 1h).
         retention: Option<String>,
     },
+    /// Masks personal data in each value (JSON): the fields named by paths
+    /// (`email`, `address.street`, `items[*].note`, `phones[0]`) are
+    /// hashed, redacted or dropped, in that order.
+    Mask(MaskSettings),
     /// A processor registered from Rust code.
     Processor {
         /// Input node.
@@ -484,6 +512,7 @@ impl Node {
             | Node::Gather { input, .. }
             | Node::Saga { input, .. }
             | Node::Processor { input, .. }
+            | Node::Mask(MaskSettings { input, .. })
             | Node::Sink { input, .. } => vec![("input", input)],
         }
     }

@@ -218,3 +218,17 @@ where
         }
     }
 }
+
+/// Masks each JSON value ([`Masking`](crate::security::Masking)).
+pub(crate) struct Mask(pub(crate) crate::security::Masking);
+
+impl<K: Data> Processor<K, serde_json::Value, K, serde_json::Value> for Mask {
+    fn process(
+        &mut self,
+        mut r: Record<K, serde_json::Value>,
+        ctx: &mut ProcessorContext<'_, K, serde_json::Value>,
+    ) {
+        self.0.apply(&mut r.value);
+        ctx.forward(r);
+    }
+}

@@ -97,14 +97,19 @@ pub struct Signature {
 impl Signature {
     /// The `eddy-signature` header's value.
     pub fn hex(&self) -> [u8; 64] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0; 64];
-        for (pair, b) in out.chunks_exact_mut(2).zip(self.mac) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
-        out
+        hex(self.mac)
     }
+}
+
+/// 32 bytes as 64 lower-case hex digits.
+pub(super) fn hex(bytes: [u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
 }
 
 impl TopicSigning {

@@ -491,6 +491,41 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 }
 
+impl<K: Data> KStream<K, serde_json::Value> {
+    /// Masks personal data in each JSON value: the fields `masking` names
+    /// are hashed (keyed, so equal values still join and group), redacted
+    /// or dropped.
+    ///
+    /// ```
+    /// use eddy::security::Masking;
+    /// use eddy::testing::TestTopic;
+    /// use eddy::{JsonSerde, StreamsBuilder, StringSerde, TopologyTestDriver};
+    /// use serde_json::{json, Value};
+    ///
+    /// let masking = Masking::new().redact("email").unwrap().drop("address").unwrap();
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream("orders", StringSerde, JsonSerde::<Value>::new())
+    ///     .mask(&masking)
+    ///     .to("orders-masked", StringSerde, JsonSerde::<Value>::new());
+    /// let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    /// let input = TestTopic::new("orders", StringSerde, JsonSerde::<Value>::new());
+    /// let output = TestTopic::new("orders-masked", StringSerde, JsonSerde::<Value>::new());
+    /// let order = json!({"id": 1, "email": "ada@example.com", "address": "12 Row"});
+    /// driver.pipe(&input, "o1".into(), order, 0).unwrap();
+    /// assert_eq!(
+    ///     driver.read_key_values(&output).unwrap(),
+    ///     [("o1".into(), json!({"id": 1, "email": "[redacted]"}))]
+    /// );
+    /// ```
+    pub fn mask(&self, masking: &crate::security::Masking) -> Self {
+        let masking = masking.clone();
+        self.add(Operator::keeps_key("mask"), vec![self.node], move || {
+            Mask(masking.clone())
+        })
+    }
+}
+
 /// Collects the branches of [`KStream::split`].
 pub struct SplitBuilder<K, V> {
     stream: KStream<K, V>,

@@ -15,6 +15,7 @@ mod secrets;
 mod stateful;
 
 use nodes::Compiler;
+pub(in crate::config) use secrets::Secrets;
 
 use super::cost::Budget;
 use super::model::{self, File, Node, OnError};
@@ -100,12 +101,12 @@ struct Topic {
 
 pub(super) fn compile(
     file: &File,
-    base: &Path,
     registry: &Registry,
-    read_secrets: bool,
+    secrets: Secrets<'_>,
 ) -> Result<Compiled, Fail> {
+    let base = secrets.base;
     let mut config = settings(&file.application)?;
-    if let Some(security) = secrets::security(&file.kafka, base, read_secrets)? {
+    if let Some(security) = secrets::security(&file.kafka, &secrets)? {
         config = config
             .security(&security)
             .map_err(|e| (e.setting, e.reason))?;
@@ -133,9 +134,9 @@ pub(super) fn compile(
         topics.insert(name.as_str(), compiled);
     }
     if let Some(settings) = &file.http_auth {
-        config.http_auth = Some(secrets::http_auth(settings, base, read_secrets)?);
+        config.http_auth = Some(secrets::http_auth(settings, &secrets)?);
     }
-    let signing = secrets::signing(file, base, read_secrets)?;
+    let signing = secrets::signing(file, &secrets)?;
     for (name, signing) in signing {
         config = config.signing(&topics[name].name, signing);
     }
@@ -150,6 +151,7 @@ pub(super) fn compile(
         registry,
         read_by: HashMap::new(),
         queryable: Vec::new(),
+        secrets,
     };
     for name in order {
         let out = c.node(name, &file.nodes[name])?;

@@ -28,6 +28,8 @@ pub(super) struct Compiler<'a> {
     /// Topic entry -> the node that reads it.
     pub(super) read_by: HashMap<&'a str, &'a str>,
     pub(super) queryable: Vec<(String, Option<String>)>,
+    /// Where the secrets the file names are read.
+    pub(super) secrets: super::Secrets<'a>,
 }
 
 impl<'a> Compiler<'a> {
@@ -158,6 +160,11 @@ impl<'a> Compiler<'a> {
                     .transpose()?;
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(self.op(name, kind, &s, Op::Map { key, value }))
+            }
+            Node::Mask(settings) => {
+                let masking = super::secrets::masking(name, settings, &self.secrets)?;
+                let s = self.input(name, "input", &settings.input)?.stream();
+                Out::Stream(s.mask(&masking).named(name))
             }
             Node::Rekey { input, field } => {
                 if field.is_empty() {

@@ -1,6 +1,6 @@
 //! The settings of a topology file that name secrets: `[kafka]` (TLS and
-//! SASL) and `[signing]` (the keys of signed topics), with the per-topic
-//! `sign` and `verify`.
+//! SASL), `[signing]` (the keys of signed topics) with the per-topic `sign`
+//! and `verify`, `[http_auth]`, and the keys of `mask` nodes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,37 +8,53 @@ use std::path::{Path, PathBuf};
 use super::{fail, Fail};
 use crate::config::model::{self, File};
 use crate::kafka::{Sasl, Secret, Security, Tls};
-use crate::security::{HttpAuth, JwtKey, SigningKey, TopicSigning};
+use crate::security::{
+    HttpAuth, JwtKey, MaskError, Masking, SigningKey, TopicSigning, MIN_KEY_BYTES,
+};
 
-/// The secret a setting names by `<field>_env` or `<field>_file` (`field`
-/// as in the file: `kafka.sasl.password`), files found from the file's
-/// folder; `None` if neither is given. Without `read_secrets`, an empty
-/// secret in its place.
-fn named_secret(
-    field: &str,
-    env: &Option<String>,
-    file: &Option<PathBuf>,
-    base: &Path,
-    read_secrets: bool,
-) -> Result<Option<Secret>, Fail> {
-    match (env, file) {
-        (Some(_), None) | (None, Some(_)) if !read_secrets => {
-            Ok(Some(Secret::Value(String::new())))
-        }
-        (Some(var), None) => Ok(Some(Secret::Env(var.clone()))),
-        (None, Some(path)) => Ok(Some(Secret::File(base.join(path)))),
-        (None, None) => Ok(None),
-        (Some(_), Some(_)) => {
-            let name = field.rsplit('.').next().unwrap_or(field);
-            fail(
-                format!("{field}_env"),
-                format!("give {name}_env or {name}_file, not both"),
-            )
+/// Where the secrets a file names are found: files from the file's
+/// folder, environment variables in `given` first, then in the process's
+/// environment. Without `read`, each secret is left empty, unread.
+pub(in crate::config) struct Secrets<'a> {
+    pub(in crate::config) base: &'a Path,
+    pub(in crate::config) read: bool,
+    pub(in crate::config) given: &'a BTreeMap<String, Secret>,
+}
+
+impl Secrets<'_> {
+    /// The secret a setting names by `<field>_env` or `<field>_file`
+    /// (`field` as in the file: `kafka.sasl.password`); `None` if neither
+    /// is given.
+    fn named(
+        &self,
+        field: &str,
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> Result<Option<Secret>, Fail> {
+        match (env, file) {
+            (Some(_), None) | (None, Some(_)) if !self.read => {
+                Ok(Some(Secret::Value(String::new())))
+            }
+            (Some(var), None) => Ok(Some(
+                self.given
+                    .get(var)
+                    .cloned()
+                    .unwrap_or_else(|| Secret::Env(var.clone())),
+            )),
+            (None, Some(path)) => Ok(Some(Secret::File(self.base.join(path)))),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => {
+                let name = field.rsplit('.').next().unwrap_or(field);
+                fail(
+                    format!("{field}_env"),
+                    format!("give {name}_env or {name}_file, not both"),
+                )
+            }
         }
     }
 }
 
-/// A secret [`named_secret`] found, read.
+/// A secret [`Secrets::named`] found, read.
 fn read_secret(secret: &Secret, field: &str) -> Result<String, Fail> {
     secret.read(field).map_err(|e| (e.setting, e.reason))
 }
@@ -46,14 +62,10 @@ fn read_secret(secret: &Secret, field: &str) -> Result<String, Fail> {
 /// `[kafka]` as the builder's settings (paths from the file's folder);
 /// `None` when neither TLS nor SASL is set. Without `read_secrets`, the
 /// secrets named are left empty, unread.
-pub(super) fn security(
-    kafka: &model::Kafka,
-    base: &Path,
-    read_secrets: bool,
-) -> Result<Option<Security>, Fail> {
-    let secret = |field: &str, env: &Option<String>, file: &Option<PathBuf>| {
-        named_secret(field, env, file, base, read_secrets)
-    };
+pub(super) fn security(kafka: &model::Kafka, secrets: &Secrets) -> Result<Option<Security>, Fail> {
+    let base = secrets.base;
+    let secret =
+        |field: &str, env: &Option<String>, file: &Option<PathBuf>| secrets.named(field, env, file);
     let tls = match &kafka.tls {
         None => None,
         Some(t) => Some(Tls {
@@ -99,8 +111,7 @@ pub(super) fn security(
 /// `read_secrets`).
 pub(super) fn signing<'f>(
     file: &'f File,
-    base: &Path,
-    read_secrets: bool,
+    secrets: &Secrets,
 ) -> Result<Vec<(&'f str, TopicSigning)>, Fail> {
     let mut keys = BTreeMap::new();
     for (id, key) in &file.signing.keys {
@@ -112,18 +123,12 @@ pub(super) fn signing<'f>(
                 "a secret is never written in a topology file: name it with secret_env (an environment variable) or secret_file",
             );
         }
-        let named = named_secret(
-            &secret_field,
-            &key.secret_env,
-            &key.secret_file,
-            base,
-            read_secrets,
-        )?;
+        let named = secrets.named(&secret_field, &key.secret_env, &key.secret_file)?;
         let Some(secret) = named else {
             return fail(field, "give secret_env or secret_file (one of them)");
         };
         let secret = read_secret(&secret, &secret_field)?;
-        if read_secrets && secret.len() < 16 {
+        if secrets.read && secret.len() < 16 {
             return fail(
                 field,
                 "the secret is shorter than 16 bytes: use 32 random bytes or more",
@@ -176,24 +181,21 @@ pub(super) fn signing<'f>(
 /// their scope. Without `read_secrets`, a placeholder key.
 pub(super) fn http_auth(
     settings: &model::HttpAuthSettings,
-    base: &Path,
-    read_secrets: bool,
+    secrets: &Secrets,
 ) -> Result<(HttpAuth, String), Fail> {
     let field = "http_auth";
-    let hs256 = named_secret(
+    let hs256 = secrets.named(
         "http_auth.hs256_secret",
         &settings.hs256_secret_env,
         &settings.hs256_secret_file,
-        base,
-        read_secrets,
     )?;
     let key = match (hs256, &settings.rs256_public_key_file) {
-        _ if !read_secrets => JwtKey::Hs256(vec![0; 32]),
+        _ if !secrets.read => JwtKey::Hs256(vec![0; 32]),
         (Some(secret), None) => {
             JwtKey::Hs256(read_secret(&secret, "http_auth.hs256_secret")?.into_bytes())
         }
         (None, Some(path)) => {
-            let path = base.join(path);
+            let path = secrets.base.join(path);
             JwtKey::Rs256Pem(std::fs::read(&path).map_err(|e| {
                 (
                     format!("{field}.rs256_public_key_file"),
@@ -215,4 +217,60 @@ pub(super) fn http_auth(
         .clone()
         .unwrap_or_else(|| "query".into());
     Ok((auth, scope))
+}
+
+/// The masking of a `mask` node: its rules, keyed by `key_env` or
+/// `key_file` when it hashes. Without reading secrets, a placeholder key.
+pub(super) fn masking(
+    node: &str,
+    settings: &model::MaskSettings,
+    secrets: &Secrets,
+) -> Result<Masking, Fail> {
+    let f = |field: &str| format!("nodes.{node}.{field}");
+    if settings.key.is_some() {
+        return fail(
+            f("key"),
+            "a key is never written in a topology file: name it with key_env (an environment variable) or key_file",
+        );
+    }
+    if settings.hash.is_empty() && settings.redact.is_empty() && settings.drop.is_empty() {
+        return fail(f("hash"), "a mask needs fields to hash, redact or drop");
+    }
+    let key = secrets.named(&f("key"), &settings.key_env, &settings.key_file)?;
+    let mut masking = match (&key, settings.hash.is_empty()) {
+        (None, false) => {
+            return fail(
+                f("hash"),
+                "hashing needs a secret key: name it with key_env (an environment variable) or key_file",
+            )
+        }
+        (Some(_), true) => {
+            return fail(
+                f("key_env"),
+                "the key is only used to hash, and no field is hashed (hash)",
+            )
+        }
+        (None, true) => Masking::new(),
+        (Some(_), false) if !secrets.read => Masking::keyed(&[0; MIN_KEY_BYTES]).expect("long enough"),
+        (Some(secret), false) => {
+            let field = match settings.key_env {
+                Some(_) => f("key_env"),
+                None => f("key_file"),
+            };
+            let secret = read_secret(secret, &f("key"))?;
+            Masking::keyed(secret.as_bytes()).map_err(|e| (field, e.to_string()))?
+        }
+    };
+    type Add = fn(Masking, &str) -> Result<Masking, MaskError>;
+    let rules: [(&str, &Vec<String>, Add); 3] = [
+        ("hash", &settings.hash, Masking::hash),
+        ("redact", &settings.redact, Masking::redact),
+        ("drop", &settings.drop, Masking::drop),
+    ];
+    for (field, paths, add) in rules {
+        for path in paths {
+            masking = add(masking, path).map_err(|e| (f(field), e.to_string()))?;
+        }
+    }
+    Ok(masking)
 }
