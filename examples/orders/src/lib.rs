@@ -16,7 +16,11 @@
 mod generate;
 mod stock;
 
-pub use generate::order_created;
+pub use generate::{customer, order_created};
+
+/// The environment variable holding the key the order saga hashes e-mail
+/// addresses with (`config/order-saga.toml`, node `masked-orders`).
+pub const PII_KEY_ENV: &str = "EDDY_PII_KEY";
 pub use stock::StockReserver;
 
 use eddy::config::Registry;

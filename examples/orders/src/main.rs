@@ -4,6 +4,7 @@
 mod chaos;
 mod demo;
 mod gen;
+mod run_key;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,8 @@
 //! The order saga's state survives a restart on an empty state directory:
 //! it is restored from its changelog topics, deadlines included.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,10 +15,10 @@ use serde_json::{json, Value};
 
 fn saga(c: &TestCluster, u: &str) -> RunningStreams {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/order-saga.toml");
-    let overrides = Overrides {
+    let overrides = common::with_pii_key(Overrides {
         suffix: Some(u.to_owned()),
         ..Overrides::default()
-    };
+    });
     let mut p = Pipeline::load_with(&path, &eddy_orders::registry(), &overrides).unwrap();
     if !c.is_embedded() {
         p.config.bootstrap_servers = Some(c.bootstrap.clone());

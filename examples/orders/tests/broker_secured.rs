@@ -90,6 +90,7 @@ fn run(c: &TestCluster, file: &Path, suffix: &str, user: &str, state: &Path) -> 
     .args(["--brokers", &c.bootstrap, "--commit-interval-ms", "200"])
     .args(["--state-dir", state.to_str().unwrap()])
     .env(PASSWORD_ENV, c.password(user))
+    .env(eddy_orders::PII_KEY_ENV, common::PII_KEY)
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()

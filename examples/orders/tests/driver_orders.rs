@@ -2,6 +2,8 @@
 //! exact outputs: the saga's transitions, timeouts and compensations, the
 //! payment rule, stock reservation, and the three services together.
 
+mod common;
+
 use std::path::PathBuf;
 
 use eddy::config::{Overrides, Pipeline};
@@ -25,10 +27,10 @@ struct Service {
 }
 
 fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
-    let overrides = Overrides {
+    let overrides = common::with_pii_key(Overrides {
         vars,
         ..Overrides::default()
-    };
+    });
     let p = Pipeline::load_with(&config(file), &eddy_orders::registry(), &overrides).unwrap();
     let reads = p
         .topology
@@ -108,7 +110,9 @@ fn order(id: &str, items: &[(&str, i64, i64)], created_at: i64) -> Value {
         .iter()
         .map(|(p, q, price)| json!({"product_id": p, "qty": q, "unit_price": price}))
         .collect();
-    json!({"type": "order_created", "order_id": id, "user_id": "u1", "items": items, "created_at": created_at})
+    let (email, address) = eddy_orders::customer(1);
+    json!({"type": "order_created", "order_id": id, "user_id": "user-1", "email": email,
+        "shipping_address": address, "items": items, "created_at": created_at})
 }
 
 fn paid(id: &str, amount: i64) -> Value {
@@ -180,6 +184,7 @@ fn saga_completes_a_paid_and_reserved_order() {
         s.summary("o1"),
         json!({
             "order_id": "o1", "status": "completed", "reason": null, "amount": 1000, "paid": true,
+            "customer": common::hashed_email("shopper.1@example.com"),
             "entered_at": {"awaiting_payment": T0, "awaiting_stock": T0 + 1_000, "completed": T0 + 2_000},
         })
     );
@@ -870,7 +875,13 @@ fn a_timeout_stays_in_the_trace_of_its_order() {
     use eddy::observability::{TraceContext, TRACEPARENT};
     let mut s = service("order-saga.toml");
     // Tracing on, as `trace_sample_ratio` in the file would set it.
-    let p = Pipeline::load(&config("order-saga.toml"), &eddy_orders::registry()).unwrap();
+    let overrides = common::with_pii_key(Overrides::default());
+    let p = Pipeline::load_with(
+        &config("order-saga.toml"),
+        &eddy_orders::registry(),
+        &overrides,
+    )
+    .unwrap();
     let config = DriverConfig {
         application_id: p.config.application_id.clone(),
         trace_sample_ratio: Some(1.0),

@@ -261,6 +261,11 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
         }
     }
     const SERVICES: [&str; 3] = ["payment", "inventory", "order-saga"];
+    // Every worker of the saga must hash with the same key.
+    let env: Vec<(String, String)> = crate::run_key::drawn_unless_set("eddy-orders chaos")?
+        .map(|key| (eddy_orders::PII_KEY_ENV.to_owned(), key))
+        .into_iter()
+        .collect();
     let start_worker = |service: &'static str, index: usize| -> anyhow::Result<Worker> {
         let name = format!("{service}-{index}");
         Worker::start(WorkerSpec {
@@ -270,6 +275,7 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             state_dir: work.join("state").join(&name),
             log: procs::log_file(&work.join("logs"), &name)?,
             common: common.clone(),
+            env: env.clone(),
         })
     };
     let mut workers = Vec::new();

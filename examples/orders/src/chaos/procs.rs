@@ -20,6 +20,8 @@ pub(super) struct WorkerSpec {
     pub(super) log: PathBuf,
     /// Arguments shared by every worker: brokers, suffix, guarantee...
     pub(super) common: Vec<String>,
+    /// Environment variables set for every worker (the masking key).
+    pub(super) env: Vec<(String, String)>,
 }
 
 /// A worker process of one service.
@@ -63,6 +65,7 @@ impl Worker {
             .arg(&self.spec.state_dir)
             .args(["--http", &self.http.to_string()])
             .args(&self.spec.common)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -335,6 +335,12 @@ fn start_services(
         suffix: args.suffix.clone(),
         ..Overrides::default()
     };
+    if let Some(key) = crate::run_key::drawn_unless_set("eddy demo")? {
+        overrides.env_secrets.insert(
+            eddy_orders::PII_KEY_ENV.into(),
+            eddy::kafka::Secret::Value(key),
+        );
+    }
     let vars = &mut overrides.vars;
     vars.insert("failure_rate".into(), args.payment_failure_rate.into());
     vars.insert("amount_limit".into(), args.amount_limit.into());

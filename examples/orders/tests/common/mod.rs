@@ -9,6 +9,31 @@ pub use eddy::testing::{free_addr, unique, wait_for, Consumed, TestCluster};
 use eddy::config::{Overrides, Pipeline};
 use eddy::runtime::RunningStreams;
 
+/// The masking key the tests give the order saga (its `EDDY_PII_KEY`).
+pub const PII_KEY: &str = "a test key for hashing e-mails";
+
+/// Overrides that give the order saga its masking key.
+pub fn with_pii_key(mut overrides: Overrides) -> Overrides {
+    overrides.env_secrets.insert(
+        eddy_orders::PII_KEY_ENV.into(),
+        eddy::kafka::Secret::Value(PII_KEY.into()),
+    );
+    overrides
+}
+
+/// What the order saga makes of an e-mail address with [`PII_KEY`]: its
+/// HMAC-SHA256 in lower-case hex, computed here on its own.
+pub fn hashed_email(email: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(PII_KEY.as_bytes()).unwrap();
+    mac.update(email.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The cluster under test.
 pub fn cluster() -> TestCluster {
     TestCluster::from_env()
@@ -25,10 +50,10 @@ pub fn config_file(file: &str) -> PathBuf {
 /// application id suffixed by `suffix`, payments of user `manual` left to
 /// the test, and this cluster's settings.
 pub fn order_pipeline(file: &str, suffix: &str, c: &TestCluster, state: &Path) -> Pipeline {
-    let mut overrides = Overrides {
+    let mut overrides = with_pii_key(Overrides {
         suffix: Some(suffix.to_owned()),
         ..Overrides::default()
-    };
+    });
     overrides.vars.insert(
         "manual_users".into(),
         toml::Value::Array(vec!["manual".into()]),
