@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use eddy::observability::{
     ApiError, JsonBody, Span, SpanKind, Spans, TraceContext, TRACEPARENT, TRACESTATE,
 };
+use eddy::security::HttpAuth;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -94,6 +95,8 @@ struct OrderRoute {
 ///   [`REMEMBERED_POSTS`] posted): 200 `{"order_id": id, "duplicate": true}`
 ///   and nothing emitted, whatever the body, so a client may retry a create
 ///   safely. A repeat while the first is still in flight counts as one too.
+/// - With `auth`, a request without a valid bearer token granting
+///   `orders:write` is refused first: 401, or 403 without the scope.
 /// - Refusals are JSON `{"error": reason}`: 400 for malformed JSON, an
 ///   order against the schema or the rules above, 413 for a body over
 ///   [`MAX_ORDER_BODY`] (or a record over [`MAX_ORDER_RECORD`]), 415
@@ -105,6 +108,7 @@ pub(super) fn order_route(
     config_dir: &std::path::Path,
     tally: &Arc<Mutex<Tally>>,
     spans: Option<Spans>,
+    auth: Option<&HttpAuth>,
 ) -> anyhow::Result<Router> {
     let schema_file = config_dir.join("schemas/order.json");
     let schema: Value = serde_json::from_str(
@@ -205,7 +209,7 @@ pub(super) fn order_route(
             }
         }
     }
-    Ok(Router::new()
+    let router = Router::new()
         .route("/orders", post(create))
         .layer(DefaultBodyLimit::max(MAX_ORDER_BODY))
         .with_state(OrderRoute {
@@ -215,7 +219,11 @@ pub(super) fn order_route(
             posted: Arc::new(AtomicU64::new(0)),
             topic: Arc::from(topic),
             spans,
-        }))
+        });
+    Ok(match auth {
+        Some(auth) => auth.protect(router, super::auth::WRITE_SCOPE),
+        None => router,
+    })
 }
 
 /// The trace of a posted order: a span of the caller's trace (its

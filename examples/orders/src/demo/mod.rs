@@ -25,9 +25,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
+mod auth;
 mod http;
 mod report;
 
+use auth::DemoAuth;
 use http::order_route;
 use report::{observe, print_summary, read_model, status_line, stock_levels};
 
@@ -106,6 +108,19 @@ pub struct DemoArgs {
     /// hop of the three services are exported there.
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Require a bearer JWT signed with HS256 by the secret in this
+    /// environment variable (32 bytes or more): `POST /orders` with the
+    /// scope `orders:write`, `GET /orders/{id}` and the store routes with
+    /// `query`; the status page, /metrics and /health stay open. The demo
+    /// prints a token to try them with.
+    #[arg(long, value_name = "VAR")]
+    jwt_secret_env: Option<String>,
+    /// The issuer (`iss`) tokens must name.
+    #[arg(long, default_value = "eddy-demo")]
+    jwt_issuer: String,
+    /// The audience (`aud`) tokens must name.
+    #[arg(long, default_value = "eddy-orders")]
+    jwt_audience: String,
 }
 
 /// What the observer has seen.
@@ -166,6 +181,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|e| Spans::start(e, &topic(&args, "orders-api"), &metrics))
         .transpose()
         .context("--otlp-endpoint")?;
+    let auth = DemoAuth::from_args(&args)?;
     let services = Services {
         cluster: &cluster,
         servers: &servers,
@@ -173,6 +189,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         tally: &tally,
         metrics: &metrics,
         api_spans: &api_spans,
+        auth: auth.as_ref(),
     };
     let (mut workers, http, expected_partitions) = start_services(&args, &services)?;
     eprintln!(
@@ -183,6 +200,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             servers.clone()
         },
     );
+    // A token for the demo's own read of the read model, and one printed
+    // for whoever tries the routes.
+    let own_token = auth
+        .as_ref()
+        .map(|a| a.token(auth::QUERY_SCOPE, Duration::from_secs(3600)))
+        .transpose()?;
+    if let Some(a) = &auth {
+        let scopes = format!("{} {}", auth::WRITE_SCOPE, auth::QUERY_SCOPE);
+        eprintln!(
+            "eddy demo: POST /orders needs a bearer token with the scope {}, GET /orders/{{id}} one with {}; a token with both, valid for an hour: {}",
+            auth::WRITE_SCOPE,
+            auth::QUERY_SCOPE,
+            a.token(&scopes, Duration::from_secs(3600))?
+        );
+    }
     // Orders flow once every worker holds its partitions.
     let joined = Instant::now();
     while metrics.total("eddy_thread_assigned_partitions") < expected_partitions {
@@ -219,7 +251,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .find(|id| t.sent.contains_key(*id))
             .cloned()
     };
-    let summary_of = sample.as_ref().map(|id| read_model(http, id)).transpose()?;
+    let summary_of = sample
+        .as_ref()
+        .map(|id| read_model(http, id, own_token.as_deref()))
+        .transpose()?;
     stop.store(true, Ordering::Relaxed);
     let _ = observer.join();
     let t = tally.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,6 +349,8 @@ struct Services<'a> {
     metrics: &'a Arc<Metrics>,
     /// Where the spans of `POST /orders` go.
     api_spans: &'a Option<Spans>,
+    /// The bearer tokens `POST /orders` and the read model require.
+    auth: Option<&'a DemoAuth>,
 }
 
 /// Starts the payment, inventory and saga services of `config/`: their
@@ -368,6 +405,9 @@ fn start_services(
         let saga = p.config.application_id == topic(args, "order-saga");
         if saga {
             p.config.http_addr = Some(http);
+            if let Some(a) = s.auth {
+                p.config.http_auth = Some((a.auth.clone(), auth::QUERY_SCOPE.into()));
+            }
         }
         expected_partitions += p.topology.source_topics().len() as u64 * args.partitions as u64;
         let mut streams = p.into_streams().with_metrics(s.metrics.clone());
@@ -381,6 +421,7 @@ fn start_services(
                 &args.config_dir,
                 s.tally,
                 s.api_spans.clone(),
+                s.auth.map(|a| &a.auth),
             )?);
         }
         let running = streams

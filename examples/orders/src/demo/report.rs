@@ -142,12 +142,19 @@ pub(super) fn stock_levels(inventory: &RunningStreams, products: u64) -> anyhow:
 }
 
 /// `GET /orders/{id}` on the demo's own server.
-pub(super) fn read_model(http: SocketAddr, id: &str) -> anyhow::Result<String> {
+pub(super) fn read_model(
+    http: SocketAddr,
+    id: &str,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(http)?;
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET /orders/{id} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+        "GET /orders/{id} HTTP/1.1\r\nHost: {http}\r\n{authorization}Connection: close\r\n\r\n"
     )?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
