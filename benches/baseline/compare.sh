@@ -55,6 +55,8 @@ repo="$(cd "$here/../.." && pwd)"
 jar="$here/target/baseline.jar"
 config_dir="$repo/examples/orders/config"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/eddy/target}"
+# The key both pipelines hash customers' e-mail addresses with.
+export EDDY_PII_KEY="${EDDY_PII_KEY:-a bench key for hashing e-mails}"
 eddy_bin="$CARGO_TARGET_DIR/release/eddy-orders"
 
 bootstrap=""

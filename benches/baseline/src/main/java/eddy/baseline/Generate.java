@@ -46,6 +46,12 @@ final class Generate {
         return s + "." + f + "Z";
     }
 
+    /** Where the customers live, as generate.rs's CITIES. */
+    private static final String[][] CITIES = {
+        {"Lyon", "FR"}, {"Porto", "PT"}, {"Leeds", "GB"}, {"Graz", "AT"},
+        {"Ghent", "BE"}, {"Turku", "FI"}, {"Bergen", "NO"}, {"Cork", "IE"},
+    };
+
     /** Order i of generator seed: 1-3 items of `products` products, 1-4 of each, at 1.00-99.99. */
     static ObjectNode orderCreated(long seed, long i, long products, long createdAtMs) {
         long r = mix((seed * 1_000_003L) ^ i);
@@ -53,7 +59,9 @@ final class Generate {
         long p = Math.max(products, 1);
         // Keys in the order serde_json writes them (sorted), so the bytes match eddy's generator.
         ObjectNode o = Json.object();
+        long user = (r >>> 40) % 1000;
         o.put("created_at", rfc3339(createdAtMs));
+        o.put("email", "shopper." + user + "@example.com");
         ArrayNode items = o.putArray("items");
         for (long j = 0; j < n; j++) {
             long x = mix(r ^ j);
@@ -63,8 +71,15 @@ final class Generate {
                     .put("unit_price", 100 + (x >>> 32) % 9_900);
         }
         o.put("order_id", "order-" + seed + "-" + i);
+        String[] city = CITIES[(int) (user % CITIES.length)];
+        o.putObject("shipping_address")
+                .put("city", city[0])
+                .put("country", city[1])
+                .put("name", "Shopper " + user)
+                .put("postal_code", String.format("PC-%05d", (user * 7_919) % 100_000))
+                .put("street", (1 + user % 97) + " Harbour Street");
         o.put("type", "order_created");
-        o.put("user_id", "user-" + (r >>> 40) % 1000);
+        o.put("user_id", "user-" + user);
         return o;
     }
 

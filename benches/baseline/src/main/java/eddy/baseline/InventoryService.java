@@ -35,7 +35,8 @@ final class InventoryService {
         StreamsBuilder b = Service.builder(config);
         var json = Json.JsonSerde.plain();
         var str = Serdes.String();
-        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders");
+        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders")
+                .mapValues(Mask::itemsOnly, Named.as("items-only"));
         KStream<String, JsonNode> payments = Service.source(b, t.payments(), Schemas.PAYMENT, "payments");
         KStream<String, JsonNode> inventory = Service.source(b, t.inventory(), Schemas.INVENTORY, "inventory");
         KStream<String, JsonNode> stock = Service.source(b, t.stock(), Schemas.STOCK, "stock");

@@ -30,7 +30,8 @@ final class OrderSaga {
         StreamsBuilder b = Service.builder(config);
         var json = Json.JsonSerde.plain();
         var str = Serdes.String();
-        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders");
+        KStream<String, JsonNode> orders = Service.source(b, t.orders(), Schemas.ORDER, "orders")
+                .mapValues(Mask::saga, Named.as("masked-orders"));
         KStream<String, JsonNode> payments = Service.source(b, t.payments(), Schemas.PAYMENT, "payments");
         KStream<String, JsonNode> inventory = Service.source(b, t.inventory(), Schemas.INVENTORY, "inventory");
 

@@ -341,6 +341,7 @@ final class SagaProcessor implements Processor<String, JsonNode, String, JsonNod
         JsonNode created = inst.events.get("order_created");
         if (!inst.state.equals("rejected") && created != null) {
             s.put("amount", Json.amount(created));
+            s.set("customer", created.has("email") ? created.get("email") : null);
         } else {
             s.putNull("amount");
         }
