@@ -13,6 +13,9 @@
 //!   signed input read unchecked with its signature headers passed on to
 //!   the output (the bytes of signing without its work).
 //!
+//! - the floor of signing: the same signing and verifying of every
+//!   record in memory, no Kafka (the HMAC-SHA256 work alone, per record).
+//!
 //! Needs `EDDY_TEST_BOOTSTRAP`, `EDDY_TEST_SECURED_BOOTSTRAP` and
 //! `EDDY_TEST_SECURED_DIR` (as the tests). `EDDY_BENCH_RECORDS` (default
 //! 1 000 000), `EDDY_BENCH_ROUNDS` (default 3), `EDDY_BENCH_PARTITIONS`
@@ -92,6 +95,35 @@ fn produce(
     producer.flush(Duration::from_secs(120)).unwrap();
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The HMAC work of a signed run without Kafka: every record verified as
+/// read from `topic` and signed as written to another topic, in memory.
+fn hmac_floor(signing: &TopicSigning, topic: &str, data: &[(Vec<u8>, Vec<u8>)]) -> Duration {
+    let signed: Vec<_> = data
+        .iter()
+        .map(|(k, v)| {
+            let s = signing.sign(topic, Some(k), Some(v), |_| None).unwrap();
+            (s.key_id.clone(), s.hex())
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    for ((k, v), (id, hex)) in data.iter().zip(&signed) {
+        let header = |name: &str| match name {
+            KEY_ID => Some(id.as_bytes()),
+            SIGNATURE => Some(&hex[..]),
+            _ => None,
+        };
+        signing.verify(topic, Some(k), Some(v), header).unwrap();
+        let out = signing.sign("output-topic", Some(k), Some(v), |_| None);
+        std::hint::black_box(out.map(|s| s.hex()));
+    }
+    start.elapsed()
+}
+
 fn main() {
     let n = common::env_usize("EDDY_BENCH_RECORDS", 1_000_000);
     let rounds = common::env_usize("EDDY_BENCH_ROUNDS", 3);
@@ -125,6 +157,7 @@ fn main() {
     produce(&plain, &input, &data, None);
     produce(&plain, &signed_input, &data, Some(&signing));
     produce(&secured, &input, &data, None);
+    let floor = hmac_floor(&signing, &signed_input, &data);
     drop(data);
     println!(
         "security benchmark: {n} records of 100 bytes, {partitions} partitions, one thread; plaintext {}, TLS + SCRAM-SHA-512 {}",
@@ -208,6 +241,11 @@ fn main() {
     if only.is_some() {
         return;
     }
+    println!(
+        "  signing floor: verify + sign in memory {:.0} ns a record ({:.3} of eddy plaintext's median time a record)",
+        floor.as_nanos() as f64 / n as f64,
+        floor.as_secs_f64() / (n as f64 / median(&mut rates[2].clone()))
+    );
     // Per round first, to see the spread (the medians sort the rates).
     for (name, a, b) in [
         ("TLS / plaintext, raw", 1, 0),
@@ -222,11 +260,7 @@ fn main() {
             .collect();
         println!("  {name}, per round: {}", per_round.join(" / "));
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let medians: Vec<f64> = rates.iter_mut().map(median).collect();
+    let medians: Vec<f64> = rates.iter_mut().map(|v| median(v)).collect();
     for ((name, _, base), m) in variants.iter().zip(&medians) {
         println!(
             "  median: {name} {m:.0} records/s, {:.3} of {}",

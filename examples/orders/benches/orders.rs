@@ -24,6 +24,10 @@
 //!   tracing, from runs that alternate.
 //! - `EDDY_BENCH_NODE_METRICS=off`: node and store-operation metrics off
 //!   (on by default): their cost, from runs that alternate.
+//! - `EDDY_BENCH_SIGNED=1`: `payments` and `inventory` signed by every
+//!   service that writes them and verified by every one that reads them
+//!   (HMAC-SHA256, one key): the cost of signed events, from runs that
+//!   alternate.
 //! - `EDDY_BENCH_SET`: client settings for every worker, as
 //!   `key=value,key=value` (e.g. `producer.linger.ms=0`).
 //! - `EDDY_BENCH_HOPS=1`: during the paced run, every topic of the
@@ -49,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use eddy::config::{Overrides, Pipeline};
 use eddy::kafka::send_blocking;
 use eddy::runtime::RunningStreams;
+use eddy::security::{SigningKey, TopicSigning};
 use eddy::testing::{unique, OtlpCollector, TestCluster};
 use eddy_orders::order_created;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -379,6 +384,7 @@ fn main() {
     // trace, 100 % sampled) or `spans` (also every hop's span exported to
     // a collector that takes the requests without decoding them).
     let tracing = std::env::var("EDDY_BENCH_TRACE").unwrap_or_default();
+    let signed = std::env::var("EDDY_BENCH_SIGNED").is_ok_and(|v| v == "1");
     let collector = (tracing == "spans").then(OtlpCollector::discarding);
     let state = common::state_dir("orders");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -408,6 +414,17 @@ fn main() {
                 Ok("off") => p.config.node_metrics = false,
                 Ok("on") | Err(_) => {}
                 Ok(other) => panic!("EDDY_BENCH_NODE_METRICS={other}: on or off"),
+            }
+            if signed {
+                let key = SigningKey::new("bench", b"a benchmark key of 32 bytes long");
+                for t in ["payments", "inventory"] {
+                    let signing = TopicSigning {
+                        sign: Some(key.clone()),
+                        verify: vec![key.clone()],
+                        headers: Vec::new(),
+                    };
+                    p.config = p.config.clone().signing(&format!("{t}-{u}"), signing);
+                }
             }
             match tracing.as_str() {
                 "" | "off" => {}

@@ -52,7 +52,7 @@ fn request(
 #[test]
 fn orders_and_the_read_model_take_only_tokens_with_their_scope() {
     let http = common::free_addr();
-    let mut child = common::demo_command(
+    let child = common::demo_command(
         http,
         &common::unique("auth"),
         &[
@@ -71,11 +71,12 @@ fn orders_and_the_read_model_take_only_tokens_with_their_scope() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    let mut child = common::KillOnDrop(child);
     // The token the demo prints, then its summary (whose read-model line
     // it got with a token of its own).
     let (tx, rx) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
     let tx2 = tx.clone();
     std::thread::spawn(move || {
         stderr
@@ -189,11 +190,11 @@ fn orders_and_the_read_model_take_only_tokens_with_their_scope() {
     }
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }

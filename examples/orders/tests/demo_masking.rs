@@ -107,13 +107,14 @@ fn no_clear_email_or_address_leaves_the_orders_topic() {
     ]
     .map(|s| s.to_owned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = common::demo_command(http, &suffix, &args)
+    let child = common::demo_command(http, &suffix, &args)
         .env(eddy_orders::PII_KEY_ENV, common::PII_KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = common::KillOnDrop(child);
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut bootstrap = std::env::var("EDDY_TEST_BOOTSTRAP").unwrap_or_default();
     let embedded = bootstrap.is_empty();
     let mut lines = stderr.lines().map_while(Result::ok);
@@ -246,11 +247,11 @@ fn no_clear_email_or_address_leaves_the_orders_topic() {
     );
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    while child.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -103,6 +103,17 @@ pub fn exchange(
     (status, head.to_owned(), body.to_owned())
 }
 
+/// A child process killed when dropped, so that a failing test leaves
+/// none running behind it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `eddy-orders demo ARGS --serve` with its HTTP address `http` and the
 /// example's topology files: on the broker under test
 /// (`EDDY_TEST_BOOTSTRAP`) with its topics and applications suffixed
