@@ -81,5 +81,21 @@ fn a_bad_topology_file_is_refused_by_validate_and_run() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/page-views.toml");
     let (ok, stderr, _) = eddy(&["validate", shipped]);
     assert!(ok, "{stderr}");
+    // A secret the file names is read by run, not by validate.
+    let keyed = dir.join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        "[application]\nid = \"a\"\n[topics.in]\n[nodes.src]\nop = \"source\"\ntopic = \"in\"\n[nodes.m]\nop = \"mask\"\ninput = \"src\"\nhash = [\"email\"]\nkey_env = \"EDDY_NO_SUCH_KEY\"\n",
+    )
+    .unwrap();
+    let keyed = keyed.to_str().unwrap();
+    let (ok, stderr, _) = eddy(&["validate", keyed]);
+    assert!(ok, "{stderr}");
+    let (ok, stderr, _) = eddy(&["run", "--config", keyed]);
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        format!("eddy: error: {keyed}: nodes.m.key_env: environment variable EDDY_NO_SUCH_KEY is not set\n")
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -72,10 +72,20 @@ pub struct DescribeArgs {
     format: Format,
 }
 
+/// Loads a file to read what it describes: the secrets it names are not
+/// read (`run` reads them, and refuses to start without them).
+fn load_unkeyed(file: &std::path::Path, registry: &Registry) -> Result<Pipeline, CliError> {
+    let overrides = Overrides {
+        skip_secrets: true,
+        ..Overrides::default()
+    };
+    Ok(Pipeline::load_with(file, registry, &overrides)?)
+}
+
 pub(super) fn validate(args: ValidateArgs, registry: &Registry) -> Result<(), CliError> {
     let mut failed = 0;
     for file in &args.files {
-        match Pipeline::load(file, registry) {
+        match load_unkeyed(file, registry) {
             Ok(p) => {
                 let stores: Vec<&str> = p.topology.stores().map(|s| s.name.as_str()).collect();
                 println!(
@@ -144,7 +154,7 @@ pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
 }
 
 pub(super) fn describe(args: DescribeArgs, registry: &Registry) -> Result<(), CliError> {
-    let p = Pipeline::load(&args.file, registry)?;
+    let p = load_unkeyed(&args.file, registry)?;
     let t = &p.topology;
     match args.format {
         Format::Text => print!("{}", t.describe()),

@@ -120,7 +120,8 @@ pub enum Command {
     /// time window, until SIGINT/SIGTERM.
     Join(join::JoinArgs),
     /// Checks topology files: prints what each describes, or refuses it
-    /// with the file, the field and the reason.
+    /// with the file, the field and the reason. The secrets a file names
+    /// are not read here: `run` reads them, and refuses to start without.
     Validate(files::ValidateArgs),
     /// Runs the topology a file describes until SIGINT/SIGTERM.
     Run(files::RunArgs),
