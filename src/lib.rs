@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod autoscale;
+pub mod calls;
 pub mod cli;
 pub mod config;
 mod error;
