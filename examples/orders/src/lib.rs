@@ -4,7 +4,8 @@
 //! the way any user's would be: three topology files in `config/` (the
 //! payment service, the inventory service and the order saga), the one
 //! processor they name that is written in Rust (the stock reserver), a
-//! deterministic order generator, and a binary, `eddy-orders`, that is
+//! deterministic order generator, a payment gateway simulator
+//! ([`gateway`]), and a binary, `eddy-orders`, that is
 //! eddy's command line with this registry plus `demo` and `gen`.
 //!
 //! ```
@@ -13,6 +14,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod gateway;
 mod generate;
 mod stock;
 
