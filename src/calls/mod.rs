@@ -1,7 +1,8 @@
 //! Calls to external services from a topology (issue 17, under way): the
 //! policies a call operator applies per endpoint — a circuit breaker that
 //! stops calling a service that keeps failing, and retries with backoff
-//! and jitter for the failures worth another try.
+//! and jitter for the failures worth another try — and the [`Caller`]
+//! that makes one HTTP call under them.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -18,7 +19,9 @@
 //! ```
 
 mod breaker;
+mod caller;
 mod retry;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
+pub use caller::{CallLimits, CallOutcome, CallRequest, Caller};
 pub use retry::{retryable_status, RetryPolicy};

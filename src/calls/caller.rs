@@ -1,0 +1,210 @@
+//! One call to an external HTTP service, as the call operator makes it on
+//! the async runtime at the edge: admitted by the endpoint's breaker,
+//! each try bounded by a timeout, failures worth another try retried by
+//! the policy, an answer's body capped, redirects not followed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use prost::bytes::Bytes;
+
+use super::breaker::{Admission, CircuitBreaker};
+use super::retry::{retryable_status, RetryPolicy};
+
+/// A request, as the operator builds it from a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// An `http://` URL.
+    pub url: String,
+    /// Headers (an idempotency key among them).
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<Vec<u8>>,
+}
+
+/// What became of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The service answered (any status the policy does not retry, or the
+    /// last retryable one).
+    Answered {
+        /// Its status.
+        status: u16,
+        /// Its body.
+        body: Vec<u8>,
+        /// Tries made.
+        tries: u32,
+    },
+    /// No usable answer: the reason, and the tries made.
+    Failed {
+        /// Why (a timeout, a connection error, a redirect, a body too large).
+        reason: String,
+        /// Tries made.
+        tries: u32,
+    },
+    /// The endpoint's breaker is open: not called; ask again after this long.
+    BreakerOpen(Duration),
+}
+
+/// Limits of each try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// How long one try may take, answer body included.
+    pub timeout: Duration,
+    /// The largest answer body read.
+    pub max_body: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            timeout: Duration::from_secs(5),
+            max_body: 1 << 20,
+        }
+    }
+}
+
+/// Makes calls to one endpoint (cheap to clone: clones share the
+/// connection pool and the breaker).
+#[derive(Clone)]
+pub struct Caller {
+    client: Client<HttpConnector, Full<Bytes>>,
+    retry: RetryPolicy,
+    limits: CallLimits,
+    breaker: Arc<CircuitBreaker>,
+}
+
+/// One try's result: an answer, or a failure and whether it is worth
+/// another try (with the server's `Retry-After`).
+enum Try {
+    Answer(u16, Vec<u8>, Option<Duration>),
+    Failure(String, bool),
+}
+
+impl Caller {
+    /// A caller with these policies (call it from a tokio runtime).
+    pub fn new(retry: RetryPolicy, limits: CallLimits, breaker: Arc<CircuitBreaker>) -> Caller {
+        Caller {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            retry,
+            limits,
+            breaker,
+        }
+    }
+
+    /// Calls, retrying as the policy says.
+    pub async fn call(&self, request: &CallRequest) -> CallOutcome {
+        let mut tries = 0;
+        loop {
+            let probe = match self.breaker.admit(Instant::now()) {
+                Admission::Refused(wait) if tries == 0 => return CallOutcome::BreakerOpen(wait),
+                Admission::Refused(_) => {
+                    return CallOutcome::Failed {
+                        reason: "the circuit breaker opened between tries".into(),
+                        tries,
+                    }
+                }
+                Admission::Probe => true,
+                Admission::Call => false,
+            };
+            tries += 1;
+            let (retry_after, reason) = match self.try_once(request).await {
+                Try::Answer(status, body, retry_after) => {
+                    let again = retryable_status(status);
+                    self.breaker.record(!again, Instant::now());
+                    let next = again
+                        .then(|| self.retry.backoff(tries + 1, retry_after, fastrand::f64()))
+                        .flatten();
+                    match next {
+                        Some(wait) if !probe => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        _ => {
+                            return CallOutcome::Answered {
+                                status,
+                                body,
+                                tries,
+                            }
+                        }
+                    }
+                }
+                Try::Failure(reason, again) => {
+                    self.breaker.record(false, Instant::now());
+                    if !again || probe {
+                        return CallOutcome::Failed { reason, tries };
+                    }
+                    (None, reason)
+                }
+            };
+            match self.retry.backoff(tries + 1, retry_after, fastrand::f64()) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return CallOutcome::Failed { reason, tries },
+            }
+        }
+    }
+
+    async fn try_once(&self, request: &CallRequest) -> Try {
+        let mut builder = hyper::Request::builder()
+            .method(request.method.as_str())
+            .uri(request.url.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let body = Bytes::from(request.body.clone().unwrap_or_default());
+        let built = match builder.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return Try::Failure(format!("bad request: {e}"), false),
+        };
+        let timeout = self.limits.timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let response = self
+                .client
+                .request(built)
+                .await
+                .map_err(|e| (format!("no answer: {e}"), true))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let to = response
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere");
+                return Err((
+                    format!("a redirect ({status}) to {to}, not followed"),
+                    false,
+                ));
+            }
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = Limited::new(response.into_body(), self.limits.max_body)
+                .collect()
+                .await
+                .map_err(
+                    |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                        Some(_) => (
+                            format!("an answer over {} bytes", self.limits.max_body),
+                            false,
+                        ),
+                        None => (format!("the answer broke off: {e}"), true),
+                    },
+                )?;
+            Ok((status.as_u16(), body.to_bytes().to_vec(), retry_after))
+        })
+        .await;
+        match answer {
+            Ok(Ok((status, body, retry_after))) => Try::Answer(status, body, retry_after),
+            Ok(Err((reason, again))) => Try::Failure(reason, again),
+            Err(_) => Try::Failure(format!("no answer within {timeout:?}"), true),
+        }
+    }
+}
