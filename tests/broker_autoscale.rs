@@ -170,7 +170,11 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     // like a load the workers do not keep up with, unless it drains before
     // a new worker would be ready): it drains well before a new worker
     // (20 s) would be ready, and lasts long enough to be observed.
-    let spike = ((capacity * 2.0) as usize).max(40_000);
+    // Capacity counts records of both topics the group reads, two per
+    // view: two seconds' consumption is `capacity` views. (Twice that, as
+    // this read before, took over two seconds to produce on a fast run and
+    // so arrived as a load not kept up with.)
+    let spike = (capacity as usize).max(40_000);
     let before = decisions(&log).len();
     views(&c, &input, spike);
     std::thread::sleep(Duration::from_secs(10));
