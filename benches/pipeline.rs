@@ -156,11 +156,7 @@ fn main() {
     if only.is_some() {
         return;
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let medians: Vec<f64> = rates.iter_mut().map(median).collect();
+    let medians: Vec<f64> = rates.iter_mut().map(|v| common::median(v)).collect();
     let (r, e) = (medians[0], medians[1]);
     println!(
         "  median: raw {r:.0} records/s, eddy {e:.0} records/s, ratio {:.2}",

@@ -95,11 +95,6 @@ fn produce(
     producer.flush(Duration::from_secs(120)).unwrap();
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The HMAC work of a signed run without Kafka: every record verified as
 /// read from `topic` and signed as written to another topic, in memory.
 fn hmac_floor(signing: &TopicSigning, topic: &str, data: &[(Vec<u8>, Vec<u8>)]) -> Duration {
@@ -244,7 +239,7 @@ fn main() {
     println!(
         "  signing floor: verify + sign in memory {:.0} ns a record ({:.3} of eddy plaintext's median time a record)",
         floor.as_nanos() as f64 / n as f64,
-        floor.as_secs_f64() / (n as f64 / median(&mut rates[2].clone()))
+        floor.as_secs_f64() / (n as f64 / common::median(&mut rates[2].clone()))
     );
     // Per round first, to see the spread (the medians sort the rates).
     for (name, a, b) in [
@@ -260,7 +255,7 @@ fn main() {
             .collect();
         println!("  {name}, per round: {}", per_round.join(" / "));
     }
-    let medians: Vec<f64> = rates.iter_mut().map(|v| median(v)).collect();
+    let medians: Vec<f64> = rates.iter_mut().map(|v| common::median(v)).collect();
     for ((name, _, base), m) in variants.iter().zip(&medians) {
         println!(
             "  median: {name} {m:.0} records/s, {:.3} of {}",

@@ -168,6 +168,12 @@ pub fn cluster_name(c: &eddy::testing::TestCluster) -> String {
     }
 }
 
+/// The median of rounds' figures (sorts them).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The stateless pipeline's filter: drops values that start with `#`.
 pub fn keep(v: &[u8]) -> bool {
     v.first() != Some(&b'#')

@@ -99,6 +99,8 @@ impl Caller {
 
     /// Calls, retrying as the policy says.
     pub async fn call(&self, request: &CallRequest) -> CallOutcome {
+        // The body once, shared by every try.
+        let body = Bytes::from(request.body.clone().unwrap_or_default());
         let mut tries = 0;
         loop {
             let probe = match self.breaker.admit(Instant::now()) {
@@ -113,7 +115,7 @@ impl Caller {
                 Admission::Call => false,
             };
             tries += 1;
-            let (retry_after, reason) = match self.try_once(request).await {
+            let reason = match self.try_once(request, &body).await {
                 Try::Answer(status, body, retry_after) => {
                     let again = retryable_status(status);
                     self.breaker.record(!again, Instant::now());
@@ -139,25 +141,24 @@ impl Caller {
                     if !again || probe {
                         return CallOutcome::Failed { reason, tries };
                     }
-                    (None, reason)
+                    reason
                 }
             };
-            match self.retry.backoff(tries + 1, retry_after, fastrand::f64()) {
+            match self.retry.backoff(tries + 1, None, fastrand::f64()) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return CallOutcome::Failed { reason, tries },
             }
         }
     }
 
-    async fn try_once(&self, request: &CallRequest) -> Try {
+    async fn try_once(&self, request: &CallRequest, body: &Bytes) -> Try {
         let mut builder = hyper::Request::builder()
             .method(request.method.as_str())
             .uri(request.url.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let body = Bytes::from(request.body.clone().unwrap_or_default());
-        let built = match builder.body(Full::new(body)) {
+        let built = match builder.body(Full::new(body.clone())) {
             Ok(r) => r,
             Err(e) => return Try::Failure(format!("bad request: {e}"), false),
         };

@@ -1,26 +1,19 @@
 //! `eddy acls`: the ACLs an application needs, as `kafka-acls.sh` commands
 //! or JSON, or created through the admin API.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Overrides, Pipeline, Registry};
+use crate::config::Registry;
 use crate::kafka::acls::{create_acls, kafka_acls_commands, required_acls};
 
+use super::app_file::AppFile;
 use super::CliError;
 
 /// Arguments of `acls`.
 #[derive(clap::Args)]
 pub struct AclsArgs {
-    /// The application's topology file.
-    #[arg(long)]
-    config: PathBuf,
-    /// Kafka bootstrap servers, overriding the file's `application.brokers`.
-    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
-    brokers: Option<String>,
-    /// The suffix the application runs with (`eddy run --suffix`).
-    #[arg(long)]
-    suffix: Option<String>,
+    #[command(flatten)]
+    app: AppFile,
     /// The principal to grant (default `User:<kafka.sasl.username>`).
     #[arg(long)]
     principal: Option<String>,
@@ -49,12 +42,7 @@ enum AclsFormat {
 
 pub(super) fn run(args: AclsArgs, registry: &Registry) -> Result<(), CliError> {
     // Printing what a file needs reads none of its secrets.
-    let overrides = Overrides {
-        suffix: args.suffix,
-        skip_secrets: true,
-        ..Overrides::default()
-    };
-    let pipeline = Pipeline::load_with(&args.config, registry, &overrides)?;
+    let pipeline = args.app.load(registry, false)?;
     let config = pipeline.config;
     let Some(principal) = args.principal.or_else(|| config.principal()) else {
         return Err(CliError::Usage(
@@ -62,7 +50,7 @@ pub(super) fn run(args: AclsArgs, registry: &Registry) -> Result<(), CliError> {
         ));
     };
     let acls = required_acls(&pipeline.topology, &config, &principal);
-    let servers = args.brokers.or(config.bootstrap_servers.clone());
+    let servers = args.app.servers(&config);
     if args.apply {
         let Some(servers) = servers else {
             return Err(CliError::Usage(

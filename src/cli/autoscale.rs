@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::app_file::AppFile;
 use super::CliError;
 use crate::autoscale::{supervise, Autoscaler, Policy, SupervisorSpec};
 use crate::config::Registry;
@@ -15,15 +16,8 @@ use crate::runtime::spawn_signal_listener;
 /// Arguments of `autoscale`.
 #[derive(clap::Args)]
 pub struct AutoscaleArgs {
-    /// The topology file the workers run.
-    #[arg(long)]
-    config: PathBuf,
-    /// Kafka bootstrap servers, overriding the file's `application.brokers`.
-    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
-    brokers: Option<String>,
-    /// The suffix the workers run with (`eddy run --suffix`).
-    #[arg(long)]
-    suffix: Option<String>,
+    #[command(flatten)]
+    app: AppFile,
     /// Fewest workers.
     #[arg(long, default_value_t = 1)]
     min: usize,
@@ -65,13 +59,7 @@ pub struct AutoscaleArgs {
 }
 
 pub(super) fn run(args: AutoscaleArgs, registry: &Registry) -> Result<(), CliError> {
-    let (pipeline, servers) = super::lag::load_on_cluster(
-        &args.config,
-        args.suffix.clone(),
-        args.brokers.clone(),
-        registry,
-        "autoscale",
-    )?;
+    let (pipeline, servers) = args.app.load_on_cluster(registry, "autoscale")?;
     let config = pipeline.config;
     if args.max < args.min.max(1) {
         return Err(CliError::Usage(format!(
@@ -90,10 +78,10 @@ pub(super) fn run(args: AutoscaleArgs, registry: &Registry) -> Result<(), CliErr
     let mut command = vec![exe.to_string_lossy().into_owned(), "run".into()];
     command.extend([
         "--config".into(),
-        args.config.to_string_lossy().into_owned(),
+        args.app.config.to_string_lossy().into_owned(),
     ]);
     command.extend(["--brokers".into(), servers.clone()]);
-    if let Some(s) = &args.suffix {
+    if let Some(s) = &args.app.suffix {
         command.extend(["--suffix".into(), s.clone()]);
     }
     command.extend(args.worker_args.iter().cloned());

@@ -1,25 +1,18 @@
 //! `eddy lag`: an application's consumer lag per input partition.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::config::{Overrides, Pipeline, Registry};
+use crate::config::Registry;
 use crate::kafka::{group_lag, PartitionLag};
 
+use super::app_file::AppFile;
 use super::CliError;
 
 /// Arguments of `lag`.
 #[derive(clap::Args)]
 pub struct LagArgs {
-    /// The application's topology file.
-    #[arg(long)]
-    config: PathBuf,
-    /// Kafka bootstrap servers, overriding the file's `application.brokers`.
-    #[arg(long, env = "EDDY_BOOTSTRAP_SERVERS")]
-    brokers: Option<String>,
-    /// The suffix the application runs with (`eddy run --suffix`).
-    #[arg(long)]
-    suffix: Option<String>,
+    #[command(flatten)]
+    app: AppFile,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: LagFormat,
@@ -46,32 +39,8 @@ struct Report<'a> {
     rate: Option<f64>,
 }
 
-/// The topology file `file` (run with `suffix`) and the real cluster it
-/// runs on (`brokers`, else the file's): what `command` reads the
-/// group's offsets from.
-pub(super) fn load_on_cluster(
-    file: &std::path::Path,
-    suffix: Option<String>,
-    brokers: Option<String>,
-    registry: &Registry,
-    command: &str,
-) -> Result<(Pipeline, String), CliError> {
-    let overrides = Overrides {
-        suffix,
-        ..Overrides::default()
-    };
-    let pipeline = Pipeline::load_with(file, registry, &overrides)?;
-    let Some(servers) = brokers.or(pipeline.config.bootstrap_servers.clone()) else {
-        return Err(CliError::Usage(format!(
-            "eddy {command} reads a real cluster's offsets: give --brokers (or application.brokers)"
-        )));
-    };
-    Ok((pipeline, servers))
-}
-
 pub(super) fn run(args: LagArgs, registry: &Registry) -> Result<(), CliError> {
-    let (pipeline, servers) =
-        load_on_cluster(&args.config, args.suffix, args.brokers, registry, "lag")?;
+    let (pipeline, servers) = args.app.load_on_cluster(registry, "lag")?;
     let config = pipeline.config;
     let group = config.application_id.clone();
     let topics = pipeline.topology.input_topics(&group);

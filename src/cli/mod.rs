@@ -30,6 +30,7 @@
 //! example application in the workspace's `examples/` folder does.
 
 mod acls;
+mod app_file;
 mod autoscale;
 mod count;
 mod files;

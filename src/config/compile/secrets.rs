@@ -60,19 +60,17 @@ fn read_secret(secret: &Secret, field: &str) -> Result<String, Fail> {
 }
 
 /// `[kafka]` as the builder's settings (paths from the file's folder);
-/// `None` when neither TLS nor SASL is set. Without `read_secrets`, the
+/// `None` when neither TLS nor SASL is set. Without reading secrets, the
 /// secrets named are left empty, unread.
 pub(super) fn security(kafka: &model::Kafka, secrets: &Secrets) -> Result<Option<Security>, Fail> {
     let base = secrets.base;
-    let secret =
-        |field: &str, env: &Option<String>, file: &Option<PathBuf>| secrets.named(field, env, file);
     let tls = match &kafka.tls {
         None => None,
         Some(t) => Some(Tls {
             ca_file: t.ca_file.as_ref().map(|p| base.join(p)),
             cert_file: t.cert_file.as_ref().map(|p| base.join(p)),
             key_file: t.key_file.as_ref().map(|p| base.join(p)),
-            key_password: secret(
+            key_password: secrets.named(
                 "kafka.tls.key_password",
                 &t.key_password_env,
                 &t.key_password_file,
@@ -89,7 +87,8 @@ pub(super) fn security(kafka: &model::Kafka, secrets: &Secrets) -> Result<Option
                     "a password is never written in a topology file: name it with password_env (an environment variable) or password_file",
                 );
             }
-            let Some(password) = secret("kafka.sasl.password", &s.password_env, &s.password_file)?
+            let Some(password) =
+                secrets.named("kafka.sasl.password", &s.password_env, &s.password_file)?
             else {
                 return fail(
                     "kafka.sasl.password_env",
@@ -107,8 +106,8 @@ pub(super) fn security(kafka: &model::Kafka, secrets: &Secrets) -> Result<Option
 }
 
 /// The signing of each declared topic (by its name in the file) that has
-/// `sign` or `verify`, keys read from `[signing.keys]` (left empty without
-/// `read_secrets`).
+/// `sign` or `verify`, keys read from `[signing.keys]` (left empty when
+/// secrets are not read).
 pub(super) fn signing<'f>(
     file: &'f File,
     secrets: &Secrets,
@@ -178,7 +177,7 @@ pub(super) fn signing<'f>(
 }
 
 /// `[http_auth]` as the worker's authentication of its query routes, and
-/// their scope. Without `read_secrets`, a placeholder key.
+/// their scope. Without reading secrets, a placeholder key.
 pub(super) fn http_auth(
     settings: &model::HttpAuthSettings,
     secrets: &Secrets,

@@ -107,6 +107,25 @@ pub fn exchange(
 /// none running behind it.
 pub struct KillOnDrop(pub std::process::Child);
 
+impl KillOnDrop {
+    /// Stops the process with SIGTERM, as a user would, and fails unless
+    /// it exits within a minute.
+    pub fn terminate(&mut self) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.0.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
