@@ -93,6 +93,22 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
         eprintln!("skipped: proven on the real broker only");
         return;
     }
+    // The scenario needs a warm-up the autoscaler sees as a backlog, not a
+    // load: on a machine slowed by other tests, producing it can take
+    // longer than consuming it, and scaling up is then the right answer
+    // (checked in `scenario`). Such a run is made again, from the start.
+    for attempt in 1..=3 {
+        match scenario(&c) {
+            Ok(()) => return,
+            Err(why) => eprintln!("attempt {attempt}: {why}; running the scenario again"),
+        }
+    }
+    panic!("three warm-ups in a row arrived faster than the worker consumed them");
+}
+
+/// The scenario; `Err` when its warm-up arrived nearly as fast as one
+/// worker consumed it, or faster (and the autoscaler rightly scaled up).
+fn scenario(c: &TestCluster) -> Result<(), String> {
     let suffix = unique("as");
     let (input, output) = (
         format!("views-{suffix}"),
@@ -127,7 +143,7 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     });
     // A first record through both stages: the worker is up and running
     // (a cold worker's first seconds would read as no capacity at all).
-    views(&c, &input, 100);
+    views(c, &input, 100);
     wait_for("the first views consumed", Duration::from_secs(60), || {
         decisions(&log)
             .last()
@@ -135,15 +151,17 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     });
     // Warm-up: backlogs one worker consumes, until its capacity shows (a
     // backlog must still be there at two observations in a row: 40 000
-    // views drained between two on an idle machine; one produced over two
-    // observations looks like a load not kept up with). Each view counts
+    // views drained between two on an idle machine, so it may take a few).
+    // Each is small enough to be produced within one observation interval
+    // on a busy machine too (150 000 took two there, at 65 000-75 000
+    // views/s, and looked like a load not kept up with). Each view counts
     // twice at the end of the topics the group reads (input and
     // repartition).
     let mut end = 200;
     let mut capacity = 0.0;
-    for _ in 0..5 {
-        views(&c, &input, 150_000);
-        end += 300_000;
+    for _ in 0..10 {
+        views(c, &input, 50_000);
+        end += 100_000;
         wait_for("the warm-up consumed", Duration::from_secs(120), || {
             decisions(&log)
                 .last()
@@ -159,11 +177,40 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     }
     let seen = decisions(&log);
     assert!(capacity > 0.0, "no consumption rate measured: {seen:?}");
-    assert!(
-        seen.iter()
-            .all(|d| d["action"] != "up" || d["observed"]["workers"] == 0),
-        "scaled up on the warm-up: {seen:#?}"
-    );
+    let ups: Vec<&Value> = seen
+        .iter()
+        .filter(|d| d["action"] == "up" && d["observed"]["workers"] != 0)
+        .collect();
+    if !ups.is_empty() {
+        // Right only while the warm-up was still arriving, so fast that
+        // the lag would outlast a new worker's start: never drained
+        // (arrivals at or above the capacity), or drained later than that.
+        let rightly = |d: &Value| {
+            let (lag, capacity, in_rate, ready) = (
+                d["observed"]["lag"].as_f64().unwrap_or_default(),
+                d["capacity"].as_f64().unwrap_or_default(),
+                d["in_rate"].as_f64().unwrap_or_default(),
+                d["ready_secs"].as_f64().unwrap_or_default(),
+            );
+            in_rate > 0.0
+                && match d["drain_secs"].as_f64() {
+                    None => in_rate >= capacity,
+                    Some(drain) => {
+                        drain > ready && (drain - lag / (capacity - in_rate)).abs() < 0.01
+                    }
+                }
+        };
+        assert!(
+            ups.iter().all(|d| rightly(d)),
+            "scaled up on the warm-up: {seen:#?}"
+        );
+        let _ = std::fs::remove_dir_all(&state);
+        return Err(format!(
+            "the warm-up arrived at {:.0} views/s, one worker consumed {:.0}",
+            ups[0]["in_rate"].as_f64().unwrap_or_default() / 2.0,
+            ups[0]["capacity"].as_f64().unwrap_or_default() / 2.0
+        ));
+    }
 
     // A spike of two seconds' consumption, produced within about one
     // interval (a burst still arriving on two observations in a row looks
@@ -176,7 +223,7 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     // so arrived as a load not kept up with.)
     let spike = (capacity as usize).max(40_000);
     let before = decisions(&log).len();
-    views(&c, &input, spike);
+    views(c, &input, spike);
     std::thread::sleep(Duration::from_secs(10));
     let during: Vec<Value> = decisions(&log).split_off(before);
     assert!(
@@ -201,7 +248,7 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     let backlog = (capacity * 15.0) as usize;
     let before = decisions(&log).len();
     let produced = Instant::now();
-    views(&c, &input, backlog);
+    views(c, &input, backlog);
     let made = produced.elapsed().as_secs_f64();
     wait_for("a scale-up", Duration::from_secs(30), || {
         decisions(&log)[before..]
@@ -250,4 +297,5 @@ fn the_autoscaler_ignores_a_short_spike_scales_up_on_a_backlog_and_back_down() {
     if let Ok(dir) = std::env::var("EDDY_AUTOSCALE_RECORD") {
         let _ = std::fs::copy(&log, std::path::Path::new(&dir).join("autoscaler.jsonl"));
     }
+    Ok(())
 }

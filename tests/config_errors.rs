@@ -60,7 +60,7 @@ fn broken_files_are_refused_with_field_and_reason() {
     let cases: Vec<(String, &str)> = vec![
         (
             format!("{SOURCE}[nodes.x]\nop = \"teleport\"\ninput = \"src\"\n"),
-            "nodes.x.op: unknown variant `teleport`, expected one of `source`, `table`, `filter`, `map`, `rekey`, `flat_map`, `merge`, `repartition`, `join`, `aggregate`, `gather`, `saga`, `mask`, `processor`, `sink` (line 12, column 6)",
+            "nodes.x.op: unknown variant `teleport`, expected one of `source`, `table`, `filter`, `map`, `rekey`, `flat_map`, `merge`, `repartition`, `join`, `aggregate`, `gather`, `saga`, `mask`, `call`, `processor`, `sink` (line 12, column 6)",
         ),
         (
             "[nodes.src]\nop = \"source\"\ntopic = \"nowhere\"\n".into(),

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the order pipeline (payment, inventory, order saga) on eddy and on the Kafka Streams
-# baseline, one after the other on the same broker, and prints a table.
+# baseline, one after the other on the same broker, and prints a table. Both payment services
+# charge each order through a fresh `eddy-orders gateway` (answering at once): eddy with its
+# call operator, Kafka Streams with a synchronous call per record, as its users write it.
 #
 #   benches/baseline/compare.sh [--bootstrap HOST:PORT] [--orders N] [--rounds R]
 #                               [--timeout-s S] [--ks-java-opts "OPTS"] [--linger-ms MS] [--build]
@@ -139,6 +141,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/eddy-compare.XXXXXX")"
 tag="cmp$(date +%s)x$$"          # in every topic and group name of this run
 svc_pids=()
 reader_pid=""
+gateway_pid=""
 
 stop_services() {
   local pid waited
@@ -161,6 +164,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n "$reader_pid" ]]; then kill -TERM "$reader_pid" 2>/dev/null || true; wait "$reader_pid" 2>/dev/null || true; fi
   stop_services
+  if [[ -n "$gateway_pid" ]]; then kill -TERM "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true; fi
   if [[ -n "$bootstrap" && -f "$jar" ]]; then
     log "deleting this run's topics and consumer groups (*$tag*)"
     topics --delete ".*$tag.*" --delete-groups ".*$tag.*" >&2 || log "could not delete every topic or group of *$tag*"
@@ -453,6 +457,18 @@ run_one() { # engine round
     --products "$products" --stock "$stock_qty" >"$dir/logs/stock.log" 2>&1 ||
     { cat "$dir/logs/stock.log" >&2; die "seeding the stock failed"; }
 
+  # A fresh payment gateway per run (answering at once, the pipeline's rules): both
+  # engines' payment services charge every order through it.
+  local gateway_port
+  gateway_port="$(free_port)"
+  gateway_url="http://127.0.0.1:$gateway_port"
+  "$eddy_bin" gateway --addr "127.0.0.1:$gateway_port" >"$dir/logs/gateway.log" 2>&1 &
+  gateway_pid=$!
+  until curl -sf "$gateway_url/stats" >/dev/null; do
+    kill -0 "$gateway_pid" 2>/dev/null || { cat "$dir/logs/gateway.log" >&2; die "the gateway did not start"; }
+    sleep 0.1
+  done
+
   if [[ "$engine" == eddy ]]; then
     names=(payment inventory order-saga)
   else
@@ -463,10 +479,11 @@ run_one() { # engine round
     if [[ "$engine" == eddy ]]; then
       ports[i]="$(free_port)"
       "$eddy_bin" run --config "$config_dir/${names[i]}.toml" --brokers "$bootstrap" --suffix "$suffix" \
-        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" "${linger_set[@]}" "${eddy_sets[@]}" >"${logs[i]}" 2>&1 &
+        --state-dir "$dir/state/${names[i]}" --http "127.0.0.1:${ports[i]}" "${linger_set[@]}" "${eddy_sets[@]}" \
+        --var "gateway_url=$gateway_url" >"${logs[i]}" 2>&1 &
     else
       # shellcheck disable=SC2086  # the options are words
-      java $ks_java_opts -jar "$jar" "${names[i]}" --bootstrap "$bootstrap" --suffix "$suffix" \
+      EDDY_GATEWAY_URL="$gateway_url" java $ks_java_opts -jar "$jar" "${names[i]}" --bootstrap "$bootstrap" --suffix "$suffix" \
         --state-dir "$dir/state/${names[i]}" "${linger_set[@]}" >"${logs[i]}" 2>&1 &
     fi
     svc_pids+=($!)
@@ -557,6 +574,10 @@ run_one() { # engine round
   fi
 
   stop_services
+  log "round $round, $engine: gateway $(curl -sf "$gateway_url/stats" || echo unreachable)"
+  kill -TERM "$gateway_pid" 2>/dev/null || true
+  wait "$gateway_pid" 2>/dev/null || true
+  gateway_pid=""
   topics --delete ".*$suffix.*" >"$dir/logs/delete.log" 2>&1 ||
     log "could not delete the topics of $suffix: $(cat "$dir/logs/delete.log")"
   [[ $keep -eq 1 ]] || rm -rf "$dir"

@@ -54,11 +54,23 @@ struct Inner {
     probing: bool,
 }
 
+/// Told of every change of a breaker's state.
+type Observer = Box<dyn Fn(BreakerState) + Send + Sync>;
+
 /// A circuit breaker (see the module's documentation).
-#[derive(Debug)]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("config", &self.config)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a refused call waits before asking again while a probe is out.
@@ -78,7 +90,27 @@ impl CircuitBreaker {
                 opened_at: Instant::now(),
                 probing: false,
             }),
+            observer: None,
         }
+    }
+
+    /// A closed breaker that calls `observer` with each new state (for
+    /// metrics and logs), outside its lock.
+    pub fn observed(
+        config: BreakerConfig,
+        observer: impl Fn(BreakerState) + Send + Sync + 'static,
+    ) -> CircuitBreaker {
+        CircuitBreaker {
+            observer: Some(Box::new(observer)),
+            ..CircuitBreaker::new(config)
+        }
+    }
+
+    fn tell(&self, changed: Option<BreakerState>) -> Option<BreakerState> {
+        if let (Some(state), Some(observer)) = (changed, &self.observer) {
+            observer(state);
+        }
+        changed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -99,6 +131,7 @@ impl CircuitBreaker {
     /// Whether a call may start at `now`.
     pub fn admit(&self, now: Instant) -> Admission {
         let mut inner = self.lock();
+        let mut changed = None;
         if inner.state == BreakerState::Open {
             let reopen = inner.opened_at + self.config.open_for;
             if now < reopen {
@@ -106,15 +139,19 @@ impl CircuitBreaker {
             }
             inner.state = BreakerState::HalfOpen;
             inner.probing = false;
+            changed = Some(BreakerState::HalfOpen);
         }
-        match inner.state {
+        let admission = match inner.state {
             BreakerState::Closed => Admission::Call,
             _ if inner.probing => Admission::Refused(PROBE_WAIT),
             _ => {
                 inner.probing = true;
                 Admission::Probe
             }
-        }
+        };
+        drop(inner);
+        self.tell(changed);
+        admission
     }
 
     /// Records a call's outcome at `now`; the new state if it changed.
@@ -140,7 +177,9 @@ impl CircuitBreaker {
                 inner.probing = false;
             }
         }
-        (inner.state != before).then_some(inner.state)
+        let changed = (inner.state != before).then_some(inner.state);
+        drop(inner);
+        self.tell(changed)
     }
 }
 

@@ -40,10 +40,13 @@ pub enum CallOutcome {
         /// Tries made.
         tries: u32,
     },
-    /// No usable answer: the reason, and the tries made.
+    /// No usable answer: why, and the tries made.
     Failed {
-        /// Why (a timeout, a connection error, a redirect, a body too large).
-        reason: String,
+        /// The kind of failure (a timeout, a connection error, a redirect,
+        /// a body too large, ...).
+        reason: FailReason,
+        /// What happened, in words.
+        detail: String,
         /// Tries made.
         tries: u32,
     },
@@ -79,11 +82,60 @@ pub struct Caller {
     breaker: Arc<CircuitBreaker>,
 }
 
+/// Why a call gave no usable answer: the `reason` a failure branch sees
+/// (as [`FailReason::as_str`] spells it) and dead letters name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// The service answered a status that is not a success (after the
+    /// retries, for a status worth retrying).
+    Status,
+    /// No answer within the timeout.
+    Timeout,
+    /// No connection, or the connection broke off.
+    Unreachable,
+    /// A redirect (not followed: the request was made for one service).
+    Redirect,
+    /// An answer body over the limit.
+    TooLarge,
+    /// The request could not be made from the record (a bad URL, method or
+    /// header).
+    BadRequest,
+    /// The answer could not be mapped to an output (not JSON, a field
+    /// missing).
+    BadAnswer,
+    /// The endpoint's circuit breaker is open.
+    CircuitOpen,
+}
+
+impl FailReason {
+    /// `status`, `timeout`, `unreachable`, `redirect`, `too_large`,
+    /// `bad_request`, `bad_answer` or `circuit_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Status => "status",
+            FailReason::Timeout => "timeout",
+            FailReason::Unreachable => "unreachable",
+            FailReason::Redirect => "redirect",
+            FailReason::TooLarge => "too_large",
+            FailReason::BadRequest => "bad_request",
+            FailReason::BadAnswer => "bad_answer",
+            FailReason::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+impl std::fmt::Display for FailReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One try's result: an answer, or a failure and whether it is worth
 /// another try (with the server's `Retry-After`).
 enum Try {
     Answer(u16, Vec<u8>, Option<Duration>),
-    Failure(String, bool),
+    Failure(FailReason, String, bool),
 }
 
 impl Caller {
@@ -97,6 +149,11 @@ impl Caller {
         }
     }
 
+    /// The breaker of its endpoint.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
     /// Calls, retrying as the policy says.
     pub async fn call(&self, request: &CallRequest) -> CallOutcome {
         // The body once, shared by every try.
@@ -107,7 +164,8 @@ impl Caller {
                 Admission::Refused(wait) if tries == 0 => return CallOutcome::BreakerOpen(wait),
                 Admission::Refused(_) => {
                     return CallOutcome::Failed {
-                        reason: "the circuit breaker opened between tries".into(),
+                        reason: FailReason::CircuitOpen,
+                        detail: "the circuit breaker opened between tries".into(),
                         tries,
                     }
                 }
@@ -115,10 +173,14 @@ impl Caller {
                 Admission::Call => false,
             };
             tries += 1;
-            let reason = match self.try_once(request, &body).await {
+            let (reason, detail) = match self.try_once(request, &body).await {
                 Try::Answer(status, body, retry_after) => {
                     let again = retryable_status(status);
-                    self.breaker.record(!again, Instant::now());
+                    // A service that answers 409 (a request with the same
+                    // key in progress) or 429 (slow down) is up: only
+                    // timeouts and 5xx count against its breaker.
+                    let healthy = status < 500 && status != 408;
+                    self.breaker.record(healthy, Instant::now());
                     let next = again
                         .then(|| self.retry.backoff(tries + 1, retry_after, fastrand::f64()))
                         .flatten();
@@ -136,17 +198,31 @@ impl Caller {
                         }
                     }
                 }
-                Try::Failure(reason, again) => {
-                    self.breaker.record(false, Instant::now());
+                Try::Failure(reason, detail, again) => {
+                    // A redirect or an answer too large came from a service
+                    // that is up; a request that could not be made says
+                    // nothing of it.
+                    let down = matches!(reason, FailReason::Timeout | FailReason::Unreachable);
+                    self.breaker.record(!down, Instant::now());
                     if !again || probe {
-                        return CallOutcome::Failed { reason, tries };
+                        return CallOutcome::Failed {
+                            reason,
+                            detail,
+                            tries,
+                        };
                     }
-                    reason
+                    (reason, detail)
                 }
             };
             match self.retry.backoff(tries + 1, None, fastrand::f64()) {
                 Some(wait) => tokio::time::sleep(wait).await,
-                None => return CallOutcome::Failed { reason, tries },
+                None => {
+                    return CallOutcome::Failed {
+                        reason,
+                        detail,
+                        tries,
+                    }
+                }
             }
         }
     }
@@ -160,7 +236,7 @@ impl Caller {
         }
         let built = match builder.body(Full::new(body.clone())) {
             Ok(r) => r,
-            Err(e) => return Try::Failure(format!("bad request: {e}"), false),
+            Err(e) => return Try::Failure(FailReason::BadRequest, e.to_string(), false),
         };
         let timeout = self.limits.timeout;
         let answer = tokio::time::timeout(timeout, async {
@@ -168,7 +244,7 @@ impl Caller {
                 .client
                 .request(built)
                 .await
-                .map_err(|e| (format!("no answer: {e}"), true))?;
+                .map_err(|e| (FailReason::Unreachable, format!("no answer: {e}"), true))?;
             let status = response.status();
             if status.is_redirection() {
                 let to = response
@@ -177,6 +253,7 @@ impl Caller {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("nowhere");
                 return Err((
+                    FailReason::Redirect,
                     format!("a redirect ({status}) to {to}, not followed"),
                     false,
                 ));
@@ -193,10 +270,15 @@ impl Caller {
                 .map_err(
                     |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
                         Some(_) => (
+                            FailReason::TooLarge,
                             format!("an answer over {} bytes", self.limits.max_body),
                             false,
                         ),
-                        None => (format!("the answer broke off: {e}"), true),
+                        None => (
+                            FailReason::Unreachable,
+                            format!("the answer broke off: {e}"),
+                            true,
+                        ),
                     },
                 )?;
             Ok((status.as_u16(), body.to_bytes().to_vec(), retry_after))
@@ -204,8 +286,12 @@ impl Caller {
         .await;
         match answer {
             Ok(Ok((status, body, retry_after))) => Try::Answer(status, body, retry_after),
-            Ok(Err((reason, again))) => Try::Failure(reason, again),
-            Err(_) => Try::Failure(format!("no answer within {timeout:?}"), true),
+            Ok(Err((reason, detail, again))) => Try::Failure(reason, detail, again),
+            Err(_) => Try::Failure(
+                FailReason::Timeout,
+                format!("no answer within {timeout:?}"),
+                true,
+            ),
         }
     }
 }

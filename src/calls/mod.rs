@@ -1,8 +1,14 @@
-//! Calls to external services from a topology (issue 17, under way): the
-//! policies a call operator applies per endpoint — a circuit breaker that
-//! stops calling a service that keeps failing, and retries with backoff
-//! and jitter for the failures worth another try — and the [`Caller`]
-//! that makes one HTTP call under them.
+//! Calls to external services from a topology: the call operator
+//! ([`Call`], added with [`KStream::call`] or `op = "call"` in topology
+//! files), which makes an HTTP call per record on an async runtime at the
+//! edge while the stream thread goes on, and what it is made of — the
+//! [`Caller`] that makes one call under an endpoint's policies, a
+//! [`CircuitBreaker`] per endpoint, a [`RetryPolicy`] with backoff and
+//! jitter. `spec.rs` holds what users describe, `node.rs` the operator in a
+//! task, `pending.rs` the records it keeps until their calls are done,
+//! `edge.rs` the runtime and what a worker's tasks share.
+//!
+//! [`KStream::call`]: crate::topology::KStream::call
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -20,8 +26,15 @@
 
 mod breaker;
 mod caller;
+mod edge;
+mod node;
+mod pending;
 mod retry;
+mod spec;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
-pub use caller::{CallLimits, CallOutcome, CallRequest, Caller};
+pub use caller::{CallLimits, CallOutcome, CallRequest, Caller, FailReason};
+pub(crate) use edge::CallRuntime;
+pub(crate) use node::CallFactory;
 pub use retry::{retryable_status, RetryPolicy};
+pub use spec::{Answer, Call, CallFailure, CallOrder, CallSettings, OnOpen};

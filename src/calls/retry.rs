@@ -24,10 +24,15 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Whether an HTTP status is worth another try: 408, 429 and the 5xx that
-/// say the server may answer later (500, 502, 503, 504).
+/// Whether an HTTP status is worth another try: 408, 429, the 5xx that
+/// say the server may answer later (500, 502, 503, 504), and 409, which a
+/// service honouring idempotency keys answers while a request with the
+/// same key is still in progress (the IETF `Idempotency-Key` draft; the
+/// call operator always sends a key). A 409 that is a lasting conflict
+/// comes back the same on every try and is delivered as the answer once
+/// the tries are used up.
 pub fn retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    matches!(status, 408 | 409 | 429 | 500 | 502 | 503 | 504)
 }
 
 impl RetryPolicy {
@@ -92,10 +97,10 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 409, 429, 500, 502, 503, 504] {
             assert!(retryable_status(s), "{s}");
         }
-        for s in [200, 301, 400, 401, 403, 404, 409, 422, 501, 505] {
+        for s in [200, 301, 400, 401, 403, 404, 422, 501, 505] {
             assert!(!retryable_status(s), "{s}");
         }
     }

@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// `producer.` for one client), over the file's.
     #[arg(long = "set", value_parser = super::parse_property)]
     properties: Vec<(String, String)>,
+    /// Replaces an entry of the file's `[vars]`, `NAME=VALUE` (the value
+    /// as TOML, or else as text): a rate, a service's URL.
+    #[arg(long = "var", value_parser = super::parse_var)]
+    vars: Vec<(String, toml::Value)>,
 }
 
 /// Arguments of `describe`.
@@ -115,6 +119,7 @@ pub(super) fn validate(args: ValidateArgs, registry: &Registry) -> Result<(), Cl
 pub(super) fn run(args: RunArgs, registry: &Registry) -> Result<(), CliError> {
     let overrides = Overrides {
         suffix: args.suffix,
+        vars: args.vars.into_iter().collect(),
         ..Overrides::default()
     };
     let mut pipeline = Pipeline::load_with(&args.config, registry, &overrides)?;

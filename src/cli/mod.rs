@@ -267,10 +267,39 @@ impl WorkerArgs {
     }
 }
 
+#[cfg(test)]
+mod var_tests {
+    #[test]
+    fn vars_parse_as_toml_or_text() {
+        let v = |s: &str| super::parse_var(s).map(|(n, v)| format!("{n}={v}"));
+        assert_eq!(v("rate=0.1"), Ok("rate=0.1".into()));
+        assert_eq!(v("users=[\"a\"]"), Ok("users=[\"a\"]".into()));
+        assert_eq!(v("url=http://h:1/x"), Ok("url=\"http://h:1/x\"".into()));
+        assert!(v("=1").is_err());
+        assert!(v("novalue").is_err());
+    }
+}
+
 fn parse_property(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+/// `NAME=VALUE` of `--var`: the value as TOML (`0.1`, `true`, `["a"]`,
+/// `"text"`), or else as a string (`http://host:8181`).
+fn parse_var(s: &str) -> Result<(String, toml::Value), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))?;
+    if name.is_empty() {
+        return Err(format!("expected NAME=VALUE, got {s:?}"));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
 }
 
 #[derive(Clone, Copy, ValueEnum)]

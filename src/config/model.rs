@@ -338,6 +338,60 @@ pub struct MaskSettings {
     pub key: Option<toml::Value>,
 }
 
+/// A `call` node: an HTTP call per record, off the stream thread.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallNode {
+    /// Input node.
+    pub input: String,
+    /// `GET`, `POST` (default), `PUT`, `PATCH` or `DELETE`.
+    pub method: Option<String>,
+    /// The URL, over key and value (an `http://` URL).
+    pub url: String,
+    /// Headers, each value over key and value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body, over key and value (none: no body).
+    pub body: Option<String>,
+    /// The idempotency key, over key and value (default: the record's
+    /// source position).
+    pub idempotency_key: Option<String>,
+    /// The header carrying it (default `Idempotency-Key`).
+    pub idempotency_header: Option<String>,
+    /// The output of a success answer (2xx), over key, value, status and
+    /// body (the answer's JSON).
+    pub response: String,
+    /// The output of a failed call, over key, value, reason, detail,
+    /// status and body (null without an answer); none: the dead-letter
+    /// topic.
+    pub on_failure: Option<String>,
+    /// Calls in flight per task (default 64).
+    pub concurrency: Option<usize>,
+    /// Calls in flight per worker (default 256).
+    pub worker_concurrency: Option<usize>,
+    /// Records held per task, called or waiting (default 256).
+    pub max_pending: Option<usize>,
+    /// `key` (default) or `partition`: the order outputs keep.
+    pub order: Option<String>,
+    /// `wait` (default) or `fail`: what records do while the breaker is
+    /// open.
+    pub on_open: Option<String>,
+    /// How long one try may take (default 5s).
+    pub timeout: Option<String>,
+    /// Tries in all (default 5).
+    pub attempts: Option<u32>,
+    /// The first backoff (default 100ms), doubled per retry.
+    pub backoff: Option<String>,
+    /// The longest backoff (default 10s).
+    pub max_backoff: Option<String>,
+    /// Failed calls in a row that open the breaker (default 5).
+    pub breaker_failures: Option<u32>,
+    /// How long the breaker stays open (default 10s).
+    pub breaker_open_for: Option<String>,
+    /// The largest answer body read (default 1 MiB).
+    pub max_answer_bytes: Option<usize>,
+}
+
 /// `[nodes.<name>]`: one operator.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -477,6 +531,9 @@ pub enum Node {
     /// (`email`, `address.street`, `items[*].note`, `phones[0]`) are
     /// hashed, redacted or dropped, in that order.
     Mask(MaskSettings),
+    /// Calls an HTTP service per record, off the stream thread, and emits
+    /// the answer's output.
+    Call(Box<CallNode>),
     /// A processor registered from Rust code.
     Processor {
         /// Input node.
@@ -514,6 +571,7 @@ impl Node {
             | Node::Processor { input, .. }
             | Node::Mask(MaskSettings { input, .. })
             | Node::Sink { input, .. } => vec![("input", input)],
+            Node::Call(c) => vec![("input", &c.input)],
         }
     }
 }

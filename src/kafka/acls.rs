@@ -91,7 +91,10 @@ pub struct Acl {
 /// - its internal topics (changelogs, repartitions, members, its
 ///   dead-letter topic), all named `<application id>-...`: Create, Read,
 ///   Write, Describe, DescribeConfigs on that prefix;
-/// - its consumer group: Read, Describe;
+/// - its consumer group: Read, Describe; and the groups of its restore and
+///   global-table consumers (`<application id>-restore`, `-global`), which
+///   never join but which librdkafka looks up: Read, Describe on that
+///   prefix;
 /// - the upstream groups whose progress its timers wait for: Describe;
 /// - under exactly-once, its transactional ids (`<application id>-...`):
 ///   Write, Describe.
@@ -143,6 +146,7 @@ pub fn required_acls(topology: &Topology, config: &StreamsConfig, principal: &st
     let internal = [Create, Read, Write, Describe, DescribeConfigs];
     add(Topic, &prefix, Prefixed, &internal);
     add(Group, app, Literal, &[Read, Describe]);
+    add(Group, &prefix, Prefixed, &[Read, Describe]);
     for group in config.upstreams.values().flatten() {
         add(Group, group, Literal, &[Describe]);
     }

@@ -175,12 +175,24 @@ impl HttpServer {
         extra: Router,
         limits: HttpLimits,
     ) -> Result<Self, Error> {
+        let server = Self::serve(addr, app(metrics, extra, &limits), limits)?;
+        tracing::info!("serving /metrics on http://{}", server.addr);
+        Ok(server)
+    }
+
+    /// Serves `app` as it is (no routes added) on `addr`, on its own
+    /// thread, within the connection limits of `limits` (the request
+    /// timeout and body limit are the router's own): a service of your
+    /// own, such as the order example's simulated payment gateway.
+    ///
+    /// # Panics
+    /// If `limits.max_connections` is 0.
+    pub fn serve(addr: SocketAddr, app: Router, limits: HttpLimits) -> Result<Self, Error> {
         assert!(limits.max_connections > 0, "max_connections must be > 0");
         let http_err = |source| Error::Http { addr, source };
         let listener = std::net::TcpListener::bind(addr).map_err(http_err)?;
         listener.set_nonblocking(true).map_err(http_err)?;
         let bound = listener.local_addr().map_err(http_err)?;
-        let app = app(metrics, extra, &limits);
         let (stop, stopped) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -197,7 +209,6 @@ impl HttpServer {
                 })
             })
             .map_err(http_err)?;
-        tracing::info!("serving /metrics on http://{bound}");
         Ok(HttpServer {
             addr: bound,
             stop: Some(stop),

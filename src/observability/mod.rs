@@ -15,8 +15,8 @@ pub use http::{
 };
 pub use logging::init_logging;
 pub(crate) use metrics::{
-    lap, CommitPhases, NodeInfo, OpStat, SagaMetrics, StandbyMetrics, StoreSizes, TaskMetrics,
-    ThreadMetrics,
+    lap, CallMetrics, CommitPhases, NodeInfo, OpStat, SagaMetrics, StandbyMetrics, StoreSizes,
+    TaskMetrics, ThreadMetrics,
 };
 pub use metrics::{Metrics, SAMPLE_EVERY};
 pub(crate) use span_export::{traces_url, HopSpan};

@@ -34,6 +34,9 @@ pub enum FailureKind {
     ///
     /// [`ProcessorContext::fail`]: super::ProcessorContext::fail
     Processing,
+    /// A call to an external service it needed failed (after its retries),
+    /// its request could not be made, or its answer could not be mapped.
+    Call,
     /// An output it produced could not be written: it did not serialize,
     /// its timestamp is beyond what the topic accepts, or the broker
     /// refused it.
@@ -42,7 +45,8 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// The name dead-letter headers and logs give it: `deserialization`,
-    /// `timestamp`, `schema`, `expression`, `processing` or `production`.
+    /// `timestamp`, `schema`, `signature`, `expression`, `processing`, `call`
+    /// or `production`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Deserialization => "deserialization",
@@ -51,6 +55,7 @@ impl FailureKind {
             FailureKind::Signature => "signature",
             FailureKind::Expression => "expression",
             FailureKind::Processing => "processing",
+            FailureKind::Call => "call",
             FailureKind::Production => "production",
         }
     }

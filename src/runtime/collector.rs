@@ -22,7 +22,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::delivery::{DeliveryTracker, Refused, CHANGELOG, EPOCH};
@@ -161,6 +161,12 @@ impl Collector {
             })?;
         }
         Ok(producer)
+    }
+
+    /// Whether a transaction is open (exactly-once: outputs were sent
+    /// since the last commit).
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction
     }
 
     /// Opens a transaction if none is open (exactly-once).
@@ -610,6 +616,21 @@ impl Collector {
     fn abort(&mut self, reason: String) -> Result<Committed, Error> {
         tracing::warn!("aborting the transaction: {reason}");
         if self.in_transaction {
+            // librdkafka's abort waits until every outstanding record has
+            // had its delivery report served, which it cannot do itself
+            // for a client reading reports as events: without this, an
+            // abort with records outstanding (timed out during a stall,
+            // say) waited its whole timeout, twice, holding the thread.
+            self.producer.purge(PurgeConfig::default().queue());
+            if self
+                .wait_until(|| self.producer.in_flight_count() == 0)
+                .is_err()
+            {
+                tracing::warn!(
+                    outstanding = self.producer.in_flight_count(),
+                    "records still outstanding before the abort"
+                );
+            }
             if let Err(e) = retry(|| self.producer.abort_transaction(TXN_TIMEOUT)) {
                 if matches!(&e, KafkaError::Transaction(t) if t.is_fatal()) {
                     self.renew()?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 
+use super::dead_letter::{DeadLetters, ErrorPolicy};
 use super::output::OutputBuffer;
 use super::punctuation::Punctuations;
 use super::TaskId;
@@ -158,6 +159,24 @@ pub(crate) struct TaskContext {
     pub(crate) metrics: Option<TaskMetrics>,
     /// Signing and verification of each topic (by ref), if any.
     pub(crate) signing: Arc<Vec<Option<TopicSigning>>>,
+    /// Where records that fail go.
+    pub(crate) dead_letters: DeadLetters,
+    /// The task's calls to external services, as its call nodes report
+    /// them.
+    pub(crate) calls: CallLoad,
+    /// Where the worker's calls run.
+    pub(crate) call_runtime: Arc<crate::calls::CallRuntime>,
+}
+
+/// What a task's call nodes hold: records whose calls are not done, and
+/// how many of the nodes take no more records until some are.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallLoad {
+    /// Records taken in whose outputs are not yet emitted.
+    pub(crate) pending: usize,
+    /// Call nodes at their limit of pending records: while any is, the
+    /// task processes no further input (its partitions fill and pause).
+    pub(crate) full: u32,
 }
 
 /// Records operators dropped on purpose.
@@ -201,6 +220,13 @@ impl TaskContext {
             trace: None,
             metrics: None,
             signing: Arc::default(),
+            dead_letters: DeadLetters {
+                topic: TopicRef(0),
+                limit: 0,
+                policy: ErrorPolicy::DeadLetter,
+            },
+            calls: CallLoad::default(),
+            call_runtime: Arc::default(),
         }
     }
 

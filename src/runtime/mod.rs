@@ -31,10 +31,12 @@ mod upstream;
 mod worker;
 
 pub(crate) use context::{RawHeaders, RawRecord, TaskContext};
+pub(crate) use dead_letter::Letter;
 pub use dead_letter::{dlq_headers, ErrorPolicy, RecordError};
 pub use membership::{Member, MembersView};
 pub(crate) use node::{
-    forward_all, typed_children, Child, Instance, ProcessorNode, SinkNode, SourceNode,
+    forward_all, typed_children, Child, Instance, Lifecycle, Node, NodeRef, ProcessorNode,
+    SinkNode, SourceNode,
 };
 pub(crate) use output::{OutMeta, OutputBuffer};
 pub use partition_group::TaskIdle;

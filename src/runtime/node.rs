@@ -49,6 +49,21 @@ pub(crate) trait Lifecycle {
     fn init(&mut self, ctx: &mut TaskContext) -> Result<(), InitError>;
     fn punctuate(&mut self, id: PunctuationId, timestamp: i64, ctx: &mut TaskContext);
     fn close(&mut self);
+    /// Whether the node completes work off the stream thread (a call
+    /// operator), to be drained between batches.
+    fn is_async(&self) -> bool {
+        false
+    }
+    /// Called once the task's stores are restored, before it processes
+    /// anything: where a node takes up work its stores hold (a call
+    /// node's calls not done when the task last closed).
+    fn start(&mut self, _ctx: &mut TaskContext) -> Result<(), InitError> {
+        Ok(())
+    }
+    /// Emits what completed off the stream thread; how many records.
+    fn drain(&mut self, _ctx: &mut TaskContext) -> Result<usize, super::RecordError> {
+        Ok(0)
+    }
 }
 
 /// A source: decodes raw records of one topic and forwards them.

@@ -7,16 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::context::{RawRecord, TaskContext};
-use super::dead_letter::{dlq_headers, ErrorPolicy, RecordError};
+use super::dead_letter::{DeadLetters, ErrorPolicy, Letter, RecordError};
 use super::membership::LocalTasks;
 use super::node::{Instance, Lifecycle, RawSource};
-use super::output::OutMeta;
 use super::state_dir::StoreProvider;
 use super::task_id::TaskId;
 use super::upstream::Marks;
-use crate::observability::{
-    Metrics, NodeInfo, Spans, TaskMetrics, TraceContext, Tracer, TRACEPARENT,
-};
+use crate::observability::{Metrics, NodeInfo, Spans, TaskMetrics, Tracer};
 use crate::processor::{Extracted, FailureKind, PunctuationType};
 use crate::security::TopicSigning;
 use crate::stores::{CacheBudget, Checkpoint, GlobalTables, StoreError, StoreOps, StoreState};
@@ -88,6 +85,8 @@ pub(crate) struct TaskSettings {
     pub(crate) metrics: Option<(Arc<Metrics>, bool)>,
     /// Signing and verification of each topic (by ref), if any.
     pub(crate) signing: Arc<Vec<Option<TopicSigning>>>,
+    /// Where the worker's calls to external services run.
+    pub(crate) calls: Arc<crate::calls::CallRuntime>,
 }
 
 impl TaskSettings {
@@ -130,6 +129,7 @@ impl TaskSettings {
             local: Arc::default(),
             metrics: None,
             signing: Arc::new(vec![None; topics_len]),
+            calls: Arc::default(),
         }
     }
 
@@ -142,15 +142,19 @@ impl TaskSettings {
     }
 }
 
+/// A processor node's untyped face, shared with its parents.
+type NodeLifecycle = Rc<RefCell<dyn Lifecycle>>;
+
 pub(crate) struct Task {
     pub(crate) ctx: TaskContext,
     /// Source per topic ref (sparse).
     sources: Vec<Option<Box<dyn RawSource>>>,
     /// Processor nodes by node index, in topological order.
-    processors: Vec<(usize, Rc<RefCell<dyn Lifecycle>>)>,
+    processors: Vec<(usize, NodeLifecycle)>,
+    /// The nodes among them that complete work off the stream thread,
+    /// with their names.
+    calls: Vec<(Arc<str>, NodeLifecycle)>,
     positions: Vec<Position>,
-    dead_letter_topic: TopicRef,
-    on_error: ErrorPolicy,
     /// Largest lead over the wall clock a record timestamp may have (ms).
     max_future: Option<i64>,
     refuse_future_outputs: bool,
@@ -217,6 +221,7 @@ impl Task {
         );
         ctx.globals = settings.globals.clone();
         ctx.signing = settings.signing.clone();
+        ctx.call_runtime = settings.calls.clone();
         ctx.tracer = settings
             .trace_sample_ratio
             .map(|ratio| Tracer::new(ratio, settings.spans.clone()));
@@ -256,18 +261,36 @@ impl Task {
             .iter()
             .flat_map(|(topics, _)| topics)
             .any(|t| sources.get(t.0 as usize).is_some_and(Option::is_some));
+        let max_future = settings
+            .max_future_timestamp
+            .map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+        // A timestamp the broker would refuse (Kafka 4 refuses more than an
+        // hour ahead by default) must not keep a dead letter from being
+        // written: such records keep their place in time by the wall clock.
+        let dlq_limit = settings
+            .future_output_limits
+            .get(settings.dead_letter_topic.0 as usize)
+            .copied()
+            .unwrap_or(BROKER_MAX_FUTURE_MS);
+        ctx.dead_letters = DeadLetters {
+            topic: settings.dead_letter_topic,
+            limit: max_future.map_or(dlq_limit, |m| m.min(dlq_limit)),
+            policy: settings.on_error,
+        };
+        let calls = processors
+            .iter()
+            .filter(|(_, p)| p.borrow().is_async())
+            .map(|(i, p)| (topology.nodes[*i].name.clone(), p.clone()))
+            .collect();
         let mut task = Task {
+            calls,
             upstream_time: if watched { i64::MIN } else { i64::MAX },
             future_limits: settings.future_output_limits.clone(),
             ctx,
             sources,
             processors,
             positions: Vec::new(),
-            dead_letter_topic: settings.dead_letter_topic,
-            on_error: settings.on_error,
-            max_future: settings
-                .max_future_timestamp
-                .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
+            max_future,
             refuse_future_outputs: settings.refuse_future_outputs,
         };
         for (i, p) in &task.processors {
@@ -463,21 +486,10 @@ impl Task {
         self.ctx.source = None;
         let outcome = match failure {
             None => Outcome::Processed,
-            Some((kind, message)) => match self.on_error {
-                ErrorPolicy::DeadLetter => {
-                    self.dead_letter(raw, kind, &message);
-                    Outcome::DeadLettered
-                }
-                ErrorPolicy::Fail => {
-                    return Err(RecordError {
-                        kind,
-                        message,
-                        topic: self.ctx.topics.name(raw.topic).to_owned(),
-                        partition: raw.partition,
-                        offset: raw.offset,
-                    })
-                }
-            },
+            Some((kind, message)) => {
+                self.dead_letter(raw, kind, &message)?;
+                Outcome::DeadLettered
+            }
         };
         if let Some(m) = &mut self.ctx.metrics {
             m.pending.processed += 1;
@@ -573,52 +585,20 @@ impl Task {
         ))
     }
 
-    fn dead_letter(&mut self, raw: &RawRecord<'_>, kind: FailureKind, message: &str) {
-        let mut headers = raw.headers.to_headers();
-        headers
-            .add(dlq_headers::EXCEPTION, kind.as_str())
-            .add(dlq_headers::MESSAGE, message)
-            .add(dlq_headers::TOPIC, self.ctx.topics.name(raw.topic))
-            .add(dlq_headers::PARTITION, raw.partition.to_string())
-            .add(dlq_headers::OFFSET, raw.offset.to_string());
-        // The hop's trace context, or (the record failed before its hop)
-        // the one it came with.
-        let trace = || {
-            self.ctx
-                .trace
-                .or_else(|| TraceContext::parse(headers.last(TRACEPARENT)?))
+    fn dead_letter(
+        &mut self,
+        raw: &RawRecord<'_>,
+        kind: FailureKind,
+        message: &str,
+    ) -> Result<(), RecordError> {
+        let letter = Letter {
+            source: Some((raw.topic, raw.partition, raw.offset)),
+            timestamp: raw.timestamp,
+            key: raw.key,
+            value: raw.value,
+            headers: raw.headers.to_headers(),
         };
-        tracing::debug!(
-            application = &*self.ctx.application_id,
-            task = %self.ctx.id,
-            topic = self.ctx.topics.name(raw.topic),
-            partition = raw.partition,
-            offset = raw.offset,
-            event_type = raw.value.and_then(event_type),
-            trace_id = trace().map(|t| t.trace_id_hex()),
-            span_id = trace().map(|t| t.span_id_hex()),
-            "{kind} error, record sent to the dead-letter topic: {message}"
-        );
-        // A timestamp the broker would refuse (Kafka 4 refuses more than an
-        // hour ahead by default) must not keep the dead letter from being
-        // written: such records keep their place in time by the wall clock.
-        let dlq_limit = self
-            .future_limits
-            .get(self.dead_letter_topic.0 as usize)
-            .copied()
-            .unwrap_or(BROKER_MAX_FUTURE_MS);
-        let limit = self.max_future.map_or(dlq_limit, |m| m.min(dlq_limit));
-        let timestamp =
-            if raw.timestamp < 0 || raw.timestamp.saturating_sub(self.ctx.wall_clock) > limit {
-                self.ctx.wall_clock
-            } else {
-                raw.timestamp
-            };
-        let meta = OutMeta {
-            headers,
-            ..OutMeta::new(self.dead_letter_topic, None, timestamp)
-        };
-        self.ctx.output.push_raw(meta, raw.key, raw.value);
+        self.ctx.dead_letter(letter, kind, message)
     }
 
     /// Advances the wall clock and fires due wall-clock punctuations;
@@ -679,15 +659,33 @@ impl Task {
         }
     }
 
-    /// Input positions not yet committed: `(topic, partition, next offset)`.
-    pub(crate) fn uncommitted(&self) -> impl Iterator<Item = (TopicRef, i32, i64)> + '_ {
+    /// Input positions to commit: `(topic, partition, next offset)` of
+    /// those that moved since the last commit, or with `all` every one
+    /// the task knows. Under exactly-once a transaction with outputs but
+    /// no moved input (a call's result, a punctuation's output) commits
+    /// them all: the offset commit carries the consumer's group
+    /// membership, which is what fences a zombie's transaction.
+    pub(crate) fn to_commit(&self, all: bool) -> impl Iterator<Item = (TopicRef, i32, i64)> + '_ {
         self.positions
             .iter()
-            .filter(|p| p.next > p.committed)
+            .filter(move |p| p.next > p.committed || (all && p.next >= 0))
             .map(|p| (p.topic, p.partition, p.next))
     }
 
-    /// Records that everything returned by `uncommitted` is committed.
+    /// Sets a partition's position to its committed offset, where it
+    /// starts reading, if the task has read nothing from it yet.
+    pub(crate) fn positioned(&mut self, topic: TopicRef, partition: i32, offset: i64) {
+        let position = self
+            .positions
+            .iter_mut()
+            .find(|p| p.topic == topic && p.partition == partition && p.next < 0);
+        if let Some(p) = position {
+            p.next = offset;
+            p.committed = offset;
+        }
+    }
+
+    /// Records that everything returned by `to_commit` is committed.
     pub(crate) fn mark_committed(&mut self) {
         for p in &mut self.positions {
             p.committed = p.next;
@@ -697,6 +695,43 @@ impl Task {
     /// Whether a processor asked for a commit; clears the request.
     pub(crate) fn take_commit_request(&mut self) -> bool {
         std::mem::take(&mut self.ctx.commit_requested)
+    }
+
+    /// Whether the task takes input: not while one of its call nodes holds
+    /// its limit of records.
+    pub(crate) fn accepting(&self) -> bool {
+        self.ctx.calls.full == 0
+    }
+
+    /// Records taken in by call nodes whose outputs are not yet emitted.
+    pub(crate) fn calls_pending(&self) -> usize {
+        self.ctx.calls.pending
+    }
+
+    /// Emits the outputs of the calls done since the last drain (failures
+    /// to the dead-letter topic); how many records. An error under the
+    /// `Fail` policy.
+    pub(crate) fn drain_calls(&mut self) -> Result<usize, RecordError> {
+        let mut emitted = 0;
+        for (_, node) in &self.calls {
+            emitted += node.borrow_mut().drain(&mut self.ctx)?;
+        }
+        Ok(emitted)
+    }
+
+    /// Lets the nodes take up the work their stores hold, once the stores
+    /// are restored and before the task processes a record.
+    pub(crate) fn start(&mut self) -> Result<(), Error> {
+        for (name, node) in &self.calls {
+            node.borrow_mut()
+                .start(&mut self.ctx)
+                .map_err(|source| Error::ProcessorInit {
+                    task: self.ctx.id.to_string(),
+                    node: name.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Closes the processors. Outputs must have been drained before.
@@ -751,12 +786,4 @@ fn task_metrics(
         }
     }
     m
-}
-
-/// The `type` field of a JSON object record, for logs: its event type.
-fn event_type(value: &[u8]) -> Option<String> {
-    match crate::processor::json_field::field(value, "type") {
-        Ok(Some(serde_json::Value::String(t))) => Some(t),
-        _ => None,
-    }
 }

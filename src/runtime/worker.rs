@@ -166,6 +166,10 @@ impl KafkaStreams {
         settings.spans = spans.clone();
         settings.exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         settings.metrics = Some((self.metrics.clone(), config.node_metrics));
+        settings.calls = Arc::new(crate::calls::CallRuntime::with_metrics(
+            self.metrics.clone(),
+            &config.application_id,
+        ));
         self.metrics
             .add_topology(&config.application_id, &self.topology);
         let (process_id, stable_id) = settings.stores.process_id();

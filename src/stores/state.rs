@@ -392,7 +392,11 @@ impl StoreState {
             return 0;
         };
         for (k, d) in &self.dirty {
-            let meta = OutMeta::new(topic, Some(partition), d.timestamp);
+            // Written before the task had a stream time (a store written
+            // when a task takes up work its stores held, before any
+            // record): 0 lets the producer stamp it now, where the unknown
+            // stream time would be a timestamp the broker refuses.
+            let meta = OutMeta::new(topic, Some(partition), d.timestamp.max(0));
             out.push_raw(meta, Some(k), d.value.as_deref());
         }
         self.dirty.len()

@@ -176,14 +176,16 @@ impl TopologyTestDriver {
                         partition,
                     };
                     let task = driver.tasks.entry(id).or_insert_with(|| {
-                        Task::new(
+                        let mut task = Task::new(
                             &driver.topology,
                             id,
                             &settings,
                             driver.config.wall_clock,
                             &driver.cache,
                         )
-                        .unwrap_or_else(|e| panic!("{e}"))
+                        .unwrap_or_else(|e| panic!("{e}"));
+                        task.start().unwrap_or_else(|e| panic!("{e}"));
+                        task
                     });
                     task.add_partition(t, partition);
                 }
@@ -488,7 +490,20 @@ impl TopologyTestDriver {
             task.ctx.output.clear();
             return Err(e);
         }
+        self.complete_calls(id)?;
         self.drain(id, queue);
+        Ok(())
+    }
+
+    /// Waits for the calls a task's call nodes made and emits their
+    /// outputs: piping a record gives its outputs, calls included.
+    fn complete_calls(&mut self, id: TaskId) -> Result<(), RecordError> {
+        let task = self.tasks.get_mut(&id).expect("task exists");
+        while task.calls_pending() > 0 {
+            if task.drain_calls()? == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         Ok(())
     }
 
@@ -537,6 +552,7 @@ impl TopologyTestDriver {
                 .get_mut(&id)
                 .expect("task exists")
                 .advance_wall_clock(now);
+            self.complete_calls(id)?;
             self.drain(id, &mut queue);
             self.deliver(queue)?;
         }

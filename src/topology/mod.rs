@@ -2,6 +2,7 @@
 //! graph it produces, its split into sub-topologies, and `describe`.
 
 mod builder;
+mod call;
 mod describe;
 mod global;
 mod graph;
@@ -16,8 +17,8 @@ mod windows;
 pub use crate::operators::stateless::DEFAULT_MAX_OUTPUTS;
 pub use builder::{Branches, KStream, SplitBuilder, StreamsBuilder};
 pub use global::GlobalKTable;
+pub(crate) use graph::{NodeFactory, TopicRef, TopicTable};
 pub use graph::{NodeKind, SubTopology, Topology, TopologyError};
-pub(crate) use graph::{TopicRef, TopicTable};
 pub use grouped::{KGroupedStream, SessionWindowedKStream, TimeWindowedKStream};
 pub use join::JoinKind;
 pub(crate) use operator::Operator;

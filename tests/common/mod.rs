@@ -239,3 +239,15 @@ pub fn value_counts(records: &[Consumed]) -> HashMap<String, usize> {
     }
     counts
 }
+
+/// Serves `router` on a free local port until the test process ends (a
+/// service for call operators to call); its address.
+pub fn serve(router: axum::Router) -> SocketAddr {
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let server = eddy::observability::HttpServer::serve(addr, router, Default::default()).unwrap();
+    let addr = server.addr();
+    // Kept for the rest of the process: a service dropped with a call
+    // still hanging on it would wait out its shutdown grace.
+    std::mem::forget(server);
+    addr
+}

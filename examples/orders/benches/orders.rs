@@ -396,6 +396,17 @@ fn main() {
         eddy_orders::PII_KEY_ENV.into(),
         eddy::kafka::Secret::Value("a bench key for hashing e-mails".into()),
     );
+    // The payment service charges through the gateway simulator, answering
+    // at once with the pipeline's rules.
+    let gateway = eddy_orders::gateway::Gateway::start(
+        eddy_orders::gateway::GatewayConfig::pipeline(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    overrides.vars.insert(
+        "gateway_url".into(),
+        format!("http://{}", gateway.addr()).into(),
+    );
     let workers: Vec<RunningStreams> = ["payment.toml", "inventory.toml", "order-saga.toml"]
         .into_iter()
         .map(|f| {

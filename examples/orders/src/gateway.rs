@@ -8,7 +8,8 @@
 //!
 //! `POST /charges` with `{"order_id": "...", "amount": cents}` and an
 //! `Idempotency-Key` header answers 200 with
-//! `{"status": "approved", "charge_id": "...", "amount": n}` or
+//! `{"status": "approved", "charge_id": "gw-<order_id>", "amount": n}` (the
+//! same id on every run, so outputs compare exactly) or
 //! `{"status": "declined", "reason": "amount_over_limit" | "card_declined"}`;
 //! a replay carries `Idempotent-Replayed: true`. A key whose first request
 //! is still being answered gets 409 (retry later). `GET /stats` answers
@@ -39,6 +40,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use eddy::kafka::partitioner::murmur2;
 use serde_json::{json, Value};
+
+use crate::simulated;
 
 /// How the simulated gateway behaves.
 #[derive(Debug, Clone)]
@@ -74,6 +77,18 @@ impl Default for GatewayConfig {
     }
 }
 
+impl GatewayConfig {
+    /// The order pipeline's payment rules, answered at once: charges over
+    /// 500 000 cents declined, and 5 % of the others by their order id
+    /// (what the tests and benchmarks run; the demo sets its own).
+    pub fn pipeline() -> GatewayConfig {
+        GatewayConfig {
+            decline_rate: 0.05,
+            ..GatewayConfig::default()
+        }
+    }
+}
+
 /// What the gateway has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GatewayStats {
@@ -99,28 +114,26 @@ enum Keyed {
 struct Shared {
     config: GatewayConfig,
     started: Instant,
+    /// Down by [`Gateway::set_down`], whatever the outage windows say.
+    down: std::sync::atomic::AtomicBool,
     keys: Mutex<HashMap<String, Keyed>>,
     stats: Mutex<GatewayStats>,
 }
 
 /// A running simulator; stopped when dropped.
 pub struct Gateway {
-    addr: SocketAddr,
+    served: eddy::observability::HttpServer,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
     /// Serves `config` at `addr` (port 0: any free port) on a thread of
     /// its own.
     pub fn start(config: GatewayConfig, addr: SocketAddr) -> std::io::Result<Gateway> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
             started: Instant::now(),
+            down: Default::default(),
             keys: Mutex::new(HashMap::new()),
             stats: Mutex::new(GatewayStats::default()),
         });
@@ -128,51 +141,28 @@ impl Gateway {
             .route("/charges", post(charge))
             .route("/stats", get(stats))
             .with_state(shared.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("payment-gateway".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
         Ok(Gateway {
-            addr,
+            served: simulated(router, addr)?,
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
         })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
+    }
+
+    /// Takes it down (every request answered 503, as in an outage
+    /// window) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.shared
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// What it has done so far.
     pub fn stats(&self) -> GatewayStats {
         *lock(&self.shared.stats)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -191,6 +181,18 @@ fn hash_unit(text: &str) -> f64 {
 }
 
 async fn charge(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    // Decided to the end even if the client goes away (a killed worker), as
+    // a real gateway would: its key is then answered, not held in flight.
+    match tokio::spawn(decide(s, headers, body)).await {
+        Ok(response) => response,
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": e.to_string()}),
+        ),
+    }
+}
+
+async fn decide(s: Arc<Shared>, headers: HeaderMap, body: String) -> Response {
     lock(&s.stats).requests += 1;
     let Some(key) = headers
         .get("idempotency-key")
@@ -253,7 +255,8 @@ async fn charge(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) 
         Ok(()) => {}
     }
     let since = s.started.elapsed();
-    let failure = if c.outages.iter().any(|w| w.contains(&since)) {
+    let down = s.down.load(std::sync::atomic::Ordering::SeqCst);
+    let failure = if down || c.outages.iter().any(|w| w.contains(&since)) {
         Some(answer(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "gateway unavailable"}),
@@ -289,7 +292,7 @@ async fn charge(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) 
         let mut stats = lock(&s.stats);
         stats.charges += 1;
         stats.amount_charged += amount;
-        json!({"status": "approved", "charge_id": format!("ch-{}", stats.charges), "amount": amount})
+        json!({"status": "approved", "charge_id": format!("gw-{order}"), "amount": amount})
     };
     lock(&s.keys).insert(key, Keyed::Answered(decision.clone()));
     answer(StatusCode::OK, decision)

@@ -1,10 +1,12 @@
 //! `eddy-orders`: eddy's command line with the order pipeline's processors
-//! registered, plus `demo` (the pipeline end to end) and `gen` (load).
+//! registered, plus `demo` (the pipeline end to end), `gen` (load), `chaos`,
+//! and the simulated services the pipeline calls (`gateway`, `webhook`).
 
 mod chaos;
 mod demo;
 mod gen;
 mod run_key;
+mod simulators;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,10 @@ enum Command {
     /// then checks every output (exactly one outcome per order, exact
     /// compensations and stock, no duplicates).
     Chaos(chaos::ChaosArgs),
+    /// Serves the payment gateway simulator the payment service calls.
+    Gateway(simulators::GatewayArgs),
+    /// Serves the webhook receiver the notification service delivers to.
+    Webhook(simulators::WebhookArgs),
     #[command(flatten)]
     Eddy(eddy::cli::Command),
 }
@@ -55,6 +61,14 @@ fn main() -> ExitCode {
         Command::Chaos(args) => {
             cli.logs.init("warn");
             chaos::run(args)
+        }
+        Command::Gateway(args) => {
+            cli.logs.init("info");
+            simulators::gateway(args)
+        }
+        Command::Webhook(args) => {
+            cli.logs.init("info");
+            simulators::webhook(args)
         }
         Command::Eddy(command) => {
             cli.logs.init("info");

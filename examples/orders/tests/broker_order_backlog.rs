@@ -72,12 +72,7 @@ fn a_backlog_of_orders_and_payments_gets_the_outcomes_of_a_live_run() {
         let mut o = order_created(11, i, PRODUCTS, at);
         o["user_id"] = json!("manual");
         let id = o["order_id"].as_str().unwrap().to_owned();
-        let amount: i64 = o["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["qty"].as_i64().unwrap() * x["unit_price"].as_i64().unwrap())
-            .sum();
+        let amount = common::amount(&o);
         let (delay, kind) = payment_of(i);
         let mut payment = json!({"type": kind, "order_id": id, "amount": amount});
         if kind == "payment_failed" {

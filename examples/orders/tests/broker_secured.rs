@@ -24,18 +24,30 @@ const ORDERS: u64 = 30;
 const AMOUNT_LIMIT: i64 = 20_000;
 const PASSWORD_ENV: &str = "EDDY_TEST_KAFKA_PASSWORD";
 
-/// `config/<file>` written to `dir` to run as `user`: payments declined by
-/// amount only (no random share), TLS verified by the secured broker's CA,
+/// The URL of this binary's gateway: payments over [`AMOUNT_LIMIT`]
+/// declined, no others.
+fn gateway_url() -> String {
+    use eddy_orders::gateway::{Gateway, GatewayConfig};
+    static GATEWAY: std::sync::OnceLock<Gateway> = std::sync::OnceLock::new();
+    let g = GATEWAY.get_or_init(|| {
+        let config = GatewayConfig {
+            amount_limit: AMOUNT_LIMIT,
+            ..GatewayConfig::default()
+        };
+        Gateway::start(config, "127.0.0.1:0".parse().unwrap()).unwrap()
+    });
+    format!("http://{}", g.addr())
+}
+
+/// `config/<file>` written to `dir` to run as `user`: payments through a
+/// gateway that declines by amount only (no random share), TLS verified by the secured broker's CA,
 /// SCRAM with the password in `PASSWORD_ENV`; `id`, if given, replaces the
 /// application id.
 fn secured_copy(c: &TestCluster, dir: &Path, file: &str, user: &str, id: Option<&str>) -> PathBuf {
-    let mut text = std::fs::read_to_string(config_file(file))
-        .unwrap()
-        .replace("failure_rate = 0.05", "failure_rate = 0.0")
-        .replace(
-            "amount_limit = 500000",
-            &format!("amount_limit = {AMOUNT_LIMIT}"),
-        );
+    let mut text = std::fs::read_to_string(config_file(file)).unwrap().replace(
+        "gateway_url = \"http://127.0.0.1:8181\"",
+        &format!("gateway_url = {:?}", gateway_url()),
+    );
     if let Some(id) = id {
         let line = text.lines().find(|l| l.starts_with("id = ")).unwrap();
         text = text.replace(line, &format!("id = {id:?}"));
@@ -129,15 +141,6 @@ fn error_lines(err: &str) -> Vec<&str> {
     err.lines().filter(|l| l.contains("error")).collect()
 }
 
-fn amount(order: &Value) -> i64 {
-    order["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["qty"].as_i64().unwrap() * i["unit_price"].as_i64().unwrap())
-        .sum()
-}
-
 fn secured() -> Option<TestCluster> {
     let c = TestCluster::secured_from_env();
     if c.is_none() {
@@ -178,7 +181,7 @@ fn each_service_runs_with_its_own_user_and_only_the_acls_eddy_gives_it() {
         .collect();
 
     // What `eddy acls` prints for the payment service: its input, its
-    // output, its internal topics and its group.
+    // output, its internal topics, its group and its restore consumers'.
     let printed = acls(&c, &files[0], &u, &[]);
     let printed = String::from_utf8(printed.stdout).unwrap();
     let principal = "--allow-principal User:payment";
@@ -187,10 +190,11 @@ fn each_service_runs_with_its_own_user_and_only_the_acls_eddy_gives_it() {
         format!("{principal} --topic payments-{u} --operation Write --operation Describe --operation DescribeConfigs"),
         format!("{principal} --topic payment-service-{u}- --resource-pattern-type prefixed --operation Create --operation Read --operation Write --operation Describe --operation DescribeConfigs"),
         format!("{principal} --group payment-service-{u} --operation Read --operation Describe"),
+        format!("{principal} --group payment-service-{u}- --resource-pattern-type prefixed --operation Read --operation Describe"),
     ] {
         assert!(printed.lines().any(|l| l.ends_with(&line)), "{line}\nnot in:\n{printed}");
     }
-    assert_eq!(printed.lines().count(), 4, "{printed}");
+    assert_eq!(printed.lines().count(), 5, "{printed}");
 
     for file in &files {
         let applied = acls(&c, file, &u, &["--apply", "--admin-user", "admin"]);
@@ -208,7 +212,7 @@ fn each_service_runs_with_its_own_user_and_only_the_acls_eddy_gives_it() {
     for i in 0..ORDERS {
         let o = eddy_orders::order_created(11, i, PRODUCTS, base + i as i64);
         let id = o["order_id"].as_str().unwrap().to_owned();
-        let outcome = match amount(&o) > AMOUNT_LIMIT {
+        let outcome = match common::amount(&o) > AMOUNT_LIMIT {
             true => json!({"type": "order_cancelled", "order_id": id, "reason": "payment_failed"}),
             false => json!({"type": "order_completed", "order_id": id}),
         };

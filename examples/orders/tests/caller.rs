@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy::calls::{
-    BreakerConfig, CallLimits, CallOutcome, CallRequest, Caller, CircuitBreaker, RetryPolicy,
+    BreakerConfig, CallLimits, CallOutcome, CallRequest, Caller, CircuitBreaker, FailReason,
+    RetryPolicy,
 };
 use eddy_orders::gateway::{Gateway, GatewayConfig};
 
@@ -120,7 +121,8 @@ fn the_breaker_opens_and_refuses_without_calling() {
     assert_eq!(
         first,
         CallOutcome::Failed {
-            reason: "the circuit breaker opened between tries".into(),
+            reason: FailReason::CircuitOpen,
+            detail: "the circuit breaker opened between tries".into(),
             tries: 2
         }
     );
@@ -168,7 +170,8 @@ fn hostile_answers_fail_with_their_reason() {
     assert_eq!(
         run(c.call(&charge(redirect, "k"))),
         CallOutcome::Failed {
-            reason: "a redirect (302 Found) to http://127.0.0.1:1/loop, not followed".into(),
+            reason: FailReason::Redirect,
+            detail: "a redirect (302 Found) to http://127.0.0.1:1/loop, not followed".into(),
             tries: 1
         }
     );
@@ -177,14 +180,16 @@ fn hostile_answers_fail_with_their_reason() {
     assert_eq!(
         run(c.call(&charge(hostile(Some(huge)), "k"))),
         CallOutcome::Failed {
-            reason: "an answer over 1048576 bytes".into(),
+            reason: FailReason::TooLarge,
+            detail: "an answer over 1048576 bytes".into(),
             tries: 1
         }
     );
     assert_eq!(
         run(c.call(&charge(hostile(None), "k"))),
         CallOutcome::Failed {
-            reason: "no answer within 300ms".into(),
+            reason: FailReason::Timeout,
+            detail: "no answer within 300ms".into(),
             tries: 2
         }
     );

@@ -17,6 +17,10 @@ fn eddy_run_serves_the_payment_service_from_its_file() {
     if c.is_embedded() {
         // The embedded cluster has no CreateTopics API for the worker.
         c.create_topic(&format!("payment-service-{u}-dlq"), 1);
+        // The store of the gateway calls not done yet, and the members
+        // topic of an application with stores.
+        c.create_topic(&format!("payment-service-{u}-charged-changelog"), 2);
+        c.create_topic(&format!("payment-service-{u}-members"), 1);
     }
     let http = common::free_addr();
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/config/payment.toml");
@@ -31,6 +35,7 @@ fn eddy_run_serves_the_payment_service_from_its_file() {
             &c.bootstrap,
         ])
         .args(["--http", &http.to_string()])
+        .args(["--var", &format!("gateway_url={}", common::gateway_url())])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -53,13 +58,9 @@ fn eddy_run_serves_the_payment_service_from_its_file() {
     assert_eq!(out.len(), 1);
     let payment: Value = serde_json::from_slice(out[0].value.as_deref().unwrap()).unwrap();
     // The amount is the order's sum of qty x unit_price; order-3-1 is not
-    // among the 5 % declined (hash_unit of its id is above 0.05).
-    let amount: i64 = order["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["qty"].as_i64().unwrap() * i["unit_price"].as_i64().unwrap())
-        .sum();
+    // among the 5 % the gateway declines (hash_unit of its id is above
+    // 0.05).
+    let amount = common::amount(&order);
     assert_eq!(
         payment,
         serde_json::json!({"type": "payment_successful", "order_id": "order-3-1", "amount": amount, "gateway_ref": "gw-order-3-1"})

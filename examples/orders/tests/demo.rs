@@ -198,12 +198,13 @@ fn read_topic(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, Option<Tra
 }
 
 /// An order posted to the demo with a caller's `traceparent` is one trace
-/// from `POST /orders` to its outcome across the three services: every
-/// record it causes carries it, each hop's span (exported to a collector)
-/// has as parent the span of the record it read, and the spans cover the
-/// API and the three services.
+/// from `POST /orders` to its notification across the four services
+/// (through the payment gateway's and the webhook's calls): every record
+/// it causes carries it, each hop's span (exported to a collector) has as
+/// parent the span of the record it read, and the spans cover the API and
+/// the four services.
 #[test]
-fn one_order_is_one_trace_across_the_three_services() {
+fn one_order_is_one_trace_across_the_four_services() {
     let collector = OtlpCollector::start();
     let http_addr = common::free_addr();
     let addr = http_addr.to_string();
@@ -273,7 +274,13 @@ fn one_order_is_one_trace_across_the_three_services() {
     // Every record of the order, on its way through the pipeline's topics.
     let topic = |t: &str| format!("{t}-{suffix}");
     let mut ours = Vec::new();
-    for t in ["orders", "payments", "inventory", "order-outcomes"] {
+    for t in [
+        "orders",
+        "payments",
+        "inventory",
+        "order-outcomes",
+        "notifications",
+    ] {
         for (partition, offset, key, ctx) in read_topic(&bootstrap, &topic(t)) {
             if key == id {
                 let ctx = ctx.unwrap_or_else(|| panic!("{t}/{partition}@{offset} has no trace"));
@@ -285,7 +292,13 @@ fn one_order_is_one_trace_across_the_three_services() {
     let kinds: Vec<&str> = ours.iter().map(|(t, _)| *t).collect();
     assert_eq!(
         kinds,
-        ["orders", "payments", "inventory", "order-outcomes"],
+        [
+            "orders",
+            "payments",
+            "inventory",
+            "order-outcomes",
+            "notifications"
+        ],
         "one record per topic for one completed order"
     );
     assert_eq!(
@@ -347,6 +360,7 @@ fn one_order_is_one_trace_across_the_three_services() {
         "payment-service",
         "inventory-service",
         "order-saga",
+        "notification-service",
     ]
     .into_iter()
     .map(topic)

@@ -11,6 +11,8 @@ use eddy::processor::Headers;
 use eddy::runtime::dlq_headers;
 use eddy::serde::{BytesSerde, CompactValueSerde, I64Serde, JsonSerde, StringSerde};
 use eddy::testing::{DriverConfig, TopologyTestDriver};
+use eddy_orders::gateway::{Gateway, GatewayConfig};
+use eddy_orders::webhook::Webhook;
 use serde_json::{json, Value};
 
 const T0: i64 = 1_700_000_000_000;
@@ -24,9 +26,17 @@ fn config(file: &str) -> PathBuf {
 struct Service {
     driver: TopologyTestDriver,
     reads: Vec<String>,
+    /// The payment service's own gateway (idempotency keys are order ids,
+    /// which the tests reuse with other amounts).
+    _gateway: Option<Gateway>,
 }
 
-fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
+fn service_with(file: &str, mut vars: toml::Table, partitions: i32) -> Service {
+    let gateway = (!vars.contains_key("gateway_url")).then(|| {
+        let g = Gateway::start(GatewayConfig::pipeline(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        vars.insert("gateway_url".into(), format!("http://{}", g.addr()).into());
+        g
+    });
     let overrides = common::with_pii_key(Overrides {
         vars,
         ..Overrides::default()
@@ -49,6 +59,7 @@ fn service_with(file: &str, vars: toml::Table, partitions: i32) -> Service {
     Service {
         driver: TopologyTestDriver::with_config(p.topology, cfg),
         reads,
+        _gateway: gateway,
     }
 }
 
@@ -393,7 +404,7 @@ fn malformed_and_schema_invalid_events_go_to_the_dead_letter_topic() {
 }
 
 #[test]
-fn payment_rule_declines_large_orders_and_a_drawn_share() {
+fn the_gateway_declines_large_orders_and_a_drawn_share() {
     let mut s = service("payment.toml");
     s.pipe("orders", "o1", &order("o1", &[("p1", 2, 150)], T0), T0);
     s.pipe(
@@ -417,8 +428,20 @@ fn payment_rule_declines_large_orders_and_a_drawn_share() {
             ),
         ]
     );
+    // A gateway that declines every card.
+    let declining = Gateway::start(
+        GatewayConfig {
+            decline_rate: 1.0,
+            ..GatewayConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
     let mut vars = toml::Table::new();
-    vars.insert("failure_rate".into(), 1.0.into());
+    vars.insert(
+        "gateway_url".into(),
+        format!("http://{}", declining.addr()).into(),
+    );
     vars.insert("manual_users".into(), toml::Value::Array(vec!["u2".into()]));
     let mut s = service_with("payment.toml", vars, 1);
     s.pipe("orders", "o1", &order("o1", &[("p1", 1, 100)], T0), T0);
@@ -598,6 +621,7 @@ topic = "order-outcomes"
     let mut s = Service {
         driver: TopologyTestDriver::with_config(p.topology, cfg),
         reads: Vec::new(),
+        _gateway: None,
     };
     s.pipe("in", "o1", &json!({"ok": true}), T0);
     s.pipe("in", "o2", &json!({"ok": false}), T0);
@@ -634,6 +658,7 @@ fn a_timeout_that_cannot_be_applied_does_not_hold_back_the_others() {
     let mut s = Service {
         driver: TopologyTestDriver::new(b.build().unwrap()),
         reads: Vec::new(),
+        _gateway: None,
     };
     // "bad" sorts before "good" and its deadline comes first.
     s.pipe("events", "bad", &json!({"type": "order_created"}), T0);
@@ -687,6 +712,7 @@ fn fragile_saga(rejected: bool) -> Service {
     Service {
         driver: TopologyTestDriver::new(b.build().unwrap()),
         reads: Vec::new(),
+        _gateway: None,
     }
 }
 
@@ -917,4 +943,53 @@ fn a_timeout_stays_in_the_trace_of_its_order() {
     let outcome = TraceContext::parse(outcomes[0].headers.last(TRACEPARENT).unwrap()).unwrap();
     assert_eq!((outcome.trace_id, outcome.sampled), (caller.trace_id, true));
     assert_ne!(outcome.span_id, caller.span_id);
+}
+
+#[test]
+fn the_notification_service_delivers_each_outcome_once() {
+    let hook = Webhook::start(0.0, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut vars = toml::Table::new();
+    vars.insert(
+        "webhook_url".into(),
+        format!("http://{}", hook.addr()).into(),
+    );
+    let mut s = service_with("notification.toml", vars, 1);
+    s.pipe("order-outcomes", "o1", &completed("o1"), T0);
+    s.pipe(
+        "order-outcomes",
+        "o2",
+        &cancelled("o2", "payment_failed"),
+        T0 + 1,
+    );
+    // The same outcome again (an upstream retry): sent again, kept once.
+    s.pipe("order-outcomes", "o1", &completed("o1"), T0 + 2);
+    let sent = |id: &str, outcome: &str, ts| {
+        kv(
+            id,
+            json!({"type": "notification_sent", "order_id": id, "outcome": outcome}),
+            ts,
+        )
+    };
+    assert_eq!(
+        s.read("notifications"),
+        [
+            sent("o1", "order_completed", T0),
+            sent("o2", "order_cancelled", T0 + 1),
+            sent("o1", "order_completed", T0 + 2),
+        ]
+    );
+    assert_eq!(
+        hook.deliveries().into_iter().collect::<Vec<_>>(),
+        [
+            (
+                "o1:order_completed".to_owned(),
+                json!({"order_id": "o1", "outcome": "order_completed", "reason": null})
+            ),
+            (
+                "o2:order_cancelled".to_owned(),
+                json!({"order_id": "o2", "outcome": "order_cancelled", "reason": "payment_failed"})
+            ),
+        ]
+    );
+    assert_eq!(hook.requests(), 3);
 }

@@ -4,6 +4,8 @@
 //! an expression whose cost explodes with a record's list is stopped by its
 //! budget and the record dead-lettered, the next one on its key processed.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +26,12 @@ fn config_dir() -> PathBuf {
 /// field, source).
 fn pipeline_expressions() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
+    for file in [
+        "payment.toml",
+        "inventory.toml",
+        "order-saga.toml",
+        "notification.toml",
+    ] {
         let text = std::fs::read_to_string(config_dir().join(file)).unwrap();
         let doc: toml::Table = toml::from_str(&text).unwrap();
         for (name, node) in doc["nodes"].as_table().unwrap() {
@@ -46,6 +53,11 @@ fn pipeline_expressions() -> Vec<(String, String)> {
                 "aggregator",
                 "part",
                 "parts",
+                "url",
+                "body",
+                "idempotency_key",
+                "response",
+                "on_failure",
             ] {
                 if let Some(v) = node.get(key).filter(|_| !(saga && key == "initial")) {
                     add(key.to_owned(), v);
@@ -94,10 +106,13 @@ const NAMES: &[&str] = &[
     "from",
     "reason",
     "history",
+    "status",
+    "body",
+    "detail",
 ];
 
 fn vars() -> Value {
-    json!({"amount_limit": 500000, "failure_rate": 0.05, "manual_users": []})
+    json!({"gateway_url": "http://127.0.0.1:8181", "webhook_url": "http://127.0.0.1:8182", "manual_users": []})
 }
 
 /// Evaluates `e` with every name bound to `v` (or, for the saga's
@@ -125,6 +140,9 @@ fn eval_over(e: &Expr, v: &Value) -> Result<Value, String> {
             ("from", Bind::Str("awaiting_payment")),
             ("reason", Bind::Null),
             ("history", Bind::Object(&history)),
+            ("status", Bind::Int(200)),
+            ("body", Bind::Json(v)),
+            ("detail", Bind::Str("timeout")),
         ],
     )
     .map_err(|e| e.to_string())
@@ -388,7 +406,13 @@ impl Service {
 
 #[test]
 fn an_order_with_integral_float_quantities_is_paid_by_the_payment_service() {
-    let p = Pipeline::load(&config_dir().join("payment.toml"), &eddy_orders::registry()).unwrap();
+    let overrides = common::with_gateway(Default::default(), &common::gateway_url());
+    let p = Pipeline::load_with(
+        &config_dir().join("payment.toml"),
+        &eddy_orders::registry(),
+        &overrides,
+    )
+    .unwrap();
     let mut s = Service::of(p);
     let order = r#"{"type": "order_created", "order_id": "o-1", "user_id": "u1", "created_at": 1700000000000,
         "items": [{"product_id": "p1", "qty": 1.0, "unit_price": 250}, {"product_id": "p2", "qty": 2.0, "unit_price": 1.5e3}]}"#;

@@ -10,7 +10,12 @@ use eddy::config::{Overrides, Pipeline, Registry};
 #[test]
 fn the_shipped_files_compile() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
+    for file in [
+        "payment.toml",
+        "inventory.toml",
+        "order-saga.toml",
+        "notification.toml",
+    ] {
         let overrides = common::with_pii_key(Overrides::default());
         let p = Pipeline::load_with(&dir.join(file), &eddy_orders::registry(), &overrides).unwrap();
         assert!(!p.topology.source_topics().is_empty(), "{file}");

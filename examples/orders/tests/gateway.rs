@@ -42,7 +42,7 @@ fn one_charge_per_key_by_the_rule() {
     assert_eq!(status, 200);
     assert_eq!(
         first,
-        json!({"status": "approved", "charge_id": "ch-1", "amount": 500})
+        json!({"status": "approved", "charge_id": "gw-o1", "amount": 500})
     );
     // The same key again, even with another body: the first answer, no
     // second charge.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod call;
 mod nodes;
 mod secrets;
 mod stateful;

@@ -161,6 +161,7 @@ impl<'a> Compiler<'a> {
                 let s = self.input(name, "input", input)?.stream();
                 Out::Stream(self.op(name, kind, &s, Op::Map { key, value }))
             }
+            Node::Call(c) => self.call(name, c)?,
             Node::Mask(settings) => {
                 let masking = super::secrets::masking(name, settings, &self.secrets)?;
                 let s = self.input(name, "input", &settings.input)?.stream();

@@ -4,6 +4,7 @@
 //! (`eddy_saga_*`), besides consumer lag, RocksDB memory, standby replicas
 //! and span export. Every stream series carries the `application` label.
 
+mod calls;
 mod series;
 mod task;
 mod thread;
@@ -20,6 +21,7 @@ use prometheus::{
 pub use task::SAMPLE_EVERY;
 
 use crate::topology::Topology;
+pub(crate) use calls::CallMetrics;
 pub(crate) use task::{NodeInfo, OpStat, SagaMetrics, StoreSizes, TaskMetrics};
 pub(crate) use thread::{lap, CommitPhases, ThreadMetrics};
 
@@ -58,6 +60,7 @@ pub struct Metrics {
     standby: StandbyMetrics,
     spans_exported: IntCounter,
     spans_dropped: IntCounterVec,
+    calls: calls::CallFamilies,
     /// The topologies of the workers reporting here, by application, as
     /// [`Topology::to_json`] gives them (for the status page).
     topologies: Mutex<BTreeMap<String, serde_json::Value>>,
@@ -169,6 +172,7 @@ impl Metrics {
                 "Spans not exported: the queue was full (queue_full), or the collector refused or did not answer their batch (export_failed).",
                 &["reason"],
             ),
+            calls: calls::CallFamilies::new(&r),
             topologies: Mutex::default(),
             registry: r,
         }
@@ -210,6 +214,11 @@ impl Metrics {
     pub(crate) fn thread(&self, application: &str, thread: &str) -> ThreadMetrics {
         let rocksdb = (self.rocksdb_cache.clone(), self.rocksdb_memtables.clone());
         self.thread.resolve(application, thread, rocksdb)
+    }
+
+    /// The series of call operator `call` of `application`.
+    pub(crate) fn call(&self, application: &str, call: &str) -> CallMetrics {
+        self.calls.resolve(application, call)
     }
 
     /// The registry, to add metrics of your own.

@@ -304,6 +304,7 @@ impl ThreadState {
                 continue;
             }
             let mut task = r.task;
+            task.start()?;
             let group = inputs.groups.entry(id).or_default();
             for &(topic, partition) in &r.partitions {
                 task.add_partition(topic, partition);

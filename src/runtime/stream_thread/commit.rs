@@ -119,9 +119,16 @@ impl ThreadState {
         }
         self.send_outputs()?;
         lap(&self.metrics.commit_phases.stores, &mut clock);
+        // A transaction always commits offsets when it has outputs, even
+        // if no input moved (the results of calls, punctuations): the
+        // offset commit carries the group membership, and the broker
+        // refuses it from a member that was fenced out of the group — a
+        // zombie's transaction is aborted, not committed beside its
+        // successor's.
+        let every = self.exactly_once && self.collector.in_transaction();
         let mut offsets = TopicPartitionList::new();
         for task in self.tasks.values() {
-            for (topic, partition, next) in task.uncommitted() {
+            for (topic, partition, next) in task.to_commit(every) {
                 offsets.add_partition_offset(
                     self.settings.topics.name(topic),
                     partition,
@@ -222,7 +229,7 @@ impl ThreadState {
     /// Seeks `partitions` to their committed offsets (where consumption
     /// started, if none); their queues then take records from there.
     pub(super) fn rewind(
-        &self,
+        &mut self,
         consumer: &BaseConsumer<StreamConsumerContext>,
         partitions: &TopicPartitionList,
         inputs: &mut Inputs<'_>,
@@ -249,10 +256,17 @@ impl ThreadState {
             let Offset::Offset(start) = start else {
                 continue;
             };
-            let topic = self.settings.topics.get(e.topic());
-            let queue = topic.and_then(|t| {
-                let group = inputs.groups.get_mut(&self.route(t, e.partition())?)?;
-                let i = group.index(t, e.partition())?;
+            let Some(topic) = self.settings.topics.get(e.topic()) else {
+                continue;
+            };
+            let Some(id) = self.route(topic, e.partition()) else {
+                continue;
+            };
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.positioned(topic, e.partition(), start);
+            }
+            let queue = inputs.groups.get_mut(&id).and_then(|group| {
+                let i = group.index(topic, e.partition())?;
                 Some(&mut group.queues_mut()[i])
             });
             if let Some(queue) = queue {

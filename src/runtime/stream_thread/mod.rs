@@ -39,6 +39,9 @@ use crate::processor::Extracted;
 use crate::stores::CacheBudget;
 use crate::topology::{TopicRef, Topology};
 
+/// The longest poll while calls are pending.
+const CALL_POLL: Duration = Duration::from_millis(1);
+
 fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -267,6 +270,11 @@ impl StreamThread {
                 true => state.poll_timeout,
                 false => Duration::ZERO,
             };
+            // Calls complete off the thread, which nothing wakes from a
+            // poll: while some are pending it looks every millisecond.
+            if state.tasks.values().any(|t| t.calls_pending() > 0) {
+                timeout = timeout.min(CALL_POLL);
+            }
             let mut polled = 0;
             while polled < state.max_poll_records {
                 match consumer.poll(timeout) {
@@ -299,6 +307,7 @@ impl StreamThread {
                 .metrics
                 .poll_latency
                 .observe(poll_start.elapsed().as_secs_f64());
+            state.complete_calls()?;
             state.process(&mut inputs, consumer, shutdown)?;
             state.pause_or_resume(&mut inputs, consumer)?;
             state.rebalance(consumer, &mut inputs)?;
@@ -469,7 +478,7 @@ impl ThreadState {
             // Outputs' end-to-end latency and the future-timestamp bound
             // are measured against the time of this batch.
             task.ctx.wall_clock = now;
-            loop {
+            while task.accepting() {
                 let mut lag = |t: TopicRef, p: i32| {
                     lags.lag(t, p, bounds.get(&(t, p)).copied().unwrap_or_default())
                 };
@@ -518,6 +527,21 @@ impl ThreadState {
             .process_latency
             .observe(start.elapsed().as_secs_f64() / processed as f64);
         self.send_outputs()
+    }
+
+    /// Emits the outputs of the calls done since the last look, and sends
+    /// them.
+    fn complete_calls(&mut self) -> Result<(), Error> {
+        let mut emitted = 0;
+        for task in self.tasks.values_mut() {
+            if task.calls_pending() > 0 {
+                emitted += task.drain_calls()?;
+            }
+        }
+        if emitted > 0 {
+            self.send_outputs()?;
+        }
+        Ok(())
     }
 
     /// Pauses partitions whose queue stayed full after processing (their

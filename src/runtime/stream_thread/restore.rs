@@ -296,7 +296,9 @@ impl ThreadState {
         let mut r = self.begin_restore(task, Vec::new())?;
         let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         while !self.restore_step(&mut r, forever)? {}
-        Ok(r.task)
+        let mut task = r.task;
+        task.start()?;
+        Ok(task)
     }
 }
 

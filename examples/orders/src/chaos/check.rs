@@ -143,6 +143,11 @@ pub(crate) struct Verdict {
     pub(crate) completed: usize,
     pub(crate) cancelled: BTreeMap<String, usize>,
     pub(crate) paid_then_cancelled: usize,
+    /// Orders with a `payment_successful`, and the charges the payment
+    /// gateway made: equal when no order was charged twice or charged
+    /// without its payment event.
+    pub(crate) paid: usize,
+    pub(crate) gateway_charges: u64,
     pub(crate) refunds: usize,
     pub(crate) reserved_then_cancelled: usize,
     pub(crate) releases: usize,
@@ -166,6 +171,13 @@ impl Verdict {
         let mut f = Vec::new();
         if self.lost > 0 {
             f.push(format!("{} orders have no outcome", self.lost));
+        }
+        // Idempotency keys hold under either guarantee.
+        if self.gateway_charges != self.paid as u64 {
+            f.push(format!(
+                "the gateway made {} charges for {} paid orders",
+                self.gateway_charges, self.paid
+            ));
         }
         if !exactly_once {
             return f;
@@ -265,6 +277,7 @@ pub(super) fn verify(
         v.with_outcome += 1;
         v.several_outcomes += usize::from(o.len() > 1);
         let paid = has(&payments, "payment_successful", id) > 0;
+        v.paid += usize::from(paid);
         let reserved = has(&inventory, "stock_reserved", id) > 0;
         let refunds = has(&payments, "payment_refunded", id);
         let releases = has(&inventory, "stock_released", id);

@@ -11,6 +11,7 @@ mod pauses;
 mod procs;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use eddy::kafka::{send_blocking, GroupProtocol, Guarantee, StreamsConfig};
+use eddy_orders::gateway::{Gateway, GatewayConfig};
 use eddy_orders::order_created;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -260,6 +262,18 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             common.extend(["--set".into(), p.into()]);
         }
     }
+    // The payment gateway the payment workers call, with the pipeline's
+    // rules; it counts charges, so that a worker killed during its calls
+    // shows if it charged twice.
+    let gateway = Gateway::start(
+        GatewayConfig::pipeline(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .context("payment gateway")?;
+    common.extend([
+        "--var".into(),
+        format!("gateway_url=http://{}", gateway.addr()),
+    ]);
     const SERVICES: [&str; 3] = ["payment", "inventory", "order-saga"];
     // Every worker of the saga must hash with the same key.
     let env: Vec<(String, String)> = crate::run_key::drawn_unless_set("eddy-orders chaos")?
@@ -510,7 +524,8 @@ fn execute(args: ChaosArgs) -> anyhow::Result<Report> {
             .map(|a| format!("{a}-{suffix}-dlq"))
             .collect(),
     };
-    let verdict = check::verify(&args.brokers, &topics, &orders, malformed, &stock)?;
+    let mut verdict = check::verify(&args.brokers, &topics, &orders, malformed, &stock)?;
+    verdict.gateway_charges = gateway.stats().charges;
     let exactly_once = args.guarantee == Guarantee::ExactlyOnce;
     let report = Report {
         guarantee: args.guarantee.to_string(),

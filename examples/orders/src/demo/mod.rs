@@ -20,7 +20,9 @@ use eddy::kafka::admin::ensure_topic;
 use eddy::kafka::{send_blocking, EmbeddedKafka};
 use eddy::observability::{Metrics, Spans};
 use eddy::runtime::RunningStreams;
+use eddy_orders::gateway::{Gateway, GatewayConfig};
 use eddy_orders::order_created;
+use eddy_orders::webhook::Webhook;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -33,8 +35,20 @@ use auth::DemoAuth;
 use http::order_route;
 use report::{observe, print_summary, read_model, status_line, stock_levels};
 
-const TOPICS: [&str; 5] = ["orders", "payments", "inventory", "stock", "order-outcomes"];
-const APPS: [&str; 3] = ["payment-service", "inventory-service", "order-saga"];
+const TOPICS: [&str; 6] = [
+    "orders",
+    "payments",
+    "inventory",
+    "stock",
+    "order-outcomes",
+    "notifications",
+];
+const APPS: [&str; 4] = [
+    "payment-service",
+    "inventory-service",
+    "notification-service",
+    "order-saga",
+];
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -47,12 +61,28 @@ pub struct DemoArgs {
     /// Stop generating after this many seconds, even before `count`.
     #[arg(long)]
     duration: Option<u64>,
-    /// Share of payments declined (drawn from the order id).
+    /// Share of payments the payment gateway declines (drawn from the
+    /// order id).
     #[arg(long, default_value_t = 0.05)]
     payment_failure_rate: f64,
-    /// Orders above this amount in cents are declined.
+    /// Orders above this amount in cents the payment gateway declines.
     #[arg(long, default_value_t = 100_000)]
     amount_limit: i64,
+    /// How long the payment gateway takes to answer (at least; durations
+    /// as in topology files: 100ms, 2s).
+    #[arg(long, default_value = "20ms", value_parser = crate::simulators::parse_duration)]
+    gateway_latency: Duration,
+    /// ... plus up to this much more, drawn per request.
+    #[arg(long, default_value = "10ms", value_parser = crate::simulators::parse_duration)]
+    gateway_jitter: Duration,
+    /// Share of requests (0 to 1) the gateway fails transiently (500, or
+    /// 429 with Retry-After), which the payment service retries.
+    #[arg(long, default_value_t = 0.0)]
+    gateway_failure_rate: f64,
+    /// A window of the run in which the gateway is down (503 to every
+    /// request), such as 20s..40s; may be repeated.
+    #[arg(long, value_parser = crate::simulators::parse_window)]
+    gateway_outage: Vec<std::ops::Range<Duration>>,
     /// Products to order from.
     #[arg(long, default_value_t = 50)]
     products: u64,
@@ -139,6 +169,8 @@ struct Tally {
     releases: u64,
     dead_letters: u64,
     last_dead_letter: Option<String>,
+    /// Orders sent this run with a `payment_successful`.
+    paid: std::collections::HashSet<String>,
 }
 
 fn now_ms() -> i64 {
@@ -182,7 +214,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--otlp-endpoint")?;
     let auth = DemoAuth::from_args(&args)?;
+    let gateway = start_gateway(&args)?;
+    let webhook = Webhook::start(0.0, SocketAddr::from(([127, 0, 0, 1], 0))).context("webhook")?;
     let services = Services {
+        gateway: &gateway,
+        webhook: &webhook,
         cluster: &cluster,
         servers: &servers,
         state: &state,
@@ -258,12 +294,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = observer.join();
     let t = tally.lock().unwrap_or_else(|e| e.into_inner());
-    print_summary(&t, &args, elapsed, stock_left, sample.zip(summary_of));
+    print_summary(
+        &t,
+        &args,
+        elapsed,
+        stock_left,
+        sample.zip(summary_of),
+        gateway.stats(),
+        &webhook,
+    );
     drop(t);
     if args.serve {
         // The pipeline keeps running for orders posted to /orders.
         eprintln!("serving until Ctrl-C");
-        let saga = workers.pop().expect("three workers");
+        let saga = workers.pop().expect("the saga's worker is the last");
         saga.run_until_signal()?;
     }
     for w in workers {
@@ -274,6 +318,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&state);
     Ok(())
+}
+
+/// The payment gateway simulator, as the `--gateway-*` flags and the
+/// payment rules say, on a free port.
+fn start_gateway(args: &DemoArgs) -> anyhow::Result<Gateway> {
+    if !(0.0..=1.0).contains(&args.gateway_failure_rate) {
+        bail!(
+            "--gateway-failure-rate {}: not a share between 0 and 1",
+            args.gateway_failure_rate
+        );
+    }
+    let config = GatewayConfig {
+        latency: args.gateway_latency,
+        jitter: args.gateway_jitter,
+        failure_rate: args.gateway_failure_rate,
+        outages: args.gateway_outage.clone(),
+        amount_limit: args.amount_limit,
+        decline_rate: args.payment_failure_rate,
+    };
+    Gateway::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).context("payment gateway")
 }
 
 /// The name of the demo's topic or application `t` (with `--suffix`).
@@ -351,6 +415,10 @@ struct Services<'a> {
     api_spans: &'a Option<Spans>,
     /// The bearer tokens `POST /orders` and the read model require.
     auth: Option<&'a DemoAuth>,
+    /// The payment gateway simulator the payment service calls.
+    gateway: &'a Gateway,
+    /// The webhook receiver the notification service delivers to.
+    webhook: &'a Webhook,
 }
 
 /// Starts the payment, inventory and saga services of `config/`: their
@@ -378,12 +446,22 @@ fn start_services(
             eddy::kafka::Secret::Value(key),
         );
     }
-    let vars = &mut overrides.vars;
-    vars.insert("failure_rate".into(), args.payment_failure_rate.into());
-    vars.insert("amount_limit".into(), args.amount_limit.into());
+    overrides.vars.insert(
+        "gateway_url".into(),
+        format!("http://{}", s.gateway.addr()).into(),
+    );
+    overrides.vars.insert(
+        "webhook_url".into(),
+        format!("http://{}", s.webhook.addr()).into(),
+    );
     let mut workers: Vec<RunningStreams> = Vec::new();
     let mut expected_partitions = 0;
-    for file in ["payment.toml", "inventory.toml", "order-saga.toml"] {
+    for file in [
+        "payment.toml",
+        "inventory.toml",
+        "notification.toml",
+        "order-saga.toml",
+    ] {
         let path = args.config_dir.join(file);
         let mut p = Pipeline::load_with(&path, &registry, &overrides)?;
         p.config.bootstrap_servers = args.brokers.clone();
@@ -492,6 +570,28 @@ fn generate(
 
 /// Shows the status line until every valid order has an outcome (or
 /// `--timeout-secs` after the last was generated); fails if a worker stops.
+/// The payment service's calls: its breaker and the calls in flight.
+fn gateway_status(metrics: &Metrics) -> String {
+    let gathered = metrics.registry().gather();
+    let value = |name: &str| {
+        gathered
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_gauge().get_value())
+            .fold(0.0f64, f64::max)
+    };
+    let breaker = match value("eddy_call_breaker_state") as i64 {
+        2 => "OPEN",
+        1 => "half-open",
+        _ => "closed",
+    };
+    format!(
+        "gateway breaker {breaker}, {} calls in flight",
+        value("eddy_calls_in_flight")
+    )
+}
+
 fn show_progress(
     args: &DemoArgs,
     workers: &[RunningStreams],
@@ -515,12 +615,17 @@ fn show_progress(
                 .keys()
                 .filter(|id| t.sent.contains_key(*id))
                 .count();
-            // Records processed by the three workers, per second.
+            // Records processed by the four workers, per second.
             let records = metrics.total("eddy_thread_records_processed_total");
             let rate = (records - last.1.min(records)) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), records);
             (
-                status_line(&t, generated.load(Ordering::Relaxed), rate),
+                status_line(
+                    &t,
+                    generated.load(Ordering::Relaxed),
+                    rate,
+                    &gateway_status(metrics),
+                ),
                 done,
                 t.sent.len(),
             )

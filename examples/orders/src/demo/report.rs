@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use eddy::runtime::RunningStreams;
 use eddy::serde::{I64Serde, StringSerde};
+use eddy_orders::gateway::GatewayStats;
+use eddy_orders::webhook::Webhook;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::{DemoArgs, Tally};
 
-pub(super) fn status_line(t: &Tally, generated: u64, rate: f64) -> String {
+pub(super) fn status_line(t: &Tally, generated: u64, rate: f64, gateway: &str) -> String {
     let completed = t
         .outcomes
         .values()
@@ -28,7 +30,7 @@ pub(super) fn status_line(t: &Tally, generated: u64, rate: f64) -> String {
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
     format!(
-        "created {generated} | completed {completed} | cancelled {} ({}) | refunds {} releases {} | dead letters {} | {rate:.0} records/s",
+        "created {generated} | completed {completed} | cancelled {} ({}) | refunds {} releases {} | dead letters {} | {gateway} | {rate:.0} records/s",
         t.cancelled.values().sum::<u64>(),
         if cancelled.is_empty() { "-".to_owned() } else { cancelled.join(", ") },
         t.refunds,
@@ -103,6 +105,9 @@ pub(super) fn observe(
         };
         let id = v["order_id"].as_str().unwrap_or_default().to_owned();
         match v["type"].as_str().unwrap_or_default() {
+            "payment_successful" if t.sent.contains_key(&id) => {
+                t.paid.insert(id);
+            }
             "payment_refunded" => t.refunds += 1,
             "stock_released" => t.releases += 1,
             kind @ ("order_completed" | "order_cancelled") => {
@@ -175,6 +180,8 @@ pub(super) fn print_summary(
     elapsed: Duration,
     stock_left: i64,
     sample: Option<(String, String)>,
+    gateway: GatewayStats,
+    webhook: &Webhook,
 ) {
     let ours = || t.outcomes.iter().filter(|(id, _)| t.sent.contains_key(*id));
     let completed: Vec<&String> = ours()
@@ -224,6 +231,30 @@ pub(super) fn print_summary(
         } else {
             "MISMATCH"
         }
+    );
+    // Every paid order charged once: retries and calls made again after
+    // a failure replay the first answer.
+    println!(
+        "  payment gateway: {} charges for {} paid orders ({} requests, {} replayed): {}",
+        gateway.charges,
+        t.paid.len(),
+        gateway.requests,
+        gateway.replays,
+        if gateway.charges == t.paid.len() as u64 {
+            "exactly once"
+        } else {
+            "MISMATCH"
+        }
+    );
+    // Every outcome delivered, once as the receiver keeps them.
+    let delivered = webhook.deliveries();
+    let notified = ours()
+        .filter(|(id, (kind, _))| delivered.contains_key(&format!("{id}:{kind}")))
+        .count();
+    println!(
+        "  notifications: {notified} of {} outcomes delivered to the webhook ({} requests)",
+        ours().count(),
+        webhook.requests()
     );
     let mut l = t.latencies_ms.clone();
     l.sort_by(f64::total_cmp);

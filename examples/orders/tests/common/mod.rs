@@ -34,6 +34,36 @@ pub fn hashed_email(email: &str) -> String {
         .collect()
 }
 
+/// The URL of a payment gateway simulator with the pipeline's payment
+/// rules, started once per test binary and shared by its tests (a repeated
+/// order id replays its first, identical, answer).
+pub fn gateway_url() -> String {
+    use eddy_orders::gateway::{Gateway, GatewayConfig};
+    static GATEWAY: std::sync::OnceLock<Gateway> = std::sync::OnceLock::new();
+    let g = GATEWAY.get_or_init(|| {
+        Gateway::start(GatewayConfig::pipeline(), "127.0.0.1:0".parse().unwrap()).unwrap()
+    });
+    format!("http://{}", g.addr())
+}
+
+/// Overrides that point the payment service at `url`.
+pub fn with_gateway(mut overrides: Overrides, url: &str) -> Overrides {
+    overrides
+        .vars
+        .insert("gateway_url".into(), url.to_owned().into());
+    overrides
+}
+
+/// An order's amount in cents: the sum of its items' `qty * unit_price`.
+pub fn amount(order: &serde_json::Value) -> i64 {
+    order["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["qty"].as_i64().unwrap() * i["unit_price"].as_i64().unwrap())
+        .sum()
+}
+
 /// The cluster under test.
 pub fn cluster() -> TestCluster {
     TestCluster::from_env()
@@ -50,10 +80,13 @@ pub fn config_file(file: &str) -> PathBuf {
 /// application id suffixed by `suffix`, payments of user `manual` left to
 /// the test, and this cluster's settings.
 pub fn order_pipeline(file: &str, suffix: &str, c: &TestCluster, state: &Path) -> Pipeline {
-    let mut overrides = with_pii_key(Overrides {
-        suffix: Some(suffix.to_owned()),
-        ..Overrides::default()
-    });
+    let mut overrides = with_gateway(
+        with_pii_key(Overrides {
+            suffix: Some(suffix.to_owned()),
+            ..Overrides::default()
+        }),
+        &gateway_url(),
+    );
     overrides.vars.insert(
         "manual_users".into(),
         toml::Value::Array(vec!["manual".into()]),
