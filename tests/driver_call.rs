@@ -256,7 +256,7 @@ fn failures_without_a_mapping_are_dead_lettered_with_their_reason() {
         "call checked failed: redirect: a redirect (302 Found) to /redirect, not followed",
         "call checked failed: too_large: an answer over 65536 bytes",
         "call checked failed: timeout: no answer within 300ms (after 2 tries)",
-        r#"call checked failed: bad_request: "ftp://example.com/x" is not an http:// URL"#,
+        r#"call checked failed: bad_request: "ftp://example.com/x" is not an http:// or https:// URL"#,
     ];
     let expected: Vec<_> = inputs[1..]
         .iter()

@@ -7,19 +7,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use prost::bytes::Bytes;
 
 use super::breaker::{Admission, CircuitBreaker};
 use super::retry::{retryable_status, RetryPolicy};
+use super::tls::CallTls;
 
 /// A request, as the operator builds it from a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRequest {
     /// `GET`, `POST`, ...
     pub method: String,
-    /// An `http://` URL.
+    /// An `http://` or `https://` URL.
     pub url: String,
     /// Headers (an idempotency key among them).
     pub headers: Vec<(String, String)>,
@@ -76,7 +78,7 @@ impl Default for CallLimits {
 /// connection pool and the breaker).
 #[derive(Clone)]
 pub struct Caller {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     retry: RetryPolicy,
     limits: CallLimits,
     breaker: Arc<CircuitBreaker>,
@@ -139,10 +141,26 @@ enum Try {
 }
 
 impl Caller {
-    /// A caller with these policies (call it from a tokio runtime).
+    /// A caller with these policies, trusting the system's certificate
+    /// authorities for `https://` (call it from a tokio runtime).
     pub fn new(retry: RetryPolicy, limits: CallLimits, breaker: Arc<CircuitBreaker>) -> Caller {
+        Caller::with_tls(retry, limits, breaker, &CallTls::system())
+    }
+
+    /// A caller whose `https://` connections use `tls`.
+    pub fn with_tls(
+        retry: RetryPolicy,
+        limits: CallLimits,
+        breaker: Arc<CircuitBreaker>,
+        tls: &CallTls,
+    ) -> Caller {
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config()).clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
         Caller {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             retry,
             limits,
             breaker,
@@ -240,11 +258,13 @@ impl Caller {
         };
         let timeout = self.limits.timeout;
         let answer = tokio::time::timeout(timeout, async {
-            let response = self
-                .client
-                .request(built)
-                .await
-                .map_err(|e| (FailReason::Unreachable, format!("no answer: {e}"), true))?;
+            let response = self.client.request(built).await.map_err(|e| {
+                (
+                    FailReason::Unreachable,
+                    format!("no answer: {}", chain(&e)),
+                    true,
+                )
+            })?;
             let status = response.status();
             if status.is_redirection() {
                 let to = response
@@ -294,4 +314,21 @@ impl Caller {
             ),
         }
     }
+}
+
+/// An error and its causes, `: `-separated (hyper's own says only
+/// "client error (Connect)"; the cause says which: refused, a certificate
+/// not trusted, ...).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -6,7 +6,8 @@
 //! [`CircuitBreaker`] per endpoint, a [`RetryPolicy`] with backoff and
 //! jitter. `spec.rs` holds what users describe, `node.rs` the operator in a
 //! task, `pending.rs` the records it keeps until their calls are done,
-//! `edge.rs` the runtime and what a worker's tasks share.
+//! `edge.rs` the runtime and what a worker's tasks share, `tls.rs` whom
+//! `https://` calls trust and what they present.
 //!
 //! [`KStream::call`]: crate::topology::KStream::call
 //!
@@ -31,6 +32,7 @@ mod node;
 mod pending;
 mod retry;
 mod spec;
+mod tls;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
 pub use caller::{CallLimits, CallOutcome, CallRequest, Caller, FailReason};
@@ -38,3 +40,4 @@ pub(crate) use edge::CallRuntime;
 pub(crate) use node::CallFactory;
 pub use retry::{retryable_status, RetryPolicy};
 pub use spec::{Answer, Call, CallFailure, CallOrder, CallSettings, OnOpen};
+pub use tls::{CallTls, CallTlsError, TlsFiles};

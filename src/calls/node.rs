@@ -261,7 +261,7 @@ impl<K: Data, V: Data, VO: Data> CallNode<K, V, VO> {
         let Some(origin) = origin(&request.url) else {
             entry.outcome = Some(CallOutcome::Failed {
                 reason: FailReason::BadRequest,
-                detail: format!("{:?} is not an http:// URL", request.url),
+                detail: format!("{:?} is not an http:// or https:// URL", request.url),
                 tries: 0,
             });
             self.done.push(seq);
@@ -273,7 +273,11 @@ impl<K: Data, V: Data, VO: Data> CallNode<K, V, VO> {
             .callers
             .entry(origin)
             .or_insert_with_key(|origin| {
-                Caller::new(settings.retry, settings.limits, share.breaker(origin))
+                let breaker = share.breaker(origin);
+                match &settings.tls {
+                    Some(tls) => Caller::with_tls(settings.retry, settings.limits, breaker, tls),
+                    None => Caller::new(settings.retry, settings.limits, breaker),
+                }
             })
             .clone();
         let permits = share.permits.clone();
@@ -679,10 +683,10 @@ fn outage(outcome: &CallOutcome, breaker: &super::breaker::CircuitBreaker) -> bo
     failed && breaker.state(std::time::Instant::now()) != super::breaker::BreakerState::Closed
 }
 
-/// `scheme://authority` of an `http://` URL.
+/// `scheme://authority` of an `http://` or `https://` URL.
 fn origin(url: &str) -> Option<String> {
     let uri: hyper::Uri = url.parse().ok()?;
-    let scheme = uri.scheme_str().filter(|s| *s == "http")?;
+    let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https")?;
     Some(format!("{scheme}://{}", uri.authority()?))
 }
 
@@ -706,7 +710,11 @@ mod tests {
             origin("http://127.0.0.1:8080/charges?x=1").as_deref(),
             Some("http://127.0.0.1:8080")
         );
-        assert_eq!(origin("https://pay.example.com/x"), None);
+        assert_eq!(
+            origin("https://pay.example.com/x").as_deref(),
+            Some("https://pay.example.com")
+        );
+        assert_eq!(origin("ftp://pay.example.com/x"), None);
         assert_eq!(origin("/charges"), None);
         assert_eq!(origin("not a url"), None);
     }

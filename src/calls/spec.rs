@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::breaker::BreakerConfig;
 use super::caller::{CallLimits, CallRequest, FailReason};
 use super::retry::RetryPolicy;
+use super::tls::CallTls;
 use crate::processor::BoxError;
 use crate::serde::Serde;
 
@@ -60,6 +61,9 @@ pub struct CallSettings {
     pub breaker: BreakerConfig,
     /// The header carrying each call's idempotency key.
     pub idempotency_header: String,
+    /// TLS of `https://` calls (`None`: the system's certificate
+    /// authorities, no client certificate).
+    pub tls: Option<CallTls>,
 }
 
 impl Default for CallSettings {
@@ -74,6 +78,7 @@ impl Default for CallSettings {
             limits: CallLimits::default(),
             breaker: BreakerConfig::default(),
             idempotency_header: "Idempotency-Key".into(),
+            tls: None,
         }
     }
 }

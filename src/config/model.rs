@@ -346,7 +346,7 @@ pub struct CallNode {
     pub input: String,
     /// `GET`, `POST` (default), `PUT`, `PATCH` or `DELETE`.
     pub method: Option<String>,
-    /// The URL, over key and value (an `http://` URL).
+    /// The URL, over key and value (an `http://` or `https://` URL).
     pub url: String,
     /// Headers, each value over key and value.
     #[serde(default)]
@@ -390,6 +390,22 @@ pub struct CallNode {
     pub breaker_open_for: Option<String>,
     /// The largest answer body read (default 1 MiB).
     pub max_answer_bytes: Option<usize>,
+    /// `[nodes.<name>.tls]`: TLS of `https://` calls.
+    pub tls: Option<CallTls>,
+}
+
+/// `[nodes.<name>.tls]` of a `call` node, paths relative to the file's
+/// folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallTls {
+    /// CA certificates (PEM) to verify the services with (default: the
+    /// system's).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[nodes.<name>]`: one operator.

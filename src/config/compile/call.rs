@@ -11,7 +11,7 @@ use super::nodes::Compiler;
 use super::{duration, fail, json, Fail, Out};
 use crate::calls::{
     Answer, BreakerConfig, Call, CallFailure, CallLimits, CallOrder, CallRequest, CallSettings,
-    OnOpen, RetryPolicy,
+    CallTls, OnOpen, RetryPolicy, TlsFiles,
 };
 use crate::config::bind::Bind;
 use crate::config::expr::Expr;
@@ -72,7 +72,8 @@ impl<'a> Compiler<'a> {
             .as_deref()
             .map(|e| self.expr(&f("on_failure"), e, FAILURE))
             .transpose()?;
-        let settings = settings(name, c)?;
+        let mut settings = settings(name, c)?;
+        settings.tls = self.call_tls(name, c)?;
         let vars = self.vars.clone();
         let (v1, v2, v3, v4) = (vars.clone(), vars.clone(), vars.clone(), vars);
         let mut call = Call::new(
@@ -180,6 +181,25 @@ fn parse_body(body: &[u8]) -> Result<Value, serde_json::Error> {
     }
 }
 
+impl Compiler<'_> {
+    /// `[nodes.<name>.tls]`, its files read (when the file's secrets are:
+    /// a client key is one).
+    fn call_tls(&self, name: &str, c: &CallNode) -> Result<Option<CallTls>, Fail> {
+        let (Some(t), true) = (&c.tls, self.secrets.read) else {
+            return Ok(None);
+        };
+        let base = self.secrets.base;
+        let files = TlsFiles {
+            ca_file: t.ca_file.as_ref().map(|p| base.join(p)),
+            cert_file: t.cert_file.as_ref().map(|p| base.join(p)),
+            key_file: t.key_file.as_ref().map(|p| base.join(p)),
+        };
+        CallTls::load(&files)
+            .map(Some)
+            .or_else(|e| fail(format!("nodes.{name}.tls.{}", e.setting), e.reason))
+    }
+}
+
 /// The limits and policies of a `call` node, checked.
 fn settings(name: &str, c: &CallNode) -> Result<CallSettings, Fail> {
     let f = |field: &str| format!("nodes.{name}.{field}");
@@ -271,5 +291,6 @@ fn settings(name: &str, c: &CallNode) -> Result<CallSettings, Fail> {
             open_for: positive("breaker_open_for", &c.breaker_open_for, d.breaker.open_for)?,
         },
         idempotency_header: header,
+        tls: None,
     })
 }
