@@ -21,8 +21,43 @@ use serde_json::Value;
 
 struct Supervisor(Child);
 
+impl Supervisor {
+    /// The workers it runs: its child processes.
+    fn workers(&self) -> Vec<String> {
+        let pid = self.0.id();
+        let mut workers = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                workers.extend(children.split_whitespace().map(str::to_owned));
+            }
+        }
+        workers
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to its workers.
+    fn signal_workers(&self, signal: &str) {
+        let workers = self.workers();
+        assert!(!workers.is_empty(), "no worker under the autoscaler");
+        for worker in workers {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &worker])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal} {worker}");
+        }
+    }
+}
+
 impl Drop for Supervisor {
     fn drop(&mut self) {
+        // A worker left stopped by a failed assertion would not stop.
+        for worker in self.workers() {
+            let _ = Command::new("kill").args(["-CONT", &worker]).status();
+        }
         let pid = self.0.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -135,7 +170,7 @@ fn scenario(c: &TestCluster) -> Result<(), String> {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn eddy autoscale");
-    let _supervisor = Supervisor(child);
+    let supervisor = Supervisor(child);
     wait_for("one worker", Duration::from_secs(60), || {
         decisions(&log)
             .last()
@@ -149,19 +184,24 @@ fn scenario(c: &TestCluster) -> Result<(), String> {
             .last()
             .is_some_and(|d| d["observed"]["end"] == 200 && d["observed"]["lag"] == 0)
     });
-    // Warm-up: backlogs one worker consumes, until its capacity shows (a
-    // backlog must still be there at two observations in a row: 40 000
-    // views drained between two on an idle machine, so it may take a few).
-    // Each is small enough to be produced within one observation interval
-    // on a busy machine too (150 000 took two there, at 65 000-75 000
-    // views/s, and looked like a load not kept up with). Each view counts
-    // twice at the end of the topics the group reads (input and
-    // repartition).
+    // Warm-up: a backlog one worker consumes, until its capacity shows.
+    // The capacity is measured between two observations that both see a
+    // lag; produced to a running worker, a backlog it drains within one
+    // interval never shows it (a fast run drained 100 000 records so, ten
+    // times in a row), and one large enough not to be arrives over several
+    // intervals, as a load. So the worker is stopped (SIGSTOP) while the
+    // views are produced and goes on when all are there: 200 000 records
+    // at the end of the topics the group reads (each view counts twice:
+    // input and repartition), two seconds or more of work. (An interval
+    // the worker spent stopped with a lag counts as one without
+    // consumption: the capacity comes out lower, not higher, than it is.)
     let mut end = 200;
     let mut capacity = 0.0;
-    for _ in 0..10 {
-        views(c, &input, 50_000);
-        end += 100_000;
+    for _ in 0..5 {
+        supervisor.signal_workers("STOP");
+        views(c, &input, 100_000);
+        supervisor.signal_workers("CONT");
+        end += 200_000;
         wait_for("the warm-up consumed", Duration::from_secs(120), || {
             decisions(&log)
                 .last()
