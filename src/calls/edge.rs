@@ -1,13 +1,15 @@
 //! The async runtime at the edge where a worker's calls run, and what the
 //! tasks of a worker share per call operator: the limit of calls in flight
-//! and a circuit breaker per endpoint.
+//! and a caller per endpoint (its connection pool and circuit breaker).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Semaphore;
 
-use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use super::breaker::{BreakerState, CircuitBreaker};
+use super::caller::Caller;
+use super::spec::CallSettings;
 use crate::observability::{CallMetrics, Metrics};
 
 /// A worker's calls: the tokio runtime they run on (started with the first
@@ -25,22 +27,25 @@ pub(crate) struct OperatorShare {
     name: String,
     /// Calls in flight over the worker's tasks.
     pub(crate) permits: Arc<Semaphore>,
-    breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
-    breaker: BreakerConfig,
+    /// A caller per endpoint (`scheme://host:port`).
+    callers: Mutex<HashMap<String, Caller>>,
+    settings: CallSettings,
     pub(crate) metrics: Option<CallMetrics>,
 }
 
 impl OperatorShare {
-    /// The breaker of the endpoint at `origin` (`scheme://host:port`),
-    /// which logs its changes and shows them in the metrics.
-    pub(crate) fn breaker(&self, origin: &str) -> Arc<CircuitBreaker> {
-        let mut breakers = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
-        breakers
+    /// The caller of the endpoint at `origin` (`scheme://host:port`): one
+    /// connection pool and one breaker per worker, which logs its changes
+    /// and shows them in the metrics.
+    pub(crate) fn caller(&self, origin: &str) -> Caller {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        callers
             .entry(origin.to_owned())
             .or_insert_with(|| {
                 let series = self.metrics.as_ref().map(|m| m.breaker(origin));
-                let (call, endpoint, config) = (self.name.clone(), origin.to_owned(), self.breaker);
-                Arc::new(CircuitBreaker::observed(config, move |state| {
+                let (call, endpoint) = (self.name.clone(), origin.to_owned());
+                let config = self.settings.breaker;
+                let breaker = Arc::new(CircuitBreaker::observed(config, move |state| {
                     if let Some((gauge, opened)) = &series {
                         gauge.set(match state {
                             BreakerState::Closed => 0,
@@ -66,7 +71,12 @@ impl OperatorShare {
                             tracing::info!(call, endpoint, "circuit breaker closed: calls go through")
                         }
                     }
-                }))
+                }));
+                let s = &self.settings;
+                match &s.tls {
+                    Some(tls) => Caller::with_tls(s.retry, s.limits, breaker, tls),
+                    None => Caller::new(s.retry, s.limits, breaker),
+                }
             })
             .clone()
     }
@@ -100,22 +110,17 @@ impl CallRuntime {
     }
 
     /// The shared state of the call operator `name`, made on first use with
-    /// these limits.
-    pub(crate) fn operator(
-        &self,
-        name: &str,
-        worker_concurrency: usize,
-        breaker: BreakerConfig,
-    ) -> Arc<OperatorShare> {
+    /// its settings.
+    pub(crate) fn operator(&self, name: &str, settings: &CallSettings) -> Arc<OperatorShare> {
         let mut operators = self.operators.lock().unwrap_or_else(|e| e.into_inner());
         operators
             .entry(name.to_owned())
             .or_insert_with(|| {
                 Arc::new(OperatorShare {
                     name: name.to_owned(),
-                    permits: Arc::new(Semaphore::new(worker_concurrency.max(1))),
-                    breakers: Mutex::new(HashMap::new()),
-                    breaker,
+                    permits: Arc::new(Semaphore::new(settings.worker_concurrency.max(1))),
+                    callers: Mutex::new(HashMap::new()),
+                    settings: settings.clone(),
                     metrics: self.metrics.as_ref().map(|(m, app)| m.call(app, name)),
                 })
             })

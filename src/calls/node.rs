@@ -90,8 +90,8 @@ pub(crate) struct CallNode<K, V, VO> {
     store: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
     share: Option<Arc<OperatorShare>>,
     runtime: Option<tokio::runtime::Handle>,
-    /// A caller per endpoint (`scheme://host:port`), sharing the worker's
-    /// breaker of that endpoint.
+    /// The worker's caller of each endpoint (`scheme://host:port`) this
+    /// task called, kept so as not to ask the shared map per record.
     callers: HashMap<String, Caller>,
     tx: UnboundedSender<(u64, CallOutcome)>,
     rx: UnboundedReceiver<(u64, CallOutcome)>,
@@ -272,13 +272,7 @@ impl<K: Data, V: Data, VO: Data> CallNode<K, V, VO> {
         let caller = self
             .callers
             .entry(origin)
-            .or_insert_with_key(|origin| {
-                let breaker = share.breaker(origin);
-                match &settings.tls {
-                    Some(tls) => Caller::with_tls(settings.retry, settings.limits, breaker, tls),
-                    None => Caller::new(settings.retry, settings.limits, breaker),
-                }
-            })
+            .or_insert_with_key(|origin| share.caller(origin))
             .clone();
         let permits = share.permits.clone();
         let metrics = share.metrics.clone();
@@ -641,8 +635,7 @@ impl<K: Data, V: Data, VO: Data> Lifecycle for CallNode<K, V, VO> {
         )?);
         let edge = ctx.call_runtime.clone();
         self.runtime = Some(edge.handle().map_err(|e| InitError::Other(e.into()))?);
-        let s = &self.call.settings;
-        self.share = Some(edge.operator(&self.name, s.worker_concurrency, s.breaker));
+        self.share = Some(edge.operator(&self.name, &self.call.settings));
         Ok(())
     }
 
